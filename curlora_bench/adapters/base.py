@@ -1,0 +1,115 @@
+"""What every adapter provides, and the helpers they share."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ..errors import BenchError
+from ..registry import Registry
+from ..schema import positive
+
+
+@dataclass
+class AdapterConfig:
+    """Options every method has."""
+
+    method: str = field(metadata={"help": "adapter name (see `curlora-bench methods`)"})
+    label: str | None = field(
+        default=None, metadata={"help": "column name in reports; default derived from the options"}
+    )
+
+    def default_label(self) -> str:
+        return self.method
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.default_label()
+
+    def validate(self, where: str) -> None:
+        pass
+
+
+@dataclass
+class RankedConfig(AdapterConfig):
+    """Options of low-rank methods."""
+
+    rank: int = field(default=8, metadata={"help": "rank r (CURLoRA: U is r x r)"})
+    alpha: float = field(
+        default=1.0, metadata={"help": "update scale: y = base(x) + alpha * update(x), as in the paper"}
+    )
+
+    def validate(self, where: str) -> None:
+        positive(where, "rank", self.rank)
+        positive(where, "alpha", self.alpha, allow_zero=True)
+
+
+class Adapter:
+    """One parameter-efficient method: how to attach it and which tensors are its own."""
+
+    name: str = ""
+    config_cls: type[AdapterConfig] = AdapterConfig
+    help: str = ""
+    # prefixes of the tensor names that belong to the adapter (trainable + fixed buffers)
+    prefixes: tuple[str, ...] = ()
+
+    def attach(
+        self, model: nn.Module, targets: list[str], cfg: AdapterConfig, seed: int, where: str
+    ) -> list[str]:
+        """Modify `model` in place; return the names of adapted modules.
+
+        On return, exactly the adapter's trainable tensors require grad.
+        """
+        raise NotImplementedError
+
+    def state_dict(self, model: nn.Module, modules: list[str]) -> dict[str, torch.Tensor]:
+        """The adapter's own tensors (trainable and fixed), by qualified name."""
+        sd = model.state_dict()
+        return {k: v for k, v in sd.items() if self.prefixes and any(p in k for p in self.prefixes)}
+
+
+ADAPTERS: Registry[Adapter] = Registry("method")
+
+
+def register(adapter_cls: type[Adapter]) -> type[Adapter]:
+    ADAPTERS.register(adapter_cls.name, adapter_cls())
+    return adapter_cls
+
+
+def freeze(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def find_targets(model: nn.Module, targets: list[str], where: str) -> list[str]:
+    """Qualified names of Linear/Conv1D modules whose name ends with one of `targets`."""
+    found = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Linear, Conv1D)):
+            continue
+        if any(name == t or name.endswith("." + t) for t in targets):
+            found.append(name)
+    if not found:
+        raise BenchError(f"{where}: no Linear/Conv1D module matches target_modules {targets}")
+    return found
+
+
+def weight_matrix(module: nn.Module) -> torch.Tensor:
+    """The stored weight: (out, in) for nn.Linear, (in, out) for GPT-2 Conv1D."""
+    return module.weight
+
+
+def module_seed(seed: int, name: str) -> int:
+    """A per-module seed derived from the run seed and the module's name (stable across runs)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

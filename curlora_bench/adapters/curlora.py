@@ -1,0 +1,130 @@
+"""CURLoRA (Fawi 2024): fixed C and R sampled from W with inverted norm probabilities, train U."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ..errors import BenchError
+from ..schema import positive
+from .base import Adapter, RankedConfig, find_targets, freeze, module_seed, register, set_module
+
+
+@dataclass
+class CURLoRAConfig(RankedConfig):
+    """CURLoRA options."""
+
+    eps: float = field(
+        default=1e-3,
+        metadata={"help": "smoothing in q = 1/(p + eps); 1e-3 as the reference code, 0 = paper formula"},
+    )
+    sampling: Literal["inverse", "normal", "uniform"] = field(
+        default="inverse",
+        metadata={"help": "inverse: q ~ 1/(p+eps) (paper); normal: q = p (classic CUR); uniform"},
+    )
+    replacement: bool = field(default=True, metadata={"help": "sample indices with replacement (paper)"})
+
+    def default_label(self) -> str:
+        label = f"curlora-r{self.rank}"
+        if self.sampling != "inverse":
+            label += f"-{self.sampling}"
+        if self.eps != 1e-3 and self.sampling == "inverse":
+            label += f"-eps{self.eps:g}"
+        if not self.replacement:
+            label += "-norepl"
+        return label
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        positive(where, "eps", self.eps, allow_zero=True)
+
+
+def sampling_probabilities(norms_sq: torch.Tensor, sampling: str, eps: float) -> torch.Tensor:
+    """Column (or row) sampling distribution from squared norms."""
+    p = norms_sq / norms_sq.sum()
+    if sampling == "normal":
+        return p
+    if sampling == "uniform":
+        return torch.full_like(p, 1.0 / p.numel())
+    inv = 1.0 / (p + eps)
+    return inv / inv.sum()
+
+
+def cur_indices(
+    weight: torch.Tensor, rank: int, sampling: str, eps: float, replacement: bool, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample r column and r row indices of `weight`; return (cols, rows, q_cols, q_rows)."""
+    w = weight.detach().to(torch.float64)
+    q_cols = sampling_probabilities(w.pow(2).sum(dim=0), sampling, eps)
+    q_rows = sampling_probabilities(w.pow(2).sum(dim=1), sampling, eps)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    cols = torch.multinomial(q_cols.cpu(), rank, replacement=replacement, generator=gen)
+    rows = torch.multinomial(q_rows.cpu(), rank, replacement=replacement, generator=gen)
+    return cols, rows, q_cols.float(), q_rows.float()
+
+
+class CURLoRALayer(nn.Module):
+    """base(x) + alpha * x (C U R), computed factored: never the m x n product.
+
+    C = W[:, cols] and R = W[rows, :] of the *stored* weight W (out x in for nn.Linear,
+    in x out for GPT-2 Conv1D), so the update has the stored weight's shape and orientation.
+    """
+
+    def __init__(self, base: nn.Module, rank: int, alpha: float, cols, rows, q_cols, q_rows):
+        super().__init__()
+        self.base_layer = base
+        self.alpha = alpha
+        self.transposed = isinstance(base, Conv1D)  # Conv1D: y = x W; Linear: y = x W^T
+        w = base.weight.detach()
+        self.register_buffer("curlora_C", w[:, cols].clone().contiguous())
+        self.register_buffer("curlora_R", w[rows, :].clone().contiguous())
+        self.register_buffer("curlora_col_idx", cols.clone())
+        self.register_buffer("curlora_row_idx", rows.clone())
+        # sampling distributions kept (non-persistent) for the drift diagnostics
+        self.register_buffer("curlora_q_cols", q_cols, persistent=False)
+        self.register_buffer("curlora_q_rows", q_rows, persistent=False)
+        self.curlora_U = nn.Parameter(torch.zeros(rank, rank, dtype=w.dtype, device=w.device))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base_layer.weight
+
+    def delta_weight(self) -> torch.Tensor:
+        return self.alpha * (self.curlora_C @ self.curlora_U @ self.curlora_R)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)
+        x = x.to(self.curlora_U.dtype)
+        if self.transposed:  # x (.., m) @ C (m, r) @ U @ R (r, n)
+            upd = ((x @ self.curlora_C) @ self.curlora_U) @ self.curlora_R
+        else:  # x (.., in) @ R^T (in, r) @ U^T @ C^T (r, out)
+            upd = ((x @ self.curlora_R.T) @ self.curlora_U.T) @ self.curlora_C.T
+        return out + self.alpha * upd.to(out.dtype)
+
+
+@register
+class CURLoRA(Adapter):
+    name = "curlora"
+    config_cls = CURLoRAConfig
+    help = "CURLoRA: fixed C, R from W (inverted norm sampling), trains U (r x r) from zero"
+    prefixes = ("curlora_",)
+
+    def attach(self, model, targets, cfg, seed, where):
+        names = find_targets(model, targets, where)
+        freeze(model)
+        for name in names:
+            base = model.get_submodule(name)
+            m, n = base.weight.shape
+            if cfg.rank > min(m, n):
+                raise BenchError(f"{where}.rank: {cfg.rank} exceeds the {m}x{n} weight of {name}")
+            cols, rows, q_cols, q_rows = cur_indices(
+                base.weight, cfg.rank, cfg.sampling, cfg.eps, cfg.replacement, module_seed(seed, name)
+            )
+            set_module(model, name, CURLoRALayer(base, cfg.rank, cfg.alpha, cols, rows, q_cols, q_rows))
+        for pname, p in model.named_parameters():
+            p.requires_grad_("curlora_U" in pname)
+        return names

@@ -1,0 +1,76 @@
+"""Any PEFT method by its PEFT type, with PEFT's own config keys passed through unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
+from peft.utils import PeftType
+
+from ..errors import BenchError
+from .base import Adapter, AdapterConfig, find_targets, register
+from .lora import peft_inject, uses_conv1d
+
+# Names people use for LoRA variants that PEFT expresses as LoraConfig options.
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "DORA": ("LORA", {"use_dora": True}),
+    "PISSA": ("LORA", {"init_lora_weights": "pissa"}),
+    "RSLORA": ("LORA", {"use_rslora": True}),
+}
+
+
+@dataclass
+class PeftPassthroughConfig(AdapterConfig):
+    """`{method: peft, type: VERA, r: 8, ...}`: every key besides method/label/type goes to PEFT."""
+
+    type: str = field(default="LORA", metadata={"help": "PEFT type: LORA, VERA, OSF, ... or DORA/PISSA/RSLORA"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "PEFT config keys"})
+
+    def default_label(self) -> str:
+        rank = self.options.get("r")
+        return f"peft-{self.type.lower()}" + (f"-r{rank}" if rank is not None else "")
+
+    def resolve(self, where: str) -> tuple[str, dict[str, Any]]:
+        base, extra = ALIASES.get(self.type.upper(), (self.type.upper(), {}))
+        if base not in PeftType.__members__:
+            known = ", ".join(sorted(list(ALIASES) + [t for t in PeftType.__members__]))
+            raise BenchError(f"{where}.type: unknown PEFT type {self.type!r} (known: {known})")
+        return base, {**extra, **self.options}
+
+    def validate(self, where: str) -> None:
+        base, options = self.resolve(where)
+        self.build(base, options, [], where)
+
+    @staticmethod
+    def build(base: str, options: dict[str, Any], targets: list[str], where: str):
+        cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[base]]
+        try:
+            return cls(**options, **({"target_modules": targets} if targets else {}))
+        except (TypeError, ValueError) as exc:
+            raise BenchError(f"{where}: PEFT {base} config rejected: {exc}") from None
+
+
+@register
+class PeftPassthrough(Adapter):
+    name = "peft"
+    config_cls = PeftPassthroughConfig
+    help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
+
+    def attach(self, model, targets, cfg, seed, where):
+        names = find_targets(model, targets, where)
+        base, options = cfg.resolve(where)
+        if base == "LORA" and uses_conv1d(model, names):
+            options.setdefault("fan_in_fan_out", True)
+        peft_config = cfg.build(base, options, names, where)
+        if hasattr(peft_config, "projection_prng_key") and "projection_prng_key" not in options:
+            peft_config.projection_prng_key = seed  # VeRA-style fixed projections follow the run seed
+        self.prefixes = (PEFT_TYPE_TO_PREFIX_MAPPING[PeftType[base]],)
+        peft_inject(model, peft_config, names, self.prefixes[0])
+        return names
+
+    def state_dict(self, model, modules):
+        sd = model.state_dict()
+        prefix = self.prefixes[0] if self.prefixes else "\0"
+        stem = prefix.split("_")[0] + "_"  # VeRA keeps fixed vera_A/vera_B beside vera_lambda_*
+        return {k: v for k, v in sd.items() if stem in k}

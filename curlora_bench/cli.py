@@ -1,0 +1,132 @@
+"""The `curlora-bench` command line: parse, call one library function, print."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import BenchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Continual fine-tuning benchmark: how much do LoRA, CURLoRA and friends forget?",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class ReportFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+    latex = "latex"
+    json = "json"
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.lr=1e-4 (repeatable)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
+) -> None:
+    """Run a task sequence once per method and seed; print and save the forgetting table."""
+    from .config import load_config
+    from .report import render, rich_table
+    from .results import find_runs, write_atomic
+    from .runner import run_experiment
+
+    cfg, _ = load_config(config, set_ or [])
+    out = output or Path("results") / cfg.name
+    run_experiment(cfg, out, console)
+    runs = find_runs([out])
+    console.print(rich_table(runs))
+    write_atomic(out / "report.md", render(runs, "md"))
+    console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, summary.json)")
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path] | None, typer.Argument(help="experiment or run folders (default: every one under results/)")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="output format")] = ReportFormat.md,
+    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of printing")] = None,
+) -> None:
+    """Render the forgetting table (mean ± std over seeds) from finished runs."""
+    from .report import render
+    from .results import find_runs, write_atomic
+
+    paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
+    if not paths:
+        raise BenchError("no results folders given and none under results/")
+    text = render(find_runs(paths), format.value)
+    if out:
+        write_atomic(out, text)
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def models() -> None:
+    """List built-in models."""
+    from .modeling import MODELS
+
+    for name, spec in MODELS.items():
+        console.print(f"[bold]{name:14}[/] {spec.description}")
+    console.print("Any hub id or local transformers folder works too (a hub needs network access).")
+
+
+@app.command()
+def tasks() -> None:
+    """List built-in tasks and perplexity corpora, with their cards."""
+    from .tasks import CORPORA, TASKS
+
+    for name, t in TASKS.items():
+        console.print(f"[bold]{name:18}[/] {t.description}")
+        for k, v in t.card.items():
+            console.print(f"{'':18}   {k}: {v}")
+    for name, c in CORPORA.items():
+        console.print(f"[bold]{name:18}[/] (corpus) {c.description}")
+        for k, v in c.card.items():
+            console.print(f"{'':18}   {k}: {v}")
+
+
+@app.command()
+def methods() -> None:
+    """List adapter methods and their options."""
+    from .adapters import ADAPTERS
+    from .schema import field_help
+
+    for name, adapter in ADAPTERS.items():
+        console.print(f"[bold]{name}[/]: {adapter.help}")
+        for fname, default, help_ in field_help(adapter.config_cls):
+            if fname != "method":
+                console.print(f"    {fname} = {default}  {help_}")
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished stages are on disk")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

@@ -1,0 +1,240 @@
+"""YAML -> validated experiment config; defaults < YAML < --set overrides."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import yaml
+
+from .adapters import AdapterConfig, parse_method
+from .errors import BenchError
+from .schema import from_dict, positive, to_dict
+from .tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
+from .tasks.loaders import resolve
+
+
+@dataclass
+class TrainConfig:
+    """One training stage (the same for every task)."""
+
+    epochs: int = field(default=3, metadata={"help": "passes over each task's training records"})
+    batch_size: int = field(default=8, metadata={"help": "examples per optimizer step"})
+    lr: float = field(default=2.5e-4, metadata={"help": "AdamW peak learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (torch default)"})
+    max_length: int = field(default=128, metadata={"help": "tokens per example (truncated)"})
+    limit: int | None = field(default=1000, metadata={"help": "train records per task (seeded subset); null = all"})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up, in optimizer steps"})
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = field(
+        default="cosine", metadata={"help": "learning-rate schedule over the stage's optimizer steps"}
+    )
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model where supported"})
+
+    def validate(self, where: str) -> None:
+        for key in ("epochs", "batch_size", "lr", "max_length", "limit"):
+            positive(where, key, getattr(self, key))
+        for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
+            positive(where, key, getattr(self, key), allow_zero=True)
+
+
+@dataclass
+class EvalConfig:
+    """Accuracy evaluation."""
+
+    batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
+    limit: int | None = field(default=500, metadata={"help": "eval records per task (seeded subset); null = all"})
+
+    def validate(self, where: str) -> None:
+        positive(where, "batch_size", self.batch_size)
+        positive(where, "limit", self.limit)
+
+
+@dataclass
+class PerplexityConfig:
+    """Sliding-window perplexity on a corpus, before the first stage and after each."""
+
+    corpus: str | None = field(default=None, metadata={"help": "built-in corpus name"})
+    file: str | None = field(default=None, metadata={"help": "or a plain-text file"})
+    max_tokens: int | None = field(default=20000, metadata={"help": "corpus truncated to this many tokens"})
+    window: int = field(default=1024, metadata={"help": "tokens per window (BOS included)"})
+    stride: int = field(default=1024, metadata={"help": "window step; < window gives context tokens"})
+    batch_size: int = field(default=4, metadata={"help": "windows per forward pass"})
+
+    def validate(self, where: str) -> None:
+        if (self.corpus is None) == (self.file is None):
+            raise BenchError(f"{where}: give exactly one of 'corpus' or 'file'")
+        for key in ("max_tokens", "window", "stride", "batch_size"):
+            positive(where, key, getattr(self, key))
+        if self.stride > self.window:
+            raise BenchError(f"{where}.stride: {self.stride} is larger than window {self.window}")
+        if self.corpus is not None:
+            CORPORA.get(self.corpus, f"{where}.corpus")
+
+
+@dataclass
+class ExperimentConfig:
+    """A task sequence run once per method and seed."""
+
+    name: str = field(metadata={"help": "results go to results/<name>/"})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "one full run per seed"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
+    model: str = field(default="tiny-gpt2", metadata={"help": "built-in name | hub id | local folder"})
+    methods: list[Any] = field(default_factory=list, metadata={"help": "one independent run each"})
+    target_modules: str | list[str] = field(
+        default="auto", metadata={"help": "auto = attention Q/K/V of the architecture, or module names"}
+    )
+    tasks: list[Any] = field(default_factory=list, metadata={"help": "training order: names or inline tasks"})
+    perplexity: PerplexityConfig | None = field(default=None, metadata={"help": "null = no perplexity"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    protocol: Literal["standard", "paper"] = field(
+        default="standard", metadata={"help": "standard (corrected) or paper (reference code's choices)"}
+    )
+    data_seed: int = field(default=0, metadata={"help": "seed of the train/eval subsets (fixed across runs)"})
+    cache_dir: str | None = field(default=None, metadata={"help": "embedded-asset cache (default: env or ~/.cache)"})
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise BenchError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-'")
+        if not self.seeds:
+            raise BenchError("seeds: the list is empty; give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise BenchError(f"seeds: duplicate seeds in {self.seeds}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise BenchError(f"device: {self.device!r} is not auto, cpu, cuda, cuda:N or mps")
+        if not self.methods:
+            raise BenchError("methods: the list is empty; give at least one method")
+        if not self.tasks:
+            raise BenchError("tasks: the list is empty; give at least one task")
+        self.methods = [parse_method(m, f"methods[{i}]") for i, m in enumerate(self.methods)]
+        labels = [m.display_label for m in self.methods]
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                raise BenchError(f"methods[{i}]: label {label!r} is used twice; set `label:` to tell them apart")
+        self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]
+        names = [t.name for t in self.tasks]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
+        if isinstance(self.target_modules, str) and self.target_modules != "auto":
+            self.target_modules = [self.target_modules]
+
+    @property
+    def method_configs(self) -> list[AdapterConfig]:
+        return self.methods
+
+    @property
+    def task_configs(self) -> list[TaskConfig]:
+        return self.tasks
+
+
+def parse_task(entry: Any, where: str) -> TaskConfig:
+    if isinstance(entry, str):
+        return copy.deepcopy(TASKS.get(entry, where))
+    if isinstance(entry, dict) and set(entry) == {"name"} and entry["name"] in TASKS:
+        return copy.deepcopy(TASKS.get(entry["name"], where))
+    return from_dict(TaskConfig, entry, where)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `--set a.b=value` (list items by index: `methods.0.rank=16`)."""
+    if "=" not in assignment:
+        raise BenchError(f"--set {assignment}: expected KEY=VALUE")
+    key, _, value = assignment.partition("=")
+    parts = key.strip().split(".")
+    # check the key against the schema so a typo is named, not silently added
+    cls: Any = ExperimentConfig
+    for depth, part in enumerate(parts):
+        if cls is None:
+            break
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            known = ", ".join(fields)
+            raise BenchError(f"--set {key}: unknown key {'.'.join(parts[: depth + 1])!r} (expected one of: {known})")
+        hint = get_type_hints(cls)[part]
+        cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
+    node: Any = raw
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise BenchError(f"--set {key}: no list item {part!r}")
+            node = node[int(part)]
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise BenchError(f"--set {key}: no list item {last!r}")
+        node[int(last)] = _parse_value(value)
+    elif isinstance(node, dict):
+        node[last] = _parse_value(value)
+    else:
+        raise BenchError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise BenchError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BenchError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Read, override and validate a config; return it and the folder relative paths resolve from."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: expected a mapping at the top level")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    cfg = from_dict(ExperimentConfig, raw, "")
+    absolutize(cfg, path.resolve().parent)
+    return cfg, path.resolve().parent
+
+
+def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:
+    """Resolve relative data paths against the config file's folder (hub ids stay as they are)."""
+    for task in cfg.tasks:
+        if task.format in ("csv", "jsonl", "parquet"):
+            task.train = str(resolve(task.train, base_dir).resolve())
+            task.eval = str(resolve(task.eval, base_dir).resolve())
+        elif task.format == "hub" and task.path and resolve(task.path, base_dir).is_dir():
+            task.path = str(resolve(task.path, base_dir).resolve())
+    if cfg.perplexity and cfg.perplexity.file:
+        cfg.perplexity.file = str(resolve(cfg.perplexity.file, base_dir).resolve())
+
+
+def resolved_dict(cfg: ExperimentConfig) -> dict:
+    """The config as run: defaults filled in, built-in tasks expanded, labels explicit."""
+    data = to_dict(cfg)
+    for m, cfgm in zip(data["methods"], cfg.methods):
+        m["label"] = cfgm.display_label
+        if "options" in m:  # PEFT pass-through: back to the flat form the user writes
+            m.update(m.pop("options"))
+    return data
+
+
+def corpus_config(p: PerplexityConfig) -> CorpusConfig:
+    if p.corpus is not None:
+        return CORPORA.get(p.corpus, "perplexity.corpus")
+    return CorpusConfig(name=Path(p.file).name, format="text", file=p.file)

@@ -1,0 +1,106 @@
+"""Tokenise task splits once; length-bucketed batches with dynamic padding."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from datasets import Dataset
+
+
+@dataclass
+class Split:
+    """A tokenised split: token ids (no padding) and labels."""
+
+    ids: list[list[int]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps([self.ids, self.labels]).encode())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class PreparedTask:
+    name: str
+    num_classes: int
+    train: Split
+    eval: Split
+    info: dict = field(default_factory=dict)
+
+    @property
+    def majority(self) -> float:
+        """Accuracy of always predicting the eval split's most frequent class."""
+        return max(Counter(self.eval.labels).values()) / len(self.eval)
+
+
+def subsample(ds: Dataset, limit: int | None, seed: int | None) -> Dataset:
+    """At most `limit` rows, drawn by a fixed seeded shuffle (the same rows for every method
+    and run seed); `seed=None` takes the first rows, as the paper's code does."""
+    if limit is None or limit >= len(ds):
+        return ds
+    if seed is None:
+        return ds.select(range(limit))
+    return ds.shuffle(seed=seed).select(range(limit))
+
+
+def encode(tokenizer, ds: Dataset, text_cols: list[str], max_length: int, bos_id: int | None) -> Split:
+    """Tokenise one or two text columns; pairs are joined by EOS and truncated longest-first."""
+    parts = [tokenizer(list(ds[c]), add_special_tokens=False)["input_ids"] for c in text_cols]
+    budget = max_length - (1 if bos_id is not None else 0)
+    ids = []
+    for row in zip(*parts):
+        if len(row) == 1:
+            seq = row[0][:budget]
+        else:
+            a, b = list(row[0]), list(row[1])
+            while len(a) + len(b) + 1 > budget:  # longest-first truncation
+                (a if len(a) >= len(b) else b).pop()
+            seq = a + [tokenizer.eos_token_id] + b
+        ids.append(([bos_id] if bos_id is not None else []) + seq)
+    return Split(ids, [int(x) for x in ds["label"]])
+
+
+def batches(
+    n_lengths: list[int], batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+) -> list[list[int]]:
+    """Index batches. Eval: sorted by length. Train: shuffled, then length-sorted in pools of
+    50 batches so padding stays small while batch order stays random."""
+    n = len(n_lengths)
+    if not shuffle:
+        order = sorted(range(n), key=lambda i: n_lengths[i])
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    perm = torch.randperm(n, generator=generator).tolist()
+    pool = batch_size * 50
+    out = []
+    for start in range(0, n, pool):
+        chunk = sorted(perm[start : start + pool], key=lambda i: n_lengths[i])
+        out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    order = torch.randperm(len(out), generator=generator).tolist()
+    return [out[i] for i in order]
+
+
+def collate(split: Split, idx: list[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids/attention_mask/labels for the given rows."""
+    seqs = [split.ids[i] for i in idx]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        input_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, : len(s)] = 1
+    labels = torch.tensor([split.labels[i] for i in idx], dtype=torch.long)
+    non_blocking = device.type == "cuda"
+    if non_blocking:
+        input_ids, mask, labels = input_ids.pin_memory(), mask.pin_memory(), labels.pin_memory()
+    return {
+        "input_ids": input_ids.to(device, non_blocking=non_blocking),
+        "attention_mask": mask.to(device, non_blocking=non_blocking),
+        "labels": labels.to(device, non_blocking=non_blocking),
+    }

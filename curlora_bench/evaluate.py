@@ -1,0 +1,124 @@
+"""Accuracy on a task's eval split; sliding-window perplexity on a corpus."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .data import Split, batches, collate
+from .modeling import TaskHeads, backbone, classify, lm_logits
+
+
+@torch.inference_mode()
+def accuracy(
+    model: nn.Module,
+    heads: TaskHeads,
+    task: str,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    pad_id: int,
+    pooling: str = "last",
+) -> float:
+    """Fraction of `split` whose argmax head prediction equals the label (length-sorted batches).
+
+    `batch_size=1` is the paper's one-example-at-a-time evaluation (no padding at all).
+    """
+    correct = 0
+    for idx in batches([len(s) for s in split.ids], batch_size, shuffle=False):
+        batch = collate(split, idx, pad_id, device)
+        logits = classify(model, heads, task, batch["input_ids"], batch["attention_mask"], pooling)
+        correct += int((logits.argmax(-1) == batch["labels"]).sum())
+    return correct / len(split)
+
+
+@dataclass
+class Window:
+    ids: list[int]  # model input (BOS first if used)
+    first_target: int  # index into `ids` of the first token that is scored
+
+
+def sliding_windows(tokens: list[int], window: int, stride: int, bos_id: int | None) -> list[Window]:
+    """The Hugging Face perplexity guide's strided windows, made exact.
+
+    Each window holds up to `window` input ids (BOS first when given); tokens already scored by
+    an earlier window are context only. Every corpus token is scored at most once; a window's
+    first token is not scored when nothing precedes it (no BOS and no overlap), and the count
+    of scored tokens is exact, so the average is token-weighted.
+    """
+    content = window - (1 if bos_id is not None else 0)
+    step = min(stride, content)
+    out, prev_end = [], 0
+    for begin in range(0, len(tokens), step):
+        end = min(begin + content, len(tokens))
+        seq = tokens[begin:end]
+        first = end - prev_end  # number of new tokens to score
+        prefix = [bos_id] if bos_id is not None else []
+        first_target = len(prefix) + len(seq) - first
+        out.append(Window(prefix + seq, max(first_target, 1)))
+        prev_end = end
+        if end == len(tokens):
+            break
+    return out
+
+
+@dataclass
+class PerplexityResult:
+    perplexity: float
+    nll: float  # mean negative log-likelihood per scored token (nats)
+    tokens: int  # tokens scored
+    windows: int
+    protocol: dict
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def perplexity(
+    model: nn.Module,
+    tokens: list[int],
+    window: int,
+    stride: int,
+    bos_id: int | None,
+    batch_size: int,
+    device: torch.device,
+    protocol: dict | None = None,
+) -> PerplexityResult:
+    """Token-weighted perplexity over strided windows with the model's own LM head.
+
+    The LM head runs only on positions whose next token is scored, in chunks, so context-only
+    positions cost nothing there and the vocabulary-sized logits never fill memory.
+    """
+    wins = sliding_windows(tokens, window, stride, bos_id)
+    body = backbone(model)
+    nll_sum, count = 0.0, 0
+    # windows of equal length batch together (all but possibly the last)
+    by_len: dict[int, list[Window]] = {}
+    for w in wins:
+        by_len.setdefault(len(w.ids), []).append(w)
+    for group in by_len.values():
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            ids = torch.tensor([w.ids for w in chunk], dtype=torch.long, device=device)
+            hidden = body(input_ids=ids).last_hidden_state
+            for row, w in enumerate(chunk):
+                # position t predicts token t+1: score targets first_target..end
+                h = hidden[row, w.first_target - 1 : len(w.ids) - 1]
+                target = ids[row, w.first_target :]
+                for c in range(0, h.shape[0], 1024):
+                    logits = lm_logits(model, h[c : c + 1024]).float()
+                    nll_sum += float(nn.functional.cross_entropy(logits, target[c : c + 1024], reduction="sum"))
+                count += int(target.numel())
+    nll = nll_sum / max(count, 1)
+    info = {
+        "protocol": "sliding-window",
+        "window": window,
+        "stride": stride,
+        "bos": bos_id is not None,
+        "corpus_tokens": len(tokens),
+        **(protocol or {}),
+    }
+    return PerplexityResult(float(torch.tensor(nll).exp()), nll, count, len(wins), info)

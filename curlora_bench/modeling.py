@@ -1,0 +1,207 @@
+"""Load a causal LM + tokenizer (built-in, hub id or local folder); task heads; pooling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from .errors import BenchError
+from .registry import Registry
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerFast
+    name: str
+    add_bos: bool  # prepend BOS to each perplexity window / classification input
+    source: str = ""
+
+
+@dataclass
+class ModelSpec:
+    loader: Callable[[str | None], LoadedModel]
+    description: str
+    extras: dict = field(default_factory=dict)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+# Attention Q/K/V projections by architecture (`target_modules: auto`).
+QKV_TARGETS = {
+    "gpt2": ["c_attn"],
+    "llama": ["q_proj", "k_proj", "v_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj"],
+    "gemma3": ["q_proj", "k_proj", "v_proj"],
+    "gemma3_text": ["q_proj", "k_proj", "v_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj"],
+    "phi3": ["qkv_proj"],
+}
+
+
+def auto_targets(model: nn.Module) -> list[str]:
+    model_type = model.config.model_type
+    if model_type not in QKV_TARGETS:
+        raise BenchError(
+            f"target_modules: no automatic Q/K/V names for model type {model_type!r}; "
+            "list the module names explicitly"
+        )
+    return QKV_TARGETS[model_type]
+
+
+def byte_tokenizer(specials: dict[str, str]) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (256 byte tokens + specials) that needs no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    for tok in dict.fromkeys(specials.values()):
+        vocab[tok] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, **specials)
+    tok.add_special_tokens({k: v for k, v in specials.items()})
+    return tok
+
+
+def _seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _tiny_gpt2(_: str | None) -> LoadedModel:
+    tok = byte_tokenizer({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"})
+    cfg = GPT2Config(
+        vocab_size=len(tok), n_positions=1024, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    model = _seeded(lambda: GPT2LMHeadModel(cfg))
+    return LoadedModel(model, tok, "tiny-gpt2", add_bos=False, source="built in (random init)")
+
+
+def _tiny_llama(_: str | None) -> LoadedModel:
+    tok = byte_tokenizer({"bos_token": "<s>", "eos_token": "</s>"})
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
+    )
+    model = _seeded(lambda: LlamaForCausalLM(cfg))
+    return LoadedModel(model, tok, "tiny-llama", add_bos=True, source="built in (random init)")
+
+
+MODELS.register("tiny-gpt2", ModelSpec(_tiny_gpt2, "tiny random GPT-2 (2 layers, Conv1D, byte tokenizer): tests"))
+MODELS.register("tiny-llama", ModelSpec(_tiny_llama, "tiny random Llama (2 layers, Linear, byte tokenizer): tests"))
+
+
+def has_real_bos(tokenizer) -> bool:
+    """A BOS distinct from EOS (GPT-2's shared <|endoftext|> is not one)."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and bos != tokenizer.eos_token_id
+
+
+def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, source: str) -> LoadedModel:
+    """Load a transformers folder or hub id as fp32."""
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(
+            f"model {name!r}: not a built-in name, and loading it as a local folder or hub id failed "
+            f"({first[:200]}); offline, use a built-in model (`curlora-bench models`) or a local folder"
+        ) from None
+    if add_bos is None:
+        add_bos = has_real_bos(tok)
+    return LoadedModel(model, tok, name, add_bos=add_bos, source=source)
+
+
+def load_model(name: str, cache_dir: str | None = None) -> LoadedModel:
+    """Built-in name, local directory, or hub id -> fp32 model in eval mode + tokenizer."""
+    if name in MODELS:
+        loaded = MODELS.get(name).loader(cache_dir)
+    elif Path(name).expanduser().is_dir():
+        loaded = load_pretrained(Path(name).expanduser(), name, None, f"local folder {name}")
+    else:
+        loaded = load_pretrained(name, name, None, f"hub id {name}")
+    tok = loaded.tokenizer
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token  # pooling reads the attention mask, so pad = eos is safe
+    tok.padding_side = "right"
+    loaded.model.eval()
+    return loaded
+
+
+def backbone(model: nn.Module) -> nn.Module:
+    """The transformer body without the LM head (GPT-2: .transformer, Llama/Gemma: .model)."""
+    return getattr(model, model.base_model_prefix)
+
+
+def hidden_size(model: nn.Module) -> int:
+    return model.get_output_embeddings().in_features
+
+
+def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's own LM head on hidden states (with final-logit soft-capping where configured)."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-pad token of each row (works for right and left padding)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(dim=1)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str = "last") -> torch.Tensor:
+    """`last`: the last real token; `final`: position -1 (the paper's code, wrong when padded)."""
+    if mode == "final":
+        return hidden[:, -1]
+    idx = last_token_index(attention_mask)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+
+
+class TaskHeads(nn.Module):
+    """One seeded Linear(hidden, num_classes) per task; earlier tasks' heads are kept frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict()
+
+    def add(self, task: str, hidden: int, num_classes: int, seed: int) -> nn.Linear:
+        head = _seeded(lambda: nn.Linear(hidden, num_classes), seed)
+        self.heads[task] = head
+        return head
+
+    def forward(self, task: str, pooled: torch.Tensor) -> torch.Tensor:
+        return self.heads[task](pooled)
+
+
+def classify(
+    model: nn.Module, heads: TaskHeads, task: str, input_ids, attention_mask, pooling: str = "last"
+) -> torch.Tensor:
+    """Logits of task `task`'s head at the pooled position of the frozen body (+ adapter)."""
+    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return heads(task, pool(hidden, attention_mask, pooling))

@@ -1,0 +1,158 @@
+"""Strict dataclass <- mapping conversion: unknown keys and wrong types name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from .errors import BenchError
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _fail(where: str, tp: Any, value: Any) -> typing.NoReturn:
+    raise BenchError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (lightly normalised)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+        _fail(where, tp, value)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(arg, value, where)
+            except BenchError as exc:
+                errors.append(exc)
+        _fail(where, tp, value)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        _fail(where, tp, value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        _fail(where, tp, value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        _fail(where, tp, value)
+    if tp is float:
+        # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it plainly is.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                _fail(where, tp, value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isnan(float(value)):
+                _fail(where, tp, value)
+            return float(value)
+        _fail(where, tp, value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        _fail(where, tp, value)
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if not isinstance(value, list):
+            _fail(where, tp, value)
+        return [coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, val_tp = get_args(tp)
+        if not isinstance(value, dict):
+            _fail(where, tp, value)
+        return {
+            coerce(key_tp, k, f"{where}.{k}"): coerce(val_tp, v, f"{where}.{k}")
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    raise TypeError(f"unsupported annotation {tp!r} at {where}")
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise BenchError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise BenchError(f"{prefix}{key}: unknown key (expected one of: {known})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = coerce(hints[name], data[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise BenchError(f"{prefix}{name}: required key is missing")
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check(where)
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass tree -> plain YAML/JSON-able data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def field_help(cls: type) -> list[tuple[str, str, str]]:
+    """(name, default, help) for each field, from `metadata={'help': ...}`."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        rows.append((f.name, repr(default), f.metadata.get("help", "")))
+    return rows
+
+
+def positive(where: str, name: str, value: float | int | None, allow_zero: bool = False) -> None:
+    """Raise a one-line error if a numeric option is not positive."""
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        prefix = f"{where}." if where else ""
+        raise BenchError(f"{prefix}{name}: must be {bound}, got {value!r}")

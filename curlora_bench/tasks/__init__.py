@@ -1,0 +1,97 @@
+"""Task and corpus definitions: built-ins are versioned YAML files beside this module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import BenchError
+from ..registry import Registry
+from ..schema import from_dict, positive
+
+Format = Literal["csv", "jsonl", "parquet", "hub", "embedded"]
+
+
+@dataclass
+class TaskConfig:
+    """A classification task: where its splits come from and which columns to read."""
+
+    name: str = field(metadata={"help": "task name (unique in a config)"})
+    format: Format = field(default="csv", metadata={"help": "csv | jsonl | parquet | hub | embedded"})
+    train: str | None = field(default=None, metadata={"help": "train file (hub: split name)"})
+    eval: str | None = field(default=None, metadata={"help": "eval file (hub: split name)"})
+    path: str | None = field(default=None, metadata={"help": "hub dataset id or local dataset folder"})
+    config: str | None = field(default=None, metadata={"help": "hub dataset config name"})
+    builder: str | None = field(default=None, metadata={"help": "embedded: the builder's name"})
+    text: list[str] = field(default_factory=lambda: ["text"], metadata={"help": "one or two text columns"})
+    label: str = field(default="label", metadata={"help": "integer label column"})
+    num_classes: int | None = field(default=None, metadata={"help": "inferred from train labels if unset"})
+    label_map: dict[int, int] | None = field(
+        default=None, metadata={"help": "raw label -> class; rows with other labels are dropped"}
+    )
+    train_rows: int | None = field(default=None, metadata={"help": "use only the first N raw train rows"})
+    eval_rows: int | None = field(default=None, metadata={"help": "use only the first N raw eval rows"})
+    description: str = field(default="", metadata={"help": "one line shown by `curlora-bench tasks`"})
+    version: int = field(default=1, metadata={"help": "definition version (recorded in results)"})
+    card: dict[str, str] = field(default_factory=dict, metadata={"help": "source, licence, notes"})
+    paper: dict[str, Any] | None = field(
+        default=None, metadata={"help": "overrides applied under `protocol: paper` (the reference code's splits)"}
+    )
+
+    def validate(self, where: str) -> None:
+        if isinstance(self.text, str):
+            self.text = [self.text]
+        if not 1 <= len(self.text) <= 2:
+            raise BenchError(f"{where}.text: one or two text columns, got {self.text!r}")
+        positive(where, "num_classes", self.num_classes)
+        if self.num_classes is not None and self.num_classes < 2:
+            raise BenchError(f"{where}.num_classes: must be >= 2, got {self.num_classes}")
+        if self.format == "embedded":
+            if not self.builder:
+                raise BenchError(f"{where}.builder: required for format 'embedded'")
+        elif self.format == "hub":
+            if not self.path:
+                raise BenchError(f"{where}.path: required for format 'hub' (a hub dataset id)")
+            self.train = self.train or "train"
+            self.eval = self.eval or "validation"
+        else:
+            for key in ("train", "eval"):
+                if not getattr(self, key):
+                    raise BenchError(f"{where}.{key}: required for format {self.format!r} (a file path)")
+
+
+@dataclass
+class CorpusConfig:
+    """A perplexity corpus."""
+
+    name: str = field(metadata={"help": "corpus name"})
+    format: Literal["text", "hub", "embedded"] = field(default="text")
+    file: str | None = field(default=None, metadata={"help": "plain-text file"})
+    path: str | None = field(default=None, metadata={"help": "hub dataset id"})
+    config: str | None = field(default=None)
+    split: str = field(default="test")
+    column: str = field(default="text")
+    builder: str | None = field(default=None)
+    description: str = field(default="")
+    version: int = field(default=1)
+    card: dict[str, str] = field(default_factory=dict)
+
+
+TASKS: Registry[TaskConfig] = Registry("task")
+CORPORA: Registry[CorpusConfig] = Registry("corpus")
+
+
+def _load_builtins() -> None:
+    for path in sorted(Path(__file__).parent.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        kind = data.pop("kind", "task")
+        if kind == "corpus":
+            CORPORA.register(data["name"], from_dict(CorpusConfig, data, path.name))
+        else:
+            TASKS.register(data["name"], from_dict(TaskConfig, data, path.name))
+
+
+_load_builtins()

@@ -1,0 +1,129 @@
+"""Read a task's raw splits (files, hub, embedded) into `datasets.Dataset`s, checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, load_dataset
+
+from ..errors import BenchError
+from . import CorpusConfig, TaskConfig
+
+# name -> function(cache_dir) returning {"train": Dataset, "eval": Dataset}; see embedded.py
+EMBEDDED_TASKS: dict[str, Callable[[str | None], dict[str, Dataset]]] = {}
+# name -> function(cache_dir) returning the corpus text
+EMBEDDED_CORPORA: dict[str, Callable[[str | None], str]] = {}
+
+datasets.disable_progress_bars()  # the runner shows its own progress
+datasets.logging.set_verbosity_error()
+
+FILE_BUILDERS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
+
+
+def resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else base_dir / p
+
+
+def _load_file(fmt: str, path: Path, where: str) -> Dataset:
+    if not path.is_file():
+        raise BenchError(f"{where}: data file not found: {path}")
+    try:
+        ds = load_dataset(FILE_BUILDERS[fmt], data_files=str(path), split="train")
+    except Exception as exc:  # datasets raises many types for malformed files
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BenchError(f"{path}: cannot read as {fmt}: {msg}") from None
+    return ds
+
+
+def _load_hub(task: TaskConfig | CorpusConfig, split: str, where: str) -> Dataset:
+    try:
+        return load_dataset(task.path, task.config, split=split)
+    except Exception as exc:  # offline: ConnectionError, OSError, DatasetNotFoundError, ...
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BenchError(
+            f"{where}: cannot load hub dataset {task.path!r}"
+            f"{f' config {task.config!r}' if task.config else ''} split {split!r} ({msg}). "
+            "This needs a dataset hub (or a local copy: set the task's `path` to its folder); "
+            "offline, use the embedded stand-ins (`curlora-bench tasks`)"
+        ) from None
+
+
+def load_splits(task: TaskConfig, base_dir: Path | None, cache_dir: str | None, where: str) -> dict[str, Dataset]:
+    """Raw train/eval splits with the task's columns checked and labels mapped to 0..K-1."""
+    if task.format == "embedded":
+        if task.builder not in EMBEDDED_TASKS:
+            raise BenchError(f"{where}.builder: unknown embedded builder {task.builder!r}")
+        splits = EMBEDDED_TASKS[task.builder](cache_dir)
+        sources = {"train": f"{task.name} (embedded train)", "eval": f"{task.name} (embedded eval)"}
+    elif task.format == "hub":
+        splits = {s: _load_hub(task, getattr(task, s), where) for s in ("train", "eval")}
+        sources = {s: f"{task.path}:{getattr(task, s)}" for s in ("train", "eval")}
+    else:
+        paths = {s: resolve(getattr(task, s), base_dir) for s in ("train", "eval")}
+        splits = {s: _load_file(task.format, p, f"{where}.{s}") for s, p in paths.items()}
+        sources = {s: str(p) for s, p in paths.items()}
+    for split, rows in (("train", task.train_rows), ("eval", task.eval_rows)):
+        if rows is not None:
+            splits[split] = splits[split].select(range(min(rows, len(splits[split]))))
+    out = {s: check_split(task, ds, sources[s]) for s, ds in splits.items()}
+    return out
+
+
+def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
+    """Columns present, labels integers (mapped through label_map), split non-empty."""
+    for col in [*task.text, task.label]:
+        if col not in ds.column_names:
+            what = "label" if col == task.label else "text"
+            raise BenchError(
+                f"{source}: missing {what} column {col!r} (columns: {', '.join(ds.column_names)})"
+            )
+    labels = list(ds[task.label])
+    texts = {col: list(ds[col]) for col in task.text}
+    keep = []
+    mapped = []
+    # data rows are numbered from 1 (a CSV's header line is not counted)
+    for i, raw in enumerate(labels):
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            if isinstance(raw, float) and raw.is_integer():
+                raw = int(raw)
+            else:
+                raise BenchError(f"{source}: row {i + 1}: label {raw!r} in column {task.label!r} is not an integer")
+        if task.label_map is not None:
+            if raw not in task.label_map:
+                continue
+            raw = task.label_map[raw]
+        if raw < 0 or (task.num_classes is not None and raw >= task.num_classes):
+            limit = f"0..{task.num_classes - 1}" if task.num_classes else ">= 0"
+            raise BenchError(f"{source}: row {i + 1}: label {raw} outside {limit}")
+        keep.append(i)
+        mapped.append(raw)
+    for col in task.text:
+        for i in keep:
+            if not isinstance(texts[col][i], str):
+                raise BenchError(f"{source}: row {i + 1}: text column {col!r} is empty or not text")
+    if len(keep) != len(ds):
+        ds = ds.select(keep)
+    ds = ds.remove_columns([task.label]).add_column("label", mapped)
+    if len(ds) == 0:
+        raise BenchError(f"{source}: split is empty")
+    return ds
+
+
+def load_corpus_text(corpus: CorpusConfig, base_dir: Path | None, cache_dir: str | None, where: str) -> str:
+    if corpus.format == "embedded":
+        return EMBEDDED_CORPORA[corpus.builder](cache_dir)
+    if corpus.format == "hub":
+        ds = _load_hub(corpus, corpus.split, where)
+        if corpus.column not in ds.column_names:
+            raise BenchError(f"{where}: hub corpus has no column {corpus.column!r}")
+        return "\n\n".join(ds[corpus.column])  # the Hugging Face perplexity guide's joining
+    path = resolve(corpus.file, base_dir)
+    if not path.is_file():
+        raise BenchError(f"{where}.file: corpus file not found: {path}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise BenchError(f"{path}: corpus file is empty")
+    return text
