@@ -47,14 +47,14 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own, more precise error
+            return coerce(options[0], value, where)
+        for arg in options:
             try:
                 return coerce(arg, value, where)
-            except BenchError as exc:
-                errors.append(exc)
+            except BenchError:
+                continue
         _fail(where, tp, value)
     if origin is Literal:
         if value in get_args(tp):

@@ -60,9 +60,9 @@ class PeftPassthrough(Adapter):
     def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)
         base, options = cfg.resolve(where)
-        if base == "LORA" and uses_conv1d(model, names):
-            options.setdefault("fan_in_fan_out", True)
         peft_config = cfg.build(base, options, names, where)
+        if uses_conv1d(model, names) and hasattr(peft_config, "fan_in_fan_out"):
+            peft_config.fan_in_fan_out = True  # GPT-2 Conv1D stores weights (in, out)
         if hasattr(peft_config, "projection_prng_key") and "projection_prng_key" not in options:
             peft_config.projection_prng_key = seed  # VeRA-style fixed projections follow the run seed
         self.prefixes = (PEFT_TYPE_TO_PREFIX_MAPPING[PeftType[base]],)

@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny models built in the test, toy CSV tasks in a temp dir, a CLI runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> Path:
+    import make_toy_data
+
+    out = tmp_path_factory.mktemp("toy")
+    make_toy_data.main(out, n_train=48, n_eval=24)
+    return out
+
+
+def tiny_config(data: Path, model: str = "tiny-gpt2", **extra) -> dict:
+    cfg = {
+        "name": "t",
+        "seeds": [0],
+        "device": "cpu",
+        "model": model,
+        "methods": [{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}],
+        "tasks": [
+            {"name": "pairs", "format": "csv", "train": str(data / "pairs_train.csv"),
+             "eval": str(data / "pairs_dev.csv"), "text": ["sentence1", "sentence2"], "label": "label"},
+            {"name": "polarity", "format": "csv", "train": str(data / "polarity_train.csv"),
+             "eval": str(data / "polarity_dev.csv"), "text": ["text"], "label": "label"},
+        ],
+        "perplexity": {"file": str(data / "corpus.txt"), "max_tokens": 600, "window": 128, "stride": 128},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "max_length": 64, "limit": 48, "warmup_steps": 1},
+        "eval": {"batch_size": 32, "limit": 24},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    def _write(cfg: dict, name: str = "exp.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run `curlora-bench ARGS` in-process through main(); return (exit code, stdout, stderr)."""
+    from curlora_bench.cli import main
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["curlora-bench", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run
