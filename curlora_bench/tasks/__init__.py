@@ -26,6 +26,7 @@ class TaskConfig:
     path: str | None = field(default=None, metadata={"help": "hub dataset id or local dataset folder"})
     config: str | None = field(default=None, metadata={"help": "hub dataset config name"})
     builder: str | None = field(default=None, metadata={"help": "embedded: the builder's name"})
+    asset: str | None = field(default=None, metadata={"help": "embedded: the asset it is built from"})
     text: list[str] = field(default_factory=lambda: ["text"], metadata={"help": "one or two text columns"})
     label: str = field(default="label", metadata={"help": "integer label column"})
     num_classes: int | None = field(default=None, metadata={"help": "inferred from train labels if unset"})
@@ -75,6 +76,7 @@ class CorpusConfig:
     split: str = field(default="test")
     column: str = field(default="text")
     builder: str | None = field(default=None)
+    asset: str | None = field(default=None)
     description: str = field(default="")
     version: int = field(default=1)
     card: dict[str, str] = field(default_factory=dict)
@@ -95,3 +97,5 @@ def _load_builtins() -> None:
 
 
 _load_builtins()
+
+from . import embedded  # noqa: E402,F401  (registers the embedded builders)

@@ -1,0 +1,158 @@
+"""Builders of the embedded tasks and corpora from the cached asset files.
+
+Splits are deterministic and documented: a row goes to eval when the first 8 hex digits of
+sha1(row id) mod 100 < 20 (about 20%); `bible-paraphrase` splits by book instead (books whose
+number is a multiple of 5 are eval), so no verse's neighbours leak across splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+from datasets import Dataset
+
+from .. import assets
+from .loaders import EMBEDDED_CORPORA, EMBEDDED_TASKS
+
+
+def is_eval(key: str, percent: int = 20) -> bool:
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 100 < percent
+
+
+def read_ground_truth(path: Path) -> list[tuple[str, float, str]]:
+    """VADER *_GroundTruth.txt: id <TAB> mean rating <TAB> text (no quoting; ids as strings)."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        for rec in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(rec) >= 3 and rec[0].strip():
+                rows.append((rec[0].strip(), float(rec[1]), "\t".join(rec[2:]).strip()))
+    return rows
+
+
+def _split(rows: list[tuple[str, str, int]], text_col: str = "text") -> dict[str, Dataset]:
+    out = {}
+    for name, want in (("train", False), ("eval", True)):
+        sel = [r for r in rows if is_eval(r[0]) == want]
+        out[name] = Dataset.from_dict({"id": [r[0] for r in sel], text_col: [r[1] for r in sel],
+                                       "label": [r[2] for r in sel]})
+    return out
+
+
+def _rated(file: str, classes: int, cache_dir: str | None) -> dict[str, Dataset]:
+    rows = read_ground_truth(assets.ensure("vader", cache_dir) / file)
+    out = []
+    for rid, rating, text in rows:
+        if classes == 2:
+            if abs(rating) < 0.5:  # too close to neutral to call
+                continue
+            label = int(rating > 0)
+        else:
+            label = 0 if rating <= -0.5 else (2 if rating >= 0.5 else 1)
+        out.append((rid, text, label))
+    return _split(out)
+
+
+def rt_sentiment(cache_dir: str | None) -> dict[str, Dataset]:
+    return _rated("movieReviewSnippets_GroundTruth.txt", 2, cache_dir)
+
+
+def tweet_sentiment(cache_dir: str | None) -> dict[str, Dataset]:
+    return _rated("tweets_GroundTruth.txt", 2, cache_dir)
+
+
+def tweet_sentiment_3(cache_dir: str | None) -> dict[str, Dataset]:
+    return _rated("tweets_GroundTruth.txt", 3, cache_dir)
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def jaccard(a: str, b: str) -> float:
+    wa, wb = words(a), words(b)
+    return len(wa & wb) / max(len(wa | wb), 1)
+
+
+def bible_paraphrase(cache_dir: str | None) -> dict[str, Dataset]:
+    """KJV verse + the same verse in WEB (label 1) or the WEB verse among the 5 on either side
+    in the same book with the highest word overlap (label 0, a hard negative); 50/50 by a
+    seeded coin per verse."""
+    folder = assets.ensure("bible", cache_dir)
+    kjv = json.loads((folder / "kjv.json").read_text())
+    web = json.loads((folder / "web.json").read_text())
+    ids = sorted((k for k in kjv if k in web and kjv[k] and web[k]), key=int)
+    clean = {k: re.sub(r"[\[\]]", "", kjv[k]) for k in ids}  # KJV brackets mark italics
+    rng = random.Random(0)
+    rows = {"train": [], "eval": []}
+    for pos, vid in enumerate(ids):
+        book = int(vid) // 1_000_000
+        if rng.random() < 0.5:
+            other, label = web[vid], 1
+        else:
+            near = [ids[q] for q in range(max(0, pos - 5), min(len(ids), pos + 6))
+                    if q != pos and int(ids[q]) // 1_000_000 == book]
+            if not near:
+                continue
+            best = max(near, key=lambda c: jaccard(clean[vid], web[c]))
+            other, label = web[best], 0
+        rows["eval" if book % 5 == 0 else "train"].append((vid, clean[vid], other, label))
+    return {
+        split: Dataset.from_dict({"id": [r[0] for r in rs], "sentence1": [r[1] for r in rs],
+                                  "sentence2": [r[2] for r in rs], "label": [r[3] for r in rs]})
+        for split, rs in rows.items()
+    }
+
+
+def overlap_baseline(splits: dict[str, Dataset]) -> tuple[float, float]:
+    """Accuracy on eval of `label = jaccard(s1, s2) >= t`, t chosen on train: (t, accuracy)."""
+    def scores(ds):
+        return [jaccard(a, b) for a, b in zip(ds["sentence1"], ds["sentence2"])], list(ds["label"])
+
+    s, y = scores(splits["train"])
+    best_t, best_acc = 0.0, -1.0
+    for t in sorted(set(round(v, 2) for v in s)):
+        acc = sum((v >= t) == bool(lab) for v, lab in zip(s, y)) / len(y)
+        if acc > best_acc:
+            best_t, best_acc = t, acc
+    se, ye = scores(splits["eval"])
+    return best_t, sum((v >= best_t) == bool(lab) for v, lab in zip(se, ye)) / len(ye)
+
+
+def nyt_editorials(cache_dir: str | None) -> str:
+    rows = read_ground_truth(assets.ensure("vader", cache_dir) / "nytEditorialSnippets_GroundTruth.txt")
+    return "\n".join(text for _, _, text in rows)
+
+
+def detag_brown(raw: str) -> str:
+    """'The/at jury/nn said/vbd ./.' -> 'The jury said.'"""
+    paragraphs = []
+    for para in re.split(r"\n\s*\n", raw):
+        toks = [t.rsplit("/", 1)[0] for t in para.split()]
+        if not toks:
+            continue
+        text = " ".join(toks).replace("``", '"').replace("''", '"')
+        text = re.sub(r" ([.,;:!?)])", r"\1", text)
+        text = re.sub(r"([(]) ", r"\1", text)
+        paragraphs.append(text)
+    return "\n".join(paragraphs)
+
+
+def brown(cache_dir: str | None) -> str:
+    """Every 10th Brown text in file order (50 texts across all 15 genres, ~100k words)."""
+    folder = assets.ensure("brown", cache_dir)
+    files = sorted(p for p in folder.iterdir() if p.name[:2].isalpha() and p.name[2:].isdigit())
+    return "\n\n".join(detag_brown(p.read_text(encoding="utf-8", errors="replace")) for p in files[::10])
+
+
+EMBEDDED_TASKS.update({
+    "rt-sentiment": rt_sentiment,
+    "tweet-sentiment": tweet_sentiment,
+    "tweet-sentiment-3": tweet_sentiment_3,
+    "bible-paraphrase": bible_paraphrase,
+})
+EMBEDDED_CORPORA.update({"nyt-editorials": nyt_editorials, "brown": brown})
