@@ -84,12 +84,20 @@ def models() -> None:
 @app.command()
 def tasks() -> None:
     """List built-in tasks and perplexity corpora, with their cards."""
+    from .assets import is_ready
     from .tasks import CORPORA, TASKS
+    from .tasks.embedded import card_stats
 
     for name, t in TASKS.items():
         console.print(f"[bold]{name:18}[/] {t.description}")
         for k, v in t.card.items():
             console.print(f"{'':18}   {k}: {v}")
+        if t.format == "embedded":
+            if is_ready(t.asset):
+                for line in card_stats(t):
+                    console.print(f"{'':18}   {line}")
+            else:
+                console.print(f"{'':18}   (sizes after `curlora-bench assets fetch {t.asset}`)")
     for name, c in CORPORA.items():
         console.print(f"[bold]{name:18}[/] (corpus) {c.description}")
         for k, v in c.card.items():

@@ -141,6 +141,9 @@ def has_real_bos(tokenizer) -> bool:
 
 def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, source: str) -> LoadedModel:
     """Load a transformers folder or hub id as fp32."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the runner prints its own progress
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)

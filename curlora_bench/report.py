@@ -70,7 +70,7 @@ def fmt_value(kind: str, v: float) -> str:
     if kind == "ratio":
         return f"{v:.3f}"
     if kind == "metric":
-        return f"{v:+.3f}" if abs(v) < 10 else f"{v:.3g}"
+        return f"{round(v, 3) + 0.0:+.3f}" if abs(v) < 10 else f"{v:.3g}"  # + 0.0: no "-0.000"
     return f"{v:.3f}"
 
 

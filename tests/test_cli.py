@@ -71,3 +71,27 @@ def test_listing_commands(cli):
     for cmd, needle in (("models", "tiny-gpt2"), ("tasks", "mrpc"), ("methods", "curlora")):
         code, out, _ = cli(cmd)
         assert code == 0 and needle in out
+
+
+def test_paper_protocol_runs_and_is_recorded(toy_data, write_config, tmp_path, cli):
+    cfg = tiny_config(toy_data, protocol="paper", methods=[{"method": "curlora", "rank": 2}])
+    code, _, err = cli("run", write_config(cfg), "--output", tmp_path / "p")
+    assert code == 0, err
+    s = json.loads((tmp_path / "p" / "curlora-r2" / "seed-0" / "summary.json").read_text())
+    assert s["protocol"] == "paper"
+    # one window over the first max_length tokens
+    assert s["perplexity"]["protocol"]["window"] == 64 and s["perplexity"]["protocol"]["max_tokens"] == 64
+
+
+def test_run_into_unwritable_output(toy_data, write_config, tmp_path, cli):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = cli("run", write_config(tiny_config(toy_data)), "--output", blocker / "sub")
+    assert code == 2 and "cannot write" in err
+
+
+@pytest.mark.slow
+def test_tasks_command_shows_cards(cli):
+    code, out, _ = cli("tasks")
+    assert code == 0
+    assert "majority baseline" in out and "word-overlap baseline" in out

@@ -156,3 +156,20 @@ EMBEDDED_TASKS.update({
     "bible-paraphrase": bible_paraphrase,
 })
 EMBEDDED_CORPORA.update({"nyt-editorials": nyt_editorials, "brown": brown})
+
+
+def card_stats(task) -> list[str]:
+    """Lines for `curlora-bench tasks`: sizes, class balance, majority baseline (built data)."""
+    from collections import Counter
+
+    splits = EMBEDDED_TASKS[task.builder](None)
+    lines = []
+    for name, ds in splits.items():
+        counts = Counter(ds["label"])
+        n = len(ds)
+        balance = ", ".join(f"{k}: {v / n:.1%}" for k, v in sorted(counts.items()))
+        lines.append(f"{name}: {n:,} rows ({balance}); majority baseline {max(counts.values()) / n:.3f}")
+    if task.builder == "bible-paraphrase":
+        t, acc = overlap_baseline(splits)
+        lines.append(f"word-overlap baseline (Jaccard >= {t:.2f}, tuned on train): {acc:.3f} on eval")
+    return lines

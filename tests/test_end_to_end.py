@@ -1,0 +1,30 @@
+"""The default experiment, shrunk, on the real embedded SmolLM2 (slow; runs in CI)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.mark.slow
+def test_default_config_shrunk_on_smollm2(cli, tmp_path):
+    out = tmp_path / "seq"
+    code, stdout, err = cli(
+        "run", ROOT / "configs" / "seq.yaml", "-o", out,
+        "--set", "train.limit=24", "--set", "eval.limit=24", "--set", "perplexity.max_tokens=1024",
+    )
+    assert code == 0, err
+    for label, per_matrix in (("lora-r8", 8 * (576 + 576) + 8 * (576 + 192) * 2), ("curlora-r8", 64)):
+        s = json.loads((out / label / "seed-0" / "summary.json").read_text())
+        assert s["status"] == "complete" and s["adapted_modules"] == 90
+        assert s["trainable_parameters"] == 30 * per_matrix if label == "lora-r8" else 90 * 64
+        A = s["accuracy_matrix"]
+        assert all(0.0 <= A[i][j] <= 1.0 for i in range(3) for j in range(i + 1))
+        ppl = s["perplexity"]
+        assert 10 < ppl["initial"] < 200 and math.isfinite(ppl["final"])
+        assert ppl["protocol"]["corpus"] == "nyt-editorials" and ppl["protocol"]["bos"] is False
+    assert "bible-paraphrase accuracy (after tweet-sentiment)" in (out / "report.md").read_text()
