@@ -144,6 +144,13 @@ def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, so
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the runner prints its own progress
+    hf_logging.set_verbosity_error()
+    try:  # offline, the hub client logs every retry; the one-line error below says it all
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+    except ImportError:
+        pass
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
