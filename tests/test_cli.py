@@ -95,3 +95,30 @@ def test_tasks_command_shows_cards(cli):
     code, out, _ = cli("tasks")
     assert code == 0
     assert "majority baseline" in out and "word-overlap baseline" in out
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("sentence1,sentence2,lbl\na,b,1\n", "missing label column 'label'"),
+        ("sentence1,label\na,1\n", "missing text column 'sentence2'"),
+        ("sentence1,sentence2,label\na,b,1\nc,d,7\n", "row 2: label 7 outside 0..1"),
+        ("sentence1,sentence2,label\na,b,yes\n", "row 1: label 'yes' in column 'label' is not an integer"),
+    ],
+)
+def test_bad_data_file_names_file_and_row(toy_data, write_config, tmp_path, cli, content, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    cfg = tiny_config(toy_data)
+    cfg["tasks"][0]["train"] = str(bad)
+    cfg["tasks"][0]["num_classes"] = 2
+    code, out, err = cli("run", write_config(cfg), "--output", tmp_path / "o")
+    assert code == 2, out
+    assert message in err and str(bad) in err and "Traceback" not in err
+
+
+def test_missing_data_file(toy_data, write_config, tmp_path, cli):
+    cfg = tiny_config(toy_data)
+    cfg["tasks"][1]["eval"] = str(tmp_path / "nope.csv")
+    code, _, err = cli("run", write_config(cfg), "--output", tmp_path / "o")
+    assert code == 2 and "tasks[1].eval: data file not found" in err
