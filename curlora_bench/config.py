@@ -11,7 +11,7 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from .adapters import AdapterConfig, parse_method
+from .adapters import parse_method
 from .errors import BenchError
 from .schema import from_dict, positive, to_dict
 from .tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
@@ -124,14 +124,6 @@ class ExperimentConfig:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
-
-    @property
-    def method_configs(self) -> list[AdapterConfig]:
-        return self.methods
-
-    @property
-    def task_configs(self) -> list[TaskConfig]:
-        return self.tasks
 
 
 def parse_task(entry: Any, where: str) -> TaskConfig:
