@@ -15,7 +15,6 @@ from .adapters import parse_method
 from .errors import BenchError
 from .schema import from_dict, positive, to_dict
 from .tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
-from .tasks.loaders import resolve
 
 
 @dataclass
@@ -202,6 +201,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[E
     cfg = from_dict(ExperimentConfig, raw, "")
     absolutize(cfg, path.resolve().parent)
     return cfg, path.resolve().parent
+
+
+def resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
 
 
 def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:

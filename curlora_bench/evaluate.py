@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -121,4 +122,4 @@ def perplexity(
         "corpus_tokens": len(tokens),
         **(protocol or {}),
     }
-    return PerplexityResult(float(torch.tensor(nll).exp()), nll, count, len(wins), info)
+    return PerplexityResult(math.exp(nll), nll, count, len(wins), info)

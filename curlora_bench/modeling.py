@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .errors import BenchError
+from .errors import BenchError, first_line
 from .registry import Registry
 
 
@@ -155,10 +155,9 @@ def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, so
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchError(
             f"model {name!r}: not a built-in name, and loading it as a local folder or hub id failed "
-            f"({first[:200]}); offline, use a built-in model (`curlora-bench models`) or a local folder"
+            f"({first_line(exc)}); offline, use a built-in model (`curlora-bench models`) or a local folder"
         ) from None
     if add_bos is None:
         add_bos = has_real_bos(tok)

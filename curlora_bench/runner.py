@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from . import metrics
 from .adapters import ADAPTERS, AdapterConfig
+from .adapters.base import module_seed
 from .config import ExperimentConfig, corpus_config, resolved_dict
 from .data import PreparedTask, encode, subsample
 from .errors import BenchError
@@ -65,7 +66,7 @@ def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[Prepare
         if protocol.name == "paper" and task.paper:
             task = dataclasses.replace(task, **task.paper)
         where = f"tasks[{i}]"
-        splits = load_splits(task, None, cfg.cache_dir, where)
+        splits = load_splits(task, cfg.cache_dir, where)
         seed = None if protocol.first_rows else cfg.data_seed
         train_ds = subsample(splits["train"], cfg.train.limit, seed)
         eval_ds = subsample(splits["eval"], cfg.eval.limit, seed)
@@ -102,7 +103,7 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
     corpus_tokens = None
     if cfg.perplexity:
-        text = load_corpus_text(corpus_config(cfg.perplexity), None, cfg.cache_dir, "perplexity")
+        text = load_corpus_text(corpus_config(cfg.perplexity), cfg.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
     ctx = Context(cfg, out, device, protocol, tasks, corpus_tokens, bos_id, lm.tokenizer.pad_token_id, None, console)
@@ -246,8 +247,6 @@ def matrix_metrics(A: list[list[float | None]], ppl0: float | None, ppl1: float 
 
 
 def hash_seed(seed: int, name: str) -> int:
-    from .adapters.base import module_seed
-
     return module_seed(seed, "head:" + name)
 
 

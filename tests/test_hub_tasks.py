@@ -61,7 +61,7 @@ def glue(tmp_path_factory):
 def test_glue_tasks(glue, name, n_train, n_eval, cols):
     task = copy.deepcopy(TASKS.get(name))
     task.path = str(glue)
-    splits = load_splits(task, None, None, "tasks[0]")
+    splits = load_splits(task, None, "tasks[0]")
     assert len(splits["train"]) == n_train and len(splits["eval"]) == n_eval
     assert splits["train"]["label"][:2] == [0, 1]
     for col in task.text:
@@ -74,13 +74,13 @@ def test_sentiment140_standard_and_paper(tmp_path):
     # drop the config folder name the real repo does not have: one config, `default`
     task = copy.deepcopy(TASKS.get("sentiment140"))
     task.path = str(root)
-    splits = load_splits(task, None, None, "tasks[2]")
+    splits = load_splits(task, None, "tasks[2]")
     assert splits["train"]["label"] == [0, 0, 0, 1, 1, 1]
     assert splits["eval"]["label"] == [0, 1, 1]  # neutral (2) tweets dropped, 4 -> 1
     import dataclasses
 
     paper = dataclasses.replace(task, **task.paper)
-    p = load_splits(paper, None, None, "tasks[2]")
+    p = load_splits(paper, None, "tasks[2]")
     assert p["train"]["label"] == [0, 0, 1, 1, 0]  # the test split, label // 4
     assert p["eval"]["label"] == [0, 0, 0, 1, 1, 1]
 
@@ -90,7 +90,7 @@ def test_wikitext2_corpus(tmp_path):
     root = _hub_folder(tmp_path / "wt", {"wikitext-2-raw-v1": {"test": ds, "train": ds, "validation": ds}})
     corpus = copy.deepcopy(CORPORA.get("wikitext2"))
     corpus.path = str(root)
-    text = load_corpus_text(corpus, None, None, "perplexity")
+    text = load_corpus_text(corpus, None, "perplexity")
     assert text == "\n\n".join(ds["text"])
 
 
@@ -100,11 +100,11 @@ def test_unreachable_hub_is_one_clear_error(monkeypatch):
     task = copy.deepcopy(TASKS.get("mrpc"))
     task.path = "nobody-has/this-dataset-" + textwrap.shorten("x", 5)
     with pytest.raises(BenchError, match="cannot load hub dataset .* needs a dataset hub"):
-        load_splits(task, None, None, "tasks[0]")
+        load_splits(task, None, "tasks[0]")
 
 
 def test_file_corpus_missing(tmp_path):
     from curlora_bench.config import PerplexityConfig
 
     with pytest.raises(BenchError, match="corpus file not found"):
-        load_corpus_text(corpus_config(PerplexityConfig(file=str(tmp_path / "none.txt"))), None, None, "perplexity")
+        load_corpus_text(corpus_config(PerplexityConfig(file=str(tmp_path / "none.txt"))), None, "perplexity")

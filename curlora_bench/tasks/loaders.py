@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, load_dataset
 
-from ..errors import BenchError
+from ..errors import BenchError, first_line
 from . import CorpusConfig, TaskConfig
 
 # name -> function(cache_dir) returning {"train": Dataset, "eval": Dataset}; see embedded.py
@@ -22,19 +22,13 @@ datasets.logging.set_verbosity_error()
 FILE_BUILDERS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
 
-def resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else base_dir / p
-
-
 def _load_file(fmt: str, path: Path, where: str) -> Dataset:
     if not path.is_file():
         raise BenchError(f"{where}: data file not found: {path}")
     try:
         ds = load_dataset(FILE_BUILDERS[fmt], data_files=str(path), split="train")
     except Exception as exc:  # datasets raises many types for malformed files
-        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise BenchError(f"{path}: cannot read as {fmt}: {msg}") from None
+        raise BenchError(f"{path}: cannot read as {fmt}: {first_line(exc)}") from None
     return ds
 
 
@@ -42,17 +36,18 @@ def _load_hub(task: TaskConfig | CorpusConfig, split: str, where: str) -> Datase
     try:
         return load_dataset(task.path, task.config, split=split)
     except Exception as exc:  # offline: ConnectionError, OSError, DatasetNotFoundError, ...
-        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BenchError(
             f"{where}: cannot load hub dataset {task.path!r}"
-            f"{f' config {task.config!r}' if task.config else ''} split {split!r} ({msg}). "
+            f"{f' config {task.config!r}' if task.config else ''} split {split!r} ({first_line(exc)}). "
             "This needs a dataset hub (or a local copy: set the task's `path` to its folder); "
             "offline, use the embedded stand-ins (`curlora-bench tasks`)"
         ) from None
 
 
-def load_splits(task: TaskConfig, base_dir: Path | None, cache_dir: str | None, where: str) -> dict[str, Dataset]:
-    """Raw train/eval splits with the task's columns checked and labels mapped to 0..K-1."""
+def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str, Dataset]:
+    """Raw train/eval splits with the task's columns checked and labels mapped to 0..K-1.
+
+    File paths are already absolute (`config.absolutize`)."""
     if task.format == "embedded":
         if task.builder not in EMBEDDED_TASKS:
             raise BenchError(f"{where}.builder: unknown embedded builder {task.builder!r}")
@@ -62,14 +57,13 @@ def load_splits(task: TaskConfig, base_dir: Path | None, cache_dir: str | None, 
         splits = {s: _load_hub(task, getattr(task, s), where) for s in ("train", "eval")}
         sources = {s: f"{task.path}:{getattr(task, s)}" for s in ("train", "eval")}
     else:
-        paths = {s: resolve(getattr(task, s), base_dir) for s in ("train", "eval")}
+        paths = {s: Path(getattr(task, s)) for s in ("train", "eval")}
         splits = {s: _load_file(task.format, p, f"{where}.{s}") for s, p in paths.items()}
         sources = {s: str(p) for s, p in paths.items()}
     for split, rows in (("train", task.train_rows), ("eval", task.eval_rows)):
         if rows is not None:
             splits[split] = splits[split].select(range(min(rows, len(splits[split]))))
-    out = {s: check_split(task, ds, sources[s]) for s, ds in splits.items()}
-    return out
+    return {s: check_split(task, ds, sources[s]) for s, ds in splits.items()}
 
 
 def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
@@ -112,7 +106,7 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
     return ds
 
 
-def load_corpus_text(corpus: CorpusConfig, base_dir: Path | None, cache_dir: str | None, where: str) -> str:
+def load_corpus_text(corpus: CorpusConfig, cache_dir: str | None, where: str) -> str:
     if corpus.format == "embedded":
         return EMBEDDED_CORPORA[corpus.builder](cache_dir)
     if corpus.format == "hub":
@@ -120,7 +114,7 @@ def load_corpus_text(corpus: CorpusConfig, base_dir: Path | None, cache_dir: str
         if corpus.column not in ds.column_names:
             raise BenchError(f"{where}: hub corpus has no column {corpus.column!r}")
         return "\n\n".join(ds[corpus.column])  # the Hugging Face perplexity guide's joining
-    path = resolve(corpus.file, base_dir)
+    path = Path(corpus.file)
     if not path.is_file():
         raise BenchError(f"{where}.file: corpus file not found: {path}")
     text = path.read_text(encoding="utf-8", errors="replace")
