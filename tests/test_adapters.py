@@ -130,12 +130,12 @@ def test_same_seed_same_c_r_and_numbers(base):
 
 
 def test_c_r_survive_save_load(base, tmp_path):
-    model, names, _ = attach(base, {"method": "curlora", "rank": 4}, seed=1)
+    model, names, cfg = attach(base, {"method": "curlora", "rank": 4}, seed=1)
     with torch.no_grad():
         for n in names:
             model.get_submodule(n).curlora_U.normal_()
     adapter = ADAPTERS.get("curlora")
-    sd = adapter.state_dict(model, names)
+    sd = adapter.state_dict(model, names, cfg)
     assert any(k.endswith("curlora_C") for k in sd) and any(k.endswith("curlora_R") for k in sd)
     save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "a.safetensors")
     fresh, _, _ = attach(base, {"method": "curlora", "rank": 4}, seed=99)  # other C/R

@@ -66,7 +66,9 @@ class Adapter:
         """
         raise NotImplementedError
 
-    def state_dict(self, model: nn.Module, modules: list[str]) -> dict[str, torch.Tensor]:
+    def state_dict(
+        self, model: nn.Module, modules: list[str], cfg: AdapterConfig
+    ) -> dict[str, torch.Tensor]:
         """The adapter's own tensors (trainable and fixed), by qualified name."""
         sd = model.state_dict()
         return {k: v for k, v in sd.items() if self.prefixes and any(p in k for p in self.prefixes)}

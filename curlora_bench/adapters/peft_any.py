@@ -42,6 +42,10 @@ class PeftPassthroughConfig(AdapterConfig):
         base, options = self.resolve(where)
         self.build(base, options, [], where)
 
+    def prefix(self) -> str:
+        """PEFT's name prefix of this type's trainable tensors (lora_, vera_lambda_, ...)."""
+        return PEFT_TYPE_TO_PREFIX_MAPPING[PeftType[self.resolve("")[0]]]
+
     @staticmethod
     def build(base: str, options: dict[str, Any], targets: list[str], where: str):
         cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[base]]
@@ -65,12 +69,10 @@ class PeftPassthrough(Adapter):
             peft_config.fan_in_fan_out = True  # GPT-2 Conv1D stores weights (in, out)
         if hasattr(peft_config, "projection_prng_key") and "projection_prng_key" not in options:
             peft_config.projection_prng_key = seed  # VeRA-style fixed projections follow the run seed
-        self.prefixes = (PEFT_TYPE_TO_PREFIX_MAPPING[PeftType[base]],)
-        peft_inject(model, peft_config, names, self.prefixes[0])
+        peft_inject(model, peft_config, names, cfg.prefix())
         return names
 
-    def state_dict(self, model, modules):
+    def state_dict(self, model, modules, cfg):
         sd = model.state_dict()
-        prefix = self.prefixes[0] if self.prefixes else "\0"
-        stem = prefix.split("_")[0] + "_"  # VeRA keeps fixed vera_A/vera_B beside vera_lambda_*
+        stem = cfg.prefix().split("_")[0] + "_"  # VeRA keeps fixed vera_A/vera_B beside vera_lambda_*
         return {k: v for k, v in sd.items() if stem in k}

@@ -31,6 +31,6 @@ class Full(Adapter):
                 p.requires_grad_(True)
         return names
 
-    def state_dict(self, model, modules):
+    def state_dict(self, model, modules, cfg):
         sd = model.state_dict()
         return {k: v for k, v in sd.items() if any(k.startswith(n + ".") for n in modules)}
