@@ -34,8 +34,10 @@ def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.lr=1e-4 (repeatable)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start every run over instead of resuming from its checkpoints")] = False,
+    force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config")] = False,
 ) -> None:
-    """Run a task sequence once per method and seed; print and save the forgetting table."""
+    """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config import load_config
     from .report import render, rich_table
     from .results import find_runs, write_atomic
@@ -43,7 +45,7 @@ def run(
 
     cfg, _ = load_config(config, set_ or [])
     out = output or Path("results") / cfg.name
-    run_experiment(cfg, out, console)
+    run_experiment(cfg, out, console, fresh=fresh, force=force)
     runs = find_runs([out])
     console.print(rich_table(runs))
     write_atomic(out / "report.md", render(runs, "md"))

@@ -11,7 +11,7 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from .adapters import parse_method
+from .adapters import method_dict, parse_method
 from .errors import BenchError
 from .schema import from_dict, positive, to_dict
 from .tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
@@ -223,10 +223,7 @@ def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:
 def resolved_dict(cfg: ExperimentConfig) -> dict:
     """The config as run: defaults filled in, built-in tasks expanded, labels explicit."""
     data = to_dict(cfg)
-    for m, cfgm in zip(data["methods"], cfg.methods):
-        m["label"] = cfgm.display_label
-        if "options" in m:  # PEFT pass-through: back to the flat form the user writes
-            m.update(m.pop("options"))
+    data["methods"] = [method_dict(m) for m in cfg.methods]
     return data
 
 

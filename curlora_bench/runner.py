@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +14,8 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import metrics
-from .adapters import ADAPTERS, AdapterConfig
+from . import checkpoint, diagnostics, metrics
+from .adapters import ADAPTERS, AdapterConfig, method_dict
 from .adapters.base import module_seed
 from .config import ExperimentConfig, corpus_config, resolved_dict
 from .data import PreparedTask, encode, subsample
@@ -136,13 +138,48 @@ def count_trainable(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def run_key(cfg: ExperimentConfig, method: AdapterConfig, seed: int) -> str:
+    """Identity of one run: the experiment's settings, the method's options and the seed."""
+    data = {"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method), "seed": seed}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def experiment_settings(resolved: dict) -> dict:
+    """The part of a config every run of an experiment shares (methods and seeds may grow)."""
+    return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
+
+
+RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir")
+
+
+@dataclass
+class RunState:
+    """Everything a run has measured so far; checkpointed after every stage."""
+
+    matrix: list[list[float | None]]
+    ppl_after: list[float | None]
+    stages: list[dict]
+    drift: list[dict]
+    records: int = 0
+
+    @classmethod
+    def empty(cls, T: int) -> RunState:
+        return cls([[None] * T for _ in range(T)], [None] * T, [], [])
+
+
 def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
-    """One method, one seed: the whole task sequence. Returns the summary written to disk."""
+    """One method, one seed: the whole task sequence, resumed from its last checkpoint if any.
+
+    Returns the summary written to disk.
+    """
     cfg, label = ctx.cfg, method.display_label
     out = run_dir(ctx.out, label, seed)
+    key = run_key(cfg, method, seed)
+    previous = read_summary(out)
+    if previous and previous.get("run_key") == key and previous.get("status") == "complete":
+        ctx.console.print(f"  {label} seed {seed}: already complete, kept (--fresh reruns it)")
+        return previous
     out.mkdir(parents=True, exist_ok=True)
-    (out / "records.jsonl").unlink(missing_ok=True)
-    writer = RecordWriter(out / "records.jsonl")
     start = time.perf_counter()
     set_seed(seed)
     lm = load_model(cfg.model, cfg.cache_dir)
@@ -150,21 +187,45 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     targets = auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, targets, method, seed, where)
+    # methods that train the weights in place have no frozen base_layer to compare against
+    reference = {n: model.get_submodule(n).weight.detach().clone() for n in modules
+                 if not hasattr(model.get_submodule(n), "base_layer")}
     model.to(ctx.device)
     adapter_params = count_trainable(model)
     heads = TaskHeads().to(ctx.device)
     hid = hidden_size(model)
     T = len(ctx.tasks)
-    matrix: list[list[float | None]] = [[None] * T for _ in range(T)]
-    ppl_after: list[float | None] = [None] * T
-    stages, status, error = [], "complete", None
+    state = RunState.empty(T)
+    resumed_from = checkpoint.latest(out, key)
+    if resumed_from:
+        saved, adapter_sd, heads_sd, rng = checkpoint.load_stage(out, resumed_from)
+        checkpoint.load_weights(model, adapter_sd, f"{out}/checkpoints")
+        for t in ctx.tasks[:resumed_from]:
+            heads.add(t.name, hid, t.num_classes, seed=0).requires_grad_(False)
+        heads.load_state_dict(heads_sd)
+        heads.to(ctx.device).eval()
+        state = RunState(**saved["run"])
+        keep_records(out / "records.jsonl", state.records)
+        checkpoint.restore_rng(saved["rng"], rng)
+        ctx.console.print(f"  {label} seed {seed}: resuming after stage {resumed_from}/{T}")
+    else:
+        checkpoint.clear(out)
+    writer = RecordWriter(out / "records.jsonl")
+
+    def record(rec: dict) -> None:
+        writer.write(rec)
+        state.records += 1
+
+    status, error = "complete", None
     ppl_record = {"metric": "perplexity", "task": (cfg.perplexity.corpus or cfg.perplexity.file) if cfg.perplexity else None}
-    if ctx.base_ppl is not None:
-        writer.write({"stage": 0, "after_task": None, **ppl_record, "value": ctx.base_ppl.perplexity,
-                      "n": ctx.base_ppl.tokens, "protocol": ctx.base_ppl.protocol, "measured_once": True})
+    if ctx.base_ppl is not None and not resumed_from:
+        record({"stage": 0, "after_task": None, **ppl_record, "value": ctx.base_ppl.perplexity,
+                "n": ctx.base_ppl.tokens, "protocol": ctx.base_ppl.protocol, "measured_once": True})
+    matrix, ppl_after = state.matrix, state.ppl_after
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=ctx.console, transient=True) as progress:
-        for i, task in enumerate(ctx.tasks):
+        for i in range(len(state.stages), T):
+            task = ctx.tasks[i]
             head = heads.add(task.name, hid, task.num_classes, seed=hash_seed(seed, task.name))
             head.to(ctx.device)
             try:
@@ -181,27 +242,36 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
                 prev = ctx.tasks[j]
                 acc = accuracy(model, heads, prev.name, prev.eval, bs, ctx.device, ctx.pad_id)
                 matrix[i][j] = acc
-                writer.write({"stage": i + 1, "after_task": task.name, "task": prev.name, "metric": "accuracy",
-                              "value": acc, "n": len(prev.eval), "majority_baseline": prev.majority})
+                record({"stage": i + 1, "after_task": task.name, "task": prev.name, "metric": "accuracy",
+                        "value": acc, "n": len(prev.eval), "majority_baseline": prev.majority})
             if ctx.corpus_tokens is not None:
                 res = measure_perplexity(ctx, model)
                 ppl_after[i] = res.perplexity
-                writer.write({"stage": i + 1, "after_task": task.name, **ppl_record, "value": res.perplexity,
-                              "n": res.tokens, "protocol": res.protocol})
-            stages.append({"stage": i + 1, "task": task.name, "train_seconds": round(stats.seconds, 3),
-                           "eval_seconds": round(time.perf_counter() - t_eval, 3), "steps": stats.steps,
-                           "examples": stats.examples, "train_tokens": stats.tokens,
-                           "final_loss": stats.final_loss, "mean_loss": stats.mean_loss})
+                record({"stage": i + 1, "after_task": task.name, **ppl_record, "value": res.perplexity,
+                        "n": res.tokens, "protocol": res.protocol})
+            per_module = diagnostics.relative_drift(model, modules, reference)
+            state.drift.append({"stage": i + 1, **diagnostics.summarise(per_module), "per_module": per_module})
+            state.stages.append({"stage": i + 1, "task": task.name, "train_seconds": round(stats.seconds, 3),
+                                 "eval_seconds": round(time.perf_counter() - t_eval, 3), "steps": stats.steps,
+                                 "examples": stats.examples, "train_tokens": stats.tokens,
+                                 "final_loss": stats.final_loss, "mean_loss": stats.mean_loss})
+            checkpoint.save_stage(out, i + 1, adapter.state_dict(model, modules, method), heads.state_dict(), {
+                "run_key": key, "label": label, "method": method_dict(method), "seed": seed, "model": cfg.model,
+                "modules": modules, "protocol": ctx.protocol.name, "pooling": ctx.protocol.train_pooling,
+                "tasks": [{"name": t.name, "num_classes": t.num_classes} for t in ctx.tasks[: i + 1]],
+                "hidden_size": hid, "run": dataclasses.asdict(state),
+            })
             ctx.console.print(f"  {label} seed {seed} stage {i + 1}/{T} {task.name}: "
                               + ", ".join(f"{ctx.tasks[j].name} {matrix[i][j]:.3f}" for j in range(i + 1))
                               + (f", ppl {ppl_after[i]:.3f}" if ppl_after[i] is not None else "")
-                              + f" ({stats.seconds:.1f}s train)")
+                              + f", drift {state.drift[-1]['mean']:.2e} ({stats.seconds:.1f}s train)")
     writer.close()
-    done = len(stages)
+    done = len(state.stages)
     summary = {
         "label": label,
-        "method": dataclasses.asdict(method),
+        "method": method_dict(method),
         "seed": seed,
+        "run_key": key,
         "status": status,
         "error": error,
         "model": cfg.model,
@@ -219,10 +289,13 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
         },
         "metrics": matrix_metrics(matrix[:done], ctx.base_ppl.perplexity if ctx.base_ppl else None,
                                   ppl_after[done - 1] if done else None),
+        "drift": state.drift,
+        "sampling": diagnostics.curlora_sampling(model, modules),
         "trainable_parameters": adapter_params,
         "head_parameters": {t.name: hid * t.num_classes + t.num_classes for t in ctx.tasks},
         "adapted_modules": len(modules),
-        "stages": stages,
+        "stages": state.stages,
+        "resumed_from_stage": resumed_from,
         "wall_seconds": round(time.perf_counter() - start, 3),
         "device": str(ctx.device),
         "threads": torch.get_num_threads(),
@@ -231,6 +304,21 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+def read_summary(run: Path) -> dict | None:
+    try:
+        return json.loads((run / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def keep_records(path: Path, n: int) -> None:
+    """Cut records.jsonl back to the `n` records a checkpoint vouches for."""
+    lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
+    if len(lines) < n:
+        raise BenchError(f"{path}: {len(lines)} records but the checkpoint counts {n}; rerun with --fresh")
+    write_atomic(path, "".join(lines[:n]))
 
 
 def matrix_metrics(A: list[list[float | None]], ppl0: float | None, ppl1: float | None) -> dict:
@@ -250,8 +338,12 @@ def hash_seed(seed: int, name: str) -> int:
     return module_seed(seed, "head:" + name)
 
 
-def run_experiment(cfg: ExperimentConfig, out: Path, console: Console | None = None) -> list[dict]:
-    """Run every (method, seed) of `cfg` into `out`; return their summaries."""
+def run_experiment(cfg: ExperimentConfig, out: Path, console: Console | None = None,
+                   fresh: bool = False, force: bool = False) -> list[dict]:
+    """Run every (method, seed) of `cfg` into `out`, resuming finished stages; return the summaries.
+
+    `fresh` starts every run of `cfg` over; `force` accepts a folder that holds another config.
+    """
     console = console or Console()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -260,10 +352,31 @@ def run_experiment(cfg: ExperimentConfig, out: Path, console: Console | None = N
         probe.unlink()
     except OSError as exc:
         raise BenchError(f"output directory {out}: cannot write there ({exc.strerror})") from None
+    check_same_experiment(cfg, out, force)
     write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+    if fresh:
+        for method in cfg.methods:
+            for seed in cfg.seeds:
+                checkpoint.clear(run_dir(out, method.display_label, seed))
     ctx = setup(cfg, out, console)
     summaries = []
     for i, method in enumerate(cfg.methods):
         for seed in cfg.seeds:
             summaries.append(run_one(ctx, method, seed, f"methods[{i}]"))
     return summaries
+
+
+def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None:
+    """Refuse to mix runs of different experiments in one folder (adding methods/seeds is fine)."""
+    path = out / "config.yaml"
+    if force or not path.is_file():
+        return
+    try:
+        old = experiment_settings(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError:
+        raise BenchError(f"{path}: unreadable; use --force to run into {out} anyway") from None
+    new = experiment_settings(resolved_dict(cfg))
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        raise BenchError(f"{out} holds results of a different config (differs in: {', '.join(differ)}); "
+                         f"choose another --output, or pass --force to run there anyway")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import BenchError
@@ -10,7 +11,7 @@ from . import curlora, lora, peft_any, simple  # noqa: F401  (registration side 
 from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze
 from .peft_any import PeftPassthroughConfig
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "find_targets", "freeze", "parse_method"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "find_targets", "freeze", "method_dict", "parse_method"]
 
 
 def parse_method(data: Any, where: str) -> AdapterConfig:
@@ -25,3 +26,11 @@ def parse_method(data: Any, where: str) -> AdapterConfig:
         options = {k: v for k, v in data.items() if k not in fixed}
         return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
     return from_dict(adapter.config_cls, data, where)
+
+
+def method_dict(cfg: AdapterConfig) -> dict[str, Any]:
+    """The flat mapping a user writes (PEFT options inline, label explicit); parse_method's inverse."""
+    data = dataclasses.asdict(cfg)
+    data["label"] = cfg.display_label
+    data.update(data.pop("options", {}))
+    return data

@@ -1,0 +1,130 @@
+"""Stage checkpoints (resume after a crash), adapter export, and `load_adapter`.
+
+A run's folder holds `checkpoints/stage-N/` after every finished stage N:
+`adapter.safetensors` (the adapter's own tensors: CURLoRA's C, R, indices and U; LoRA's A
+and B; the trained matrices for `full`), `heads.safetensors` (every task head so far),
+`rng.safetensors` + `state.json` (RNG states, the records so far, and how to rebuild the
+adapter). Each stage folder is written under a temporary name and renamed into place, so a
+crash leaves either a whole checkpoint or none. Nothing is ever read with pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import BenchError
+from .results import write_json
+
+STATE = "state.json"
+EXPORT_META = "curlora_bench.json"
+FORMAT_VERSION = 1
+
+
+def stage_dir(run: Path, stage: int) -> Path:
+    return run / "checkpoints" / f"stage-{stage}"
+
+
+def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors wants contiguous CPU tensors that share no storage
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
+
+
+def capture_rng() -> tuple[dict, dict[str, torch.Tensor]]:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    meta = {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [np_state[0], np_state[1].tolist(), *[float(x) if isinstance(x, float) else int(x) for x in np_state[2:]]]}
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    return meta, tensors
+
+
+def restore_rng(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    v, state, gauss = meta["python"]
+    random.setstate((v, tuple(state), gauss))
+    name, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_stage(run: Path, stage: int, adapter: dict[str, torch.Tensor], heads: dict[str, torch.Tensor],
+               state: dict[str, Any]) -> Path:
+    """Write checkpoint `stage` atomically (temporary folder, then rename)."""
+    final = stage_dir(run, stage)
+    tmp = final.parent / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng_meta, rng_tensors = capture_rng()
+    save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(FORMAT_VERSION)})
+    save_file(_tensors(heads), tmp / "heads.safetensors")
+    save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
+    write_json(tmp / STATE, {**state, "stage": stage, "rng": rng_meta, "format": FORMAT_VERSION})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def read_state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / STATE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def stages(run: Path) -> list[int]:
+    """Finished stages that have a complete checkpoint, ascending."""
+    found = []
+    for d in (run / "checkpoints").glob("stage-*"):
+        if d.is_dir() and d.name.split("-", 1)[1].isdigit() and (d / STATE).is_file():
+            found.append(int(d.name.split("-", 1)[1]))
+    return sorted(found)
+
+
+def latest(run: Path, run_key: str) -> int | None:
+    """The last stage checkpointed by a run with this key (same config, method and seed)."""
+    for stage in reversed(stages(run)):
+        state = read_state(stage_dir(run, stage))
+        if state and state.get("run_key") == run_key:
+            return stage
+    return None
+
+
+def load_stage(run: Path, stage: int) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(state, adapter tensors, head tensors, rng tensors) of checkpoint `stage`."""
+    d = stage_dir(run, stage)
+    state = read_state(d)
+    if state is None:
+        raise BenchError(f"{d}: no readable {STATE}")
+    return (state, load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),
+            load_file(d / "rng.safetensors"))
+
+
+def clear(run: Path) -> None:
+    """Forget a run's progress: checkpoints, records and summary."""
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    for name in ("records.jsonl", "summary.json"):
+        (run / name).unlink(missing_ok=True)
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Copy adapter tensors into an adapted model; every tensor must find its place."""
+    result = model.load_state_dict(tensors, strict=False)
+    if result.unexpected_keys:
+        raise BenchError(f"{where}: {len(result.unexpected_keys)} tensors do not fit the model "
+                         f"(first: {result.unexpected_keys[0]}); is it the same base model and method?")
