@@ -74,6 +74,23 @@ def report(
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="experiment folder (or one <method>/seed-<k> run folder)")],
+    out_dir: Annotated[Path, typer.Argument(help="new folder for the exported adapter")],
+    stage: Annotated[int | None, typer.Option("--stage", help="after which stage (default: the last finished)")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="method label, e.g. curlora-r8 (needed when several)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="seed (needed when several)")] = None,
+) -> None:
+    """Export a run's adapter and heads (safetensors + JSON; LoRA also in PEFT's format)."""
+    from .export import export as do_export
+
+    path = do_export(run_dir, out_dir, stage, method, seed)
+    files = ", ".join(sorted(p.name for p in path.iterdir()))
+    console.print(f"exported to {path}/: {files}")
+    console.print("load with: heads = curlora_bench.load_adapter(base_model, folder)")
+
+
+@app.command()
 def models() -> None:
     """List built-in models."""
     from .modeling import MODELS

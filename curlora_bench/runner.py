@@ -13,6 +13,7 @@ import torch
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers.pytorch_utils import Conv1D
 
 from . import checkpoint, diagnostics, metrics
 from .adapters import ADAPTERS, AdapterConfig, method_dict
@@ -59,6 +60,7 @@ class Context:
     pad_id: int
     base_ppl: PerplexityResult | None
     console: Console
+    base_model: torch.nn.Module | None  # until the initial perplexity is measured
 
 
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
@@ -97,6 +99,9 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
     console.print(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
     lm = load_model(cfg.model, cfg.cache_dir)
     tasks = prepare_tasks(cfg, lm, protocol)
+    targets = auto_targets(lm.model) if cfg.target_modules == "auto" else cfg.target_modules
+    for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
+        ADAPTERS.get(method.method).check(lm.model, targets, method, f"methods[{i}]")
     for t in tasks:
         console.print(
             f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
@@ -108,13 +113,17 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
         text = load_corpus_text(corpus_config(cfg.perplexity), cfg.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
-    ctx = Context(cfg, out, device, protocol, tasks, corpus_tokens, bos_id, lm.tokenizer.pad_token_id, None, console)
-    if corpus_tokens is not None:
-        # The adapters are exact identities at init, so the initial perplexity is the base
-        # model's, the same for every run: measured once here and recorded in each run.
-        ctx.base_ppl = measure_perplexity(ctx, lm.model.to(device))
-        console.print(f"  initial perplexity {ctx.base_ppl.perplexity:.3f} ({ctx.base_ppl.tokens} tokens)")
-    return ctx
+    return Context(cfg, out, device, protocol, tasks, corpus_tokens, bos_id, lm.tokenizer.pad_token_id, None,
+                   console, lm.model)
+
+
+def measure_initial_perplexity(ctx: Context) -> None:
+    """The adapters are exact identities at init (tested), so the initial perplexity is the base
+    model's, the same for every run: measured once here and recorded in each run."""
+    if ctx.corpus_tokens is not None:
+        ctx.base_ppl = measure_perplexity(ctx, ctx.base_model.to(ctx.device))
+        ctx.console.print(f"  initial perplexity {ctx.base_ppl.perplexity:.3f} ({ctx.base_ppl.tokens} tokens)")
+    ctx.base_model = None  # each run loads its own copy
 
 
 def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:
@@ -257,7 +266,7 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
                                  "final_loss": stats.final_loss, "mean_loss": stats.mean_loss})
             checkpoint.save_stage(out, i + 1, adapter.state_dict(model, modules, method), heads.state_dict(), {
                 "run_key": key, "label": label, "method": method_dict(method), "seed": seed, "model": cfg.model,
-                "modules": modules, "protocol": ctx.protocol.name, "pooling": ctx.protocol.train_pooling,
+                "modules": modules, "conv1d": stores_transposed(model, modules), "protocol": ctx.protocol.name, "pooling": ctx.protocol.train_pooling,
                 "tasks": [{"name": t.name, "num_classes": t.num_classes} for t in ctx.tasks[: i + 1]],
                 "hidden_size": hid, "run": dataclasses.asdict(state),
             })
@@ -306,6 +315,11 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     return summary
 
 
+def stores_transposed(model, modules: list[str]) -> bool:
+    """True when the adapted layers are GPT-2 Conv1D (weights stored in x out)."""
+    return any(isinstance(getattr(m, "base_layer", m), Conv1D) for m in map(model.get_submodule, modules))
+
+
 def read_summary(run: Path) -> dict | None:
     try:
         return json.loads((run / "summary.json").read_text())
@@ -352,13 +366,14 @@ def run_experiment(cfg: ExperimentConfig, out: Path, console: Console | None = N
         probe.unlink()
     except OSError as exc:
         raise BenchError(f"output directory {out}: cannot write there ({exc.strerror})") from None
+    ctx = setup(cfg, out, console)  # loads and checks everything before anything is written
     check_same_experiment(cfg, out, force)
     write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
     if fresh:
         for method in cfg.methods:
             for seed in cfg.seeds:
                 checkpoint.clear(run_dir(out, method.display_label, seed))
-    ctx = setup(cfg, out, console)
+    measure_initial_perplexity(ctx)
     summaries = []
     for i, method in enumerate(cfg.methods):
         for seed in cfg.seeds:

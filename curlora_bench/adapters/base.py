@@ -66,6 +66,10 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def check(self, model: nn.Module, targets: list[str], cfg: AdapterConfig, where: str) -> None:
+        """Fail before anything runs if `cfg` cannot be attached to `model` (model left untouched)."""
+        find_targets(model, targets, where)
+
     def state_dict(
         self, model: nn.Module, modules: list[str], cfg: AdapterConfig
     ) -> dict[str, torch.Tensor]:

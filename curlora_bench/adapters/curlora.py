@@ -113,14 +113,18 @@ class CURLoRA(Adapter):
     help = "CURLoRA: fixed C, R from W (inverted norm sampling), trains U (r x r) from zero"
     prefixes = ("curlora_",)
 
+    def check(self, model, targets, cfg, where):
+        for name in find_targets(model, targets, where):
+            m, n = model.get_submodule(name).weight.shape
+            if cfg.rank > min(m, n):
+                raise BenchError(f"{where}.rank: {cfg.rank} exceeds the {m}x{n} weight of {name}")
+
     def attach(self, model, targets, cfg, seed, where):
+        self.check(model, targets, cfg, where)
         names = find_targets(model, targets, where)
         freeze(model)
         for name in names:
             base = model.get_submodule(name)
-            m, n = base.weight.shape
-            if cfg.rank > min(m, n):
-                raise BenchError(f"{where}.rank: {cfg.rank} exceeds the {m}x{n} weight of {name}")
             cols, rows, q_cols, q_rows = cur_indices(
                 base.weight, cfg.rank, cfg.sampling, cfg.eps, cfg.replacement, module_seed(seed, name)
             )

@@ -28,6 +28,8 @@ def _load_file(fmt: str, path: Path, where: str) -> Dataset:
     try:
         ds = load_dataset(FILE_BUILDERS[fmt], data_files=str(path), split="train")
     except Exception as exc:  # datasets raises many types for malformed files
+        if "corresponds to no data" in str(exc):  # a header and no rows
+            raise BenchError(f"{path}: split is empty (no data rows)") from None
         raise BenchError(f"{path}: cannot read as {fmt}: {first_line(exc)}") from None
     return ds
 

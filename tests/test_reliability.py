@@ -1,0 +1,318 @@
+"""Resume after a crash, refusing a different config, clean failures, export and load_adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, tiny_config
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, toy_data):
+    """One uninterrupted tiny run of LoRA, CURLoRA and full fine-tuning (2 stages each)."""
+    import yaml
+
+    from curlora_bench.config import load_config
+    from curlora_bench.runner import run_experiment
+
+    d = tmp_path_factory.mktemp("finished")
+    cfg_path = d / "exp.yaml"
+    methods = [{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}, {"method": "full"}]
+    cfg_path.write_text(yaml.safe_dump(tiny_config(toy_data, methods=methods)))
+    cfg, _ = load_config(cfg_path)
+    from rich.console import Console
+
+    run_experiment(cfg, d / "out", Console(quiet=True))
+    return cfg_path, d / "out"
+
+
+KILLER = """
+import os, signal, sys, torch
+from curlora_bench.cli import main
+calls = 0
+step = torch.optim.AdamW.step
+def killing_step(self, *a, **k):
+    global calls
+    calls += 1
+    if calls == int(os.environ["KILL_AT_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, *a, **k)
+torch.optim.AdamW.step = killing_step
+sys.argv = ["curlora-bench", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigkill_mid_stage_then_rerun_equals_uninterrupted(finished, tmp_path, cli):
+    cfg_path, reference = finished
+    out = tmp_path / "killed"
+    # 48 examples / batch 16 = 3 steps per stage: step 5 is in the middle of LoRA's stage 2
+    env = {**os.environ, "KILL_AT_STEP": "5", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", KILLER, "run", str(cfg_path), "--output", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    lora = out / "lora-r2" / "seed-0"
+    assert (lora / "checkpoints" / "stage-1" / "state.json").is_file()
+    assert not (lora / "checkpoints" / "stage-2").exists() and not (lora / "summary.json").exists()
+    code, stdout, err = cli("run", cfg_path, "--output", out)
+    assert code == 0, err
+    assert "resuming after stage 1/2" in stdout
+    for label in ("lora-r2", "curlora-r2", "full"):
+        assert records(out / label / "seed-0") == records(reference / label / "seed-0"), label
+    s = json.loads((lora / "summary.json").read_text())
+    assert s["resumed_from_stage"] == 1 and s["status"] == "complete"
+
+
+def test_rerun_keeps_complete_runs_and_fresh_starts_over(finished, tmp_path, cli):
+    cfg_path, reference = finished
+    out = tmp_path / "o"
+    assert cli("run", cfg_path, "--output", out)[0] == 0
+    before = snapshot(out / "lora-r2")
+    code, stdout, _ = cli("run", cfg_path, "--output", out)
+    assert code == 0 and "already complete" in stdout
+    assert snapshot(out / "lora-r2") == before
+    code, stdout, _ = cli("run", cfg_path, "--output", out, "--fresh")
+    assert code == 0 and "already complete" not in stdout
+    assert records(out / "lora-r2" / "seed-0") == records(reference / "lora-r2" / "seed-0")
+
+
+def test_different_config_is_refused_unless_force(finished, tmp_path, cli, write_config, toy_data):
+    cfg_path, _ = finished
+    out = tmp_path / "o"
+    assert cli("run", cfg_path, "--output", out)[0] == 0
+    before = snapshot(out)
+    cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])
+    cfg["train"]["lr"] = 5e-3
+    code, stdout, err = cli("run", write_config(cfg), "--output", out)
+    assert code == 2 and "holds results of a different config (differs in: train)" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert snapshot(out) == before
+    code, stdout, err = cli("run", write_config(cfg), "--output", out, "--force")
+    assert code == 0, err
+    assert "already complete" not in stdout  # the old lora run belongs to the other config
+    # adding a seed to the same experiment is not a different config
+    cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}], seeds=[0, 1])
+    cfg["train"]["lr"] = 5e-3
+    code, stdout, err = cli("run", write_config(cfg), "--output", out)
+    assert code == 0 and "already complete" in stdout
+
+
+def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
+    """Apply one bad-input case to a tiny config; return raw YAML text when the case needs it."""
+    bad_csv = tmp / "bad.csv"
+    t0 = cfg["tasks"][0]
+    if case == "yaml":
+        return "name: [unclosed\n"
+    edits = {
+        "unknown key": lambda: cfg.update(bogus=1),
+        "wrong type": lambda: cfg["train"].update(batch_size="eight"),
+        "rank <= 0": lambda: cfg.update(methods=[{"method": "curlora", "rank": 0}]),
+        "rank too large": lambda: cfg.update(methods=[{"method": "curlora", "rank": 1000}]),
+        "unknown method": lambda: cfg.update(methods=[{"method": "loraa"}]),
+        "unknown task": lambda: cfg.update(tasks=["no-such-task"]),
+        "unknown model": lambda: cfg.update(model=str(tmp / "no-such-model")),
+        "unknown corpus": lambda: cfg.update(perplexity={"corpus": "no-such-corpus"}),
+        "missing file": lambda: t0.update(train=str(tmp / "missing.csv")),
+        "two tasks same name": lambda: cfg.update(tasks=[t0, t0]),
+        "empty seeds": lambda: cfg.update(seeds=[]),
+        "lr <= 0": lambda: cfg["train"].update(lr=0),
+        "max_length <= 0": lambda: cfg["train"].update(max_length=0),
+    }
+    files = {
+        "missing text column": "sentence1,label\na,1\n",
+        "missing label column": "sentence1,sentence2,y\na,b,1\n",
+        "label out of range": "sentence1,sentence2,label\na,b,1\nc,d,2\n",
+        "label not integer": "sentence1,sentence2,label\na,b,0.5\n",
+        "empty train split": "sentence1,sentence2,label\n",
+        "empty eval split": "sentence1,sentence2,label\n",
+    }
+    if case in files:
+        bad_csv.write_text(files[case])
+        t0["eval" if case == "empty eval split" else "train"] = str(bad_csv)
+        t0["num_classes"] = 2
+    else:
+        edits[case]()
+    return None
+
+
+CASES = {
+    "yaml": "not valid YAML",
+    "unknown key": "bogus: unknown key",
+    "wrong type": "train.batch_size: expected an integer",
+    "rank <= 0": "methods[0].rank: must be > 0",
+    "rank too large": "methods[0].rank: 1000 exceeds the 32x96 weight of transformer.h.0.attn.c_attn",
+    "unknown method": "methods[0].method: unknown method 'loraa'",
+    "unknown task": "tasks[0]: unknown task 'no-such-task'",
+    "unknown model": "no-such-model",
+    "unknown corpus": "perplexity.corpus: unknown corpus 'no-such-corpus'",
+    "missing file": "tasks[0].train: data file not found",
+    "missing text column": "missing text column 'sentence2'",
+    "missing label column": "missing label column 'label'",
+    "label out of range": "row 2: label 2 outside 0..1",
+    "label not integer": "row 1: label 0.5 in column 'label' is not an integer",
+    "empty train split": "split is empty",
+    "empty eval split": "split is empty",
+    "two tasks same name": "tasks[1].name: task 'pairs' appears twice",
+    "empty seeds": "seeds: the list is empty",
+    "lr <= 0": "train.lr: must be > 0",
+    "max_length <= 0": "train.max_length: must be > 0",
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_one_line_exit_2_nothing_damaged(case, finished, tmp_path, cli, toy_data):
+    cfg_path, reference = finished
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(reference, out)
+    before = snapshot(out)
+    cfg = json.loads(json.dumps(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
+    raw = _mutate(cfg, toy_data, tmp_path, case)
+    path = tmp_path / "bad.yaml"
+    import yaml
+
+    path.write_text(raw if raw is not None else yaml.safe_dump(cfg))
+    code, stdout, err = cli("run", path, "--output", out)
+    assert code == 2, stdout + err
+    assert CASES[case] in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in stdout + err
+    assert snapshot(out) == before
+
+
+def test_unknown_set_key_via_cli(finished, tmp_path, cli):
+    cfg_path, _ = finished
+    code, _, err = cli("run", cfg_path, "--set", "train.lrr=1", "--output", tmp_path / "o")
+    assert code == 2 and "--set train.lrr: unknown key" in err
+
+
+def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
+    from curlora_bench.config import load_config
+    from curlora_bench.modeling import TaskHeads, hidden_size
+    from curlora_bench.runner import Protocol, prepare_tasks
+    from curlora_bench.train import NonFiniteLoss, train_stage
+
+    cfg, _ = load_config(write_config(tiny_config(toy_data)))
+    from curlora_bench.modeling import load_model
+
+    lm = load_model("tiny-gpt2")
+    task = prepare_tasks(cfg, lm, Protocol.of("standard"))[0]
+    for p in lm.model.parameters():
+        p.requires_grad_(True)
+    heads = TaskHeads()
+    heads.add(task.name, hidden_size(lm.model), 2, seed=0)
+    cfg.train.lr, cfg.train.max_grad_norm = 1e30, None
+    with pytest.raises(NonFiniteLoss, match="at step"):
+        train_stage(lm.model, heads, task.name, task.train, cfg.train, torch.device("cpu"), 0, 0)
+
+
+def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, monkeypatch):
+    from curlora_bench import runner
+    from curlora_bench.train import NonFiniteLoss
+
+    calls = []
+    real = runner.train_stage
+
+    def failing_second_stage_of_first_run(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise NonFiniteLoss(3, float("nan"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_stage", failing_second_stage_of_first_run)
+    cfg = tiny_config(toy_data, methods=[{"method": "full"}, {"method": "curlora", "rank": 2}])
+    code, stdout, err = cli("run", write_config(cfg), "--output", tmp_path / "o")
+    assert code == 0, err
+    run = tmp_path / "o" / "full" / "seed-0"
+    full = json.loads((run / "summary.json").read_text())
+    assert full["status"] == "failed"
+    assert full["error"] == "full seed 0 stage 2 (polarity) step 3: loss is nan at step 3"
+    flat = " ".join(stdout.split())
+    assert "stopped: full seed 0 stage 2" in flat and "finished stages are kept" in flat
+    assert full["accuracy_matrix"][0][0] is not None and full["accuracy_matrix"][1] == [None, None]
+    assert (run / "checkpoints" / "stage-1").is_dir()
+    other = json.loads((tmp_path / "o" / "curlora-r2" / "seed-0" / "summary.json").read_text())
+    assert other["status"] == "complete"
+
+
+# --- export and load_adapter ------------------------------------------------------------
+
+
+def prepared(cfg_path: Path):
+    from curlora_bench.config import load_config
+    from curlora_bench.modeling import load_model
+    from curlora_bench.runner import Protocol, prepare_tasks
+
+    cfg, _ = load_config(cfg_path)
+    lm = load_model(cfg.model)
+    return cfg, lm, prepare_tasks(cfg, lm, Protocol.of("standard"))
+
+
+@pytest.mark.parametrize("label", ["lora-r2", "curlora-r2", "full"])
+@pytest.mark.parametrize("stage", [1, 2])
+def test_export_then_load_adapter_reproduces_the_run(finished, tmp_path, cli, label, stage):
+    import curlora_bench
+    from curlora_bench.evaluate import accuracy
+    from curlora_bench.modeling import load_model
+
+    cfg_path, reference = finished
+    code, _, err = cli("export", reference, tmp_path / "ex", "--method", label, "--stage", str(stage))
+    assert code == 0, err
+    meta = json.loads((tmp_path / "ex" / "curlora_bench.json").read_text())
+    assert meta["stage"] == stage and meta["method"]["label"] == label and meta["base_model"] == "tiny-gpt2"
+    if label.startswith("curlora"):
+        assert len(meta["curlora_indices"]["transformer.h.0.attn.c_attn"]["columns"]) == 2
+    cfg, _, tasks = prepared(cfg_path)
+    model = load_model(cfg.model).model
+    heads = curlora_bench.load_adapter(model, tmp_path / "ex")
+    expected = {r["task"]: r["value"] for r in records(reference / label / "seed-0")
+                if r["stage"] == stage and r["metric"] == "accuracy"}
+    for t in tasks[:stage]:
+        got = accuracy(model, heads, t.name, t.eval, 32, torch.device("cpu"), 0)
+        assert got == expected[t.name], (t.name, got, expected[t.name])
+
+
+def test_lora_export_loads_with_peft(finished, tmp_path, cli):
+    from peft import PeftModel
+
+    import curlora_bench
+    from curlora_bench.modeling import load_model
+
+    _, reference = finished
+    assert cli("export", reference, tmp_path / "ex", "--method", "lora-r2")[0] == 0
+    ours = load_model("tiny-gpt2").model
+    curlora_bench.load_adapter(ours, tmp_path / "ex")
+    peft_model = PeftModel.from_pretrained(load_model("tiny-gpt2").model, str(tmp_path / "ex")).eval()
+    ids = torch.randint(0, 256, (2, 12))
+    with torch.no_grad():
+        a, b = ours(ids).logits, peft_model(ids).logits
+    assert torch.equal(a, b)
+    # and the adapter really changed something (B started at zero)
+    with torch.no_grad():
+        base = load_model("tiny-gpt2").model(ids).logits
+    assert not torch.allclose(a, base)
+
+
+def test_export_asks_which_run(finished, tmp_path, cli):
+    _, reference = finished
+    code, _, err = cli("export", reference, tmp_path / "ex")
+    assert code == 2 and "3 runs match" in err and "lora-r2 seed 0" in err
+    code, _, err = cli("export", reference, tmp_path / "ex", "--method", "lora-r2", "--stage", "7")
+    assert code == 2 and "--stage 7" in err and "stages 1, 2" in err
