@@ -57,20 +57,27 @@ def report(
     results: Annotated[list[Path] | None, typer.Argument(help="experiment or run folders (default: every one under results/)")] = None,
     format: Annotated[ReportFormat, typer.Option("--format", "-f", help="output format")] = ReportFormat.md,
     out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of printing")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="also write PNG figures into this folder")] = None,
 ) -> None:
-    """Render the forgetting table (mean ± std over seeds) from finished runs."""
+    """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
     from .report import render
     from .results import find_runs, write_atomic
 
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
         raise BenchError("no results folders given and none under results/")
-    text = render(find_runs(paths), format.value)
+    runs = find_runs(paths)
+    text = render(runs, format.value)
     if out:
         write_atomic(out, text)
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+    if plots:
+        from .plots import write_plots
+
+        for path in write_plots(runs, plots):
+            console.print(f"wrote {path}")
 
 
 @app.command()

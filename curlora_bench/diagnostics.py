@@ -19,45 +19,45 @@ def in_features(module: nn.Module) -> int:
 
 
 @torch.inference_mode()
-def effective_delta(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ΔW, W0) of a wrapped layer, both as (in, out): module(I) - base_layer(I).
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The linear map a layer applies, as an (in, out) matrix: module(I) - module(0).
 
-    Works for any wrapper that keeps the frozen layer as `base_layer` (PEFT LoRA/DoRA/VeRA,
-    CURLoRA), whatever its internal parameterisation; an exact `delta_weight()` is used when
-    the layer has one.
+    Works for any layer whatever its parameterisation (PEFT LoRA/DoRA/VeRA/PiSSA wrappers,
+    CURLoRA, a plain Linear or Conv1D trained in place); the bias cancels.
     """
-    base = module.base_layer
-    w0 = base.weight
-    if isinstance(base, Conv1D):
-        w0_io = w0
-    else:
-        w0_io = w0.T
-    if hasattr(module, "delta_weight"):
-        d = module.delta_weight()
-        return (d if isinstance(base, Conv1D) else d.T), w0_io
-    eye = torch.eye(in_features(base), dtype=w0.dtype, device=w0.device)
-    return module(eye) - base(eye), w0_io
+    weight = getattr(module, "base_layer", module).weight
+    n = in_features(getattr(module, "base_layer", module))
+    eye = torch.eye(n, dtype=weight.dtype, device=weight.device)
+    return module(eye) - module(torch.zeros_like(eye[:1]))
 
 
-def relative_drift(model: nn.Module, modules: list[str], reference: dict[str, torch.Tensor] | None) -> dict[str, float]:
-    """‖ΔW‖_F / ‖W0‖_F for each adapted module.
+def snapshot(model: nn.Module, modules: list[str]) -> dict[str, torch.Tensor]:
+    """Effective weights at init (on CPU), to measure later changes against.
 
-    `reference` holds W0 for methods that train the weights in place (`full`); wrapped layers
-    are measured against their frozen `base_layer`.
+    Layers with an exact `delta_weight()` (CURLoRA) need none: their frozen base is the reference.
     """
+    out = {}
+    for name in modules:
+        m = model.get_submodule(name)
+        if not hasattr(m, "delta_weight"):
+            out[name] = effective_weight(m).float().cpu()
+    return out
+
+
+@torch.inference_mode()
+def relative_drift(model: nn.Module, modules: list[str], reference: dict[str, torch.Tensor]) -> dict[str, float]:
+    """‖ΔW‖_F / ‖W0‖_F for each adapted module, ΔW the change of its effective weight since init."""
     was_training = model.training
     model.eval()
     out = {}
     for name in modules:
         m = model.get_submodule(name)
-        if reference is not None and name in reference:
-            w0 = reference[name]
-            delta = m.weight.detach().float() - w0.to(m.weight.device).float()
-        elif hasattr(m, "base_layer"):
-            delta, w0 = effective_delta(m)
+        if hasattr(m, "delta_weight"):
+            delta, w0 = m.delta_weight().float(), m.base_layer.weight.float()
         else:
-            continue
-        out[name] = float(delta.float().norm() / w0.float().norm())
+            w0 = reference[name]
+            delta = effective_weight(m).float().cpu() - w0
+        out[name] = float(delta.norm() / w0.norm())
     model.train(was_training)
     return out
 

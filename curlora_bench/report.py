@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 
 from rich.table import Table as RichTable
 
@@ -18,10 +19,11 @@ from .results import RunResult
 @dataclass
 class Row:
     name: str
-    kind: str  # perplexity | accuracy | count | metric (signed) | ratio
+    kind: str  # perplexity | accuracy | count | metric (signed) | ratio | small | kl
     get: Callable[[dict], float | None]
     baseline: float | None = None
     cells: dict[str, list[float]] = field(default_factory=dict)
+    key: str | None = None  # the paper table's metric name, for rows the paper reports
 
 
 def _acc(i: int, j: int) -> Callable[[dict], float | None]:
@@ -32,8 +34,26 @@ def _metric(key: str) -> Callable[[dict], float | None]:
     return lambda s: s.get("metrics", {}).get(key)
 
 
+def _drift(stage: int, key: str) -> Callable[[dict], float | None]:
+    def get(s: dict) -> float | None:
+        d = s.get("drift") or []
+        return d[stage][key] if stage < len(d) and d[stage].get("modules") else None
+
+    return get
+
+
+def _sampling(axis: str, key: str) -> Callable[[dict], float | None]:
+    return lambda s: ((s.get("sampling") or {}).get("summary") or {}).get(axis, {}).get(key)
+
+
+def _duplicates(s: dict) -> float | None:
+    agg = (s.get("sampling") or {}).get("summary")
+    return agg["columns"]["duplicates_total"] + agg["rows"]["duplicates_total"] if agg else None
+
+
 def build_rows(runs: list[RunResult]) -> tuple[list[str], list[Row]]:
-    """Rows in the paper's order; one column per method label (seeds pooled)."""
+    """Rows in the paper's order, then matrix metrics and drift diagnostics; one column per
+    method label (seeds pooled)."""
     tasks = runs[0].summary["tasks"]
     for r in runs[1:]:
         if r.summary["tasks"] != tasks:
@@ -41,25 +61,73 @@ def build_rows(runs: list[RunResult]) -> tuple[list[str], list[Row]]:
                 f"{r.path}: task sequence {r.summary['tasks']} differs from {tasks}; report one experiment at a time"
             )
     majority = runs[0].summary.get("majority_baseline", {})
-    rows = [Row("Initial perplexity", "perplexity", lambda s: s["perplexity"]["initial"])]
+    rows = [Row("Initial perplexity", "perplexity", lambda s: s["perplexity"]["initial"], key="initial_ppl")]
     for i, t in enumerate(tasks):
-        rows.append(Row(f"{t} accuracy (after {t})", "accuracy", _acc(i, i), majority.get(t)))
+        rows.append(Row(f"{t} accuracy (after {t})", "accuracy", _acc(i, i), majority.get(t), key=f"{t}_acc_after_{t}"))
         for j in range(i):
-            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(i, j), majority.get(tasks[j])))
+            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(i, j), majority.get(tasks[j]),
+                            key=f"{tasks[j]}_acc_after_{t}"))
     rows += [
-        Row("Final perplexity", "perplexity", lambda s: s["perplexity"]["final"]),
+        Row("Final perplexity", "perplexity", lambda s: s["perplexity"]["final"], key="final_ppl"),
         Row("Trainable parameters", "count", lambda s: s["trainable_parameters"]),
         Row("Average accuracy (final)", "accuracy", _metric("average_accuracy")),
         Row("Backward transfer", "metric", _metric("backward_transfer")),
         Row("Forgetting", "metric", _metric("forgetting")),
         Row("Perplexity drift (final/initial)", "ratio", _metric("perplexity_drift")),
     ]
+    for i, t in enumerate(tasks):
+        rows.append(Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")))
+    rows += [
+        Row("‖ΔW‖/‖W‖ max over matrices (final)", "small", lambda s: _drift(len(s.get("drift") or []) - 1, "max")(s)),
+        Row("CUR columns: KL(q ‖ uniform), mean", "kl", _sampling("columns", "kl_from_uniform_mean")),
+        Row("CUR rows: KL(q ‖ uniform), mean", "kl", _sampling("rows", "kl_from_uniform_mean")),
+        Row("CUR columns: max/min probability, worst matrix", "ratio", _sampling("columns", "max_min_ratio_max")),
+        Row("CUR rows: max/min probability, worst matrix", "ratio", _sampling("rows", "max_min_ratio_max")),
+        Row("CUR duplicate indices (columns + rows)", "count", _duplicates),
+    ]
     labels = list(dict.fromkeys(r.label for r in runs))
     for row in rows:
         for label in labels:
             vals = [row.get(r.summary) for r in runs if r.label == label]
             row.cells[label] = [v for v in vals if v is not None]
-    return labels, rows
+    rows = [row for row in rows if any(row.cells.values()) or row.key]  # drop rows no method has
+    paper = paper_columns(runs, labels)
+    for col, numbers in paper.items():
+        for row in rows:
+            row.cells[col] = [numbers[row.key]] if row.key in numbers else []
+    return labels + list(paper), rows
+
+
+PAPER_MODELS = {"gpt2-large": "gpt2-large", "mistralai/mistral-7b-v0.3": "mistral-7b-v0.3"}
+PAPER_TASKS = ["mrpc", "sst2", "sentiment140"]
+
+
+def paper_table() -> dict[tuple[str, str], dict[str, float]]:
+    """(paper model, column like LoRA-8) -> {metric: value}, from the paper's Tables 1-2."""
+    text = resources.files("curlora_bench").joinpath("data/paper_tables.csv").read_text()
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for rec in csv.DictReader(io.StringIO(text)):
+        for col, v in rec.items():
+            if col not in ("model", "metric"):
+                table.setdefault((rec["model"], col), {})[rec["metric"].replace("_wikitext2", "")] = float(v)
+    return table
+
+
+def paper_columns(runs: list[RunResult], labels: list[str]) -> dict[str, dict[str, float]]:
+    """The paper's published numbers for our LoRA/CURLoRA columns, when the runs reproduce its
+    setting (protocol paper, its model, MRPC -> SST-2 -> Sentiment140)."""
+    s = runs[0].summary
+    model = PAPER_MODELS.get(str(s.get("model", "")).lower())
+    if not model or s.get("tasks") != PAPER_TASKS or any(r.summary.get("protocol") != "paper" for r in runs):
+        return {}
+    table = paper_table()
+    out = {}
+    for label in labels:
+        m = next(r.summary["method"] for r in runs if r.label == label)
+        name = {"lora": "LoRA", "curlora": "CURLoRA"}.get(m.get("method"))
+        if name and (model, f"{name}-{m.get('rank')}") in table:
+            out[f"paper {label}"] = table[(model, f"{name}-{m.get('rank')}")]
+    return out
 
 
 def fmt_value(kind: str, v: float) -> str:
@@ -68,7 +136,11 @@ def fmt_value(kind: str, v: float) -> str:
     if kind == "perplexity":
         return f"{v:.2f}"
     if kind == "ratio":
-        return f"{v:.3f}"
+        return f"{v:.3f}" if abs(v) < 1000 else f"{v:.3g}"
+    if kind == "small":
+        return f"{v:.2e}"
+    if kind == "kl":
+        return f"{v:.4f}"
     if kind == "metric":
         return f"{round(v, 3) + 0.0:+.3f}" if abs(v) < 10 else f"{v:.3g}"  # + 0.0: no "-0.000"
     return f"{v:.3f}"

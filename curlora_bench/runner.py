@@ -196,10 +196,8 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     targets = auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, targets, method, seed, where)
-    # methods that train the weights in place have no frozen base_layer to compare against
-    reference = {n: model.get_submodule(n).weight.detach().clone() for n in modules
-                 if not hasattr(model.get_submodule(n), "base_layer")}
     model.to(ctx.device)
+    reference = diagnostics.snapshot(model, modules)  # effective weights at init, for the drift
     adapter_params = count_trainable(model)
     heads = TaskHeads().to(ctx.device)
     hid = hidden_size(model)

@@ -1,0 +1,141 @@
+"""Runs -> PNG figures: accuracy matrices, perplexity per stage, earlier tasks across stages, drift.
+
+Seeds are pooled per method label: points are means, error bars one standard deviation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .results import RunResult  # noqa: E402
+
+
+def by_label(runs: list[RunResult]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in runs:
+        out.setdefault(r.label, []).append(r.summary)
+    return out
+
+
+def _mean_std(values: list[float | None]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
+
+def accuracy_heatmaps(runs: list[RunResult], path: Path) -> Path:
+    groups = by_label(runs)
+    tasks = runs[0].summary["tasks"]
+    T = len(tasks)
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 1, 3.4), squeeze=False)
+    image = None
+    for k, (ax, (label, summaries)) in enumerate(zip(axes[0], groups.items())):
+        mean = np.full((T, T), np.nan)
+        for i in range(T):
+            for j in range(i + 1):
+                mean[i, j] = _mean_std([s["accuracy_matrix"][i][j] for s in summaries])[0]
+        image = ax.imshow(mean, vmin=0.0, vmax=1.0, cmap="viridis")
+        for i in range(T):
+            for j in range(i + 1):
+                if not np.isnan(mean[i, j]):
+                    ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center",
+                            color="white" if mean[i, j] < 0.6 else "black", fontsize=9)
+        ax.set_title(f"{label} (n={len(summaries)})", fontsize=10)
+        ax.set_xticks(range(T), tasks, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(T), [f"after {t}" for t in tasks] if k == 0 else [], fontsize=8)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
+    fig.suptitle("Accuracy matrix A[i][j]: task j (column) after stage i (row)", fontsize=11)
+    return _save(fig, path)
+
+
+def perplexity_per_stage(runs: list[RunResult], path: Path) -> Path | None:
+    groups = by_label(runs)
+    tasks = runs[0].summary["tasks"]
+    if runs[0].summary["perplexity"]["initial"] is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x = np.arange(len(tasks) + 1)
+    for label, summaries in groups.items():
+        series = [[s["perplexity"]["initial"], *s["perplexity"]["after_stage"]] for s in summaries]
+        stats = [_mean_std([row[k] for row in series]) for k in x]
+        ax.errorbar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
+    ax.set_xticks(x, ["initial", *[f"after {t}" for t in tasks]], rotation=20, ha="right")
+    ax.set_ylabel("perplexity")
+    corpus = (runs[0].summary["perplexity"].get("protocol") or {}).get("corpus", "")
+    ax.set_title(f"General-language perplexity per stage ({corpus})", fontsize=11)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def earlier_tasks(runs: list[RunResult], path: Path) -> Path:
+    groups = by_label(runs)
+    tasks = runs[0].summary["tasks"]
+    majority = runs[0].summary.get("majority_baseline", {})
+    T = len(tasks)
+    fig, axes = plt.subplots(1, T, figsize=(4 * T, 3.6), squeeze=False, sharey=True)
+    for j, (ax, task) in enumerate(zip(axes[0], tasks)):
+        x = np.arange(j, T)
+        for label, summaries in groups.items():
+            stats = [_mean_std([s["accuracy_matrix"][i][j] for s in summaries]) for i in x]
+            ax.errorbar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
+        if task in majority:
+            ax.axhline(majority[task], color="grey", linestyle="--", linewidth=1, label="majority class")
+        ax.set_xticks(x, [f"after {tasks[i]}" for i in x], rotation=20, ha="right", fontsize=8)
+        ax.set_title(task, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Each task's accuracy from the stage it is learned to the end (mean ± std over seeds)", fontsize=11)
+    return _save(fig, path)
+
+
+def weight_drift(runs: list[RunResult], path: Path) -> Path | None:
+    groups = by_label(runs)
+    tasks = runs[0].summary["tasks"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    drew = False
+    for label, summaries in groups.items():
+        series = [[d["mean"] for d in s.get("drift") or []] for s in summaries]
+        if not any(series) or not any(v > 0 for row in series for v in row):
+            continue
+        n = max(len(row) for row in series)
+        stats = [_mean_std([row[k] if k < len(row) else None for row in series]) for k in range(n)]
+        ax.errorbar(np.arange(1, n + 1), [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o",
+                    capsize=3, label=label)
+        drew = True
+    if not drew:
+        plt.close(fig)
+        return None
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(1, len(tasks) + 1), [f"after {t}" for t in tasks], rotation=20, ha="right")
+    ax.set_ylabel("‖ΔW‖_F / ‖W‖_F (mean over adapted matrices)")
+    ax.set_title("How far each method moved the adapted weights", fontsize=11)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_plots(runs: list[RunResult], folder: Path) -> list[Path]:
+    """Every figure for these runs into `folder`; returns the files written."""
+    out = [
+        accuracy_heatmaps(runs, folder / "accuracy_matrix.png"),
+        perplexity_per_stage(runs, folder / "perplexity.png"),
+        earlier_tasks(runs, folder / "earlier_tasks.png"),
+        weight_drift(runs, folder / "weight_drift.png"),
+    ]
+    return [p for p in out if p is not None]
