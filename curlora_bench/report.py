@@ -37,7 +37,7 @@ def _metric(key: str) -> Callable[[dict], float | None]:
 def _drift(stage: int, key: str) -> Callable[[dict], float | None]:
     def get(s: dict) -> float | None:
         d = s.get("drift") or []
-        return d[stage][key] if stage < len(d) and d[stage].get("modules") else None
+        return d[stage][key] if 0 <= stage < len(d) and d[stage].get("modules") else None
 
     return get
 
