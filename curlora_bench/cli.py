@@ -98,6 +98,57 @@ def export(
 
 
 @app.command()
+def bench(
+    model: Annotated[str, typer.Option("--model", help="built-in model, local folder or hub id")] = "smollm2-135m",
+    rank: Annotated[int, typer.Option("--rank", help="adapter rank (LoRA r, CURLoRA r)", min=1)] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="training batch size", min=1)] = 8,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="tokens per training example", min=2)] = 128,
+    steps: Annotated[int, typer.Option("--steps", help="timed training steps per variant", min=1)] = 6,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed warm-up steps per variant", min=0)] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (CUDA only)")] = "fp32",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model body first")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
+) -> None:
+    """Measure training/eval/perplexity throughput and print ratios against the targets."""
+    import json
+
+    from rich.table import Table
+
+    from .bench import bench as run_bench
+    from .results import write_atomic
+
+    if precision not in ("fp32", "bf16"):
+        raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
+    res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console)
+    table = Table(title=f"bench: {model}, rank {rank}, batch {batch_size}x{seq_len}, {res.environment['device']}")
+    table.add_column("path")
+    table.add_column("tokens/s", justify="right")
+    table.add_column("median s", justify="right")
+    for name, tps in res.figures.items():
+        import statistics
+
+        table.add_row(name, f"{tps:,.0f}", f"{statistics.median(res.seconds[name]):.4f}")
+    console.print(table)
+    ratios = Table(title="ratios (target)")
+    ratios.add_column("ratio")
+    ratios.add_column("measured", justify="right")
+    ratios.add_column("target", justify="right")
+    ratios.add_column("")
+    for name, r in res.ratios.items():
+        ratios.add_row(name, f"{r['ratio']:.2f}", f">= {r['target']:.2f}", "met" if r["met"] else "[red]missed[/]")
+    console.print(ratios)
+    mem = ", ".join(f"{k} {v:,.0f}" for k, v in res.memory.items())
+    env = res.environment
+    console.print(f"memory: {mem}; {env['device_name']}, {env['dtype']}, autocast {env['autocast']}, "
+                  f"{env['threads']} threads; torch {env['versions'].get('torch')}, "
+                  f"transformers {env['versions'].get('transformers')}, peft {env['versions'].get('peft')}")
+    if json_out:
+        write_atomic(json_out, json.dumps(res.as_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
 def models() -> None:
     """List built-in models."""
     from .modeling import MODELS

@@ -33,7 +33,7 @@ class TrainConfig:
     )
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the model where supported"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time dominates short CPU runs"})
 
     def validate(self, where: str) -> None:
         for key in ("epochs", "batch_size", "lr", "max_length", "limit"):

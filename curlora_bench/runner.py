@@ -22,7 +22,7 @@ from .config import ExperimentConfig, corpus_config, resolved_dict
 from .data import PreparedTask, encode, subsample
 from .errors import BenchError
 from .evaluate import PerplexityResult, accuracy, perplexity
-from .modeling import TaskHeads, auto_targets, hidden_size, load_model
+from .modeling import TaskHeads, auto_targets, backbone, hidden_size, load_model
 from .results import RecordWriter, run_dir, write_atomic, write_json
 from .tasks.loaders import load_corpus_text, load_splits
 from .train import NonFiniteLoss, train_stage
@@ -198,6 +198,9 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     modules = adapter.attach(model, targets, method, seed, where)
     model.to(ctx.device)
     reference = diagnostics.snapshot(model, modules)  # effective weights at init, for the drift
+    if cfg.train.compile:
+        # in place, so names, state dicts and checkpoints stay those of the plain model
+        backbone(model).compile(dynamic=True)
     adapter_params = count_trainable(model)
     heads = TaskHeads().to(ctx.device)
     hid = hidden_size(model)

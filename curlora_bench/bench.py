@@ -1,0 +1,199 @@
+"""`curlora-bench bench`: throughput of the training, evaluation and perplexity paths, as ratios.
+
+Every variant runs in one process on the same synthetic batches. Training variants are
+interleaved round by round (so background load hits them alike); each figure is the median
+of the timed steps, warm-up steps excluded.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .adapters import ADAPTERS, parse_method
+from .adapters.curlora import CURLoRALayer
+from .data import Split
+from .evaluate import accuracy, perplexity
+from .modeling import TaskHeads, auto_targets, backbone, classify, hidden_size, load_model
+from .train import autocast
+from .utils import configure_threads, package_versions, resolve_device
+
+TARGETS = [  # (name, numerator, denominator, minimum ratio)
+    ("curlora / floor", "train curlora", "train floor", 0.90),
+    ("curlora / materialised", "train curlora", "train curlora-materialised", 1.30),
+    ("lora / floor", "train lora", "train floor", 0.90),
+    ("batched / one-at-a-time eval", "eval batched", "eval one-at-a-time", 5.0),
+    ("perplexity / bare forward", "perplexity", "bare forward", 0.90),
+]
+
+
+class MaterialisedCURLoRALayer(CURLoRALayer):
+    """The reference code's way: build the m x n update C·U·R in every forward pass.
+
+    Kept only as the comparison inside `bench`; the benchmark itself never uses it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delta = self.delta_weight()  # stored orientation: (out, in) Linear, (in, out) Conv1D
+        w = self.base_layer.weight + delta
+        if self.transposed:
+            return x @ w + self.base_layer.bias
+        return nn.functional.linear(x, w, self.base_layer.bias)
+
+
+@dataclass
+class BenchResult:
+    config: dict
+    figures: dict[str, float] = field(default_factory=dict)  # tokens/s
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    ratios: dict[str, dict] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _training_variants(lm, rank: int) -> dict[str, nn.Module]:
+    """floor (no adapter, backward through the frozen body), lora, curlora, curlora-materialised."""
+    variants = {}
+    for name, spec in (("floor", {"method": "head-only"}), ("lora", {"method": "lora", "rank": rank}),
+                       ("curlora", {"method": "curlora", "rank": rank}),
+                       ("curlora-materialised", {"method": "curlora", "rank": rank})):
+        model = copy.deepcopy(lm.model)
+        cfg = parse_method(spec, f"bench {name}")
+        modules = ADAPTERS.get(cfg.method).attach(model, auto_targets(model), cfg, 0, f"bench {name}")
+        if name == "floor":
+            model.enable_input_require_grads()  # gradients flow through every layer, as with an adapter
+        if name == "curlora-materialised":
+            for m in modules:
+                layer = model.get_submodule(m)
+                layer.__class__ = MaterialisedCURLoRALayer
+        variants[name] = model
+    return variants
+
+
+def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, seq_len: int = 128,
+          steps: int = 6, warmup: int = 2, device_name: str = "auto", precision: str = "fp32",
+          compile_model: bool = False, cache_dir: str | None = None, console=None) -> BenchResult:
+    device = resolve_device(device_name)
+    configure_threads()
+    say = console.print if console else (lambda *_: None)
+    lm = load_model(model_name, cache_dir)
+    vocab = lm.model.get_input_embeddings().num_embeddings
+    gen = torch.Generator().manual_seed(0)
+    n_batches = warmup + steps
+    data = [torch.randint(0, vocab, (batch_size, seq_len), generator=gen) for _ in range(n_batches)]
+    labels = [torch.randint(0, 2, (batch_size,), generator=gen) for _ in range(n_batches)]
+    result = BenchResult(config={"model": model_name, "rank": rank, "batch_size": batch_size, "seq_len": seq_len,
+                                 "steps": steps, "warmup": warmup, "device": str(device), "precision": precision,
+                                 "compile": compile_model})
+
+    # --- training: interleaved, one step of each variant per round -----------------------
+    variants = _training_variants(lm, rank)
+    hid = hidden_size(lm.model)
+    state = {}
+    for name, model in variants.items():
+        model.to(device)
+        if compile_model:
+            backbone(model).compile()
+        heads = TaskHeads().to(device)
+        heads.add("bench", hid, 2, seed=0).to(device)
+        params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
+        state[name] = (model, heads, torch.optim.AdamW(params, lr=1e-4))
+        result.seconds[f"train {name}"] = []
+    say(f"training: {len(variants)} variants x {n_batches} steps of {batch_size}x{seq_len} tokens on {device}")
+    mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
+    for step in range(n_batches):
+        ids, y = data[step].to(device), labels[step].to(device)
+        for name, (model, heads, opt) in state.items():
+            model.train()
+            _sync(device)
+            t0 = time.perf_counter()
+            with autocast(device, precision):
+                logits = classify(model, heads, "bench", ids, mask)
+            loss = nn.functional.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _sync(device)
+            if step >= warmup:
+                result.seconds[f"train {name}"].append(time.perf_counter() - t0)
+    tokens = batch_size * seq_len
+    for name in variants:
+        result.figures[f"train {name}"] = tokens / statistics.median(result.seconds[f"train {name}"])
+    model, heads, _ = state["curlora"]
+    for other in [n for n in state if n != "curlora"]:
+        state[other] = None
+    del variants
+    model.eval()
+
+    # --- evaluation: batched vs one example at a time, same examples ------------------------
+    n_eval = 64
+    lengths = torch.randint(seq_len // 4, seq_len + 1, (n_eval,), generator=gen).tolist()
+    split = Split([torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lengths],
+                  torch.randint(0, 2, (n_eval,), generator=gen).tolist())
+    eval_tokens = sum(lengths)
+    pad = lm.tokenizer.pad_token_id
+    for name, bs in (("eval batched", 64), ("eval one-at-a-time", 1)):
+        accuracy(model, heads, "bench", split, bs, device, pad)  # warm-up
+        times = []
+        for _ in range(3):
+            _sync(device)
+            t0 = time.perf_counter()
+            accuracy(model, heads, "bench", split, bs, device, pad)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        result.seconds[name] = times
+        result.figures[name] = eval_tokens / statistics.median(times)
+    say(f"evaluation: {n_eval} examples, {eval_tokens} tokens")
+
+    # --- perplexity vs a bare forward pass over the same windows -----------------------------
+    window = min(1024, getattr(lm.model.config, "max_position_embeddings", 1024) or 1024)
+    n_windows, ppl_batch = 4, 2
+    corpus = torch.randint(0, vocab, (n_windows * window,), generator=gen).tolist()
+    windows = torch.tensor(corpus, device=device).view(n_windows, window)
+
+    @torch.inference_mode()
+    def bare() -> None:
+        for s in range(0, n_windows, ppl_batch):
+            model(input_ids=windows[s : s + ppl_batch]).logits.float()
+
+    def ppl() -> None:
+        perplexity(model, corpus, window, window, None, ppl_batch, device)
+
+    for name, fn in (("bare forward", bare), ("perplexity", ppl)):
+        fn()  # warm-up
+        times = []
+        for _ in range(3):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        result.seconds[name] = times
+        result.figures[name] = n_windows * window / statistics.median(times)
+    say(f"perplexity: {n_windows} windows of {window} tokens")
+
+    for name, num, den, minimum in TARGETS:
+        r = result.figures[num] / result.figures[den]
+        result.ratios[name] = {"ratio": r, "target": minimum, "met": r >= minimum}
+    result.memory["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        result.memory["peak_device_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    result.environment = {"device": str(device), "device_name": torch.cuda.get_device_name(device)
+                          if device.type == "cuda" else "cpu", "dtype": "float32",
+                          "autocast": precision if device.type == "cuda" else "none",
+                          "threads": torch.get_num_threads(), "versions": package_versions()}
+    return result

@@ -1,0 +1,73 @@
+"""`bench`: the materialised comparison computes the same function; the command runs; compile."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from curlora_bench.adapters import ADAPTERS, parse_method
+from curlora_bench.bench import MaterialisedCURLoRALayer, bench
+from curlora_bench.modeling import auto_targets, load_model
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_materialised_variant_equals_factored(name):
+    lm = load_model(name)
+    model = copy.deepcopy(lm.model)
+    cfg = parse_method({"method": "curlora", "rank": 4}, "m")
+    modules = ADAPTERS.get("curlora").attach(model, auto_targets(model), cfg, 0, "m")
+    with torch.no_grad():
+        for m in modules:
+            model.get_submodule(m).curlora_U.normal_(0, 0.5)
+    ids = torch.randint(0, 256, (2, 10))
+    with torch.no_grad():
+        factored = model(ids).logits
+        for m in modules:
+            model.get_submodule(m).__class__ = MaterialisedCURLoRALayer
+        materialised = model(ids).logits
+    assert torch.allclose(factored, materialised, atol=1e-5)
+    assert not torch.allclose(factored, lm.model(ids).logits, atol=1e-3)  # U != 0 changes the output
+
+
+def test_bench_reports_every_figure_and_ratio():
+    res = bench("tiny-gpt2", rank=2, batch_size=2, seq_len=16, steps=2, warmup=1, device_name="cpu")
+    assert set(res.figures) == {"train floor", "train lora", "train curlora", "train curlora-materialised",
+                                "eval batched", "eval one-at-a-time", "bare forward", "perplexity"}
+    assert all(v > 0 for v in res.figures.values())
+    assert all(len(res.seconds[k]) == 2 for k in res.figures if k.startswith("train"))
+    assert set(res.ratios) == {"curlora / floor", "curlora / materialised", "lora / floor",
+                               "batched / one-at-a-time eval", "perplexity / bare forward"}
+    assert res.memory["peak_rss_mb"] > 0 and res.environment["threads"] >= 1
+
+
+def test_bench_cli_writes_json(cli, tmp_path):
+    code, out, err = cli("bench", "--model", "tiny-gpt2", "--rank", "2", "--batch-size", "2", "--seq-len", "16",
+                         "--steps", "1", "--warmup", "0", "--json", tmp_path / "b.json")
+    assert code == 0, err
+    assert "curlora / materialised" in out and "tokens/s" in out
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["config"]["model"] == "tiny-gpt2" and "train curlora" in data["figures"]
+
+
+def test_bench_rejects_bad_precision(cli):
+    code, _, err = cli("bench", "--precision", "fp8")
+    assert code == 2 and "--precision" in err
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager(toy_data, write_config, tmp_path, cli):
+    from tests.conftest import tiny_config
+
+    def values(out):
+        lines = (out / "curlora-r2" / "seed-0" / "records.jsonl").read_text().splitlines()
+        return [json.loads(line)["value"] for line in lines]
+
+    cfg = tiny_config(toy_data, methods=[{"method": "curlora", "rank": 2}])
+    cfg["tasks"] = cfg["tasks"][:1]
+    assert cli("run", write_config(cfg), "--output", tmp_path / "eager")[0] == 0
+    cfg["train"]["compile"] = True
+    assert cli("run", write_config(cfg), "--output", tmp_path / "compiled")[0] == 0
+    assert values(tmp_path / "compiled") == pytest.approx(values(tmp_path / "eager"), rel=1e-5)
