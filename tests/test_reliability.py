@@ -316,3 +316,12 @@ def test_export_asks_which_run(finished, tmp_path, cli):
     assert code == 2 and "3 runs match" in err and "lora-r2 seed 0" in err
     code, _, err = cli("export", reference, tmp_path / "ex", "--method", "lora-r2", "--stage", "7")
     assert code == 2 and "--stage 7" in err and "stages 1, 2" in err
+
+
+def test_no_unsafe_deserialisation_in_the_package():
+    import re
+
+    bad = re.compile(r"yaml\.load\(|yaml\.unsafe_load|import pickle|pickle\.load|torch\.load\((?![^)]*weights_only=True)")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "curlora_bench").rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if bad.search(line)]
+    assert hits == []
