@@ -140,6 +140,7 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "missing label column": "sentence1,sentence2,y\na,b,1\n",
         "label out of range": "sentence1,sentence2,label\na,b,1\nc,d,2\n",
         "label not integer": "sentence1,sentence2,label\na,b,0.5\n",
+        "label not integer, later row": "sentence1,sentence2,label\na,b,1\nc,d,x\n",
         "empty train split": "sentence1,sentence2,label\n",
         "empty eval split": "sentence1,sentence2,label\n",
     }
@@ -167,6 +168,7 @@ CASES = {
     "missing label column": "missing label column 'label'",
     "label out of range": "row 2: label 2 outside 0..1",
     "label not integer": "row 1: label 0.5 in column 'label' is not an integer",
+    "label not integer, later row": "row 2: label 'x' in column 'label' is not an integer",
     "empty train split": "split is empty",
     "empty eval split": "split is empty",
     "two tasks same name": "tasks[1].name: task 'pairs' appears twice",

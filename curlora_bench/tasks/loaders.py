@@ -85,6 +85,8 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
         if isinstance(raw, bool) or not isinstance(raw, int):
             if isinstance(raw, float) and raw.is_integer():
                 raw = int(raw)
+            elif isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+                raw = int(raw)  # one bad row makes a CSV column text: judge every row on its own
             else:
                 raise BenchError(f"{source}: row {i + 1}: label {raw!r} in column {task.label!r} is not an integer")
         if task.label_map is not None:
