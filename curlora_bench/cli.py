@@ -40,13 +40,14 @@ def run(
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config import load_config
     from .report import render, rich_table
-    from .results import find_runs, write_atomic
+    from .results import RunResult, run_dir, write_atomic
     from .runner import run_experiment
 
     cfg, _ = load_config(config, set_ or [])
     out = output or Path("results") / cfg.name
-    run_experiment(cfg, out, console, fresh=fresh, force=force)
-    runs = find_runs([out])
+    summaries = run_experiment(cfg, out, console, fresh=fresh, force=force)
+    # exactly this config's runs (a --force'd folder may also hold another config's)
+    runs = [RunResult(run_dir(out, s["label"], s["seed"]), s) for s in summaries]
     console.print(rich_table(runs))
     write_atomic(out / "report.md", render(runs, "md"))
     console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, summary.json)")

@@ -107,6 +107,8 @@ def test_different_config_is_refused_unless_force(finished, tmp_path, cli, write
     code, stdout, err = cli("run", write_config(cfg), "--output", out, "--force")
     assert code == 0, err
     assert "already complete" not in stdout  # the old lora run belongs to the other config
+    report = (out / "report.md").read_text()
+    assert "lora-r2" in report and "curlora-r2" not in report  # only this config's runs
     # adding a seed to the same experiment is not a different config
     cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}], seeds=[0, 1])
     cfg["train"]["lr"] = 5e-3
