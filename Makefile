@@ -4,6 +4,7 @@ PYTHON ?= python3
 # same pin pulls the CUDA build. Use TORCH_SPEC="" to keep the torch you already have.
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/seq.yaml
+BENCH_ARGS ?=
 
 .PHONY: install run test test-fast lint bench clean
 
@@ -24,7 +25,7 @@ lint:
 	ruff check curlora_bench tests scripts
 
 bench: install
-	curlora-bench bench
+	curlora-bench bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache
