@@ -65,6 +65,10 @@ def sliding_windows(tokens: list[int], window: int, stride: int, bos_id: int | N
     return out
 
 
+# positions per LM-head call: 256 x 49k-vocabulary fp32 logits = 50 MB, big enough for a fast matmul
+LM_HEAD_CHUNK = 256
+
+
 @dataclass
 class PerplexityResult:
     perplexity: float
@@ -109,9 +113,9 @@ def perplexity(
                 # position t predicts token t+1: score targets first_target..end
                 h = hidden[row, w.first_target - 1 : len(w.ids) - 1]
                 target = ids[row, w.first_target :]
-                for c in range(0, h.shape[0], 1024):
-                    logits = lm_logits(model, h[c : c + 1024]).float()
-                    nll_sum += float(nn.functional.cross_entropy(logits, target[c : c + 1024], reduction="sum"))
+                for c in range(0, h.shape[0], LM_HEAD_CHUNK):
+                    logits = lm_logits(model, h[c : c + LM_HEAD_CHUNK]).float()
+                    nll_sum += float(nn.functional.cross_entropy(logits, target[c : c + LM_HEAD_CHUNK], reduction="sum"))
                 count += int(target.numel())
     nll = nll_sum / max(count, 1)
     info = {

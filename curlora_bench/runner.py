@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import time
@@ -60,7 +61,7 @@ class Context:
     pad_id: int
     base_ppl: PerplexityResult | None
     console: Console
-    base_model: torch.nn.Module | None  # until the initial perplexity is measured
+    base_model: torch.nn.Module | None  # the pristine model, until the first run adapts it
 
 
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
@@ -123,7 +124,6 @@ def measure_initial_perplexity(ctx: Context) -> None:
     if ctx.corpus_tokens is not None:
         ctx.base_ppl = measure_perplexity(ctx, ctx.base_model.to(ctx.device))
         ctx.console.print(f"  initial perplexity {ctx.base_ppl.perplexity:.3f} ({ctx.base_ppl.tokens} tokens)")
-    ctx.base_model = None  # each run loads its own copy
 
 
 def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:
@@ -191,8 +191,9 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     set_seed(seed)
-    lm = load_model(cfg.model, cfg.cache_dir)
-    model = lm.model
+    # the first run adapts the model setup() loaded (untouched so far); later runs load afresh
+    model = ctx.base_model if ctx.base_model is not None else load_model(cfg.model, cfg.cache_dir).model
+    ctx.base_model = None
     targets = auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, targets, method, seed, where)
@@ -379,6 +380,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, console: Console | None = N
     for i, method in enumerate(cfg.methods):
         for seed in cfg.seeds:
             summaries.append(run_one(ctx, method, seed, f"methods[{i}]"))
+            gc.collect()  # injected adapters can hold reference cycles: free the run's model now
     return summaries
 
 
