@@ -65,6 +65,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(fn, device: torch.device, repeats: int = 3) -> list[float]:
+    """Seconds per call of `fn` over `repeats` calls, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def _training_variants(lm, rank: int) -> dict[str, nn.Module]:
     """floor (no adapter, backward through the frozen body), lora, curlora, curlora-materialised."""
     variants = {}
@@ -134,9 +147,7 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     for name in variants:
         result.figures[f"train {name}"] = tokens / statistics.median(result.seconds[f"train {name}"])
     model, heads, _ = state["curlora"]
-    for other in [n for n in state if n != "curlora"]:
-        state[other] = None
-    del variants
+    del state, variants  # free the other variants' models before evaluating
     model.eval()
 
     # --- evaluation: batched vs one example at a time, same examples ------------------------
@@ -147,16 +158,8 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     eval_tokens = sum(lengths)
     pad = lm.tokenizer.pad_token_id
     for name, bs in (("eval batched", 64), ("eval one-at-a-time", 1)):
-        accuracy(model, heads, "bench", split, bs, device, pad)  # warm-up
-        times = []
-        for _ in range(3):
-            _sync(device)
-            t0 = time.perf_counter()
-            accuracy(model, heads, "bench", split, bs, device, pad)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        result.seconds[name] = times
-        result.figures[name] = eval_tokens / statistics.median(times)
+        result.seconds[name] = _timed(lambda bs=bs: accuracy(model, heads, "bench", split, bs, device, pad), device)
+        result.figures[name] = eval_tokens / statistics.median(result.seconds[name])
     say(f"evaluation: {n_eval} examples, {eval_tokens} tokens")
 
     # --- perplexity vs a bare forward pass over the same windows -----------------------------
@@ -174,16 +177,8 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
         perplexity(model, corpus, window, window, None, ppl_batch, device)
 
     for name, fn in (("bare forward", bare), ("perplexity", ppl)):
-        fn()  # warm-up
-        times = []
-        for _ in range(3):
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        result.seconds[name] = times
-        result.figures[name] = n_windows * window / statistics.median(times)
+        result.seconds[name] = _timed(fn, device)
+        result.figures[name] = n_windows * window / statistics.median(result.seconds[name])
     say(f"perplexity: {n_windows} windows of {window} tokens")
 
     for name, num, den, minimum in TARGETS:

@@ -10,7 +10,6 @@ crash leaves either a whole checkpoint or none. Nothing is ever read with pickle
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -23,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import BenchError
-from .results import write_json
+from .results import read_json, write_json
 
 STATE = "state.json"
 EXPORT_META = "curlora_bench.json"
@@ -80,13 +79,6 @@ def save_stage(run: Path, stage: int, adapter: dict[str, torch.Tensor], heads: d
     return final
 
 
-def read_state(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / STATE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def stages(run: Path) -> list[int]:
     """Finished stages that have a complete checkpoint, ascending."""
     found = []
@@ -99,7 +91,7 @@ def stages(run: Path) -> list[int]:
 def latest(run: Path, run_key: str) -> int | None:
     """The last stage checkpointed by a run with this key (same config, method and seed)."""
     for stage in reversed(stages(run)):
-        state = read_state(stage_dir(run, stage))
+        state = read_json(stage_dir(run, stage) / STATE)
         if state and state.get("run_key") == run_key:
             return stage
     return None
@@ -108,7 +100,7 @@ def latest(run: Path, run_key: str) -> int | None:
 def load_stage(run: Path, stage: int) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(state, adapter tensors, head tensors, rng tensors) of checkpoint `stage`."""
     d = stage_dir(run, stage)
-    state = read_state(d)
+    state = read_json(d / STATE)
     if state is None:
         raise BenchError(f"{d}: no readable {STATE}")
     return (state, load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),

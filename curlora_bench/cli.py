@@ -113,6 +113,7 @@ def bench(
 ) -> None:
     """Measure training/eval/perplexity throughput and print ratios against the targets."""
     import json
+    import statistics
 
     from rich.table import Table
 
@@ -127,8 +128,6 @@ def bench(
     table.add_column("tokens/s", justify="right")
     table.add_column("median s", justify="right")
     for name, tps in res.figures.items():
-        import statistics
-
         table.add_row(name, f"{tps:,.0f}", f"{statistics.median(res.seconds[name]):.4f}")
     console.print(table)
     ratios = Table(title="ratios (target)")

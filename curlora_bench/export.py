@@ -119,12 +119,8 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     checkpoint.load_weights(model, load_file(folder / "adapter.safetensors"), str(folder / "adapter.safetensors"))
     if hidden_size(model) != meta["hidden_size"]:
         raise BenchError(f"{where}: heads expect hidden size {meta['hidden_size']}, the model has {hidden_size(model)}")
-    heads = TaskHeads()
-    for t in meta["tasks"]:
-        heads.add(t["name"], meta["hidden_size"], t["num_classes"], seed=0)
-    heads.load_state_dict(load_file(folder / "heads.safetensors"))
-    device = next(model.parameters()).device
-    heads.to(device).eval().requires_grad_(False)
+    heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"]], meta["hidden_size"],
+                              load_file(folder / "heads.safetensors"), next(model.parameters()).device)
     model.eval()
     return heads
 

@@ -227,6 +227,16 @@ class TaskHeads(nn.Module):
     def forward(self, task: str, pooled: torch.Tensor) -> torch.Tensor:
         return self.heads[task](pooled)
 
+    @classmethod
+    def restore(cls, tasks: list[tuple[str, int]], hidden: int, tensors: dict[str, torch.Tensor],
+                device: torch.device) -> TaskHeads:
+        """Saved heads of `tasks` ((name, classes), in order), frozen and in eval mode."""
+        heads = cls()
+        for name, num_classes in tasks:
+            heads.add(name, hidden, num_classes, seed=0)
+        heads.load_state_dict(tensors)
+        return heads.to(device).eval().requires_grad_(False)
+
 
 def classify(
     model: nn.Module, heads: TaskHeads, task: str, input_ids, attention_mask, pooling: str = "last"

@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import metrics  # noqa: E402
 from .results import RunResult  # noqa: E402
 
 
@@ -24,10 +25,9 @@ def by_label(runs: list[RunResult]) -> dict[str, list[dict]]:
 
 
 def _mean_std(values: list[float | None]) -> tuple[float, float]:
+    """metrics.mean_std over the measured values; NaN (drawn as a gap) when there are none."""
     vals = [v for v in values if v is not None]
-    if not vals:
-        return float("nan"), float("nan")
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return metrics.mean_std(vals) if vals else (float("nan"), float("nan"))
 
 
 def accuracy_heatmaps(runs: list[RunResult], path: Path) -> Path:

@@ -48,6 +48,14 @@ class RecordWriter:
         self._f.close()
 
 
+def read_json(path: Path) -> Any | None:
+    """A JSON file's content, or None when it is missing or unreadable (e.g. half-written)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def read_records(path: Path) -> list[dict]:
     if not path.is_file():
         return []

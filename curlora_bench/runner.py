@@ -14,17 +14,17 @@ import torch
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from transformers.pytorch_utils import Conv1D
 
 from . import checkpoint, diagnostics, metrics
 from .adapters import ADAPTERS, AdapterConfig, method_dict
 from .adapters.base import module_seed
+from .adapters.lora import uses_conv1d
 from .config import ExperimentConfig, corpus_config, resolved_dict
 from .data import PreparedTask, encode, subsample
 from .errors import BenchError
 from .evaluate import PerplexityResult, accuracy, perplexity
 from .modeling import TaskHeads, auto_targets, backbone, hidden_size, load_model
-from .results import RecordWriter, run_dir, write_atomic, write_json
+from .results import RecordWriter, read_json, run_dir, write_atomic, write_json
 from .tasks.loaders import load_corpus_text, load_splits
 from .train import NonFiniteLoss, train_stage
 from .utils import configure_threads, git_commit, package_versions, resolve_device, set_seed
@@ -100,7 +100,7 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
     console.print(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
     lm = load_model(cfg.model, cfg.cache_dir)
     tasks = prepare_tasks(cfg, lm, protocol)
-    targets = auto_targets(lm.model) if cfg.target_modules == "auto" else cfg.target_modules
+    targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
         ADAPTERS.get(method.method).check(lm.model, targets, method, f"methods[{i}]")
     for t in tasks:
@@ -124,6 +124,10 @@ def measure_initial_perplexity(ctx: Context) -> None:
     if ctx.corpus_tokens is not None:
         ctx.base_ppl = measure_perplexity(ctx, ctx.base_model.to(ctx.device))
         ctx.console.print(f"  initial perplexity {ctx.base_ppl.perplexity:.3f} ({ctx.base_ppl.tokens} tokens)")
+
+
+def target_modules(cfg: ExperimentConfig, model) -> list[str]:
+    return auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
 
 
 def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:
@@ -184,7 +188,7 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     cfg, label = ctx.cfg, method.display_label
     out = run_dir(ctx.out, label, seed)
     key = run_key(cfg, method, seed)
-    previous = read_summary(out)
+    previous = read_json(out / "summary.json")
     if previous and previous.get("run_key") == key and previous.get("status") == "complete":
         ctx.console.print(f"  {label} seed {seed}: already complete, kept (--fresh reruns it)")
         return previous
@@ -194,7 +198,7 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     # the first run adapts the model setup() loaded (untouched so far); later runs load afresh
     model = ctx.base_model if ctx.base_model is not None else load_model(cfg.model, cfg.cache_dir).model
     ctx.base_model = None
-    targets = auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
+    targets = target_modules(cfg, model)
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, targets, method, seed, where)
     model.to(ctx.device)
@@ -211,10 +215,8 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     if resumed_from:
         saved, adapter_sd, heads_sd, rng = checkpoint.load_stage(out, resumed_from)
         checkpoint.load_weights(model, adapter_sd, f"{out}/checkpoints")
-        for t in ctx.tasks[:resumed_from]:
-            heads.add(t.name, hid, t.num_classes, seed=0).requires_grad_(False)
-        heads.load_state_dict(heads_sd)
-        heads.to(ctx.device).eval()
+        heads = TaskHeads.restore([(t.name, t.num_classes) for t in ctx.tasks[:resumed_from]], hid, heads_sd,
+                                  ctx.device)
         state = RunState(**saved["run"])
         keep_records(out / "records.jsonl", state.records)
         checkpoint.restore_rng(saved["rng"], rng)
@@ -268,7 +270,7 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
                                  "final_loss": stats.final_loss, "mean_loss": stats.mean_loss})
             checkpoint.save_stage(out, i + 1, adapter.state_dict(model, modules, method), heads.state_dict(), {
                 "run_key": key, "label": label, "method": method_dict(method), "seed": seed, "model": cfg.model,
-                "modules": modules, "conv1d": stores_transposed(model, modules), "protocol": ctx.protocol.name, "pooling": ctx.protocol.train_pooling,
+                "modules": modules, "conv1d": uses_conv1d(model, modules), "protocol": ctx.protocol.name, "pooling": ctx.protocol.train_pooling,
                 "tasks": [{"name": t.name, "num_classes": t.num_classes} for t in ctx.tasks[: i + 1]],
                 "hidden_size": hid, "run": dataclasses.asdict(state),
             })
@@ -315,18 +317,6 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
     }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def stores_transposed(model, modules: list[str]) -> bool:
-    """True when the adapted layers are GPT-2 Conv1D (weights stored in x out)."""
-    return any(isinstance(getattr(m, "base_layer", m), Conv1D) for m in map(model.get_submodule, modules))
-
-
-def read_summary(run: Path) -> dict | None:
-    try:
-        return json.loads((run / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def keep_records(path: Path, n: int) -> None:

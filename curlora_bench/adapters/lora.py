@@ -37,7 +37,8 @@ def peft_inject(model, peft_config, names: list[str], trainable_marker: str) -> 
 
 
 def uses_conv1d(model, names: list[str]) -> bool:
-    return any(isinstance(model.get_submodule(n), Conv1D) for n in names)
+    """True when the named layers are GPT-2 Conv1D (weights stored in x out), wrapped or not."""
+    return any(isinstance(getattr(m, "base_layer", m), Conv1D) for m in map(model.get_submodule, names))
 
 
 @register
