@@ -18,10 +18,10 @@ from torch import nn
 
 from .adapters import ADAPTERS, parse_method
 from .adapters.curlora import CURLoRALayer
-from .data import Split
-from .evaluate import accuracy, perplexity
-from .modeling import TaskHeads, auto_targets, backbone, classify, hidden_size, load_model
-from .train import autocast
+from .run.data import Split
+from .run.evaluate import accuracy, perplexity
+from .run.train import autocast
+from .sources.models import TaskHeads, auto_targets, backbone, classify, hidden_size, load_model
 from .utils import configure_threads, package_versions, resolve_device
 
 TARGETS = [  # (name, numerator, denominator, minimum ratio)

@@ -38,10 +38,10 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config")] = False,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
-    from .config import load_config
-    from .report import render, rich_table
-    from .results import RunResult, run_dir, write_atomic
-    from .runner import run_experiment
+    from .config.experiment import load_config
+    from .results.report import render, rich_table
+    from .results.store import RunResult, run_dir, write_atomic
+    from .run.recipe import run_experiment
 
     cfg, _ = load_config(config, set_ or [])
     out = output or Path("results") / cfg.name
@@ -61,8 +61,8 @@ def report(
     plots: Annotated[Path | None, typer.Option("--plots", help="also write PNG figures into this folder")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
-    from .report import render
-    from .results import find_runs, write_atomic
+    from .results.report import render
+    from .results.store import find_runs, write_atomic
 
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
@@ -75,7 +75,7 @@ def report(
     else:
         sys.stdout.write(text)
     if plots:
-        from .plots import write_plots
+        from .results.plots import write_plots
 
         for path in write_plots(runs, plots):
             console.print(f"wrote {path}")
@@ -90,7 +90,7 @@ def export(
     seed: Annotated[int | None, typer.Option("--seed", help="seed (needed when several)")] = None,
 ) -> None:
     """Export a run's adapter and heads (safetensors + JSON; LoRA also in PEFT's format)."""
-    from .export import export as do_export
+    from .results.export import export as do_export
 
     path = do_export(run_dir, out_dir, stage, method, seed)
     files = ", ".join(sorted(p.name for p in path.iterdir()))
@@ -118,7 +118,7 @@ def bench(
     from rich.table import Table
 
     from .bench import bench as run_bench
-    from .results import write_atomic
+    from .results.store import write_atomic
 
     if precision not in ("fp32", "bf16"):
         raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
@@ -151,7 +151,7 @@ def bench(
 @app.command()
 def models() -> None:
     """List built-in models."""
-    from .modeling import MODELS
+    from .sources.models import MODELS
 
     for name, spec in MODELS.items():
         console.print(f"[bold]{name:14}[/] {spec.description}")
@@ -161,9 +161,9 @@ def models() -> None:
 @app.command()
 def tasks() -> None:
     """List built-in tasks and perplexity corpora, with their cards."""
-    from .assets import is_ready
-    from .tasks import CORPORA, TASKS
-    from .tasks.embedded import card_stats
+    from .sources.assets import is_ready
+    from .sources.tasks import CORPORA, TASKS
+    from .sources.tasks.embedded import card_stats
 
     for name, t in TASKS.items():
         console.print(f"[bold]{name:18}[/] {t.description}")
@@ -185,7 +185,7 @@ def tasks() -> None:
 def methods() -> None:
     """List adapter methods and their options."""
     from .adapters import ADAPTERS
-    from .schema import field_help
+    from .config.parse import field_help
 
     for name, adapter in ADAPTERS.items():
         console.print(f"[bold]{name}[/]: {adapter.help}")
@@ -203,7 +203,7 @@ def assets_list(
     cache_dir: Annotated[str | None, typer.Option(help="cache folder (default: $CURLORA_BENCH_CACHE or ~/.cache/curlora-bench)")] = None,
 ) -> None:
     """List embedded assets, their packages and whether they are cached."""
-    from .assets import ASSETS, asset_dir, is_ready
+    from .sources.assets import ASSETS, asset_dir, is_ready
 
     for name, a in ASSETS.items():
         state = "ready" if is_ready(name, cache_dir) else "not fetched"
@@ -219,7 +219,7 @@ def assets_fetch(
     cache_dir: Annotated[str | None, typer.Option(help="cache folder")] = None,
 ) -> None:
     """Fetch, verify (sha256), unpack and convert an asset into the cache."""
-    from .assets import ASSETS, ensure
+    from .sources.assets import ASSETS, ensure
 
     for n in (list(ASSETS) if name == "all" else [name]):
         ensure(n, cache_dir, console, from_dir)
@@ -228,7 +228,7 @@ def assets_fetch(
 @assets_app.command("verify")
 def assets_verify(cache_dir: Annotated[str | None, typer.Option(help="cache folder")] = None) -> None:
     """Re-check the sha256 of every cached download and that each asset is built."""
-    from .assets import verify
+    from .sources.assets import verify
 
     bad = 0
     for name, status in verify(cache_dir):

@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from curlora_bench import assets
 from curlora_bench.errors import BenchError
-from curlora_bench.tasks import CORPORA, TASKS
-from curlora_bench.tasks.loaders import EMBEDDED_CORPORA, EMBEDDED_TASKS
+from curlora_bench.sources import assets
+from curlora_bench.sources.tasks import CORPORA, TASKS
+from curlora_bench.sources.tasks.loaders import EMBEDDED_CORPORA, EMBEDDED_TASKS
 
 EMBEDDED = {
     # name: (train rows, eval rows, columns, classes, eval majority)
@@ -68,7 +68,7 @@ def test_fetch_and_verify_real_packages(name):
 def test_smollm2_is_the_real_model():
     import torch
 
-    from curlora_bench.modeling import load_model
+    from curlora_bench.sources.models import load_model
 
     lm = load_model("smollm2-135m")
     assert lm.model.config.num_hidden_layers == 30 and not lm.add_bos
@@ -97,7 +97,7 @@ def test_embedded_task_builds_as_documented(name):
 
 @pytest.mark.slow
 def test_bible_overlap_baseline_is_reported_high():
-    from curlora_bench.tasks.embedded import overlap_baseline
+    from curlora_bench.sources.tasks.embedded import overlap_baseline
 
     _, acc = overlap_baseline(EMBEDDED_TASKS["bible-paraphrase"](None))
     assert 0.90 < acc < 0.97  # far easier than MRPC: the card says so

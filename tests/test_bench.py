@@ -10,7 +10,7 @@ import torch
 
 from curlora_bench.adapters import ADAPTERS, parse_method
 from curlora_bench.bench import MaterialisedCURLoRALayer, bench
-from curlora_bench.modeling import auto_targets, load_model
+from curlora_bench.sources.models import auto_targets, load_model
 
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from curlora_bench.results import read_records
+from curlora_bench.results.store import read_records
 
 from .conftest import tiny_config
 

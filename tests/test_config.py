@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from curlora_bench.config import apply_override, load_config
+from curlora_bench.config.experiment import apply_override, load_config
 from curlora_bench.errors import BenchError
 
 from .conftest import ROOT, tiny_config

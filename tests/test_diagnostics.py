@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from curlora_bench.adapters import ADAPTERS, parse_method
-from curlora_bench.diagnostics import (
+from curlora_bench.run.drift import (
     curlora_sampling,
     kl_from_uniform,
     relative_drift,
     sampling_stats,
     snapshot,
 )
-from curlora_bench.modeling import auto_targets, load_model
+from curlora_bench.sources.models import auto_targets, load_model
 from tests.test_adapters import METHODS
 
 

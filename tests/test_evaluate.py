@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from curlora_bench.data import Split, batches, collate
-from curlora_bench.evaluate import accuracy, perplexity, sliding_windows
-from curlora_bench.modeling import TaskHeads, load_model, pool
+from curlora_bench.run.data import Split, batches, collate
+from curlora_bench.run.evaluate import accuracy, perplexity, sliding_windows
+from curlora_bench.sources.models import TaskHeads, load_model, pool
 
 
 def test_pool_picks_last_real_token_with_right_padding():
@@ -35,7 +35,7 @@ def test_batched_accuracy_equals_one_at_a_time():
     single = accuracy(lm.model, heads, "t", split, 1, torch.device("cpu"), pad)
     assert batched == single
     # and padding does not change the pooled logits
-    from curlora_bench.modeling import classify
+    from curlora_bench.sources.models import classify
 
     b = collate(split, [0, 1], pad, torch.device("cpu"))
     together = classify(lm.model, heads, "t", b["input_ids"], b["attention_mask"])

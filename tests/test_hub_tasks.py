@@ -8,10 +8,10 @@ import textwrap
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
-from curlora_bench.config import corpus_config
+from curlora_bench.config.experiment import corpus_config
 from curlora_bench.errors import BenchError
-from curlora_bench.tasks import CORPORA, TASKS
-from curlora_bench.tasks.loaders import load_corpus_text, load_splits
+from curlora_bench.sources.tasks import CORPORA, TASKS
+from curlora_bench.sources.tasks.loaders import load_corpus_text, load_splits
 
 
 def _hub_folder(root, configs: dict[str, dict[str, Dataset]]):
@@ -104,7 +104,7 @@ def test_unreachable_hub_is_one_clear_error(monkeypatch):
 
 
 def test_file_corpus_missing(tmp_path):
-    from curlora_bench.config import PerplexityConfig
+    from curlora_bench.config.experiment import PerplexityConfig
 
     with pytest.raises(BenchError, match="corpus file not found"):
         load_corpus_text(corpus_config(PerplexityConfig(file=str(tmp_path / "none.txt"))), None, "perplexity")

@@ -29,8 +29,8 @@ def finished(tmp_path_factory, toy_data):
     """One uninterrupted tiny run of LoRA, CURLoRA and full fine-tuning (2 stages each)."""
     import yaml
 
-    from curlora_bench.config import load_config
-    from curlora_bench.runner import run_experiment
+    from curlora_bench.config.experiment import load_config
+    from curlora_bench.run.recipe import run_experiment
 
     d = tmp_path_factory.mktemp("finished")
     cfg_path = d / "exp.yaml"
@@ -208,13 +208,13 @@ def test_unknown_set_key_via_cli(finished, tmp_path, cli):
 
 
 def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
-    from curlora_bench.config import load_config
-    from curlora_bench.modeling import TaskHeads, hidden_size
-    from curlora_bench.runner import Protocol, prepare_tasks
-    from curlora_bench.train import NonFiniteLoss, train_stage
+    from curlora_bench.config.experiment import load_config
+    from curlora_bench.run.recipe import Protocol, prepare_tasks
+    from curlora_bench.run.train import NonFiniteLoss, train_stage
+    from curlora_bench.sources.models import TaskHeads, hidden_size
 
     cfg, _ = load_config(write_config(tiny_config(toy_data)))
-    from curlora_bench.modeling import load_model
+    from curlora_bench.sources.models import load_model
 
     lm = load_model("tiny-gpt2")
     task = prepare_tasks(cfg, lm, Protocol.of("standard"))[0]
@@ -228,8 +228,8 @@ def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
 
 
 def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, monkeypatch):
-    from curlora_bench import runner
-    from curlora_bench.train import NonFiniteLoss
+    from curlora_bench.run import recipe as runner
+    from curlora_bench.run.train import NonFiniteLoss
 
     calls = []
     real = runner.train_stage
@@ -260,9 +260,9 @@ def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, mon
 
 
 def prepared(cfg_path: Path):
-    from curlora_bench.config import load_config
-    from curlora_bench.modeling import load_model
-    from curlora_bench.runner import Protocol, prepare_tasks
+    from curlora_bench.config.experiment import load_config
+    from curlora_bench.run.recipe import Protocol, prepare_tasks
+    from curlora_bench.sources.models import load_model
 
     cfg, _ = load_config(cfg_path)
     lm = load_model(cfg.model)
@@ -273,8 +273,8 @@ def prepared(cfg_path: Path):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_export_then_load_adapter_reproduces_the_run(finished, tmp_path, cli, label, stage):
     import curlora_bench
-    from curlora_bench.evaluate import accuracy
-    from curlora_bench.modeling import load_model
+    from curlora_bench.run.evaluate import accuracy
+    from curlora_bench.sources.models import load_model
 
     cfg_path, reference = finished
     code, _, err = cli("export", reference, tmp_path / "ex", "--method", label, "--stage", str(stage))
@@ -297,7 +297,7 @@ def test_lora_export_loads_with_peft(finished, tmp_path, cli):
     from peft import PeftModel
 
     import curlora_bench
-    from curlora_bench.modeling import load_model
+    from curlora_bench.sources.models import load_model
 
     _, reference = finished
     assert cli("export", reference, tmp_path / "ex", "--method", "lora-r2")[0] == 0

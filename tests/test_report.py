@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from curlora_bench.report import build_rows, render
-from curlora_bench.results import RunResult
+from curlora_bench.results.report import build_rows, render
+from curlora_bench.results.store import RunResult
 
 PAPER_TASKS = ["mrpc", "sst2", "sentiment140"]
 
@@ -80,7 +80,7 @@ def test_drift_and_sampling_rows_pool_seeds():
 
 
 def test_plots_are_written(tmp_path):
-    from curlora_bench.plots import write_plots
+    from curlora_bench.results.plots import write_plots
 
     drift = [{"stage": i, "mean": 1e-3 * i, "max": 2e-3, "modules": 4} for i in (1, 2, 3)]
     runs = [fake("lora-r8", s, {"method": "lora", "rank": 8}, A, drift=drift) for s in (0, 1)]

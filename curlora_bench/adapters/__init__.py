@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..config.parse import from_dict
 from ..errors import BenchError
-from ..schema import from_dict
 from . import curlora, lora, peft_any, simple  # noqa: F401  (registration side effects)
 from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze
 from .peft_any import PeftPassthroughConfig

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ..config.parse import positive
 from ..errors import BenchError
 from ..registry import Registry
-from ..schema import positive
 
 
 @dataclass

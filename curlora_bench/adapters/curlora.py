@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ..config.parse import positive
 from ..errors import BenchError
-from ..schema import positive
 from .base import Adapter, RankedConfig, find_targets, freeze, module_seed, register, set_module
 
 

@@ -8,7 +8,7 @@ from peft import LoraConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from transformers.pytorch_utils import Conv1D
 
-from ..schema import positive
+from ..config.parse import positive
 from .base import Adapter, RankedConfig, find_targets, freeze, register
 
 

@@ -11,9 +11,9 @@ from importlib import resources
 
 from rich.table import Table as RichTable
 
+from ..errors import BenchError
 from . import metrics
-from .errors import BenchError
-from .results import RunResult
+from .store import RunResult
 
 
 @dataclass
@@ -104,7 +104,7 @@ PAPER_TASKS = ["mrpc", "sst2", "sentiment140"]
 
 def paper_table() -> dict[tuple[str, str], dict[str, float]]:
     """(paper model, column like LoRA-8) -> {metric: value}, from the paper's Tables 1-2."""
-    text = resources.files("curlora_bench").joinpath("data/paper_tables.csv").read_text()
+    text = resources.files("curlora_bench.results").joinpath("paper_tables.csv").read_text()
     table: dict[tuple[str, str], dict[str, float]] = {}
     for rec in csv.DictReader(io.StringIO(text)):
         for col, v in rec.items():

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..adapters import ADAPTERS, parse_method
+from ..errors import BenchError
+from ..sources.models import TaskHeads, hidden_size
 from . import checkpoint
-from .adapters import ADAPTERS, parse_method
-from .errors import BenchError
-from .modeling import TaskHeads, hidden_size
-from .results import write_json
+from .store import write_json
 
 META = checkpoint.EXPORT_META
 

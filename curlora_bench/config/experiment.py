@@ -11,10 +11,10 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from .adapters import method_dict, parse_method
-from .errors import BenchError
-from .schema import from_dict, positive, to_dict
-from .tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
+from ..adapters import method_dict, parse_method
+from ..errors import BenchError
+from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
+from .parse import from_dict, positive, to_dict
 
 
 @dataclass

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .errors import BenchError
-from .registry import Registry
+from ..errors import BenchError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)

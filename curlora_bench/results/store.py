@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BenchError
+from ..errors import BenchError
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -15,19 +15,20 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import checkpoint, diagnostics, metrics
-from .adapters import ADAPTERS, AdapterConfig, method_dict
-from .adapters.base import module_seed
-from .adapters.lora import uses_conv1d
-from .config import ExperimentConfig, corpus_config, resolved_dict
+from ..adapters import ADAPTERS, AdapterConfig, method_dict
+from ..adapters.base import module_seed
+from ..adapters.lora import uses_conv1d
+from ..config.experiment import ExperimentConfig, corpus_config, resolved_dict
+from ..errors import BenchError
+from ..results import checkpoint, metrics
+from ..results.store import RecordWriter, read_json, run_dir, write_atomic, write_json
+from ..sources.models import TaskHeads, auto_targets, backbone, hidden_size, load_model
+from ..sources.tasks.loaders import load_corpus_text, load_splits
+from ..utils import configure_threads, git_commit, package_versions, resolve_device, set_seed
+from . import drift as diagnostics
 from .data import PreparedTask, encode, subsample
-from .errors import BenchError
 from .evaluate import PerplexityResult, accuracy, perplexity
-from .modeling import TaskHeads, auto_targets, backbone, hidden_size, load_model
-from .results import RecordWriter, read_json, run_dir, write_atomic, write_json
-from .tasks.loaders import load_corpus_text, load_splits
 from .train import NonFiniteLoss, train_stage
-from .utils import configure_threads, git_commit, package_versions, resolve_device, set_seed
 
 
 @dataclass

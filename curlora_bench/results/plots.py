@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .results import RunResult  # noqa: E402
+from .store import RunResult  # noqa: E402
 
 
 def by_label(runs: list[RunResult]) -> dict[str, list[dict]]:

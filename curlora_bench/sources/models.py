@@ -19,8 +19,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .errors import BenchError, first_line
-from .registry import Registry
+from ..errors import BenchError, first_line
+from ..registry import Registry
 
 
 @dataclass

@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import BenchError
-from .results import read_json, write_json
+from ..errors import BenchError
+from .store import read_json, write_json
 
 STATE = "state.json"
 EXPORT_META = "curlora_bench.json"

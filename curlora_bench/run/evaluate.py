@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..sources.models import TaskHeads, backbone, classify, lm_logits
 from .data import Split, batches, collate
-from .modeling import TaskHeads, backbone, classify, lm_logits
 
 
 @torch.inference_mode()

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import BenchError
-from ..registry import Registry
-from ..schema import from_dict, positive
+from ...config.parse import from_dict, positive
+from ...errors import BenchError
+from ...registry import Registry
 
 Format = Literal["csv", "jsonl", "parquet", "hub", "embedded"]
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from transformers import get_scheduler
 
+from ..sources.models import TaskHeads, classify
 from .data import Split, batches, collate
-from .modeling import TaskHeads, classify
 
 
 class NonFiniteLoss(RuntimeError):

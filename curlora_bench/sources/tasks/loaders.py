@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, load_dataset
 
-from ..errors import BenchError, first_line
+from ...errors import BenchError, first_line
 from . import CorpusConfig, TaskConfig
 
 # name -> function(cache_dir) returning {"train": Dataset, "eval": Dataset}; see embedded.py

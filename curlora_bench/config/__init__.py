@@ -1,0 +1,1 @@
+"""Experiment configs: strict YAML -> dataclass parsing (parse) and the experiment schema."""

@@ -1,0 +1,1 @@
+"""Typed results: schema, run folders, metrics, checkpoints, report, plots, export."""

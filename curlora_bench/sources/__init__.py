@@ -1,0 +1,1 @@
+"""Where models, task data and corpora come from: built-ins, embedded assets, hub, files."""
