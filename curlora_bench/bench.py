@@ -21,7 +21,8 @@ from .adapters.curlora import CURLoRALayer
 from .run.data import Split
 from .run.evaluate import accuracy, perplexity
 from .run.train import autocast
-from .sources.models import TaskHeads, auto_targets, backbone, classify, hidden_size, load_model
+from .sources.heads import TaskHeads, classify
+from .sources.models import auto_targets, backbone, hidden_size, load_model
 from .utils import configure_threads, package_versions, resolve_device
 
 TARGETS = [  # (name, numerator, denominator, minimum ratio)

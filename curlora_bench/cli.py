@@ -22,11 +22,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class ReportFormat(str, Enum):
-    md = "md"
-    csv = "csv"
-    latex = "latex"
-    json = "json"
+# the report formats, from the renderers themselves (importing the report costs no torch)
+def _report_formats() -> list[str]:
+    from .results.report import FORMATS
+
+    return list(FORMATS)
+
+
+ReportFormat = Enum("ReportFormat", {f: f for f in _report_formats()}, type=str)
 
 
 @app.command()
@@ -40,14 +43,15 @@ def run(
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config.experiment import load_config
     from .results.report import render, rich_table
-    from .results.store import RunResult, run_dir, write_atomic
-    from .run.recipe import run_experiment
+    from .results.store import Run, run_dir, write_atomic
+    from .run.driver import run_experiment
+    from .run.events import ConsoleEvents
 
     cfg, _ = load_config(config, set_ or [])
     out = output or Path("results") / cfg.name
-    summaries = run_experiment(cfg, out, console, fresh=fresh, force=force)
+    summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force)
     # exactly this config's runs (a --force'd folder may also hold another config's)
-    runs = [RunResult(run_dir(out, s["label"], s["seed"]), s) for s in summaries]
+    runs = [Run(run_dir(out, s.label, s.seed), s) for s in summaries]
     console.print(rich_table(runs))
     write_atomic(out / "report.md", render(runs, "md"))
     console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, summary.json)")
@@ -56,7 +60,7 @@ def run(
 @app.command()
 def report(
     results: Annotated[list[Path] | None, typer.Argument(help="experiment or run folders (default: every one under results/)")] = None,
-    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="output format")] = ReportFormat.md,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="output format")] = ReportFormat("md"),
     out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of printing")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="also write PNG figures into this folder")] = None,
 ) -> None:

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import os
 import platform
-import random
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
+import transformers
 
 from .errors import BenchError
 
 
 def set_seed(seed: int) -> int:
-    """Seed Python, NumPy and torch (all devices); return the seed."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    """Seed Python, NumPy and torch (all devices) with transformers' own; return the seed."""
+    transformers.set_seed(seed)
     return seed
 
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from curlora_bench.adapters import ADAPTERS, parse_method
 from curlora_bench.adapters.curlora import CURLoRALayer, cur_indices, sampling_probabilities
-from curlora_bench.sources.models import TaskHeads, auto_targets, hidden_size, load_model
+from curlora_bench.sources.heads import TaskHeads
+from curlora_bench.sources.models import auto_targets, hidden_size, load_model
 
 METHODS = [
     {"method": "lora", "rank": 4},

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from curlora_bench.results.store import read_records
+from curlora_bench.results.schema import read_records
 
 from .conftest import tiny_config
 
@@ -21,15 +21,15 @@ def test_run_and_report(toy_data, write_config, tmp_path, cli, model):
     for label, params in (("lora-r2", None), ("curlora-r2", 4)):
         run = out / label / "seed-0"
         recs = read_records(run / "records.jsonl")
-        acc = [r for r in recs if r["metric"] == "accuracy"]
-        ppl = [r for r in recs if r["metric"] == "perplexity"]
-        assert [(r["stage"], r["task"]) for r in acc] == [(1, "pairs"), (2, "pairs"), (2, "polarity")]
-        assert [r["stage"] for r in ppl] == [0, 1, 2]
-        assert all(r["protocol"]["window"] == 128 for r in ppl)
+        acc = [r for r in recs if r.metric == "accuracy"]
+        ppl = [r for r in recs if r.metric == "perplexity"]
+        assert [(r.stage, r.task) for r in acc] == [(1, "pairs"), (2, "pairs"), (2, "polarity")]
+        assert [r.stage for r in ppl] == [0, 1, 2]
+        assert all(r.protocol["window"] == 128 for r in ppl)
         summary = json.loads((run / "summary.json").read_text())
         A = summary["accuracy_matrix"]
         assert A[0][1] is None and all(0 <= v <= 1 for v in (A[0][0], A[1][0], A[1][1]))
-        assert summary["perplexity"]["initial"] == ppl[0]["value"]
+        assert summary["perplexity"]["initial"] == ppl[0].value
         if params:
             assert summary["trainable_parameters"] == params * summary["adapted_modules"]
         assert summary["versions"]["torch"]

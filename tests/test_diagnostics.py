@@ -9,13 +9,8 @@ import pytest
 import torch
 
 from curlora_bench.adapters import ADAPTERS, parse_method
-from curlora_bench.run.drift import (
-    curlora_sampling,
-    kl_from_uniform,
-    relative_drift,
-    sampling_stats,
-    snapshot,
-)
+from curlora_bench.adapters.curlora import curlora_sampling, kl_from_uniform, sampling_stats
+from curlora_bench.run.drift import relative_drift, snapshot
 from curlora_bench.sources.models import auto_targets, load_model
 from tests.test_adapters import METHODS
 

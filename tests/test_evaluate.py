@@ -10,7 +10,8 @@ from torch import nn
 
 from curlora_bench.run.data import Split, batches, collate
 from curlora_bench.run.evaluate import accuracy, perplexity, sliding_windows
-from curlora_bench.sources.models import TaskHeads, load_model, pool
+from curlora_bench.sources.heads import TaskHeads, pool
+from curlora_bench.sources.models import load_model
 
 
 def test_pool_picks_last_real_token_with_right_padding():
@@ -35,7 +36,7 @@ def test_batched_accuracy_equals_one_at_a_time():
     single = accuracy(lm.model, heads, "t", split, 1, torch.device("cpu"), pad)
     assert batched == single
     # and padding does not change the pooled logits
-    from curlora_bench.sources.models import classify
+    from curlora_bench.sources.heads import classify
 
     b = collate(split, [0, 1], pad, torch.device("cpu"))
     together = classify(lm.model, heads, "t", b["input_ids"], b["attention_mask"])

@@ -30,16 +30,14 @@ def finished(tmp_path_factory, toy_data):
     import yaml
 
     from curlora_bench.config.experiment import load_config
-    from curlora_bench.run.recipe import run_experiment
+    from curlora_bench.run.driver import run_experiment
 
     d = tmp_path_factory.mktemp("finished")
     cfg_path = d / "exp.yaml"
     methods = [{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}, {"method": "full"}]
     cfg_path.write_text(yaml.safe_dump(tiny_config(toy_data, methods=methods)))
     cfg, _ = load_config(cfg_path)
-    from rich.console import Console
-
-    run_experiment(cfg, d / "out", Console(quiet=True))
+    run_experiment(cfg, d / "out")
     return cfg_path, d / "out"
 
 
@@ -209,13 +207,14 @@ def test_unknown_set_key_via_cli(finished, tmp_path, cli):
 
 def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
     from curlora_bench.config.experiment import load_config
-    from curlora_bench.run.recipe import Protocol, prepare_tasks
+    from curlora_bench.run.data import Batching
+    from curlora_bench.run.prepare import prepare_tasks
+    from curlora_bench.run.spec import Protocol
     from curlora_bench.run.train import NonFiniteLoss, train_stage
-    from curlora_bench.sources.models import TaskHeads, hidden_size
+    from curlora_bench.sources.heads import TaskHeads
+    from curlora_bench.sources.models import hidden_size, load_model
 
     cfg, _ = load_config(write_config(tiny_config(toy_data)))
-    from curlora_bench.sources.models import load_model
-
     lm = load_model("tiny-gpt2")
     task = prepare_tasks(cfg, lm, Protocol.of("standard"))[0]
     for p in lm.model.parameters():
@@ -224,7 +223,7 @@ def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
     heads.add(task.name, hidden_size(lm.model), 2, seed=0)
     cfg.train.lr, cfg.train.max_grad_norm = 1e30, None
     with pytest.raises(NonFiniteLoss, match="at step"):
-        train_stage(lm.model, heads, task.name, task.train, cfg.train, torch.device("cpu"), 0, 0)
+        train_stage(lm.model, heads, task, cfg.train, Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0)
 
 
 def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, monkeypatch):
@@ -235,7 +234,7 @@ def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, mon
     real = runner.train_stage
 
     def failing_second_stage_of_first_run(*args, **kwargs):
-        calls.append(args[2])
+        calls.append(args[2].name)
         if len(calls) == 2:
             raise NonFiniteLoss(3, float("nan"))
         return real(*args, **kwargs)
@@ -261,7 +260,8 @@ def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, mon
 
 def prepared(cfg_path: Path):
     from curlora_bench.config.experiment import load_config
-    from curlora_bench.run.recipe import Protocol, prepare_tasks
+    from curlora_bench.run.prepare import prepare_tasks
+    from curlora_bench.run.spec import Protocol
     from curlora_bench.sources.models import load_model
 
     cfg, _ = load_config(cfg_path)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from ..config.parse import from_dict
 from ..errors import BenchError
 from . import curlora, lora, peft_any, simple  # noqa: F401  (registration side effects)
-from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze
-from .peft_any import PeftPassthroughConfig
+from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze, uses_conv1d
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "find_targets", "freeze", "method_dict", "parse_method"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "find_targets", "freeze", "method_dict", "parse_method",
+           "uses_conv1d"]
 
 
 def parse_method(data: Any, where: str) -> AdapterConfig:
@@ -20,17 +18,9 @@ def parse_method(data: Any, where: str) -> AdapterConfig:
         data = {"method": data}
     if not isinstance(data, dict) or "method" not in data:
         raise BenchError(f"{where}: expected a mapping with a 'method' key, got {data!r}")
-    adapter = ADAPTERS.get(data["method"], f"{where}.method")
-    if adapter.config_cls is PeftPassthroughConfig:
-        fixed = {k: data[k] for k in ("method", "label", "type") if k in data}
-        options = {k: v for k, v in data.items() if k not in fixed}
-        return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
-    return from_dict(adapter.config_cls, data, where)
+    return ADAPTERS.get(data["method"], f"{where}.method").parse(data, where)
 
 
 def method_dict(cfg: AdapterConfig) -> dict[str, Any]:
-    """The flat mapping a user writes (PEFT options inline, label explicit); parse_method's inverse."""
-    data = dataclasses.asdict(cfg)
-    data["label"] = cfg.display_label
-    data.update(data.pop("options", {}))
-    return data
+    """The flat mapping a user writes (label explicit); parse_method's inverse."""
+    return ADAPTERS.get(cfg.method).options(cfg)

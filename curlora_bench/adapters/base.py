@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from ..config.parse import positive
+from ..config.parse import from_dict, positive
 from ..errors import BenchError
 from ..registry import Registry
+from ..results.metrics import Row
 
 
 @dataclass
@@ -49,13 +53,23 @@ class RankedConfig(AdapterConfig):
 
 
 class Adapter:
-    """One parameter-efficient method: how to attach it and which tensors are its own."""
+    """One parameter-efficient method: its options, how to attach it, which tensors are its own,
+    and what it adds to diagnostics, reports and exports. A new method is one module that
+    subclasses this and registers itself; nothing elsewhere names it."""
 
     name: str = ""
     config_cls: type[AdapterConfig] = AdapterConfig
     help: str = ""
     # prefixes of the tensor names that belong to the adapter (trainable + fixed buffers)
     prefixes: tuple[str, ...] = ()
+
+    def parse(self, data: dict[str, Any], where: str) -> AdapterConfig:
+        """A `methods:` entry (a mapping with `method:`) -> this method's validated config."""
+        return from_dict(self.config_cls, data, where)
+
+    def options(self, cfg: AdapterConfig) -> dict[str, Any]:
+        """The flat mapping a user writes, label explicit: `parse`'s inverse."""
+        return {**dataclasses.asdict(cfg), "label": cfg.display_label}
 
     def attach(
         self, model: nn.Module, targets: list[str], cfg: AdapterConfig, seed: int, where: str
@@ -76,6 +90,19 @@ class Adapter:
         """The adapter's own tensors (trainable and fixed), by qualified name."""
         sd = model.state_dict()
         return {k: v for k, v in sd.items() if self.prefixes and any(p in k for p in self.prefixes)}
+
+    def diagnostics(self, model: nn.Module, modules: list[str]) -> dict[str, Any]:
+        """Method-specific measurements for the run summary (JSON-able)."""
+        return {}
+
+    def report_rows(self) -> list[Row]:
+        """Report rows reading this method's `diagnostics` from a summary."""
+        return []
+
+    def export_extras(self, out: Path, cfg: AdapterConfig, modules: list[str], conv1d: bool, base_model: str,
+                      tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Write extra files into an export folder; return extra metadata for curlora_bench.json."""
+        return {}
 
 
 ADAPTERS: Registry[Adapter] = Registry("method")
@@ -104,11 +131,6 @@ def find_targets(model: nn.Module, targets: list[str], where: str) -> list[str]:
     return found
 
 
-def weight_matrix(module: nn.Module) -> torch.Tensor:
-    """The stored weight: (out, in) for nn.Linear, (in, out) for GPT-2 Conv1D."""
-    return module.weight
-
-
 def module_seed(seed: int, name: str) -> int:
     """A per-module seed derived from the run seed and the module's name (stable across runs)."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
@@ -119,3 +141,8 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+def uses_conv1d(model: nn.Module, names: list[str]) -> bool:
+    """True when the named layers are GPT-2 Conv1D (weights stored in x out), wrapped or not."""
+    return any(isinstance(getattr(m, "base_layer", m), Conv1D) for m in map(model.get_submodule, names))

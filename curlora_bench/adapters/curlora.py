@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,6 +12,7 @@ from transformers.pytorch_utils import Conv1D
 
 from ..config.parse import positive
 from ..errors import BenchError
+from ..results.metrics import Row
 from .base import Adapter, RankedConfig, find_targets, freeze, module_seed, register, set_module
 
 
@@ -106,6 +108,61 @@ class CURLoRALayer(nn.Module):
         return out + self.alpha * upd.to(out.dtype)
 
 
+def kl_from_uniform(q: torch.Tensor) -> float:
+    """KL(q ‖ uniform) in nats: 0 for uniform sampling, log(n) at most."""
+    q = q.double()
+    n = q.numel()
+    nz = q[q > 0]
+    return float((nz * (nz * n).log()).sum())
+
+
+def sampling_stats(q: torch.Tensor, idx: torch.Tensor) -> dict:
+    """Diagnostics of one CUR sampling distribution and the indices drawn from it."""
+    q = q.double()
+    qmin = float(q.min())
+    return {
+        "kl_from_uniform": kl_from_uniform(q),
+        "max_min_ratio": float(q.max()) / qmin if qmin > 0 else math.inf,
+        "duplicates": int(idx.numel() - torch.unique(idx).numel()),
+        "indices": int(idx.numel()),
+    }
+
+
+def curlora_sampling(model: nn.Module, modules: list[str]) -> dict:
+    """Per-module column/row sampling diagnostics of CURLoRA layers, with aggregates over modules."""
+    per = {}
+    for name in modules:
+        m = model.get_submodule(name)
+        if isinstance(m, CURLoRALayer):
+            per[name] = {"columns": sampling_stats(m.curlora_q_cols, m.curlora_col_idx),
+                         "rows": sampling_stats(m.curlora_q_rows, m.curlora_row_idx)}
+    if not per:
+        return {}
+    agg = {}
+    for axis in ("columns", "rows"):
+        stats = [v[axis] for v in per.values()]
+        agg[axis] = {
+            "kl_from_uniform_mean": sum(s["kl_from_uniform"] for s in stats) / len(stats),
+            "max_min_ratio_max": max(s["max_min_ratio"] for s in stats),
+            "duplicates_total": sum(s["duplicates"] for s in stats),
+            "indices_total": sum(s["indices"] for s in stats),
+        }
+    return {"summary": agg, "per_module": per}
+
+
+def _sampling(axis: str, key: str):
+    def read(s) -> float | None:
+        summary = s.diagnostics.get("sampling", {}).get("summary")
+        return summary[axis][key] if summary else None
+
+    return read
+
+
+def _duplicates(s) -> float | None:
+    summary = s.diagnostics.get("sampling", {}).get("summary")
+    return summary["columns"]["duplicates_total"] + summary["rows"]["duplicates_total"] if summary else None
+
+
 @register
 class CURLoRA(Adapter):
     name = "curlora"
@@ -132,3 +189,22 @@ class CURLoRA(Adapter):
         for pname, p in model.named_parameters():
             p.requires_grad_("curlora_U" in pname)
         return names
+
+    def diagnostics(self, model, modules):
+        return {"sampling": curlora_sampling(model, modules)}
+
+    def report_rows(self):
+        return [
+            Row("CUR columns: KL(q ‖ uniform), mean", "kl", _sampling("columns", "kl_from_uniform_mean")),
+            Row("CUR rows: KL(q ‖ uniform), mean", "kl", _sampling("rows", "kl_from_uniform_mean")),
+            Row("CUR columns: max/min probability, worst matrix", "ratio", _sampling("columns", "max_min_ratio_max")),
+            Row("CUR rows: max/min probability, worst matrix", "ratio", _sampling("rows", "max_min_ratio_max")),
+            Row("CUR duplicate indices (columns + rows)", "count", _duplicates),
+        ]
+
+    def export_extras(self, out, cfg, modules, conv1d, base_model, tensors):
+        return {"curlora_indices": {
+            name: {"columns": tensors[f"{name}.curlora_col_idx"].tolist(),
+                   "rows": tensors[f"{name}.curlora_row_idx"].tolist()}
+            for name in modules
+        }}

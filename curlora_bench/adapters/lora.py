@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
-from transformers.pytorch_utils import Conv1D
+from safetensors.torch import save_file
 
 from ..config.parse import positive
-from .base import Adapter, RankedConfig, find_targets, freeze, register
+from .base import Adapter, RankedConfig, find_targets, freeze, register, uses_conv1d
 
 
 @dataclass
@@ -36,11 +36,6 @@ def peft_inject(model, peft_config, names: list[str], trainable_marker: str) -> 
         p.requires_grad_(trainable_marker in pname)
 
 
-def uses_conv1d(model, names: list[str]) -> bool:
-    """True when the named layers are GPT-2 Conv1D (weights stored in x out), wrapped or not."""
-    return any(isinstance(getattr(m, "base_layer", m), Conv1D) for m in map(model.get_submodule, names))
-
-
 @register
 class LoRA(Adapter):
     name = "lora"
@@ -61,3 +56,13 @@ class LoRA(Adapter):
         )
         peft_inject(model, peft_config, names, "lora_")
         return names
+
+    def export_extras(self, out, cfg, modules, conv1d, base_model, tensors):
+        """PEFT's own save layout beside ours, so `PeftModel.from_pretrained(base, out)` loads it."""
+        peft_tensors = {"base_model.model." + k.replace(".default.", "."): v for k, v in tensors.items()}
+        save_file(peft_tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
+        LoraConfig(
+            r=cfg.rank, lora_alpha=cfg.alpha * cfg.rank, lora_dropout=cfg.dropout, target_modules=modules,
+            fan_in_fan_out=conv1d, bias="none", base_model_name_or_path=base_model,
+        ).save_pretrained(str(out))
+        return {"peft_format": True}

@@ -8,9 +8,10 @@ from typing import Any
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils import PeftType
 
+from ..config.parse import from_dict
 from ..errors import BenchError
-from .base import Adapter, AdapterConfig, find_targets, register
-from .lora import peft_inject, uses_conv1d
+from .base import Adapter, AdapterConfig, find_targets, register, uses_conv1d
+from .lora import peft_inject
 
 # Names people use for LoRA variants that PEFT expresses as LoraConfig options.
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -60,6 +61,14 @@ class PeftPassthrough(Adapter):
     name = "peft"
     config_cls = PeftPassthroughConfig
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
+
+    def parse(self, data, where):
+        fixed = {k: data[k] for k in ("method", "label", "type") if k in data}
+        options = {k: v for k, v in data.items() if k not in fixed}
+        return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
+
+    def options(self, cfg):
+        return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **cfg.options}
 
     def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)

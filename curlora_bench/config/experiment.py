@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from ..adapters import method_dict, parse_method
+from ..adapters import AdapterConfig, method_dict, parse_method
 from ..errors import BenchError
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from .parse import from_dict, positive, to_dict
@@ -105,6 +107,9 @@ class ExperimentConfig:
             raise BenchError("seeds: the list is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise BenchError(f"seeds: duplicate seeds in {self.seeds}")
+        for key, seed in [*((f"seeds[{i}]", s) for i, s in enumerate(self.seeds)), ("data_seed", self.data_seed)]:
+            if not 0 <= seed < 2**32:  # NumPy's and datasets' seed range
+                raise BenchError(f"{key}: {seed} is outside 0 .. 2**32 - 1")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise BenchError(f"device: {self.device!r} is not auto, cpu, cuda, cuda:N or mps")
         if not self.methods:
@@ -225,6 +230,30 @@ def resolved_dict(cfg: ExperimentConfig) -> dict:
     data = to_dict(cfg)
     data["methods"] = [method_dict(m) for m in cfg.methods]
     return data
+
+
+# Keys a run of an experiment does not share with the others (methods and seeds may grow).
+RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir")
+
+
+def experiment_settings(resolved: dict) -> dict:
+    """The part of a resolved config every run of an experiment shares, as plain JSON data."""
+    return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def settings_hash(cfg: ExperimentConfig, method: AdapterConfig) -> str:
+    """What one point of an experiment is: its settings and the method's options (not the seed)."""
+    return _digest({"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method)})
+
+
+def run_key(cfg: ExperimentConfig, method: AdapterConfig, seed: int) -> str:
+    """Identity of one run: the experiment's settings, the method's options and the seed."""
+    return _digest({"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method),
+                    "seed": seed})
 
 
 def corpus_config(p: PerplexityConfig) -> CorpusConfig:

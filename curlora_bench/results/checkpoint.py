@@ -1,11 +1,11 @@
-"""Stage checkpoints (resume after a crash), adapter export, and `load_adapter`.
+"""Stage checkpoints: resume a run after a crash from its last finished stage.
 
 A run's folder holds `checkpoints/stage-N/` after every finished stage N:
 `adapter.safetensors` (the adapter's own tensors: CURLoRA's C, R, indices and U; LoRA's A
 and B; the trained matrices for `full`), `heads.safetensors` (every task head so far),
-`rng.safetensors` + `state.json` (RNG states, the records so far, and how to rebuild the
-adapter). Each stage folder is written under a temporary name and renamed into place, so a
-crash leaves either a whole checkpoint or none. Nothing is ever read with pickle.
+`rng.safetensors` + `state.json` (a `StageCheckpoint`: RNG states, the progress so far, and
+how to rebuild the adapter). Each stage folder is written under a temporary name and renamed
+into place, so a crash leaves either a whole checkpoint or none. Nothing is read with pickle.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,11 +21,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import BenchError
-from .store import read_json, write_json
+from .schema import SCHEMA_VERSION, StageCheckpoint, dump, load
+from .store import RECORDS, SUMMARY
 
 STATE = "state.json"
-EXPORT_META = "curlora_bench.json"
-FORMAT_VERSION = 1
 
 
 def stage_dir(run: Path, stage: int) -> Path:
@@ -61,18 +59,20 @@ def restore_rng(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_stage(run: Path, stage: int, adapter: dict[str, torch.Tensor], heads: dict[str, torch.Tensor],
-               state: dict[str, Any]) -> Path:
-    """Write checkpoint `stage` atomically (temporary folder, then rename)."""
-    final = stage_dir(run, stage)
+def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tensor],
+               heads: dict[str, torch.Tensor]) -> Path:
+    """Write checkpoint `state.stage` atomically (temporary folder, then rename); RNG captured now."""
+    final = stage_dir(run, state.stage)
     tmp = final.parent / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     rng_meta, rng_tensors = capture_rng()
-    save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(FORMAT_VERSION)})
+    state.rng = rng_meta
+    state.adapter_tensors = {k: list(v.shape) for k, v in adapter.items()}
+    save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
     save_file(_tensors(heads), tmp / "heads.safetensors")
     save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
-    write_json(tmp / STATE, {**state, "stage": stage, "rng": rng_meta, "format": FORMAT_VERSION})
+    (tmp / STATE).write_text(dump(state))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -88,34 +88,51 @@ def stages(run: Path) -> list[int]:
     return sorted(found)
 
 
+def read_state(run: Path, stage: int) -> StageCheckpoint:
+    return load(StageCheckpoint, stage_dir(run, stage) / STATE)
+
+
 def latest(run: Path, run_key: str) -> int | None:
-    """The last stage checkpointed by a run with this key (same config, method and seed)."""
+    """The last stage checkpointed by a run with this key (same settings and seed)."""
     for stage in reversed(stages(run)):
-        state = read_json(stage_dir(run, stage) / STATE)
-        if state and state.get("run_key") == run_key:
-            return stage
+        try:
+            if read_state(run, stage).run_key == run_key:
+                return stage
+        except BenchError:
+            continue  # another schema version or a damaged file: not resumable
     return None
 
 
-def load_stage(run: Path, stage: int) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.Tensor], dict[str, torch.Tensor],
+                                               dict[str, torch.Tensor]]:
     """(state, adapter tensors, head tensors, rng tensors) of checkpoint `stage`."""
     d = stage_dir(run, stage)
-    state = read_json(d / STATE)
-    if state is None:
-        raise BenchError(f"{d}: no readable {STATE}")
-    return (state, load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),
+    return (read_state(run, stage), load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),
             load_file(d / "rng.safetensors"))
 
 
 def clear(run: Path) -> None:
     """Forget a run's progress: checkpoints, records and summary."""
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
-    for name in ("records.jsonl", "summary.json"):
+    for name in (RECORDS, SUMMARY):
         (run / name).unlink(missing_ok=True)
 
 
-def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """Copy adapter tensors into an adapted model; every tensor must find its place."""
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                 where: str) -> None:
+    """Copy saved adapter tensors into an adapted model whose adapter's own tensors are `expected`.
+
+    Every expected tensor must be saved, with its shape, and every saved tensor must find its
+    place: a checkpoint missing one of its method's tensors is refused, not half-loaded.
+    """
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise BenchError(f"{where}: {len(missing)} of the method's tensors are missing (first: {missing[0]}); "
+                         "rerun with --fresh")
+    wrong = next((k for k in expected if tuple(tensors[k].shape) != tuple(expected[k].shape)), None)
+    if wrong:
+        raise BenchError(f"{where}: tensor {wrong} has shape {tuple(tensors[wrong].shape)}, the model expects "
+                         f"{tuple(expected[wrong].shape)}; is it the same base model and method?")
     result = model.load_state_dict(tensors, strict=False)
     if result.unexpected_keys:
         raise BenchError(f"{where}: {len(result.unexpected_keys)} tensors do not fit the model "

@@ -1,14 +1,20 @@
-"""Continual-learning metrics: pure functions over the accuracy matrix A[i][j].
+"""Continual-learning metrics, each with the report row it owns.
 
-A[i][j] is the accuracy on task j after training stage i (0-based, j <= i); entries with
-j > i are None. T is the number of stages.
+Pure functions over the accuracy matrix A[i][j]: the accuracy on task j after training stage
+i (0-based, j <= i); entries with j > i are None. T is the number of stages. Every metric a
+run summarises is declared once in `MATRIX_METRICS` (key, row title, format, function), so
+adding one is one entry here; `summary_rows` lays out the report's rows in the paper's order.
+This module imports nothing else from the package (adapters declare their own rows with
+`Row` too).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 Matrix = Sequence[Sequence[float | None]]
 
@@ -36,9 +42,9 @@ def forgetting(A: Matrix) -> float | None:
     return sum(per_task) / len(per_task)
 
 
-def perplexity_drift(initial: float, final: float) -> float:
-    """final / initial perplexity (1.0 = unchanged)."""
-    return final / initial
+def perplexity_drift(initial: float | None, final: float | None) -> float | None:
+    """final / initial perplexity (1.0 = unchanged); None when either is unmeasured."""
+    return final / initial if initial and final else None
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -57,3 +63,91 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     m, s = mean_std(values)
     half = stats.t.ppf((1 + confidence) / 2, n - 1) * s / math.sqrt(n)
     return m - half, m + half
+
+
+def drift_summary(per_module: dict[str, float]) -> tuple[float, float]:
+    """(mean, max) of ‖ΔW‖/‖W‖ over the adapted matrices; (0, 0) when nothing is adapted."""
+    vals = list(per_module.values())
+    return (sum(vals) / len(vals), max(vals)) if vals else (0.0, 0.0)
+
+
+# ---- report rows -------------------------------------------------------------------------
+
+Kind = str  # how a value is formatted: accuracy | perplexity | count | signed | ratio | small | kl
+
+
+@dataclass(frozen=True)
+class Row:
+    """One report row: its title, how to format it, and how to read it from a run summary.
+
+    `read` gets a typed `RunSummary` and returns None where the run has no such value.
+    `paper_key` names the row in the paper's published tables, for rows the paper reports.
+    """
+
+    name: str
+    kind: Kind
+    read: Callable[[Any], float | None]
+    baseline: float | None = None
+    paper_key: str | None = None
+
+
+@dataclass(frozen=True)
+class MatrixMetric:
+    """A number every run summarises from its accuracy matrix and perplexities."""
+
+    key: str
+    title: str
+    kind: Kind
+    compute: Callable[[Matrix, float | None, float | None], float | None]
+
+
+MATRIX_METRICS = [
+    MatrixMetric("average_accuracy", "Average accuracy (final)", "accuracy", lambda A, p0, p1: average_accuracy(A)),
+    MatrixMetric("backward_transfer", "Backward transfer", "signed", lambda A, p0, p1: backward_transfer(A)),
+    MatrixMetric("forgetting", "Forgetting", "signed", lambda A, p0, p1: forgetting(A)),
+    MatrixMetric("perplexity_drift", "Perplexity drift (final/initial)", "ratio",
+                 lambda A, p0, p1: perplexity_drift(p0, p1)),
+]
+
+
+def matrix_metrics(A: Matrix, ppl0: float | None, ppl1: float | None) -> dict[str, float | None]:
+    """Every `MATRIX_METRICS` value of a (possibly partial, `len(A)` stages) run; {} for none."""
+    if not A:
+        return {}
+    square = [row[: len(A)] for row in A]
+    return {m.key: m.compute(square, ppl0, ppl1) for m in MATRIX_METRICS}
+
+
+def _acc(i: int, j: int) -> Callable[[Any], float | None]:
+    return lambda s: s.accuracy_matrix[i][j]
+
+
+def _metric(key: str) -> Callable[[Any], float | None]:
+    return lambda s: s.metrics.get(key)  # a failed run before stage 1 has no metrics
+
+
+def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
+    def read(s: Any) -> float | None:
+        i = len(s.drift) - 1 if stage is None else stage
+        if not 0 <= i < len(s.drift) or not s.drift[i].modules:
+            return None
+        return getattr(s.drift[i], key)
+
+    return read
+
+
+def summary_rows(tasks: list[str], majority: dict[str, float]) -> list[Row]:
+    """The report's rows in the paper's order, then the matrix metrics and the weight drift."""
+    rows = [Row("Initial perplexity", "perplexity", lambda s: s.perplexity.initial, paper_key="initial_ppl")]
+    for i, t in enumerate(tasks):
+        for j in [i, *range(i)]:  # the task just learned first, then the earlier ones
+            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(i, j), majority.get(tasks[j]),
+                            paper_key=f"{tasks[j]}_acc_after_{t}"))
+    rows += [
+        Row("Final perplexity", "perplexity", lambda s: s.perplexity.final, paper_key="final_ppl"),
+        Row("Trainable parameters", "count", lambda s: s.trainable_parameters),
+        *(Row(m.title, m.kind, _metric(m.key)) for m in MATRIX_METRICS),
+    ]
+    rows += [Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")) for i, t in enumerate(tasks)]
+    rows.append(Row("‖ΔW‖/‖W‖ max over matrices (final)", "small", _drift(None, "max")))
+    return rows

@@ -1,6 +1,7 @@
 """Runs -> PNG figures: accuracy matrices, perplexity per stage, earlier tasks across stages, drift.
 
-Seeds are pooled per method label: points are means, error bars one standard deviation.
+Seeds are pooled per report column (settings hash + label): points are means, error bars one
+standard deviation.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .store import RunResult  # noqa: E402
+from .report import check_one_experiment, group_columns  # noqa: E402
+from .schema import RunSummary  # noqa: E402
+from .store import Run  # noqa: E402
 
 
-def by_label(runs: list[RunResult]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for r in runs:
-        out.setdefault(r.label, []).append(r.summary)
-    return out
+def by_column(runs: list[Run]) -> dict[str, list[RunSummary]]:
+    check_one_experiment(runs)
+    return {c.name: [r.summary for r in c.runs] for c in group_columns(runs)}
 
 
 def _mean_std(values: list[float | None]) -> tuple[float, float]:
@@ -30,9 +31,9 @@ def _mean_std(values: list[float | None]) -> tuple[float, float]:
     return metrics.mean_std(vals) if vals else (float("nan"), float("nan"))
 
 
-def accuracy_heatmaps(runs: list[RunResult], path: Path) -> Path:
-    groups = by_label(runs)
-    tasks = runs[0].summary["tasks"]
+def accuracy_heatmaps(runs: list[Run], path: Path) -> Path:
+    groups = by_column(runs)
+    tasks = runs[0].summary.tasks
     T = len(tasks)
     fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 1, 3.4), squeeze=False)
     image = None
@@ -40,7 +41,7 @@ def accuracy_heatmaps(runs: list[RunResult], path: Path) -> Path:
         mean = np.full((T, T), np.nan)
         for i in range(T):
             for j in range(i + 1):
-                mean[i, j] = _mean_std([s["accuracy_matrix"][i][j] for s in summaries])[0]
+                mean[i, j] = _mean_std([s.accuracy_matrix[i][j] for s in summaries])[0]
         image = ax.imshow(mean, vmin=0.0, vmax=1.0, cmap="viridis")
         for i in range(T):
             for j in range(i + 1):
@@ -55,36 +56,36 @@ def accuracy_heatmaps(runs: list[RunResult], path: Path) -> Path:
     return _save(fig, path)
 
 
-def perplexity_per_stage(runs: list[RunResult], path: Path) -> Path | None:
-    groups = by_label(runs)
-    tasks = runs[0].summary["tasks"]
-    if runs[0].summary["perplexity"]["initial"] is None:
+def perplexity_per_stage(runs: list[Run], path: Path) -> Path | None:
+    groups = by_column(runs)
+    tasks = runs[0].summary.tasks
+    if runs[0].summary.perplexity.initial is None:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = np.arange(len(tasks) + 1)
     for label, summaries in groups.items():
-        series = [[s["perplexity"]["initial"], *s["perplexity"]["after_stage"]] for s in summaries]
+        series = [[s.perplexity.initial, *s.perplexity.after_stage] for s in summaries]
         stats = [_mean_std([row[k] for row in series]) for k in x]
         ax.errorbar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
     ax.set_xticks(x, ["initial", *[f"after {t}" for t in tasks]], rotation=20, ha="right")
     ax.set_ylabel("perplexity")
-    corpus = (runs[0].summary["perplexity"].get("protocol") or {}).get("corpus", "")
+    corpus = (runs[0].summary.perplexity.protocol or {}).get("corpus", "")
     ax.set_title(f"General-language perplexity per stage ({corpus})", fontsize=11)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def earlier_tasks(runs: list[RunResult], path: Path) -> Path:
-    groups = by_label(runs)
-    tasks = runs[0].summary["tasks"]
-    majority = runs[0].summary.get("majority_baseline", {})
+def earlier_tasks(runs: list[Run], path: Path) -> Path:
+    groups = by_column(runs)
+    tasks = runs[0].summary.tasks
+    majority = runs[0].summary.majority_baseline
     T = len(tasks)
     fig, axes = plt.subplots(1, T, figsize=(4 * T, 3.6), squeeze=False, sharey=True)
     for j, (ax, task) in enumerate(zip(axes[0], tasks)):
         x = np.arange(j, T)
         for label, summaries in groups.items():
-            stats = [_mean_std([s["accuracy_matrix"][i][j] for s in summaries]) for i in x]
+            stats = [_mean_std([s.accuracy_matrix[i][j] for s in summaries]) for i in x]
             ax.errorbar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
         if task in majority:
             ax.axhline(majority[task], color="grey", linestyle="--", linewidth=1, label="majority class")
@@ -97,13 +98,13 @@ def earlier_tasks(runs: list[RunResult], path: Path) -> Path:
     return _save(fig, path)
 
 
-def weight_drift(runs: list[RunResult], path: Path) -> Path | None:
-    groups = by_label(runs)
-    tasks = runs[0].summary["tasks"]
+def weight_drift(runs: list[Run], path: Path) -> Path | None:
+    groups = by_column(runs)
+    tasks = runs[0].summary.tasks
     fig, ax = plt.subplots(figsize=(6.5, 4))
     drew = False
     for label, summaries in groups.items():
-        series = [[d["mean"] for d in s.get("drift") or []] for s in summaries]
+        series = [[d.mean for d in s.drift] for s in summaries]
         if not any(series) or not any(v > 0 for row in series for v in row):
             continue
         n = max(len(row) for row in series)
@@ -130,7 +131,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(runs: list[RunResult], folder: Path) -> list[Path]:
+def write_plots(runs: list[Run], folder: Path) -> list[Path]:
     """Every figure for these runs into `folder`; returns the files written."""
     out = [
         accuracy_heatmaps(runs, folder / "accuracy_matrix.png"),

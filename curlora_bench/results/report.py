@@ -1,4 +1,10 @@
-"""Runs -> the paper's forgetting table (md, csv, latex, json, terminal)."""
+"""Runs -> one table (built once) -> md, csv, latex, json or a terminal table.
+
+Columns are points of one experiment: runs that share a settings hash (the experiment's
+settings and the method's options) and a label, their seeds pooled. Rows come from the
+metrics (`metrics.summary_rows`) and from the methods present (`Adapter.report_rows`).
+Runs of different experiments are refused, naming the settings that differ.
+"""
 
 from __future__ import annotations
 
@@ -11,91 +17,82 @@ from importlib import resources
 
 from rich.table import Table as RichTable
 
+from ..adapters import ADAPTERS
 from ..errors import BenchError
 from . import metrics
-from .store import RunResult
+from .metrics import Row
+from .store import Run
 
 
 @dataclass
-class Row:
+class Column:
     name: str
-    kind: str  # perplexity | accuracy | count | metric (signed) | ratio | small | kl
-    get: Callable[[dict], float | None]
-    baseline: float | None = None
-    cells: dict[str, list[float]] = field(default_factory=dict)
-    key: str | None = None  # the paper table's metric name, for rows the paper reports
+    runs: list[Run] = field(default_factory=list)  # none for a published (paper) column
+    settings_hash: str | None = None
+
+    @property
+    def failed(self) -> list[Run]:
+        return [r for r in self.runs if r.summary.status == "failed"]
 
 
-def _acc(i: int, j: int) -> Callable[[dict], float | None]:
-    return lambda s: s["accuracy_matrix"][i][j]
+@dataclass
+class Table:
+    columns: list[Column]
+    rows: list[Row]
+    cells: dict[tuple[str, str], list[float]]  # (row name, column name) -> values over seeds
+    notes: list[str]  # what the numbers are (model, protocol, seeds, perplexity protocol)
+    failures: list[str]  # one line per failed run
+
+    def values(self, row: Row, col: Column) -> list[float]:
+        return self.cells.get((row.name, col.name), [])
 
 
-def _metric(key: str) -> Callable[[dict], float | None]:
-    return lambda s: s.get("metrics", {}).get(key)
-
-
-def _drift(stage: int, key: str) -> Callable[[dict], float | None]:
-    def get(s: dict) -> float | None:
-        d = s.get("drift") or []
-        return d[stage][key] if 0 <= stage < len(d) and d[stage].get("modules") else None
-
-    return get
-
-
-def _sampling(axis: str, key: str) -> Callable[[dict], float | None]:
-    return lambda s: ((s.get("sampling") or {}).get("summary") or {}).get(axis, {}).get(key)
-
-
-def _duplicates(s: dict) -> float | None:
-    agg = (s.get("sampling") or {}).get("summary")
-    return agg["columns"]["duplicates_total"] + agg["rows"]["duplicates_total"] if agg else None
-
-
-def build_rows(runs: list[RunResult]) -> tuple[list[str], list[Row]]:
-    """Rows in the paper's order, then matrix metrics and drift diagnostics; one column per
-    method label (seeds pooled)."""
-    tasks = runs[0].summary["tasks"]
+def check_one_experiment(runs: list[Run]) -> None:
+    """All runs must share the experiment settings; otherwise name the keys that differ."""
+    first = runs[0]
     for r in runs[1:]:
-        if r.summary["tasks"] != tasks:
-            raise BenchError(
-                f"{r.path}: task sequence {r.summary['tasks']} differs from {tasks}; report one experiment at a time"
-            )
-    majority = runs[0].summary.get("majority_baseline", {})
-    rows = [Row("Initial perplexity", "perplexity", lambda s: s["perplexity"]["initial"], key="initial_ppl")]
-    for i, t in enumerate(tasks):
-        rows.append(Row(f"{t} accuracy (after {t})", "accuracy", _acc(i, i), majority.get(t), key=f"{t}_acc_after_{t}"))
-        for j in range(i):
-            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(i, j), majority.get(tasks[j]),
-                            key=f"{tasks[j]}_acc_after_{t}"))
-    rows += [
-        Row("Final perplexity", "perplexity", lambda s: s["perplexity"]["final"], key="final_ppl"),
-        Row("Trainable parameters", "count", lambda s: s["trainable_parameters"]),
-        Row("Average accuracy (final)", "accuracy", _metric("average_accuracy")),
-        Row("Backward transfer", "metric", _metric("backward_transfer")),
-        Row("Forgetting", "metric", _metric("forgetting")),
-        Row("Perplexity drift (final/initial)", "ratio", _metric("perplexity_drift")),
-    ]
-    for i, t in enumerate(tasks):
-        rows.append(Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")))
-    rows += [
-        Row("‖ΔW‖/‖W‖ max over matrices (final)", "small", lambda s: _drift(len(s.get("drift") or []) - 1, "max")(s)),
-        Row("CUR columns: KL(q ‖ uniform), mean", "kl", _sampling("columns", "kl_from_uniform_mean")),
-        Row("CUR rows: KL(q ‖ uniform), mean", "kl", _sampling("rows", "kl_from_uniform_mean")),
-        Row("CUR columns: max/min probability, worst matrix", "ratio", _sampling("columns", "max_min_ratio_max")),
-        Row("CUR rows: max/min probability, worst matrix", "ratio", _sampling("rows", "max_min_ratio_max")),
-        Row("CUR duplicate indices (columns + rows)", "count", _duplicates),
-    ]
-    labels = list(dict.fromkeys(r.label for r in runs))
-    for row in rows:
-        for label in labels:
-            vals = [row.get(r.summary) for r in runs if r.label == label]
-            row.cells[label] = [v for v in vals if v is not None]
-    rows = [row for row in rows if any(row.cells.values()) or row.key]  # drop rows no method has
-    paper = paper_columns(runs, labels)
-    for col, numbers in paper.items():
+        a, b = first.summary.settings, r.summary.settings
+        differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if differ:
+            raise BenchError(f"{r.path} and {first.path} are runs of different experiments (settings differ in: "
+                             f"{', '.join(differ)}); report one experiment at a time")
+
+
+def group_columns(runs: list[Run]) -> list[Column]:
+    """One column per (settings hash, label); a label shared by different settings is marked."""
+    groups: dict[tuple[str, str], Column] = {}
+    for r in runs:
+        key = (r.summary.settings_hash, r.summary.label)
+        groups.setdefault(key, Column(r.summary.label, settings_hash=r.summary.settings_hash)).runs.append(r)
+    columns = list(groups.values())
+    labels = [c.name for c in columns]
+    for c in columns:
+        if labels.count(c.name) > 1:
+            c.name = f"{c.name} [{c.settings_hash[:6]}]"
+    return columns
+
+
+def build_table(runs: list[Run]) -> Table:
+    """The report's one table: rows in the paper's order, then metrics and method diagnostics."""
+    check_one_experiment(runs)
+    first = runs[0].summary
+    columns = group_columns(runs)
+    rows = metrics.summary_rows(first.tasks, first.majority_baseline)
+    for name in dict.fromkeys(r.summary.method["method"] for r in runs):
+        rows += ADAPTERS.get(name).report_rows()
+    cells = {}
+    for col in columns:
         for row in rows:
-            row.cells[col] = [numbers[row.key]] if row.key in numbers else []
-    return labels + list(paper), rows
+            vals = [row.read(r.summary) for r in col.runs]
+            cells[(row.name, col.name)] = [float(v) for v in vals if v is not None]
+    rows = [row for row in rows if row.paper_key or any(cells[(row.name, c.name)] for c in columns)]
+    for name, numbers in paper_columns(first, columns).items():
+        columns.append(Column(name))
+        for row in rows:
+            if row.paper_key in numbers:
+                cells[(row.name, name)] = [numbers[row.paper_key]]
+    failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
+    return Table(columns, rows, cells, [describe(runs, columns)], failures)
 
 
 PAPER_MODELS = {"gpt2-large": "gpt2-large", "mistralai/mistral-7b-v0.3": "mistral-7b-v0.3"}
@@ -113,22 +110,35 @@ def paper_table() -> dict[tuple[str, str], dict[str, float]]:
     return table
 
 
-def paper_columns(runs: list[RunResult], labels: list[str]) -> dict[str, dict[str, float]]:
+def paper_columns(first, columns: list[Column]) -> dict[str, dict[str, float]]:
     """The paper's published numbers for our LoRA/CURLoRA columns, when the runs reproduce its
     setting (protocol paper, its model, MRPC -> SST-2 -> Sentiment140)."""
-    s = runs[0].summary
-    model = PAPER_MODELS.get(str(s.get("model", "")).lower())
-    if not model or s.get("tasks") != PAPER_TASKS or any(r.summary.get("protocol") != "paper" for r in runs):
+    model = PAPER_MODELS.get(first.model.lower())
+    if not model or first.tasks != PAPER_TASKS or first.protocol != "paper":
         return {}
     table = paper_table()
     out = {}
-    for label in labels:
-        m = next(r.summary["method"] for r in runs if r.label == label)
-        name = {"lora": "LoRA", "curlora": "CURLoRA"}.get(m.get("method"))
+    for col in columns:
+        m = col.runs[0].summary.method
+        name = {"lora": "LoRA", "curlora": "CURLoRA"}.get(m["method"])
         if name and (model, f"{name}-{m.get('rank')}") in table:
-            out[f"paper {label}"] = table[(model, f"{name}-{m.get('rank')}")]
+            out[f"paper {col.name}"] = table[(model, f"{name}-{m.get('rank')}")]
     return out
 
+
+def describe(runs: list[Run], columns: list[Column]) -> str:
+    first = runs[0].summary
+    ns = sorted({len(c.runs) for c in columns if c.runs})
+    parts = [f"model {first.model}", f"protocol {first.protocol}",
+             f"{'/'.join(map(str, ns))} seed(s) per method" + (" (mean ± std)" if max(ns) > 1 else "")]
+    ppl = next((r.summary.perplexity.protocol for r in runs if r.summary.perplexity.protocol), None)
+    if ppl:
+        parts.append(f"perplexity: {ppl.get('corpus')}, {ppl.get('corpus_tokens')} tokens, window {ppl.get('window')}, "
+                     f"stride {ppl.get('stride')}{', BOS' if ppl.get('bos') else ''}")
+    return "; ".join(parts)
+
+
+# ---- cells ---------------------------------------------------------------------------------
 
 def fmt_value(kind: str, v: float) -> str:
     if kind == "count":
@@ -141,48 +151,27 @@ def fmt_value(kind: str, v: float) -> str:
         return f"{v:.2e}"
     if kind == "kl":
         return f"{v:.4f}"
-    if kind == "metric":
+    if kind == "signed":
         return f"{round(v, 3) + 0.0:+.3f}" if abs(v) < 10 else f"{v:.3g}"  # + 0.0: no "-0.000"
     return f"{v:.3f}"
 
 
-def fmt_cell(row: Row, label: str) -> str:
-    vals = row.cells.get(label) or []
+def fmt_cell(kind: str, vals: list[float]) -> str:
     if not vals:
         return "-"
     m, s = metrics.mean_std(vals)
-    if len(vals) == 1 or row.kind == "count":
-        return fmt_value(row.kind, m)
-    return f"{fmt_value(row.kind, m)} ± {fmt_value(row.kind, s).lstrip('+')}"
+    if len(vals) == 1 or kind == "count":
+        return fmt_value(kind, m)
+    return f"{fmt_value(kind, m)} ± {fmt_value(kind, s).lstrip('+')}"
 
 
-def seeds_note(runs: list[RunResult]) -> str:
-    per = {}
-    for r in runs:
-        per.setdefault(r.label, []).append(r.summary["seed"])
-    ns = {len(v) for v in per.values()}
-    protocol = {r.summary.get("protocol", "standard") for r in runs}
-    ppl = next((r.summary["perplexity"]["protocol"] for r in runs if r.summary["perplexity"].get("protocol")), None)
-    parts = [f"model {runs[0].summary['model']}", f"protocol {', '.join(sorted(protocol))}"]
-    parts.append(f"{'/'.join(map(str, sorted(ns)))} seed(s) per method" + (" (mean ± std)" if max(ns) > 1 else ""))
-    if ppl:
-        parts.append(
-            f"perplexity: {ppl.get('corpus')}, {ppl.get('corpus_tokens')} tokens, window {ppl.get('window')}, "
-            f"stride {ppl.get('stride')}{', BOS' if ppl.get('bos') else ''}"
-        )
-    return "; ".join(parts)
+def baseline(row: Row) -> str:
+    return f"{row.baseline:.3f}" if row.baseline is not None else ""
 
 
-def to_markdown(runs: list[RunResult]) -> str:
-    labels, rows = build_rows(runs)
-    head = ["", "majority", *labels]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        base = f"{row.baseline:.3f}" if row.baseline is not None else ""
-        lines.append("| " + " | ".join([row.name, base, *(fmt_cell(row, lab) for lab in labels)]) + " |")
-    failed = [f"{r.label} seed {r.summary['seed']}: {r.summary['error']}" for r in runs if r.summary.get("status") == "failed"]
-    notes = [seeds_note(runs)] + [f"FAILED {f}" for f in failed]
-    return "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
+def header(col: Column) -> str:
+    """A column's name, with a dagger when some of its runs failed."""
+    return col.name + (" †" if col.failed else "")
 
 
 def _stats(vals: list[float]) -> dict:
@@ -193,67 +182,82 @@ def _stats(vals: list[float]) -> dict:
     return {"mean": m, "std": s, "n": len(vals), "ci95": list(ci) if ci else None, "values": vals}
 
 
-def to_json(runs: list[RunResult]) -> str:
-    labels, rows = build_rows(runs)
+# ---- renderers: Table -> text ----------------------------------------------------------------
+
+def to_markdown(t: Table) -> str:
+    head = ["", "majority", *map(header, t.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in t.rows:
+        lines.append("| " + " | ".join([row.name, baseline(row), *(fmt_cell(row.kind, t.values(row, c))
+                                                                   for c in t.columns)]) + " |")
+    notes = t.notes + [f"† FAILED {f}" for f in t.failures]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["row", "method", "settings_hash", "mean", "std", "n", "ci95_low", "ci95_high", "majority_baseline",
+                "failed_runs"])
+    for row in t.rows:
+        for c in t.columns:
+            st = _stats(t.values(row, c))
+            ci = st["ci95"] or [None, None]
+            w.writerow([row.name, c.name, c.settings_hash, st["mean"], st["std"], st["n"], ci[0], ci[1],
+                        row.baseline, len(c.failed)])
+    return buf.getvalue()
+
+
+def to_json(t: Table) -> str:
     data = {
-        "columns": labels,
-        "note": seeds_note(runs),
-        "rows": [
-            {"row": r.name, "kind": r.kind, "majority_baseline": r.baseline,
-             "cells": {lab: _stats(r.cells[lab]) for lab in labels}}
-            for r in rows
-        ],
-        "runs": [str(r.path) for r in runs],
+        "columns": [{"name": c.name, "settings_hash": c.settings_hash, "runs": [str(r.path) for r in c.runs],
+                     "failed": [str(r.path) for r in c.failed]} for c in t.columns],
+        "note": "; ".join(t.notes),
+        "failures": t.failures,
+        "rows": [{"row": r.name, "kind": r.kind, "majority_baseline": r.baseline,
+                  "cells": {c.name: _stats(t.values(r, c)) for c in t.columns}} for r in t.rows],
     }
     return json.dumps(data, indent=2) + "\n"
 
 
-def to_csv(runs: list[RunResult]) -> str:
-    labels, rows = build_rows(runs)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["row", "method", "mean", "std", "n", "ci95_low", "ci95_high", "majority_baseline"])
-    for r in rows:
-        for lab in labels:
-            st = _stats(r.cells[lab])
-            ci = st["ci95"] or [None, None]
-            w.writerow([r.name, lab, st["mean"], st["std"], st["n"], ci[0], ci[1], r.baseline])
-    return buf.getvalue()
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "±": r"$\pm$", "‖": r"$\|$", "Δ": r"$\Delta$", "†": r"$^\dagger$"}
 
 
-def _tex(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("±", r"$\pm$")):
-        s = s.replace(a, b)
-    return s
+def tex(s: str) -> str:
+    """Escape text for LaTeX, one character at a time (so no replacement is escaped again)."""
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in s)
 
 
-def to_latex(runs: list[RunResult]) -> str:
-    labels, rows = build_rows(runs)
-    lines = [r"\begin{tabular}{l" + "r" * (len(labels) + 1) + "}", r"\toprule"]
-    lines.append(" & ".join(["", "majority", *map(_tex, labels)]) + r" \\")
-    lines.append(r"\midrule")
-    for row in rows:
-        base = f"{row.baseline:.3f}" if row.baseline is not None else ""
-        lines.append(" & ".join([_tex(row.name), base, *(_tex(fmt_cell(row, lab)) for lab in labels)]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", f"% {seeds_note(runs)}"]
+def to_latex(t: Table) -> str:
+    n = len(t.columns) + 2
+    lines = [r"\begin{tabular}{l" + "r" * (n - 1) + "}", r"\toprule",
+             " & ".join(["", "majority", *(tex(header(c)) for c in t.columns)]) + r" \\", r"\midrule"]
+    for row in t.rows:
+        lines.append(" & ".join([tex(row.name), baseline(row),
+                                 *(tex(fmt_cell(row.kind, t.values(row, c))) for c in t.columns)]) + r" \\")
+    lines.append(r"\bottomrule")
+    for note in t.notes + [f"† FAILED {f}" for f in t.failures]:
+        lines.append(r"\multicolumn{" + str(n) + r"}{l}{\footnotesize " + tex(note) + r"} \\")
+    lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
 
-FORMATS = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
+FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
 
 
-def render(runs: list[RunResult], fmt: str) -> str:
-    return FORMATS[fmt](runs)
+def render(runs: list[Run], fmt: str) -> str:
+    return FORMATS[fmt](build_table(runs))
 
 
-def rich_table(runs: list[RunResult]) -> RichTable:
-    labels, rows = build_rows(runs)
-    table = RichTable(title="Forgetting table", caption=seeds_note(runs))
+def rich_table(runs: list[Run]) -> RichTable:
+    t = build_table(runs)
+    table = RichTable(title="Forgetting table", caption="\n".join(t.notes + [f"† FAILED {f}" for f in t.failures]))
     table.add_column("")
     table.add_column("majority", justify="right", style="dim")
-    for lab in labels:
-        table.add_column(lab, justify="right")
-    for row in rows:
-        base = f"{row.baseline:.3f}" if row.baseline is not None else ""
-        table.add_row(row.name, base, *(fmt_cell(row, lab) for lab in labels))
+    for c in t.columns:
+        table.add_column(header(c), justify="right")
+    for row in t.rows:
+        table.add_row(row.name, baseline(row), *(fmt_cell(row.kind, t.values(row, c)) for c in t.columns))
     return table

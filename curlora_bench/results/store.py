@@ -1,15 +1,17 @@
-"""Run directories: records.jsonl (one flushed line per measurement), summary.json, checkpoints."""
+"""Run folders on disk: atomic writes, records.jsonl (one flushed line per record), finding runs."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import BenchError
+from .schema import Record, RunSummary, dump, load
+
+SUMMARY = "summary.json"
+RECORDS = "records.jsonl"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -27,20 +29,16 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
 class RecordWriter:
-    """Appends one JSON line per measurement and flushes it to disk at once."""
+    """Appends one JSON line per record and flushes it to disk at once."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
-    def write(self, record: dict) -> None:
-        self._f.write(json.dumps(record) + "\n")
+    def write(self, record: Record) -> None:
+        self._f.write(record.to_json() + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 
@@ -48,55 +46,53 @@ class RecordWriter:
         self._f.close()
 
 
-def read_json(path: Path) -> Any | None:
-    """A JSON file's content, or None when it is missing or unreadable (e.g. half-written)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def read_records(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line))
-    return out
+def keep_records(path: Path, n: int) -> None:
+    """Cut records.jsonl back to the `n` records a checkpoint vouches for."""
+    lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
+    if len(lines) < n:
+        raise BenchError(f"{path}: {len(lines)} records but the checkpoint counts {n}; rerun with --fresh")
+    write_atomic(path, "".join(lines[:n]))
 
 
 def run_dir(experiment_dir: Path, label: str, seed: int) -> Path:
     return experiment_dir / label / f"seed-{seed}"
 
 
+def write_summary(run: Path, summary: RunSummary) -> None:
+    write_atomic(run / SUMMARY, dump(summary))
+
+
+def finished_summary(run: Path, run_key: str) -> RunSummary | None:
+    """The run's summary if it completed with these settings; None otherwise (or unreadable)."""
+    path = run / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        summary = load(RunSummary, path)
+    except BenchError:
+        return None  # half-written or from another version: the run is redone
+    return summary if summary.run_key == run_key and summary.status == "complete" else None
+
+
 @dataclass
-class RunResult:
+class Run:
+    """A finished run on disk: its folder and its typed summary."""
+
     path: Path
-    summary: dict
-
-    @property
-    def label(self) -> str:
-        return self.summary["label"]
+    summary: RunSummary
 
 
-def find_runs(paths: list[Path]) -> list[RunResult]:
-    """Every finished run (a folder with summary.json) under the given run or experiment folders."""
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Every run (a folder with summary.json) under the given run or experiment folders."""
     found: list[Path] = []
     for p in paths:
         if not p.exists():
             raise BenchError(f"{p}: results folder not found")
-        if (p / "summary.json").is_file():
-            found.append(p / "summary.json")
+        if (p / SUMMARY).is_file():
+            found.append(p / SUMMARY)
         else:
-            found.extend(sorted(p.glob("*/seed-*/summary.json")))
-            found.extend(sorted(p.glob("*/*/seed-*/summary.json")))
+            found.extend(sorted(p.glob(f"*/seed-*/{SUMMARY}")))
+            found.extend(sorted(p.glob(f"*/*/seed-*/{SUMMARY}")))
     if not found:
-        raise BenchError(f"no finished runs (summary.json) under {', '.join(map(str, paths))}")
-    out = []
-    for s in dict.fromkeys(found):
-        try:
-            out.append(RunResult(s.parent, json.loads(s.read_text())))
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"{s}: not valid JSON ({exc})") from None
-    return out
+        raise BenchError(f"no finished runs ({SUMMARY}) under {', '.join(map(str, paths))}")
+    return [Run(s.parent, load(RunSummary, s)) for s in dict.fromkeys(found)]

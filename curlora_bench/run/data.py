@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from datasets import Dataset
+
+from ..results.schema import TaskData
 
 
 @dataclass
@@ -28,16 +30,26 @@ class Split:
 
 @dataclass
 class PreparedTask:
+    """A task tokenised once per experiment, with the facts its runs record about the data."""
+
     name: str
     num_classes: int
     train: Split
     eval: Split
-    info: dict = field(default_factory=dict)
+    info: TaskData
 
     @property
     def majority(self) -> float:
         """Accuracy of always predicting the eval split's most frequent class."""
         return max(Counter(self.eval.labels).values()) / len(self.eval)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Where batches go and what pads them."""
+
+    device: torch.device
+    pad_id: int
 
 
 def subsample(ds: Dataset, limit: int | None, seed: int | None) -> Dataset:

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..sources.models import TaskHeads, backbone, classify, lm_logits
+from ..sources.heads import TaskHeads, classify
+from ..sources.models import backbone, lm_logits
 from .data import Split, batches, collate
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import get_scheduler
 
-from ..sources.models import TaskHeads, classify
-from .data import Split, batches, collate
+from ..config.experiment import TrainConfig
+from ..sources.heads import TaskHeads, classify
+from .data import Batching, PreparedTask, batches, collate
+from .spec import Protocol
 
 
 class NonFiniteLoss(RuntimeError):
@@ -24,7 +27,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 @dataclass
-class StageStats:
+class TrainStats:
     steps: int
     examples: int
     final_loss: float
@@ -39,43 +42,44 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def stage_steps(examples: int, cfg: TrainConfig) -> int:
+    """Optimizer steps of one stage."""
+    return cfg.epochs * math.ceil(examples / cfg.batch_size)
+
+
 def train_stage(
     model: nn.Module,
     heads: TaskHeads,
-    task: str,
-    split: Split,
-    cfg,
-    device: torch.device,
+    task: PreparedTask,
+    cfg: TrainConfig,
+    batching: Batching,
+    protocol: Protocol,
     seed: int,
-    pad_id: int,
-    pooling: str = "last",
-    steps_in_examples: bool = False,
-    progress=None,
-) -> StageStats:
-    """Train adapter + `task`'s head for cfg.epochs over `split`.
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainStats:
+    """Train adapter + `task`'s head for cfg.epochs over its training split.
 
-    `steps_in_examples` reproduces the paper's scheduler bug (total steps counted in
-    examples instead of batches); the standard protocol counts optimizer steps.
+    Under the paper protocol the scheduler's length is counted in examples instead of
+    batches (the reference code's bug) and logits are read at position -1 of the padded batch.
     """
-    head = heads.heads[task]
+    split, device = task.train, batching.device
+    head = heads.heads[task.name]
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(split) / cfg.batch_size)
-    total = cfg.epochs * (len(split) if steps_in_examples else steps_per_epoch)
+    total = cfg.epochs * len(split) if protocol.steps_in_examples else stage_steps(len(split), cfg)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
     gen = torch.Generator().manual_seed(seed)
     lengths = [len(s) for s in split.ids]
     head.train()
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
-    ema = None
     start = time.perf_counter()
-    bar = progress.add_task(f"train {task}", total=cfg.epochs * steps_per_epoch) if progress else None
     for _epoch in range(cfg.epochs):
         for idx in batches(lengths, cfg.batch_size, shuffle=True, generator=gen):
-            batch = collate(split, idx, pad_id, device)
+            batch = collate(split, idx, batching.pad_id, device)
             with autocast(device, cfg.precision):
-                logits = classify(model, heads, task, batch["input_ids"], batch["attention_mask"], pooling)
+                logits = classify(model, heads, task.name, batch["input_ids"], batch["attention_mask"],
+                                  protocol.train_pooling)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
             loss_value = loss.item()
             if not math.isfinite(loss_value):
@@ -90,11 +94,8 @@ def train_stage(
             seen += len(idx)
             tokens += int(batch["attention_mask"].sum())
             loss_sum += loss_value
-            ema = loss_value if ema is None else 0.9 * ema + 0.1 * loss_value
-            if bar is not None:
-                progress.update(bar, advance=1, description=f"train {task} loss {ema:.3f}")
+            if on_step is not None:
+                on_step(step, loss_value)
     head.eval()
     head.requires_grad_(False)  # earlier heads are never trained again
-    if bar is not None:
-        progress.remove_task(bar)
-    return StageStats(step, seen, loss_value, loss_sum / max(step, 1), time.perf_counter() - start, tokens)
+    return TrainStats(step, seen, loss_value, loss_sum / max(step, 1), time.perf_counter() - start, tokens)

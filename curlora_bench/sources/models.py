@@ -1,4 +1,4 @@
-"""Load a causal LM + tokenizer (built-in, hub id or local folder); task heads; pooling."""
+"""Load a causal LM + tokenizer (built-in, hub id or local folder) in fp32; its body and LM head."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def byte_tokenizer(specials: dict[str, str]) -> PreTrainedTokenizerFast:
     return tok
 
 
-def _seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
@@ -94,7 +94,7 @@ def _tiny_gpt2(_: str | None) -> LoadedModel:
         vocab_size=len(tok), n_positions=1024, n_embd=32, n_layer=2, n_head=2,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )
-    model = _seeded(lambda: GPT2LMHeadModel(cfg))
+    model = seeded(lambda: GPT2LMHeadModel(cfg))
     return LoadedModel(model, tok, "tiny-gpt2", add_bos=False, source="built in (random init)")
 
 
@@ -105,7 +105,7 @@ def _tiny_llama(_: str | None) -> LoadedModel:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
     )
-    model = _seeded(lambda: LlamaForCausalLM(cfg))
+    model = seeded(lambda: LlamaForCausalLM(cfg))
     return LoadedModel(model, tok, "tiny-llama", add_bos=True, source="built in (random init)")
 
 
@@ -196,51 +196,3 @@ def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits
-
-
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last non-pad token of each row (works for right and left padding)."""
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    return (attention_mask.long() * positions).argmax(dim=1)
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str = "last") -> torch.Tensor:
-    """`last`: the last real token; `final`: position -1 (the paper's code, wrong when padded)."""
-    if mode == "final":
-        return hidden[:, -1]
-    idx = last_token_index(attention_mask)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
-
-
-class TaskHeads(nn.Module):
-    """One seeded Linear(hidden, num_classes) per task; earlier tasks' heads are kept frozen."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.heads = nn.ModuleDict()
-
-    def add(self, task: str, hidden: int, num_classes: int, seed: int) -> nn.Linear:
-        head = _seeded(lambda: nn.Linear(hidden, num_classes), seed)
-        self.heads[task] = head
-        return head
-
-    def forward(self, task: str, pooled: torch.Tensor) -> torch.Tensor:
-        return self.heads[task](pooled)
-
-    @classmethod
-    def restore(cls, tasks: list[tuple[str, int]], hidden: int, tensors: dict[str, torch.Tensor],
-                device: torch.device) -> TaskHeads:
-        """Saved heads of `tasks` ((name, classes), in order), frozen and in eval mode."""
-        heads = cls()
-        for name, num_classes in tasks:
-            heads.add(name, hidden, num_classes, seed=0)
-        heads.load_state_dict(tensors)
-        return heads.to(device).eval().requires_grad_(False)
-
-
-def classify(
-    model: nn.Module, heads: TaskHeads, task: str, input_ids, attention_mask, pooling: str = "last"
-) -> torch.Tensor:
-    """Logits of task `task`'s head at the pooled position of the frozen body (+ adapter)."""
-    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return heads(task, pool(hidden, attention_mask, pooling))

@@ -51,8 +51,9 @@ class TaskConfig:
         if self.num_classes is not None and self.num_classes < 2:
             raise BenchError(f"{where}.num_classes: must be >= 2, got {self.num_classes}")
         if self.format == "embedded":
-            if not self.builder:
-                raise BenchError(f"{where}.builder: required for format 'embedded'")
+            for key in ("builder", "asset"):
+                if not getattr(self, key):
+                    raise BenchError(f"{where}.{key}: required for format 'embedded'")
         elif self.format == "hub":
             if not self.path:
                 raise BenchError(f"{where}.path: required for format 'hub' (a hub dataset id)")

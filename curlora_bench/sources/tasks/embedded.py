@@ -43,8 +43,8 @@ def _split(rows: list[tuple[str, str, int]], text_col: str = "text") -> dict[str
     return out
 
 
-def _rated(file: str, classes: int, cache_dir: str | None) -> dict[str, Dataset]:
-    rows = read_ground_truth(assets.ensure("vader", cache_dir) / file)
+def _rated(file: str, classes: int, folder: Path) -> dict[str, Dataset]:
+    rows = read_ground_truth(folder / file)
     out = []
     for rid, rating, text in rows:
         if classes == 2:
@@ -57,16 +57,16 @@ def _rated(file: str, classes: int, cache_dir: str | None) -> dict[str, Dataset]
     return _split(out)
 
 
-def rt_sentiment(cache_dir: str | None) -> dict[str, Dataset]:
-    return _rated("movieReviewSnippets_GroundTruth.txt", 2, cache_dir)
+def rt_sentiment(folder: Path) -> dict[str, Dataset]:
+    return _rated("movieReviewSnippets_GroundTruth.txt", 2, folder)
 
 
-def tweet_sentiment(cache_dir: str | None) -> dict[str, Dataset]:
-    return _rated("tweets_GroundTruth.txt", 2, cache_dir)
+def tweet_sentiment(folder: Path) -> dict[str, Dataset]:
+    return _rated("tweets_GroundTruth.txt", 2, folder)
 
 
-def tweet_sentiment_3(cache_dir: str | None) -> dict[str, Dataset]:
-    return _rated("tweets_GroundTruth.txt", 3, cache_dir)
+def tweet_sentiment_3(folder: Path) -> dict[str, Dataset]:
+    return _rated("tweets_GroundTruth.txt", 3, folder)
 
 
 def words(text: str) -> set[str]:
@@ -78,11 +78,10 @@ def jaccard(a: str, b: str) -> float:
     return len(wa & wb) / max(len(wa | wb), 1)
 
 
-def bible_paraphrase(cache_dir: str | None) -> dict[str, Dataset]:
+def bible_paraphrase(folder: Path) -> dict[str, Dataset]:
     """KJV verse + the same verse in WEB (label 1) or the WEB verse among the 5 on either side
     in the same book with the highest word overlap (label 0, a hard negative); 50/50 by a
     seeded coin per verse."""
-    folder = assets.ensure("bible", cache_dir)
     kjv = json.loads((folder / "kjv.json").read_text())
     web = json.loads((folder / "web.json").read_text())
     ids = sorted((k for k in kjv if k in web and kjv[k] and web[k]), key=int)
@@ -123,8 +122,8 @@ def overlap_baseline(splits: dict[str, Dataset]) -> tuple[float, float]:
     return best_t, sum((v >= best_t) == bool(lab) for v, lab in zip(se, ye)) / len(ye)
 
 
-def nyt_editorials(cache_dir: str | None) -> str:
-    rows = read_ground_truth(assets.ensure("vader", cache_dir) / "nytEditorialSnippets_GroundTruth.txt")
+def nyt_editorials(folder: Path) -> str:
+    rows = read_ground_truth(folder / "nytEditorialSnippets_GroundTruth.txt")
     return "\n".join(text for _, _, text in rows)
 
 
@@ -142,9 +141,8 @@ def detag_brown(raw: str) -> str:
     return "\n".join(paragraphs)
 
 
-def brown(cache_dir: str | None) -> str:
+def brown(folder: Path) -> str:
     """Every 10th Brown text in file order (50 texts across all 15 genres, ~100k words)."""
-    folder = assets.ensure("brown", cache_dir)
     files = sorted(p for p in folder.iterdir() if p.name[:2].isalpha() and p.name[2:].isdigit())
     return "\n\n".join(detag_brown(p.read_text(encoding="utf-8", errors="replace")) for p in files[::10])
 
@@ -162,7 +160,7 @@ def card_stats(task) -> list[str]:
     """Lines for `curlora-bench tasks`: sizes, class balance, majority baseline (built data)."""
     from collections import Counter
 
-    splits = EMBEDDED_TASKS[task.builder](None)
+    splits = EMBEDDED_TASKS[task.builder](assets.ensure(task.asset))
     lines = []
     for name, ds in splits.items():
         counts = Counter(ds["label"])

@@ -1,0 +1,212 @@
+"""The results schema: typed, versioned records, run summaries and stage checkpoints.
+
+This module alone turns them into JSON and back. Reading is strict: an unknown or missing
+key, a wrong type or another schema version is one error naming the file, never a silent
+"-" in a report. Bump `SCHEMA_VERSION` when a field changes meaning or disappears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..config.parse import from_dict, to_dict
+from ..errors import BenchError
+from .metrics import MATRIX_METRICS
+
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class Record:
+    """One measurement, one line of records.jsonl."""
+
+    stage: int  # 0 = before the first stage
+    after_task: str | None
+    task: str | None  # the task evaluated, or the perplexity corpus
+    metric: Literal["accuracy", "perplexity"]
+    value: float
+    n: int  # examples (accuracy) or scored tokens (perplexity)
+    majority_baseline: float | None = None  # accuracy records
+    protocol: dict[str, Any] | None = None  # perplexity records: how it was measured
+    measured_once: bool | None = None  # the initial perplexity, shared by every run
+
+    def to_json(self) -> str:
+        """One JSON line; the optional fields only where they apply."""
+        optional = ("majority_baseline", "protocol", "measured_once")
+        return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in optional})
+
+
+@dataclass
+class TaskData:
+    """Where a task's data came from and which rows were used."""
+
+    version: int
+    source: str | None
+    train_records: int
+    eval_records: int
+    train_fingerprint: str
+    eval_fingerprint: str
+
+
+@dataclass
+class StageStats:
+    stage: int
+    task: str
+    train_seconds: float
+    eval_seconds: float
+    steps: int
+    examples: int
+    train_tokens: int
+    final_loss: float
+    mean_loss: float
+
+
+@dataclass
+class StageDrift:
+    """‖ΔW‖/‖W‖ of every adapted matrix after one stage, with its mean and max."""
+
+    stage: int
+    mean: float
+    max: float
+    modules: int
+    per_module: dict[str, float]
+
+
+@dataclass
+class PerplexitySummary:
+    initial: float | None
+    after_stage: list[float | None]
+    final: float | None
+    protocol: dict[str, Any] | None
+
+
+@dataclass
+class RunProgress:
+    """What a run has measured so far; saved in every stage checkpoint."""
+
+    matrix: list[list[float | None]]
+    ppl_after: list[float | None]
+    stages: list[StageStats] = field(default_factory=list)
+    drift: list[StageDrift] = field(default_factory=list)
+    records: int = 0
+
+    @classmethod
+    def empty(cls, T: int) -> RunProgress:
+        return cls([[None] * T for _ in range(T)], [None] * T)
+
+
+@dataclass
+class RunSummary:
+    """summary.json: everything one (method, seed) run measured, and how."""
+
+    schema_version: int
+    label: str
+    method: dict[str, Any]  # the method entry as resolved (options, label)
+    seed: int
+    run_key: str  # settings + seed: which checkpoints belong to this run
+    settings_hash: str  # experiment settings + method options: runs differing only in seed share it
+    settings: dict[str, Any]  # the experiment settings every run of the experiment shares
+    status: Literal["complete", "failed"]
+    error: str | None
+    model: str
+    protocol: str
+    tasks: list[str]
+    num_classes: dict[str, int]
+    majority_baseline: dict[str, float]
+    data: dict[str, TaskData]
+    accuracy_matrix: list[list[float | None]]
+    perplexity: PerplexitySummary
+    metrics: dict[str, float | None]  # MATRIX_METRICS by key; {} if no stage finished
+    drift: list[StageDrift]
+    diagnostics: dict[str, Any]  # the adapter's own (CURLoRA: column/row sampling)
+    trainable_parameters: int
+    head_parameters: dict[str, int]
+    adapted_modules: int
+    stages: list[StageStats]
+    resumed_from_stage: int | None
+    wall_seconds: float
+    device: str
+    threads: int
+    versions: dict[str, str]
+    git_commit: str | None
+
+    def validate(self, where: str) -> None:
+        expected = {m.key for m in MATRIX_METRICS}
+        if self.metrics and set(self.metrics) != expected:
+            raise BenchError(f"{where}.metrics: keys {sorted(self.metrics)}, expected {sorted(expected)}")
+
+
+@dataclass
+class HeadInfo:
+    name: str
+    num_classes: int
+
+
+@dataclass
+class StageCheckpoint:
+    """state.json of checkpoints/stage-N: how to rebuild the run and resume it after stage N."""
+
+    schema_version: int
+    stage: int
+    run_key: str
+    label: str
+    method: dict[str, Any]
+    seed: int
+    model: str
+    modules: list[str]
+    conv1d: bool  # GPT-2 Conv1D layers (weights stored in x out)
+    protocol: str
+    pooling: str
+    tasks: list[HeadInfo]
+    hidden_size: int
+    adapter_tensors: dict[str, list[int]]  # name -> shape of every tensor in adapter.safetensors
+    progress: RunProgress
+    rng: dict[str, Any]
+
+
+def dump(obj: Any) -> str:
+    """A schema object as indented JSON."""
+    return json.dumps(to_dict(obj), indent=2) + "\n"
+
+
+def parse(cls: type, data: Any, path: Path | str) -> Any:
+    """A schema object from decoded JSON; any mismatch is one error naming the file."""
+    if isinstance(data, dict) and "schema_version" in {f.name for f in dataclasses.fields(cls)}:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise BenchError(f"{path}: results schema version {version!r}, this curlora-bench reads "
+                             f"version {SCHEMA_VERSION}; rerun with --fresh (or use the version that wrote it)")
+    try:
+        return from_dict(cls, data, cls.__name__)
+    except BenchError as exc:
+        raise BenchError(f"{path}: {exc}") from None
+
+
+def load(cls: type, path: Path) -> Any:
+    """Read a schema object from a JSON file (missing or undecodable: one error naming it)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{path}: not valid JSON ({exc})") from None
+    return parse(cls, data, path)
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every record of a records.jsonl, each line checked."""
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BenchError(f"{path}: line {i} is not valid JSON ({exc})") from None
+            out.append(parse(Record, data, f"{path}: line {i}"))
+    return out

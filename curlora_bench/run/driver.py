@@ -1,0 +1,67 @@
+"""An experiment: check everything, write the resolved config, then every (method, seed) run."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import yaml
+
+from ..config.experiment import ExperimentConfig, experiment_settings, resolved_dict
+from ..errors import BenchError
+from ..results import checkpoint
+from ..results.schema import RunSummary
+from ..results.store import write_atomic
+from .events import RunEvents
+from .prepare import prepare
+from .recipe import run_one
+from .spec import RunSpec
+
+
+def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = None,
+                   fresh: bool = False, force: bool = False) -> list[RunSummary]:
+    """Run every (method, seed) of `cfg` into `out`, resuming finished stages; return the summaries.
+
+    `fresh` starts every run of `cfg` over; `force` accepts a folder that holds another config.
+    """
+    events = events or RunEvents()
+    check_writable(out)
+    prepared = prepare(cfg, events)  # loads and checks everything before anything is written
+    check_same_experiment(cfg, out, force)
+    write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+    specs = [RunSpec.of(cfg, i, seed, out) for i in range(len(cfg.methods)) for seed in cfg.seeds]
+    if fresh:
+        for spec in specs:
+            checkpoint.clear(spec.folder(cfg))
+    prepared.initial_perplexity(events)
+    summaries = []
+    for spec in specs:
+        summaries.append(run_one(spec, prepared, events))
+        gc.collect()  # injected adapters can hold reference cycles: free the run's model now
+    return summaries
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"output directory {out}: cannot write there ({exc.strerror})") from None
+
+
+def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None:
+    """Refuse to mix runs of different experiments in one folder (adding methods/seeds is fine)."""
+    path = out / "config.yaml"
+    if force or not path.is_file():
+        return
+    try:
+        old = experiment_settings(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError:
+        raise BenchError(f"{path}: unreadable; use --force to run into {out} anyway") from None
+    new = experiment_settings(resolved_dict(cfg))
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        raise BenchError(f"{out} holds results of a different config (differs in: {', '.join(differ)}); "
+                         f"choose another --output, or pass --force to run there anyway")

@@ -1,0 +1,127 @@
+"""What every run of an experiment reads and nobody changes: tokenised tasks, the corpus, and
+the initial perplexity. Built once per process; a run in another process builds its own."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..adapters import ADAPTERS
+from ..config.experiment import ExperimentConfig, corpus_config
+from ..errors import BenchError
+from ..results.schema import TaskData
+from ..sources.models import auto_targets, load_model
+from ..sources.tasks.loaders import load_corpus_text, load_splits
+from ..utils import configure_threads, resolve_device
+from .data import Batching, PreparedTask, encode, subsample
+from .evaluate import PerplexityResult, perplexity
+from .events import RunEvents
+from .spec import Protocol
+
+
+@dataclass
+class Prepared:
+    """The read-only inputs of an experiment's runs."""
+
+    cfg: ExperimentConfig
+    protocol: Protocol
+    batching: Batching
+    tasks: list[PreparedTask]
+    corpus_tokens: list[int] | None
+    bos_id: int | None
+    # the model loaded for setup, handed to the first run that asks (it is adapted in place)
+    _model: nn.Module | None = field(default=None, repr=False)
+    _base_ppl: PerplexityResult | None = field(default=None, repr=False)
+    _measured: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.batching.device
+
+    def take_model(self) -> nn.Module:
+        """A pristine fp32 model: the one loaded for setup the first time, a fresh load after."""
+        model, self._model = self._model, None
+        return model if model is not None else load_model(self.cfg.model, self.cfg.cache_dir).model
+
+    def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
+        """The base model's perplexity, measured once. Every adapter is an exact identity at init
+        (tested), so it is every run's perplexity before the first stage."""
+        if not self._measured and self.corpus_tokens is not None:
+            model = self._model if self._model is not None else load_model(self.cfg.model, self.cfg.cache_dir).model
+            self._base_ppl = measure_perplexity(self, model.to(self.device))
+            events.message(f"  initial perplexity {self._base_ppl.perplexity:.3f} ({self._base_ppl.tokens} tokens)")
+        self._measured = True
+        return self._base_ppl
+
+
+def target_modules(cfg: ExperimentConfig, model: nn.Module) -> list[str]:
+    return auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
+
+
+def prepare(cfg: ExperimentConfig, events: RunEvents) -> Prepared:
+    """Load and check everything a run needs (data, model, every method against the model)."""
+    device = resolve_device(cfg.device)
+    configure_threads()
+    protocol = Protocol.of(cfg.protocol)
+    events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
+    lm = load_model(cfg.model, cfg.cache_dir)
+    bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
+    tasks = prepare_tasks(cfg, lm, protocol)
+    targets = target_modules(cfg, lm.model)
+    for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
+        ADAPTERS.get(method.method).check(lm.model, targets, method, f"methods[{i}]")
+    for t in tasks:
+        events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
+                       f"majority baseline {t.majority:.3f}")
+    corpus_tokens = None
+    if cfg.perplexity:
+        text = load_corpus_text(corpus_config(cfg.perplexity), cfg.cache_dir, "perplexity")
+        corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
+    return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id), tasks, corpus_tokens, bos_id,
+                    _model=lm.model)
+
+
+def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
+    bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
+    out = []
+    for i, task in enumerate(cfg.tasks):
+        if protocol.task_overrides and task.paper:
+            task = dataclasses.replace(task, **task.paper)
+        where = f"tasks[{i}]"
+        splits = load_splits(task, cfg.cache_dir, where)
+        seed = None if protocol.first_rows else cfg.data_seed
+        train_ds = subsample(splits["train"], cfg.train.limit, seed)
+        eval_ds = subsample(splits["eval"], cfg.eval.limit, seed)
+        num_classes = task.num_classes or max(splits["train"]["label"]) + 1
+        bad = [y for y in eval_ds["label"] if y >= num_classes]
+        if bad:
+            raise BenchError(f"{where}: eval label {bad[0]} but the train labels give {num_classes} classes; set num_classes")
+        train = encode(lm.tokenizer, train_ds, task.text, cfg.train.max_length, bos_id)
+        ev = encode(lm.tokenizer, eval_ds, task.text, cfg.train.max_length, bos_id)
+        info = TaskData(version=task.version, source=task.path or task.builder or task.train,
+                        train_records=len(train), eval_records=len(ev), train_fingerprint=train.fingerprint(),
+                        eval_fingerprint=ev.fingerprint())
+        out.append(PreparedTask(task.name, num_classes, train, ev, info))
+    return out
+
+
+def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:
+    p = cfg.perplexity
+    if protocol.single_window:  # the reference: one window over the first max_length tokens
+        n = cfg.train.max_length
+        return {"window": n, "stride": n, "max_tokens": n, "batch_size": 1}
+    return {"window": p.window, "stride": p.stride, "max_tokens": p.max_tokens, "batch_size": p.batch_size}
+
+
+def measure_perplexity(prepared: Prepared, model: nn.Module) -> PerplexityResult:
+    cfg = prepared.cfg
+    s = ppl_settings(cfg, prepared.protocol)
+    return perplexity(
+        model, prepared.corpus_tokens, s["window"], s["stride"], prepared.bos_id, s["batch_size"], prepared.device,
+        protocol={"corpus": cfg.perplexity.corpus or cfg.perplexity.file, "max_tokens": s["max_tokens"],
+                  "protocol_name": prepared.protocol.name},
+    )

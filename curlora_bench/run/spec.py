@@ -1,0 +1,64 @@
+"""What a run is, as data: the measurement protocol and the serialisable spec of one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..adapters import AdapterConfig
+from ..config.experiment import ExperimentConfig, resolved_dict
+from ..config.parse import from_dict
+from ..results.store import run_dir
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How measurements are taken: `standard` (corrected) or `paper` (the reference code's)."""
+
+    name: str
+    train_pooling: str  # "last": the last real token; "final": position -1 of the padded batch
+    eval_batch_size: int | None  # None: the config's; 1: one example at a time
+    steps_in_examples: bool  # scheduler length counted in examples (the reference's bug)
+    first_rows: bool  # subsets: the first N rows (paper) or a seeded shuffle (standard)
+    task_overrides: bool  # apply each task's `paper:` overrides (the reference's splits)
+    single_window: bool  # perplexity: one window over the first max_length tokens
+
+    @classmethod
+    def of(cls, name: str) -> Protocol:
+        if name == "paper":
+            return cls("paper", "final", 1, steps_in_examples=True, first_rows=True, task_overrides=True,
+                       single_window=True)
+        return cls("standard", "last", None, steps_in_examples=False, first_rows=False, task_overrides=False,
+                   single_window=False)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (method, seed) of an experiment: plain data, so it can run in another process.
+
+    `config` is the resolved config (`resolved_dict`): paths absolute, built-in tasks expanded,
+    labels explicit, so parsing it again anywhere gives the same experiment.
+    """
+
+    config: dict[str, Any]
+    method_index: int
+    seed: int
+    out: str  # the experiment folder
+
+    @classmethod
+    def of(cls, cfg: ExperimentConfig, method_index: int, seed: int, out: Path) -> RunSpec:
+        return cls(resolved_dict(cfg), method_index, seed, str(out))
+
+    def experiment(self) -> ExperimentConfig:
+        return from_dict(ExperimentConfig, self.config, "")
+
+    def method(self, cfg: ExperimentConfig) -> AdapterConfig:
+        return cfg.methods[self.method_index]
+
+    @property
+    def where(self) -> str:
+        return f"methods[{self.method_index}]"
+
+    def folder(self, cfg: ExperimentConfig) -> Path:
+        return run_dir(Path(self.out), self.method(cfg).display_label, self.seed)
