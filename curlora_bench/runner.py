@@ -39,11 +39,12 @@ class Protocol:
     eval_batch_size: int | None  # None = config's; 1 = one example at a time
     steps_in_examples: bool
     first_rows: bool  # subsets: first N rows (paper) or a seeded shuffle (standard)
+    padding_side: str | None = "right"  # None = the tokenizer's own (paper: AutoTokenizer's side)
 
     @classmethod
     def of(cls, name: str) -> Protocol:
         if name == "paper":
-            return cls("paper", "final", 1, True, True)
+            return cls("paper", "final", 1, True, True, padding_side=None)
         return cls("standard", "last", None, False, False)
 
 
@@ -62,6 +63,7 @@ class Context:
     base_ppl: PerplexityResult | None
     console: Console
     base_model: torch.nn.Module | None  # the pristine model, until the first run adapts it
+    padding_side: str = "right"  # of training/eval batches
 
 
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
@@ -98,7 +100,7 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
     configure_threads()
     protocol = Protocol.of(cfg.protocol)
     console.print(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
-    lm = load_model(cfg.model, cfg.cache_dir)
+    lm = load_model(cfg.model, cfg.cache_dir, protocol.padding_side)
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
@@ -111,11 +113,14 @@ def setup(cfg: ExperimentConfig, out: Path, console: Console) -> Context:
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
     corpus_tokens = None
     if cfg.perplexity:
-        text = load_corpus_text(corpus_config(cfg.perplexity), cfg.cache_dir, "perplexity")
+        corpus = corpus_config(cfg.perplexity)
+        if protocol.name == "paper" and corpus.paper:
+            corpus = dataclasses.replace(corpus, **corpus.paper)
+        text = load_corpus_text(corpus, cfg.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
     return Context(cfg, out, device, protocol, tasks, corpus_tokens, bos_id, lm.tokenizer.pad_token_id, None,
-                   console, lm.model)
+                   console, lm.model, padding_side=lm.tokenizer.padding_side)
 
 
 def measure_initial_perplexity(ctx: Context) -> None:
@@ -243,7 +248,8 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
             head.to(ctx.device)
             try:
                 stats = train_stage(model, heads, task.name, task.train, cfg.train, ctx.device, seed + i,
-                                    ctx.pad_id, ctx.protocol.train_pooling, ctx.protocol.steps_in_examples, progress)
+                                    ctx.pad_id, ctx.protocol.train_pooling, ctx.protocol.steps_in_examples, progress,
+                                    ctx.padding_side)
             except NonFiniteLoss as exc:
                 status = "failed"
                 error = f"{label} seed {seed} stage {i + 1} ({task.name}) step {exc.step}: {exc}"
@@ -253,7 +259,8 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
             bs = ctx.protocol.eval_batch_size or cfg.eval.batch_size
             for j in range(i + 1):
                 prev = ctx.tasks[j]
-                acc = accuracy(model, heads, prev.name, prev.eval, bs, ctx.device, ctx.pad_id)
+                acc = accuracy(model, heads, prev.name, prev.eval, bs, ctx.device, ctx.pad_id,
+                               padding_side=ctx.padding_side)
                 matrix[i][j] = acc
                 record({"stage": i + 1, "after_task": task.name, "task": prev.name, "metric": "accuracy",
                         "value": acc, "n": len(prev.eval), "majority_baseline": prev.majority})
@@ -289,6 +296,7 @@ def run_one(ctx: Context, method: AdapterConfig, seed: int, where: str) -> dict:
         "error": error,
         "model": cfg.model,
         "protocol": ctx.protocol.name,
+        "padding_side": ctx.padding_side,
         "tasks": [t.name for t in ctx.tasks],
         "num_classes": {t.name: t.num_classes for t in ctx.tasks},
         "majority_baseline": {t.name: t.majority for t in ctx.tasks},

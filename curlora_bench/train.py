@@ -51,11 +51,14 @@ def train_stage(
     pooling: str = "last",
     steps_in_examples: bool = False,
     progress=None,
+    padding_side: str = "right",
 ) -> StageStats:
     """Train adapter + `task`'s head for cfg.epochs over `split`.
 
     `steps_in_examples` reproduces the paper's scheduler bug (total steps counted in
     examples instead of batches); the standard protocol counts optimizer steps.
+    `cfg.dropout == "model"` trains with the model's own dropout on (the paper's
+    `model.train()`); otherwise the body stays in eval mode. Either way it ends in eval mode.
     """
     head = heads.heads[task]
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
@@ -66,6 +69,8 @@ def train_stage(
     gen = torch.Generator().manual_seed(seed)
     lengths = [len(s) for s in split.ids]
     head.train()
+    if cfg.dropout == "model":
+        model.train()
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
     ema = None
@@ -73,7 +78,7 @@ def train_stage(
     bar = progress.add_task(f"train {task}", total=cfg.epochs * steps_per_epoch) if progress else None
     for _epoch in range(cfg.epochs):
         for idx in batches(lengths, cfg.batch_size, shuffle=True, generator=gen):
-            batch = collate(split, idx, pad_id, device)
+            batch = collate(split, idx, pad_id, device, padding_side)
             with autocast(device, cfg.precision):
                 logits = classify(model, heads, task, batch["input_ids"], batch["attention_mask"], pooling)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
@@ -93,6 +98,7 @@ def train_stage(
             ema = loss_value if ema is None else 0.9 * ema + 0.1 * loss_value
             if bar is not None:
                 progress.update(bar, advance=1, description=f"train {task} loss {ema:.3f}")
+    model.eval()
     head.eval()
     head.requires_grad_(False)  # earlier heads are never trained again
     if bar is not None:
