@@ -26,8 +26,8 @@ class LoRAConfig(RankedConfig):
     dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (paper: none)"})
     init: Literal["peft", "reference"] | None = field(
         default=None,
-        metadata={"help": "A's init. peft: PEFT's kaiming on A (r x in), bound 1/sqrt(in); reference: the "
-                          "paper's code, kaiming on A (in x r), bound 1/sqrt(r), 8-12x larger. "
+        metadata={"help": "A's init. peft: PEFT's kaiming on A (r x in), U(+-1/sqrt(in)); reference: the "
+                          "paper's code, kaiming on A (in x r), U(+-1/sqrt(r)), sqrt(in/r) times larger. "
                           "null = the protocol's: standard peft, paper reference"},
     )
 
