@@ -37,6 +37,9 @@ class AdapterConfig:
     def validate(self, where: str) -> None:
         pass
 
+    def follow_protocol(self, protocol: str) -> None:
+        """Fill options left unset (None) with the protocol's choice (`standard` | `paper`)."""
+
 
 @dataclass
 class RankedConfig(AdapterConfig):

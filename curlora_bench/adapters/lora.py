@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Literal
 
+import torch
 from peft import LoraConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from safetensors.torch import save_file
 
 from ..config.parse import positive
-from .base import Adapter, RankedConfig, find_targets, freeze, register, uses_conv1d
+from .base import Adapter, RankedConfig, find_targets, freeze, module_seed, register, uses_conv1d
+
+# The init each protocol uses when the config leaves `init` unset.
+PROTOCOL_INIT = {"standard": "peft", "paper": "reference"}
+INIT_SUFFIX = {"peft": "-peftinit", "reference": "-refinit"}
 
 
 @dataclass
@@ -17,9 +24,25 @@ class LoRAConfig(RankedConfig):
     """LoRA options (PEFT `LoraConfig` underneath)."""
 
     dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (paper: none)"})
+    init: Literal["peft", "reference"] | None = field(
+        default=None,
+        metadata={"help": "A's init. peft: PEFT's kaiming on A (r x in), U(+-1/sqrt(in)); reference: the "
+                          "paper's code, kaiming on A (in x r), U(+-1/sqrt(r)), sqrt(in/r) times larger. "
+                          "null = the protocol's: standard peft, paper reference"},
+    )
 
-    def default_label(self) -> str:
-        return f"lora-r{self.rank}"
+    def default_label(self, protocol: str = "standard") -> str:
+        """`lora-r8`; an init other than the protocol's own is named: `lora-r8-refinit`."""
+        own = PROTOCOL_INIT[protocol]
+        init = self.init or own
+        return f"lora-r{self.rank}" + ("" if init == own else INIT_SUFFIX[init])
+
+    def follow_protocol(self, protocol: str) -> None:
+        # label first, while `init` may still be unset: under `paper` the resolved init
+        # (reference) is the protocol's own, so the label stays `lora-r8` there too
+        if self.label is None:
+            self.label = self.default_label(protocol)
+        self.init = self.init or PROTOCOL_INIT[protocol]
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -36,11 +59,22 @@ def peft_inject(model, peft_config, names: list[str], trainable_marker: str) -> 
         p.requires_grad_(trainable_marker in pname)
 
 
+def reference_lora_a(in_features: int, rank: int, seed: int) -> torch.Tensor:
+    """A as the paper's code draws it (`code/lora.py`): an (in, r) tensor, kaiming-uniform with
+    a = sqrt(5). Its fan-in is r (dim 1), so A ~ U(-1/sqrt(r), 1/sqrt(r)). Drawn from a generator
+    seeded by `seed`, never the global RNG; with the global RNG seeded alike, the reference's
+    `LoRALayer` draws the same values."""
+    a = torch.empty(in_features, rank)
+    gen = torch.Generator().manual_seed(seed)
+    torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
+    return a
+
+
 @register
 class LoRA(Adapter):
     name = "lora"
     config_cls = LoRAConfig
-    help = "LoRA via PEFT: kaiming A, zero B, update scaled by alpha (lora_alpha = alpha * r)"
+    help = "LoRA via PEFT: kaiming A (PEFT's or the paper code's scale), zero B, update scaled by alpha (lora_alpha = alpha * r)"
     prefixes = ("lora_",)
 
     def attach(self, model, targets, cfg, seed, where):
@@ -55,6 +89,12 @@ class LoRA(Adapter):
             bias="none",
         )
         peft_inject(model, peft_config, names, "lora_")
+        if cfg.init == "reference":
+            with torch.no_grad():
+                for name in names:
+                    lora_a = model.get_submodule(name).lora_A["default"].weight  # (r, in) = A^T
+                    a = reference_lora_a(lora_a.shape[1], cfg.rank, module_seed(seed, name))
+                    lora_a.copy_(a.T)
         return names
 
     def export_extras(self, out, cfg, modules, conv1d, base_model, tensors):

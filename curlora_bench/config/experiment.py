@@ -36,6 +36,13 @@ class TrainConfig:
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time dominates short CPU runs"})
+    dropout: Literal["model", "off"] | None = field(
+        default=None,
+        metadata={"help": "model: the model's own dropout is on while training (the paper's code calls "
+                          "model.train()); off: the body stays in eval mode, deterministic and the same "
+                          "across architectures (SmolLM2/Llama have none anyway), so only the adapter is "
+                          "measured. Evaluation never has dropout. null = the protocol's: standard off, paper model"},
+    )
 
     def validate(self, where: str) -> None:
         for key in ("epochs", "batch_size", "lr", "max_length", "limit"):
@@ -117,6 +124,11 @@ class ExperimentConfig:
         if not self.tasks:
             raise BenchError("tasks: the list is empty; give at least one task")
         self.methods = [parse_method(m, f"methods[{i}]") for i, m in enumerate(self.methods)]
+        # options left unset follow the protocol; resolved here so config.yaml and run keys show them
+        for m in self.methods:
+            m.follow_protocol(self.protocol)
+        if self.train.dropout is None:
+            self.train.dropout = "model" if self.protocol == "paper" else "off"
         labels = [m.display_label for m in self.methods]
         for i, label in enumerate(labels):
             if labels.index(label) != i:

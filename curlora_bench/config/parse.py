@@ -57,6 +57,9 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
                 continue
         _fail(where, tp, value)
     if origin is Literal:
+        # YAML 1.1 reads a bare `off`/`on` as false/true; take it as the word where that is a choice.
+        if isinstance(value, bool) and ("on" if value else "off") in get_args(tp):
+            return "on" if value else "off"
         if value in get_args(tp):
             return value
         _fail(where, tp, value)

@@ -114,6 +114,7 @@ class RunSummary:
     error: str | None
     model: str
     protocol: str
+    padding_side: str  # of training and evaluation batches
     tasks: list[str]
     num_classes: dict[str, int]
     majority_baseline: dict[str, float]

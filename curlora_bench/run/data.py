@@ -50,6 +50,7 @@ class Batching:
 
     device: torch.device
     pad_id: int
+    padding_side: str = "right"  # the tokenizer's side: left puts the real tokens last
 
 
 def subsample(ds: Dataset, limit: int | None, seed: int | None) -> Dataset:
@@ -98,15 +99,18 @@ def batches(
     return [out[i] for i in order]
 
 
-def collate(split: Split, idx: list[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids/attention_mask/labels for the given rows."""
+def collate(
+    split: Split, idx: list[int], pad_id: int, device: torch.device, padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """input_ids/attention_mask/labels for the given rows, padded on `padding_side` (right | left)."""
     seqs = [split.ids[i] for i in idx]
     width = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
-        input_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[r, : len(s)] = 1
+        cols = slice(width - len(s), width) if padding_side == "left" else slice(0, len(s))
+        input_ids[r, cols] = torch.tensor(s, dtype=torch.long)
+        mask[r, cols] = 1
     labels = torch.tensor([split.labels[i] for i in idx], dtype=torch.long)
     non_blocking = device.type == "cuda"
     if non_blocking:

@@ -23,14 +23,16 @@ def accuracy(
     device: torch.device,
     pad_id: int,
     pooling: str = "last",
+    padding_side: str = "right",
 ) -> float:
     """Fraction of `split` whose argmax head prediction equals the label (length-sorted batches).
 
     `batch_size=1` is the paper's one-example-at-a-time evaluation (no padding at all).
     """
+    model.eval()  # never dropout here, whatever mode the caller left the model in
     correct = 0
     for idx in batches([len(s) for s in split.ids], batch_size, shuffle=False):
-        batch = collate(split, idx, pad_id, device)
+        batch = collate(split, idx, pad_id, device, padding_side)
         logits = classify(model, heads, task, batch["input_ids"], batch["attention_mask"], pooling)
         correct += int((logits.argmax(-1) == batch["labels"]).sum())
     return correct / len(split)
@@ -99,6 +101,7 @@ def perplexity(
     positions cost nothing there and the vocabulary-sized logits never fill memory.
     """
     wins = sliding_windows(tokens, window, stride, bos_id)
+    model.eval()  # never dropout here, whatever mode the caller left the model in
     body = backbone(model)
     nll_sum, count = 0.0, 0
     # windows of equal length batch together (all but possibly the last)

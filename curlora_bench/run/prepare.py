@@ -67,7 +67,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents) -> Prepared:
     configure_threads()
     protocol = Protocol.of(cfg.protocol)
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
-    lm = load_model(cfg.model, cfg.cache_dir)
+    lm = load_model(cfg.model, cfg.cache_dir, protocol.padding_side)
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
@@ -78,10 +78,13 @@ def prepare(cfg: ExperimentConfig, events: RunEvents) -> Prepared:
                        f"majority baseline {t.majority:.3f}")
     corpus_tokens = None
     if cfg.perplexity:
-        text = load_corpus_text(corpus_config(cfg.perplexity), cfg.cache_dir, "perplexity")
+        corpus = corpus_config(cfg.perplexity)
+        if protocol.task_overrides and corpus.paper:
+            corpus = dataclasses.replace(corpus, **corpus.paper)
+        text = load_corpus_text(corpus, cfg.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
-    return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id), tasks, corpus_tokens, bos_id,
+    return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks, corpus_tokens, bos_id,
                     _model=lm.model)
 
 

@@ -104,7 +104,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
             batch_size = prepared.protocol.eval_batch_size or cfg.eval.batch_size
             for j, prev in enumerate(prepared.tasks[: i + 1]):
                 acc = accuracy(run.model, run.heads, prev.name, prev.eval, batch_size, prepared.device,
-                               prepared.batching.pad_id)
+                               prepared.batching.pad_id, padding_side=prepared.batching.padding_side)
                 progress.matrix[i][j] = acc
                 record(Record(i + 1, task.name, prev.name, "accuracy", acc, len(prev.eval),
                               majority_baseline=prev.majority))
@@ -216,6 +216,7 @@ def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prep
         error=error,
         model=cfg.model,
         protocol=prepared.protocol.name,
+        padding_side=prepared.batching.padding_side,
         tasks=[t.name for t in prepared.tasks],
         num_classes={t.name: t.num_classes for t in prepared.tasks},
         majority_baseline={t.name: t.majority for t in prepared.tasks},

@@ -23,14 +23,15 @@ class Protocol:
     first_rows: bool  # subsets: the first N rows (paper) or a seeded shuffle (standard)
     task_overrides: bool  # apply each task's `paper:` overrides (the reference's splits)
     single_window: bool  # perplexity: one window over the first max_length tokens
+    padding_side: str | None  # None: the tokenizer's own side (the reference's AutoTokenizer)
 
     @classmethod
     def of(cls, name: str) -> Protocol:
         if name == "paper":
             return cls("paper", "final", 1, steps_in_examples=True, first_rows=True, task_overrides=True,
-                       single_window=True)
+                       single_window=True, padding_side=None)
         return cls("standard", "last", None, steps_in_examples=False, first_rows=False, task_overrides=False,
-                   single_window=False)
+                   single_window=False, padding_side="right")
 
 
 @dataclass(frozen=True)

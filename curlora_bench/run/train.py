@@ -60,7 +60,9 @@ def train_stage(
     """Train adapter + `task`'s head for cfg.epochs over its training split.
 
     Under the paper protocol the scheduler's length is counted in examples instead of
-    batches (the reference code's bug) and logits are read at position -1 of the padded batch.
+    batches (the reference code's bug) and logits are read at position -1 of the padded batch. `cfg.dropout == "model"` trains with
+    the model's own dropout on (the reference's `model.train()`); otherwise the body stays in
+    eval mode. Either way it ends in eval mode.
     """
     split, device = task.train, batching.device
     head = heads.heads[task.name]
@@ -71,12 +73,14 @@ def train_stage(
     gen = torch.Generator().manual_seed(seed)
     lengths = [len(s) for s in split.ids]
     head.train()
+    if cfg.dropout == "model":
+        model.train()
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
     start = time.perf_counter()
     for _epoch in range(cfg.epochs):
         for idx in batches(lengths, cfg.batch_size, shuffle=True, generator=gen):
-            batch = collate(split, idx, batching.pad_id, device)
+            batch = collate(split, idx, batching.pad_id, device, batching.padding_side)
             with autocast(device, cfg.precision):
                 logits = classify(model, heads, task.name, batch["input_ids"], batch["attention_mask"],
                                   protocol.train_pooling)
@@ -96,6 +100,7 @@ def train_stage(
             loss_sum += loss_value
             if on_step is not None:
                 on_step(step, loss_value)
+    model.eval()
     head.eval()
     head.requires_grad_(False)  # earlier heads are never trained again
     return TrainStats(step, seen, loss_value, loss_sum / max(step, 1), time.perf_counter() - start, tokens)

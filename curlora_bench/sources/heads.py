@@ -15,7 +15,8 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str = "last") -> torch.Tensor:
-    """`last`: the last real token; `final`: position -1 (the paper's code, wrong when padded)."""
+    """`last`: the last real token; `final`: position -1 (the paper's code: a pad token in
+    right-padded rows, the last real token in left-padded ones)."""
     if mode == "final":
         return hidden[:, -1]
     idx = last_token_index(attention_mask)

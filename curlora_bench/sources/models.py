@@ -164,8 +164,11 @@ def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, so
     return LoadedModel(model, tok, name, add_bos=add_bos, source=source)
 
 
-def load_model(name: str, cache_dir: str | None = None) -> LoadedModel:
-    """Built-in name, local directory, or hub id -> fp32 model in eval mode + tokenizer."""
+def load_model(name: str, cache_dir: str | None = None, padding_side: str | None = "right") -> LoadedModel:
+    """Built-in name, local directory, or hub id -> fp32 model in eval mode + tokenizer.
+
+    `padding_side=None` keeps the tokenizer's own side (what the paper's code got from
+    `AutoTokenizer`: right for GPT-2, left for Llama/Mistral/Gemma tokenizers)."""
     if name in MODELS:
         loaded = MODELS.get(name).loader(cache_dir)
     elif Path(name).expanduser().is_dir():
@@ -175,7 +178,8 @@ def load_model(name: str, cache_dir: str | None = None) -> LoadedModel:
     tok = loaded.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # pooling reads the attention mask, so pad = eos is safe
-    tok.padding_side = "right"
+    if padding_side is not None:
+        tok.padding_side = padding_side
     loaded.model.eval()
     return loaded
 

@@ -76,11 +76,16 @@ class CorpusConfig:
     config: str | None = field(default=None)
     split: str = field(default="test")
     column: str = field(default="text")
+    join: str = field(default="\n\n", metadata={"help": "hub: separator between rows (the HF perplexity guide's)"})
+    drop_empty: bool = field(default=False, metadata={"help": "hub: drop empty rows before joining"})
     builder: str | None = field(default=None)
     asset: str | None = field(default=None)
     description: str = field(default="")
     version: int = field(default=1)
     card: dict[str, str] = field(default_factory=dict)
+    paper: dict[str, Any] | None = field(
+        default=None, metadata={"help": "overrides applied under `protocol: paper` (the reference code's text)"}
+    )
 
 
 TASKS: Registry[TaskConfig] = Registry("task")

@@ -118,7 +118,8 @@ def load_corpus_text(corpus: CorpusConfig, cache_dir: str | None, where: str) ->
         ds = _load_hub(corpus, corpus.split, where)
         if corpus.column not in ds.column_names:
             raise BenchError(f"{where}: hub corpus has no column {corpus.column!r}")
-        return "\n\n".join(ds[corpus.column])  # the Hugging Face perplexity guide's joining
+        rows = [r for r in ds[corpus.column] if r != ""] if corpus.drop_empty else ds[corpus.column]
+        return corpus.join.join(rows)
     path = Path(corpus.file)
     if not path.is_file():
         raise BenchError(f"{where}.file: corpus file not found: {path}")
