@@ -134,6 +134,14 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "empty seeds": lambda: cfg.update(seeds=[]),
         "lr <= 0": lambda: cfg["train"].update(lr=0),
         "max_length <= 0": lambda: cfg["train"].update(max_length=0),
+        "lr not a number": lambda: cfg["train"].update(lr="fast"),
+        "method key typo": lambda: cfg.update(methods=[{"method": "lora", "rnk": 2}]),
+        "label used twice": lambda: cfg.update(methods=[{"method": "lora"}, {"method": "lora"}]),
+        "unknown device": lambda: cfg.update(device="gpu"),
+        "unknown protocol": lambda: cfg.update(protocol="mine"),
+        "unknown lora init": lambda: cfg.update(methods=[{"method": "lora", "init": "foo"}]),
+        "seed out of range": lambda: cfg.update(seeds=[2**40]),
+        "negative seed": lambda: cfg.update(seeds=[-1]),
     }
     files = {
         "missing text column": "sentence1,label\na,1\n",
@@ -153,6 +161,8 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
     return None
 
 
+# Every bad-config, bad-data and bad-value case lives here: each must give one line naming the
+# key, file or row, exit 2, and leave a finished results folder byte-identical.
 CASES = {
     "yaml": "not valid YAML",
     "unknown key": "bogus: unknown key",
@@ -175,6 +185,14 @@ CASES = {
     "empty seeds": "seeds: the list is empty",
     "lr <= 0": "train.lr: must be > 0",
     "max_length <= 0": "train.max_length: must be > 0",
+    "lr not a number": "train.lr: expected a number",
+    "method key typo": "methods[0].rnk: unknown key",
+    "label used twice": "methods[1]: label 'lora-r8' is used twice",
+    "unknown device": "device: 'gpu'",
+    "unknown protocol": "protocol: expected 'standard' | 'paper'",
+    "unknown lora init": "methods[0].init: expected 'peft' | 'reference', got 'foo'",
+    "seed out of range": "seeds[0]: 1099511627776 is outside 0 .. 2**32 - 1",
+    "negative seed": "seeds[0]: -1 is outside 0 .. 2**32 - 1",
 }
 
 

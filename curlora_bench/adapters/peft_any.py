@@ -26,7 +26,8 @@ class PeftPassthroughConfig(AdapterConfig):
     """`{method: peft, type: VERA, r: 8, ...}`: every key besides method/label/type goes to PEFT."""
 
     type: str = field(default="LORA", metadata={"help": "PEFT type: LORA, VERA, OSF, ... or DORA/PISSA/RSLORA"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "PEFT config keys"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "any key of PEFT's config for that type, written inline (r, lora_alpha, ...)", "inline": True})
 
     def default_label(self) -> str:
         rank = self.options.get("r")
