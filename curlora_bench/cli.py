@@ -32,6 +32,11 @@ def _report_formats() -> list[str]:
 ReportFormat = Enum("ReportFormat", {f: f for f in _report_formats()}, type=str)
 
 
+class ExecutorKind(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
@@ -39,6 +44,11 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start every run over instead of resuming from its checkpoints")] = False,
     force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config")] = False,
+    executor: Annotated[ExecutorKind, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task")] = ExecutorKind.local,
+    workers: Annotated[int | None, typer.Option("--workers", help="ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus-per-run)")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
+    cpus_per_run: Annotated[int | None, typer.Option("--cpus-per-run", help="torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)")] = None,
+    gpus_per_run: Annotated[float, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = 0.0,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config.experiment import load_config
@@ -46,10 +56,12 @@ def run(
     from .results.store import Run, run_dir, write_atomic
     from .run.driver import run_experiment
     from .run.events import ConsoleEvents
+    from .run.executors import Executor
 
     cfg, _ = load_config(config, set_ or [])
     out = output or Path("results") / cfg.name
-    summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force)
+    where = Executor(executor.value, workers, address, cpus_per_run, gpus_per_run)
+    summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed), s) for s in summaries]
     console.print(rich_table(runs))

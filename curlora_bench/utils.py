@@ -36,9 +36,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def configure_threads() -> int:
-    """Use every core the process may run on (intra-op), unless the user set OMP_NUM_THREADS."""
-    if "OMP_NUM_THREADS" not in os.environ:
+def configure_threads(threads: int | None = None) -> int:
+    """`threads` intra-op threads if given; else every core the process may run on, unless the
+    user set OMP_NUM_THREADS."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, n))
     return torch.get_num_threads()

@@ -26,6 +26,9 @@ class AdapterConfig:
     label: str | None = field(
         default=None, metadata={"help": "column name in reports; default derived from the options"}
     )
+    train: dict[str, Any] | None = field(
+        default=None, metadata={"help": "this method's own train settings over the experiment's ({lr: 1.0e-2})"}
+    )
 
     def default_label(self) -> str:
         return self.method
@@ -72,7 +75,10 @@ class Adapter:
 
     def options(self, cfg: AdapterConfig) -> dict[str, Any]:
         """The flat mapping a user writes, label explicit: `parse`'s inverse."""
-        return {**dataclasses.asdict(cfg), "label": cfg.display_label}
+        data = {**dataclasses.asdict(cfg), "label": cfg.display_label}
+        if data["train"] is None:
+            del data["train"]  # absent unless set, so run keys of plain entries stay as they were
+        return data
 
     def attach(
         self, model: nn.Module, targets: list[str], cfg: AdapterConfig, seed: int, where: str

@@ -64,12 +64,13 @@ class PeftPassthrough(Adapter):
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
 
     def parse(self, data, where):
-        fixed = {k: data[k] for k in ("method", "label", "type") if k in data}
+        fixed = {k: data[k] for k in ("method", "label", "type", "train") if k in data}
         options = {k: v for k, v in data.items() if k not in fixed}
         return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
 
     def options(self, cfg):
-        return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **cfg.options}
+        train = {"train": cfg.train} if cfg.train else {}
+        return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **train, **cfg.options}
 
     def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)

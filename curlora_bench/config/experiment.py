@@ -16,6 +16,7 @@ import yaml
 from ..adapters import AdapterConfig, method_dict, parse_method
 from ..errors import BenchError
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
+from .grid import expand, point_suffix, train_suffix
 from .parse import from_dict, positive, to_dict
 
 
@@ -93,7 +94,8 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "one full run per seed"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
     model: str = field(default="tiny-gpt2", metadata={"help": "built-in name | hub id | local folder"})
-    methods: list[Any] = field(default_factory=list, metadata={"help": "one independent run each"})
+    methods: list[Any] = field(default_factory=list, metadata={
+        "help": "one independent run each; any entry may carry `train:` (overrides) and `grid:` (lists)"})
     target_modules: str | list[str] = field(
         default="auto", metadata={"help": "auto = attention Q/K/V of the architecture, or module names"}
     )
@@ -123,12 +125,9 @@ class ExperimentConfig:
             raise BenchError("methods: the list is empty; give at least one method")
         if not self.tasks:
             raise BenchError("tasks: the list is empty; give at least one task")
-        self.methods = [parse_method(m, f"methods[{i}]") for i, m in enumerate(self.methods)]
-        # options left unset follow the protocol; resolved here so config.yaml and run keys show them
-        for m in self.methods:
-            m.follow_protocol(self.protocol)
         if self.train.dropout is None:
             self.train.dropout = "model" if self.protocol == "paper" else "off"
+        self.methods = self._expand_methods(self.methods)
         labels = [m.display_label for m in self.methods]
         for i, label in enumerate(labels):
             if labels.index(label) != i:
@@ -140,6 +139,49 @@ class ExperimentConfig:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
+
+
+    def _check_method(self, entry: Any, where: str) -> AdapterConfig:
+        """One method entry, parsed, with its train overrides checked against the experiment's."""
+        method = parse_method(entry, where)
+        for key in DATA_KEYS:
+            if key in (method.train or {}):
+                raise BenchError(f"{where}.train.{key}: set per experiment, not per method (the data is "
+                                 "tokenised once for every method)")
+        self.train_for(method, where)
+        return method
+
+    def _expand_methods(self, entries: list[Any]) -> list[AdapterConfig]:
+        """Grids expanded, options that follow the protocol filled in, labels made explicit."""
+        out = []
+        for i, entry in enumerate(entries):
+            points = expand(entry, f"methods[{i}]", self._check_method)
+            group = []
+            for raw, where, point in points:
+                method = self._check_method(raw, where)
+                method.follow_protocol(self.protocol)  # resolved here so config.yaml and run keys show it
+                explicit = isinstance(raw, dict) and raw.get("label") is not None
+                if explicit and point:
+                    method.label = raw["label"] + point_suffix(point, list(point))
+                elif not explicit:
+                    method.label = method.display_label + train_suffix(method.train)
+                group.append((method, point))
+            labels = [m.display_label for m, _ in group]
+            if len(set(labels)) < len(labels):  # grid keys the default label does not show
+                for method, point in group:
+                    method.label += point_suffix(point, [k for k in point if not k.startswith("train.")])
+            out += [m for m, _ in group]
+        return out
+
+    def train_for(self, method: AdapterConfig, where: str = "") -> TrainConfig:
+        """The experiment's training settings with the method's own `train:` overrides."""
+        if not method.train:
+            return self.train
+        return from_dict(TrainConfig, {**to_dict(self.train), **method.train}, f"{where or method.display_label}.train")
+
+
+# Train keys that shape the tokenised data, shared by every method of an experiment.
+DATA_KEYS = ("max_length", "limit")
 
 
 def parse_task(entry: Any, where: str) -> TaskConfig:

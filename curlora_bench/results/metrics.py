@@ -25,6 +25,12 @@ def average_accuracy(A: Matrix, stage: int | None = None) -> float:
     return sum(A[i][j] for j in range(i + 1)) / (i + 1)
 
 
+def plasticity(A: Matrix) -> float | None:
+    """Mean accuracy of each task right after it was learned (the diagonal); None if one is missing."""
+    diag = [A[j][j] for j in range(len(A))]
+    return None if not diag or any(v is None for v in diag) else sum(diag) / len(diag)
+
+
 def backward_transfer(A: Matrix) -> float | None:
     """BWT = mean_{j<T-1} (A[T-1][j] - A[j][j]); negative = forgetting. None for one task."""
     T = len(A)
@@ -146,6 +152,8 @@ def summary_rows(tasks: list[str], majority: dict[str, float]) -> list[Row]:
     rows += [
         Row("Final perplexity", "perplexity", lambda s: s.perplexity.final, paper_key="final_ppl"),
         Row("Trainable parameters", "count", lambda s: s.trainable_parameters),
+        Row("Plasticity (each task right after it was learned)", "accuracy",
+            lambda s: plasticity(s.accuracy_matrix) if s.status == "complete" else None),
         *(Row(m.title, m.kind, _metric(m.key)) for m in MATRIX_METRICS),
     ]
     rows += [Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")) for i, t in enumerate(tasks)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -18,6 +19,7 @@ from . import metrics  # noqa: E402
 from .report import check_one_experiment, group_columns  # noqa: E402
 from .schema import RunSummary  # noqa: E402
 from .store import Run  # noqa: E402
+from .tradeoff import tradeoff  # noqa: E402
 
 
 def by_column(runs: list[Run]) -> dict[str, list[RunSummary]]:
@@ -124,6 +126,39 @@ def weight_drift(runs: list[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
+    """Plasticity (x) against perplexity drift (log y), one colour per family, frontiers drawn,
+    95% intervals over seeds as error bars."""
+    check_one_experiment(runs)
+    to = tradeoff(group_columns(runs))
+    if to is None or not any(p.stats["perplexity_drift"] for p in to.points):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, fam in enumerate(to.frontiers):
+        pts = [p for p in to.points if p.family == fam and p.stats["plasticity"] and p.stats["perplexity_drift"]]
+        colour = colours[k % len(colours)]
+        for p in pts:
+            x, y = p.stats["plasticity"], p.stats["perplexity_drift"]
+            xerr = [[x.mean - x.ci95[0]], [x.ci95[1] - x.mean]] if x.ci95 else None
+            yerr = [[max(y.mean - y.ci95[0], 0)], [y.ci95[1] - y.mean]] if y.ci95 else None
+            ax.errorbar([x.mean], [y.mean], xerr=xerr, yerr=yerr, fmt="o" if p.on_frontier else "x", color=colour,
+                        capsize=2, alpha=1.0 if p.on_frontier else 0.5)
+            ax.annotate(p.column, (x.mean, y.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        front = [p for p in pts if p.on_frontier]
+        ax.plot([p.stats["plasticity"].mean for p in front], [p.stats["perplexity_drift"].mean for p in front],
+                "-", color=colour, label=f"{fam} (frontier)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.set_xlabel("plasticity: mean accuracy of each task right after it was learned")
+    ax.set_ylabel("perplexity drift (final / initial)")
+    ax.set_title("Learning vs forgetting: up is forgetting, right is learning", fontsize=11)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -138,5 +173,6 @@ def write_plots(runs: list[Run], folder: Path) -> list[Path]:
         perplexity_per_stage(runs, folder / "perplexity.png"),
         earlier_tasks(runs, folder / "earlier_tasks.png"),
         weight_drift(runs, folder / "weight_drift.png"),
+        tradeoff_plot(runs, folder / "tradeoff.png"),
     ]
     return [p for p in out if p is not None]

@@ -9,6 +9,7 @@ Runs of different experiments are refused, naming the settings that differ.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from ..errors import BenchError
 from . import metrics
 from .metrics import Row
 from .store import Run
+from .tradeoff import TradeOff, tradeoff
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Table:
     cells: dict[tuple[str, str], list[float]]  # (row name, column name) -> values over seeds
     notes: list[str]  # what the numbers are (model, protocol, seeds, perplexity protocol)
     failures: list[str]  # one line per failed run
+    tradeoff: TradeOff | None = None
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -92,7 +95,7 @@ def build_table(runs: list[Run]) -> Table:
             if row.paper_key in numbers:
                 cells[(row.name, name)] = [numbers[row.paper_key]]
     failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
-    return Table(columns, rows, cells, [describe(runs, columns)], failures)
+    return Table(columns, rows, cells, [describe(runs, columns)], failures, tradeoff(columns))
 
 
 PAPER_MODELS = {"gpt2-large": "gpt2-large", "mistralai/mistral-7b-v0.3": "mistral-7b-v0.3"}
@@ -191,7 +194,45 @@ def to_markdown(t: Table) -> str:
         lines.append("| " + " | ".join([row.name, baseline(row), *(fmt_cell(row.kind, t.values(row, c))
                                                                    for c in t.columns)]) + " |")
     notes = t.notes + [f"† FAILED {f}" for f in t.failures]
-    return "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
+    text = "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
+    return text + (tradeoff_markdown(t.tradeoff) if t.tradeoff and len(t.tradeoff.frontiers) > 1 else "")
+
+
+def _ci(stat) -> str:
+    if stat is None:
+        return "-"
+    if stat.ci95 is None:
+        return f"{stat.mean:.3f}"
+    return f"{stat.mean:.3f} [{stat.ci95[0]:.3f}, {stat.ci95[1]:.3f}]"
+
+
+def _diff(d) -> str:
+    diff, ci = d
+    return f"{diff:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+
+
+def tradeoff_markdown(to: TradeOff) -> str:
+    """The trade-off per method point, each family's frontier, and the matched-plasticity verdict."""
+    lines = ["", "### Learning vs forgetting (seeds pooled: mean [95% CI])", "",
+             "| point | family | n | plasticity | final avg accuracy | forgetting | perplexity drift | trainable | frontier |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in to.points:
+        n = max((s.n for s in p.stats.values() if s), default=0)
+        lines.append(f"| {p.column} | {p.family} | {n} | " + " | ".join(_ci(p.stats[q]) for q in (
+            "plasticity", "final_accuracy", "forgetting", "perplexity_drift")) +
+            f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
+    lines += ["", "### At matched plasticity (the other family's frontier, interpolated)", "",
+              "| point | vs | at plasticity | their perplexity drift | drift difference | their forgetting | "
+              "forgetting difference |", "|---|---|---|---|---|---|---|"]
+    for m in to.matched:
+        if not m.in_range:
+            lines.append(f"| {m.column} | {m.other} | {m.plasticity:.3f} | out of {m.other}'s range | | | |")
+            continue
+        cells = []
+        for q in ("perplexity_drift", "forgetting"):
+            cells += [f"{m.values[q][0]:.3f}", _diff(m.differences[q])] if q in m.values else ["-", "-"]
+        lines.append(f"| {m.column} | {m.other} | {m.plasticity:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def to_csv(t: Table) -> str:
@@ -205,6 +246,12 @@ def to_csv(t: Table) -> str:
             ci = st["ci95"] or [None, None]
             w.writerow([row.name, c.name, c.settings_hash, st["mean"], st["std"], st["n"], ci[0], ci[1],
                         row.baseline, len(c.failed)])
+    for m in t.tradeoff.matched if t.tradeoff else []:
+        col = next(c for c in t.columns if c.name == m.column)
+        for q, (diff, ci) in m.differences.items():
+            lo, hi = ci or (None, None)
+            w.writerow([f"{q} minus {m.other}'s at matched plasticity {m.plasticity:.3f}", m.column,
+                        col.settings_hash, diff, None, len(col.runs), lo, hi, None, len(col.failed)])
     return buf.getvalue()
 
 
@@ -216,6 +263,7 @@ def to_json(t: Table) -> str:
         "failures": t.failures,
         "rows": [{"row": r.name, "kind": r.kind, "majority_baseline": r.baseline,
                   "cells": {c.name: _stats(t.values(r, c)) for c in t.columns}} for r in t.rows],
+        "tradeoff": dataclasses.asdict(t.tradeoff) if t.tradeoff else None,
     }
     return json.dumps(data, indent=2) + "\n"
 

@@ -13,26 +13,38 @@ from ..results import checkpoint
 from ..results.schema import RunSummary
 from ..results.store import write_atomic
 from .events import RunEvents
+from .executors import Executor, ray_available, run_ray
 from .prepare import prepare
 from .recipe import run_one
 from .spec import RunSpec
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = None,
-                   fresh: bool = False, force: bool = False) -> list[RunSummary]:
-    """Run every (method, seed) of `cfg` into `out`, resuming finished stages; return the summaries.
+                   fresh: bool = False, force: bool = False, executor: Executor | None = None) -> list[RunSummary]:
+    """Run every (method, seed) of `cfg` into `out`, resuming finished stages; return the summaries
+    of the runs that finished (a run whose worker died is left to resume on the next call).
 
-    `fresh` starts every run of `cfg` over; `force` accepts a folder that holds another config.
+    `fresh` starts every run of `cfg` over; `force` accepts a folder that holds another config;
+    `executor` says where the runs execute (default: here, one after another).
     """
     events = events or RunEvents()
+    executor = executor or Executor()
+    executor.validate()
+    if executor.kind == "ray":
+        ray_available()
     check_writable(out)
-    prepared = prepare(cfg, events)  # loads and checks everything before anything is written
+    # loads and checks everything before anything is written
+    prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
     write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
     specs = [RunSpec.of(cfg, i, seed, out) for i in range(len(cfg.methods)) for seed in cfg.seeds]
     if fresh:
         for spec in specs:
             checkpoint.clear(spec.folder(cfg))
+    if executor.kind == "ray":
+        labels = [f"{s.method(cfg).display_label} seed {s.seed}" for s in specs]
+        del prepared  # each Ray task prepares its own data and model
+        return run_ray(specs, executor, labels, len(cfg.tasks), events)
     prepared.initial_perplexity(events)
     summaries = []
     for spec in specs:

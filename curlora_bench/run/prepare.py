@@ -61,10 +61,10 @@ def target_modules(cfg: ExperimentConfig, model: nn.Module) -> list[str]:
     return auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
 
 
-def prepare(cfg: ExperimentConfig, events: RunEvents) -> Prepared:
+def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None) -> Prepared:
     """Load and check everything a run needs (data, model, every method against the model)."""
     device = resolve_device(cfg.device)
-    configure_threads()
+    configure_threads(threads)
     protocol = Protocol.of(cfg.protocol)
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
     lm = load_model(cfg.model, cfg.cache_dir, protocol.padding_side)

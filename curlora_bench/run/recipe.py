@@ -50,22 +50,24 @@ from .spec import RunSpec
 from .train import NonFiniteLoss, stage_steps, train_stage
 
 
-def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None) -> RunSummary:
+def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None,
+            threads: int | None = None) -> RunSummary:
     """Run (or resume, or keep) one method and seed; return the summary written to disk.
 
     `prepared` shares tokenised data between the runs of one process; without it the run
-    prepares its own (as in another process).
+    prepares its own (as in another process), with `threads` torch threads (default: all cores).
     """
     events = events or RunEvents()
     cfg = spec.experiment()
     method = spec.method(cfg)
     folder, key = spec.folder(cfg), run_key(cfg, method, spec.seed)
+    train_cfg = cfg.train_for(method)
     name = f"{method.display_label} seed {spec.seed}"
     kept = finished_summary(folder, key)
     if kept is not None:
         events.message(f"  {name}: already complete, kept (--fresh reruns it)")
         return kept
-    prepared = prepared or prepare(cfg, events)
+    prepared = prepared or prepare(cfg, events, threads)
     base_ppl = prepared.initial_perplexity(events)
     start = time.perf_counter()
 
@@ -89,9 +91,9 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
             # 1. train
             head = run.heads.add(task.name, run.hidden, task.num_classes, seed=head_seed(spec.seed, task.name))
             head.to(prepared.device)
-            events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), cfg.train))
+            events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), train_cfg))
             try:
-                stats = train_stage(run.model, run.heads, task, cfg.train, prepared.batching, prepared.protocol,
+                stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
                                     spec.seed + i, on_step=events.step)
             except NonFiniteLoss as exc:
                 status = "failed"
@@ -158,7 +160,7 @@ def open_run(cfg: ExperimentConfig, method: AdapterConfig, spec: RunSpec, prepar
     modules = adapter.attach(model, target_modules(cfg, model), method, spec.seed, spec.where)
     model.to(prepared.device)
     reference = drift.snapshot(model, modules)
-    if cfg.train.compile:
+    if cfg.train_for(method).compile:
         # in place, so names, state dicts and checkpoints stay those of the plain model
         backbone(model).compile(dynamic=True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

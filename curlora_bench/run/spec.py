@@ -49,7 +49,7 @@ class RunSpec:
 
     @classmethod
     def of(cls, cfg: ExperimentConfig, method_index: int, seed: int, out: Path) -> RunSpec:
-        return cls(resolved_dict(cfg), method_index, seed, str(out))
+        return cls(resolved_dict(cfg), method_index, seed, str(Path(out).resolve()))
 
     def experiment(self) -> ExperimentConfig:
         return from_dict(ExperimentConfig, self.config, "")

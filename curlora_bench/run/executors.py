@@ -1,0 +1,201 @@
+"""Where runs execute. An executor decides only *where* each `RunSpec` runs, never what it
+computes: `local` runs them one after another in this process, `ray` runs each as one Ray task
+on a local Ray cluster started for the sweep or on an existing cluster (`address`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import BenchError
+from ..results.schema import RunSummary, parse
+from .events import RunEvents
+from .recipe import run_one
+from .spec import RunSpec
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How to execute the runs of an experiment."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int | None = None  # ray: concurrent runs of a local cluster (default: cores // cpus_per_run)
+    address: str | None = None  # ray: join this cluster (auto | HOST:PORT) instead of starting one
+    cpus_per_run: int | None = None  # torch threads of a run (ray: also its CPU resource); default all/1
+    gpus_per_run: float = 0.0  # ray: GPU resource of a run
+
+    def validate(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise BenchError(f"--executor: expected local or ray, got {self.kind!r}")
+        for name in ("workers", "cpus_per_run"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BenchError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+        if self.gpus_per_run < 0:
+            raise BenchError(f"--gpus-per-run: must be >= 0, got {self.gpus_per_run}")
+        if self.kind == "local" and (self.workers or self.address or self.gpus_per_run):
+            raise BenchError("--workers, --address and --gpus-per-run need --executor ray")
+        if self.address and self.workers:
+            raise BenchError("--workers sizes a local Ray cluster; with --address the cluster has its own size")
+
+    def threads(self) -> int:
+        if self.cpus_per_run:
+            return self.cpus_per_run
+        return 1 if self.kind == "ray" else len(os.sched_getaffinity(0))
+
+
+def ray_available() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("--executor ray needs Ray: pip install 'ray>=2.40' (make install installs it)") from None
+    return ray
+
+
+class BoardEvents(RunEvents):
+    """A run's events sent to the driver's progress board (a Ray actor), at most every 2 s for steps."""
+
+    def __init__(self, board: Any, key: str) -> None:
+        self.board, self.key, self._last = board, key, 0.0
+
+    def message(self, text: str) -> None:
+        if " stage " in text and ":" in text:  # a finished stage's numbers
+            self.board.update.remote(self.key, last=text.strip().split(": ", 1)[-1])
+
+    def stage_started(self, run: str, stage: int, task: str, steps: int) -> None:
+        self.board.update.remote(self.key, state="running", stage=stage, task=task)
+
+    def step(self, step: int, loss: float) -> None:
+        now = time.monotonic()
+        if now - self._last > 2.0:
+            self._last = now
+            self.board.update.remote(self.key, loss=loss)
+
+    def stage_finished(self, run: str, stage: int) -> None:
+        self.board.update.remote(self.key, done_stages=stage)
+
+
+def _run_remote(spec: dict, threads: int, board: Any) -> dict:
+    """A Ray task: one run in a worker process, from plain data to plain data."""
+    import torch
+
+    from ..config.parse import to_dict
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    run = RunSpec(**spec)
+    key = f"{run.method_index}:{run.seed}"
+    board.update.remote(key, state="running", started=time.time())
+    summary = run_one(run, events=BoardEvents(board, key), threads=threads)
+    return to_dict(summary)
+
+
+def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: int,
+            events: RunEvents) -> list[RunSummary]:
+    """Every spec as one Ray task; returns the summaries of the runs that finished."""
+    ray = ray_available()
+    threads = executor.threads()
+    if executor.address:
+        ray.init(address=executor.address, log_to_driver=False)
+    else:
+        workers = executor.workers or max(1, len(os.sched_getaffinity(0)) // threads)
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        ray.init(num_cpus=workers * threads, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=100 * 1024 * 1024)
+    try:
+        board = ray.remote(num_cpus=0)(Board).remote()
+        task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
+        pending = {task.remote(dataclasses.asdict(s), threads, board): i for i, s in enumerate(specs)}
+        summaries: dict[int, RunSummary] = {}
+        failed: dict[int, str] = {}
+        view = LiveView(specs, labels, tasks, events)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    summaries[i] = parse(RunSummary, ray.get(ref), labels[i])
+                except ray.exceptions.RayError as exc:  # the worker died, ran out of memory, or raised
+                    failed[i] = str(exc).strip().splitlines()[-1][:200]
+            view.update(ray.get(board.snapshot.remote()), summaries, failed)
+        view.close()
+        for i, why in failed.items():
+            events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it)")
+        return [summaries[i] for i in range(len(specs)) if i in summaries]
+    finally:
+        ray.shutdown()
+
+
+class Board:
+    """A Ray actor holding each run's latest state, for the driver's live view."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, dict] = {}
+
+    def update(self, key: str, **fields: Any) -> None:
+        self.state.setdefault(key, {}).update(fields)
+
+    def snapshot(self) -> dict[str, dict]:
+        return self.state
+
+
+class LiveView:
+    """One rich table of every run: state, stage, latest numbers, elapsed and ETA."""
+
+    def __init__(self, specs: list[RunSpec], labels: list[str], tasks: int, events: RunEvents) -> None:
+        from rich.live import Live
+
+        self.specs, self.labels, self.tasks = specs, labels, tasks
+        console = getattr(events, "console", None)
+        self.live = Live(self.render({}, {}, {}), console=console, refresh_per_second=2, transient=False) \
+            if console is not None else None
+        if self.live:
+            self.live.start()
+
+    def render(self, board: dict, summaries: dict, failed: dict):
+        from rich.table import Table
+
+        table = Table(title="sweep")
+        for col in ("run", "state", "latest", "elapsed", "ETA"):
+            table.add_column(col, justify="right" if col in ("elapsed", "ETA") else "left")
+        now = time.time()
+        for i, spec in enumerate(self.specs):
+            b = board.get(f"{spec.method_index}:{spec.seed}", {})
+            elapsed = now - b["started"] if "started" in b else None
+            done = b.get("done_stages", 0)
+            eta = elapsed / done * (self.tasks - done) if elapsed and done else None
+            if i in summaries:
+                s = summaries[i]
+                state = "done" if s.status == "complete" else "[red]failed[/]"
+                latest = f"avg acc {s.metrics.get('average_accuracy') or 0:.3f}" + (
+                    f", ppl drift {s.metrics['perplexity_drift']:.3f}" if s.metrics.get("perplexity_drift") else "")
+                elapsed, eta = s.wall_seconds, 0.0
+            elif i in failed:
+                state, latest = "[red]failed[/]", failed[i]
+            elif b.get("state") == "running":
+                state = f"running stage {b.get('stage', 1)}/{self.tasks}"
+                latest = b.get("last", "") or (f"loss {b['loss']:.3f}" if "loss" in b else "")
+            else:
+                state, latest = "queued", ""
+            table.add_row(self.labels[i], state, latest, _clock(elapsed), _clock(eta))
+        return table
+
+    def update(self, board: dict, summaries: dict, failed: dict) -> None:
+        if self.live:
+            self.live.update(self.render(board, summaries, failed))
+
+    def close(self) -> None:
+        if self.live:
+            self.live.stop()
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

@@ -1,0 +1,161 @@
+"""Grids, per-method train settings, executors (local and Ray give the same records), and the
+learning-forgetting trade-off on hand-made summaries."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from curlora_bench.config.experiment import load_config, run_key
+from curlora_bench.config.grid import short_value
+from curlora_bench.errors import BenchError
+from curlora_bench.results.report import Column
+from curlora_bench.results.schema import parse
+from curlora_bench.results.store import Run
+from curlora_bench.results.tradeoff import Stat, frontier, interpolate, point_of, tradeoff
+
+from .conftest import tiny_config
+from .test_report import summary_dict
+
+
+def _cfg(toy_data, write_config, methods, **extra):
+    return load_config(write_config(tiny_config(toy_data, methods=methods, **extra)))[0]
+
+
+def test_grid_expands_to_the_cartesian_product_with_labels_that_show_the_point(toy_data, write_config):
+    cfg = _cfg(toy_data, write_config, [
+        {"method": "lora", "rank": 8, "grid": {"rank": [1, 8], "train.lr": [1.0e-4, 3.0e-4, 1.0e-3]}},
+        {"method": "curlora", "rank": 2, "grid": {"alpha": [1, 2]}},
+        {"method": "curlora", "rank": 2, "label": "mine", "grid": {"train.epochs": [1, 2]}},
+    ])
+    labels = [m.display_label for m in cfg.methods]
+    assert labels == ["lora-r1-lr1e-4", "lora-r1-lr3e-4", "lora-r1-lr1e-3", "lora-r8-lr1e-4", "lora-r8-lr3e-4",
+                      "lora-r8-lr1e-3", "curlora-r2-alpha1", "curlora-r2-alpha2", "mine-ep1", "mine-ep2"]
+    assert [cfg.train_for(m).lr for m in cfg.methods[:3]] == [1e-4, 3e-4, 1e-3]
+    assert [cfg.train_for(m).epochs for m in cfg.methods[-2:]] == [1, 2]
+    assert [m.alpha for m in cfg.methods[6:8]] == [1.0, 2.0]
+    assert len({run_key(cfg, m, 0) for m in cfg.methods}) == len(cfg.methods)  # every point its own run
+
+
+def test_per_method_train_overrides_only_that_method(toy_data, write_config):
+    cfg = _cfg(toy_data, write_config, [{"method": "curlora", "rank": 2, "train": {"lr": 1.0e-2}},
+                                        {"method": "lora", "rank": 2}])
+    assert [cfg.train_for(m).lr for m in cfg.methods] == [1e-2, 1e-3]
+    assert cfg.methods[0].display_label == "curlora-r2-lr0.01"
+    assert cfg.train.lr == 1e-3
+
+
+@pytest.mark.parametrize("methods, message", [
+    ([{"method": "lora", "grid": {"rank": [1, 0]}}], r"methods\[0\].grid.rank\[1\]: 0: must be > 0"),
+    ([{"method": "lora", "grid": {"train.lr": [1e-3, "x"]}}], r"methods\[0\].grid.train.lr\[1\]: 'x': expected a number"),
+    ([{"method": "lora", "grid": {"train.lr": [-1]}}], r"methods\[0\].grid.train.lr\[0\]: -1: must be > 0"),
+    ([{"method": "curlora", "grid": {"sampling": ["inverse", "nope"]}}], r"methods\[0\].grid.sampling\[1\]"),
+    ([{"method": "lora", "grid": {"nope": [1]}}], r"methods\[0\].grid.nope\[0\]: 1: unknown key"),
+    ([{"method": "lora", "grid": {"rank": []}}], r"methods\[0\].grid.rank: expected a non-empty list"),
+    ([{"method": "lora", "grid": []}], r"methods\[0\].grid: expected a mapping"),
+    ([{"method": "lora", "train": {"lr": "fast"}}], r"methods\[0\].train.lr: expected a number"),
+    ([{"method": "lora", "train": {"limit": 5}}], r"methods\[0\].train.limit: set per experiment"),
+    ([{"method": "lora", "train": {"nope": 5}}], r"methods\[0\].train.nope: unknown key"),
+    ([{"method": "lora", "rank": 2, "grid": {"train.lr": [1e-3]}}, {"method": "lora", "rank": 2, "train": {"lr": 1e-3}}],
+     "used twice"),
+])
+def test_bad_grid_and_train_values_are_named(toy_data, write_config, methods, message):
+    with pytest.raises(BenchError, match=message):
+        _cfg(toy_data, write_config, methods)
+
+
+def test_short_values_in_labels():
+    assert [short_value(v) for v in (3e-4, 1.5e-3, 0.01, 0.1, 2, 1.0, True)] == \
+        ["3e-4", "1.5e-3", "0.01", "0.1", "2", "1", "true"]
+
+
+def _records(folder):
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("records.jsonl"))}
+
+
+def test_local_and_ray_executors_write_identical_records(toy_data, write_config, tmp_path, cli):
+    pytest.importorskip("ray")
+    cfg = tiny_config(toy_data, seeds=[0, 1], perplexity=None, methods=[
+        {"method": "curlora", "rank": 2, "grid": {"train.lr": [1e-3, 1e-2]}}])
+    path = write_config(cfg)
+    code, _, err = cli("run", path, "-o", tmp_path / "local", "--cpus-per-run", "1")
+    assert code == 0, err
+    code, out, err = cli("run", path, "-o", tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    assert code == 0, err
+    assert "sweep" in out and "done" in out
+    local, ray = _records(tmp_path / "local"), _records(tmp_path / "ray")
+    assert len(local) == 4 and local == ray
+
+
+def test_executor_options_are_checked(toy_data, write_config, tmp_path, cli):
+    path = write_config(tiny_config(toy_data))
+    for args, message in ((["--workers", "2"], "need --executor ray"),
+                          (["--executor", "ray", "--workers", "0"], "--workers: must be >= 1"),
+                          (["--executor", "ray", "--workers", "2", "--address", "auto"], "--workers sizes")):
+        code, _, err = cli("run", path, "-o", tmp_path / "o", *args)
+        assert code == 2 and message in err, err
+        assert not (tmp_path / "o").exists()
+
+
+# ---- the trade-off on hand-made summaries ------------------------------------------------------
+
+def _point(column, method, diag, drift, forgetting=0.0):
+    return point_of(column, _summaries(column, method, diag, drift, forgetting))
+
+
+def test_stat_is_mean_se_and_t_interval():
+    s = Stat.of([1.0, 2.0, 3.0])
+    assert s.mean == 2.0 and s.se == pytest.approx(1 / math.sqrt(3)) and s.n == 3
+    assert s.ci95 == pytest.approx((2 - 4.302653 * 1 / math.sqrt(3), 2 + 4.302653 * 1 / math.sqrt(3)), rel=1e-5)
+
+
+def test_frontier_keeps_the_undominated_points():
+    lora = {"method": "lora", "rank": 8}
+    pts = [_point("a", lora, 0.6, 1.1), _point("b", lora, 0.7, 1.3), _point("c", lora, 0.65, 1.4),
+           _point("d", lora, 0.8, 2.0)]
+    assert [p.column for p in frontier(pts)] == ["a", "b", "d"]  # c: b learns more and drifts less
+
+
+def test_interpolation_along_a_frontier_with_its_uncertainty():
+    lora = {"method": "lora", "rank": 8}
+    front = frontier([_point("a", lora, 0.6, 1.1), _point("b", lora, 0.8, 1.5)])
+    value, se = interpolate(front, 0.7, "perplexity_drift")
+    assert value == pytest.approx(1.3)
+    se_a = front[0].stats["perplexity_drift"].se
+    assert se == pytest.approx(math.hypot(0.5 * se_a, 0.5 * front[1].stats["perplexity_drift"].se))
+    assert interpolate(front, 0.9, "perplexity_drift") is None and interpolate(front, 0.5, "perplexity_drift") is None
+
+
+def test_matched_plasticity_verdict():
+    lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
+    assert tradeoff([Column("x", runs=[])]) is None  # no runs: nothing to compare
+
+    runs = {}
+    for name, method, diag, drift, forg in (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04),
+                                             ("cur-a", cur, 0.7, 1.0, 0.0), ("cur-b", cur, 0.9, 1.05, 0.01)):
+        runs[name] = [Run(None, s) for s in _summaries(name, method, diag, drift, forg)]
+    to = tradeoff([Column(n, runs=r) for n, r in runs.items()])
+    assert to.frontiers == {"lora": ["lora-a", "lora-b"], "curlora": ["cur-a", "cur-b"]}
+    m = next(x for x in to.matched if x.column == "cur-a" and x.other == "lora")
+    assert m.in_range and m.plasticity == pytest.approx(0.7)
+    assert m.values["perplexity_drift"][0] == pytest.approx(1.3)  # halfway along lora's frontier
+    diff, ci = m.differences["perplexity_drift"]
+    assert diff == pytest.approx(1.0 - 1.3) and ci[0] < diff < ci[1] < 0  # CURLoRA drifts less, significantly
+    assert m.differences["forgetting"][0] == pytest.approx(0.0 - 0.03)
+    out = next(x for x in to.matched if x.column == "cur-b" and x.other == "lora")
+    assert not out.in_range  # 0.9 is beyond what LoRA reached
+
+
+def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01):
+    from curlora_bench.results.schema import RunSummary
+
+    out = []
+    for k, seed in enumerate(seeds):
+        d = diag + jitter * (k - 1)
+        s = summary_dict(column, seed, method, A=[[d, None], [d - forgetting, d]], tasks=["a", "b"],
+                         ppl=(10.0, [10.0, 10.0 * drift]), protocol="standard", settings_hash=column)
+        s["metrics"] = {"average_accuracy": d - forgetting / 2, "backward_transfer": -forgetting,
+                        "forgetting": forgetting, "perplexity_drift": drift + 0.01 * (k - 1)}
+        out.append(parse(RunSummary, s, "x"))
+    return out
