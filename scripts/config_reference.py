@@ -19,6 +19,7 @@ def readme_block(text: str) -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
         text = README.read_text()
-        README.write_text(text.replace(readme_block(text), reference_yaml()))
+        head, rest = text.split(START, 1)
+        README.write_text(head + START + reference_yaml() + END + rest.split(END, 1)[1])
     else:
         sys.stdout.write(reference_yaml())
