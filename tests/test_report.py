@@ -180,6 +180,6 @@ def test_plots_are_written(tmp_path):
     runs.append(fake("curlora-r8", 0, {"method": "curlora", "rank": 8}, drift=drift))
     files = write_plots(runs, tmp_path / "plots")
     names = sorted(p.name for p in files)
-    assert names == ["accuracy_matrix.png", "earlier_tasks.png", "perplexity.png", "weight_drift.png"]
+    assert names == ["accuracy_matrix.png", "earlier_tasks.png", "perplexity.png", "tradeoff.png", "weight_drift.png"]
     for p in files:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000

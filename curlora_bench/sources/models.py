@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,14 +29,12 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerFast
     name: str
     add_bos: bool  # prepend BOS to each perplexity window / classification input
-    source: str = ""
 
 
 @dataclass
 class ModelSpec:
     loader: Callable[[str | None], LoadedModel]
     description: str
-    extras: dict = field(default_factory=dict)
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -95,7 +93,7 @@ def _tiny_gpt2(_: str | None) -> LoadedModel:
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )
     model = seeded(lambda: GPT2LMHeadModel(cfg))
-    return LoadedModel(model, tok, "tiny-gpt2", add_bos=False, source="built in (random init)")
+    return LoadedModel(model, tok, "tiny-gpt2", add_bos=False)
 
 
 def _tiny_llama(_: str | None) -> LoadedModel:
@@ -106,7 +104,7 @@ def _tiny_llama(_: str | None) -> LoadedModel:
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
     )
     model = seeded(lambda: LlamaForCausalLM(cfg))
-    return LoadedModel(model, tok, "tiny-llama", add_bos=True, source="built in (random init)")
+    return LoadedModel(model, tok, "tiny-llama", add_bos=True)
 
 
 MODELS.register("tiny-gpt2", ModelSpec(_tiny_gpt2, "tiny random GPT-2 (2 layers, Conv1D, byte tokenizer): tests"))
@@ -118,7 +116,7 @@ def _embedded(name: str, add_bos: bool) -> Callable[[str | None], LoadedModel]:
         from .assets import ensure
 
         folder = ensure(name, cache_dir)
-        return load_pretrained(folder, name, add_bos, f"embedded asset {name} ({folder})")
+        return load_pretrained(folder, name, add_bos)
 
     return load
 
@@ -139,7 +137,7 @@ def has_real_bos(tokenizer) -> bool:
     return bos is not None and bos != tokenizer.eos_token_id
 
 
-def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, source: str) -> LoadedModel:
+def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None) -> LoadedModel:
     """Load a transformers folder or hub id as fp32."""
     from transformers.utils import logging as hf_logging
 
@@ -161,7 +159,7 @@ def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None, so
         ) from None
     if add_bos is None:
         add_bos = has_real_bos(tok)
-    return LoadedModel(model, tok, name, add_bos=add_bos, source=source)
+    return LoadedModel(model, tok, name, add_bos=add_bos)
 
 
 def load_model(name: str, cache_dir: str | None = None, padding_side: str | None = "right") -> LoadedModel:
@@ -172,9 +170,9 @@ def load_model(name: str, cache_dir: str | None = None, padding_side: str | None
     if name in MODELS:
         loaded = MODELS.get(name).loader(cache_dir)
     elif Path(name).expanduser().is_dir():
-        loaded = load_pretrained(Path(name).expanduser(), name, None, f"local folder {name}")
+        loaded = load_pretrained(Path(name).expanduser(), name, None)
     else:
-        loaded = load_pretrained(name, name, None, f"hub id {name}")
+        loaded = load_pretrained(name, name, None)
     tok = loaded.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # pooling reads the attention mask, so pad = eos is safe
