@@ -4,6 +4,11 @@ learning-forgetting trade-off on hand-made summaries."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -15,7 +20,7 @@ from curlora_bench.results.schema import parse
 from curlora_bench.results.store import Run
 from curlora_bench.results.tradeoff import Stat, frontier, interpolate, point_of, tradeoff
 
-from .conftest import tiny_config
+from .conftest import ROOT, tiny_config
 from .test_report import summary_dict
 
 
@@ -74,17 +79,33 @@ def _records(folder):
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("records.jsonl"))}
 
 
-def test_local_and_ray_executors_write_identical_records(toy_data, write_config, tmp_path, cli):
+@pytest.mark.slow
+def test_ray_sweep_killed_and_rerun_equals_the_local_executor(toy_data, write_config, tmp_path, cli):
+    """The same records from `--executor local` and from a Ray sweep whose driver was SIGKILLed
+    after its first finished run and then rerun with the same command."""
     pytest.importorskip("ray")
     cfg = tiny_config(toy_data, seeds=[0, 1], perplexity=None, methods=[
         {"method": "curlora", "rank": 2, "grid": {"train.lr": [1e-3, 1e-2]}}])
     path = write_config(cfg)
     code, _, err = cli("run", path, "-o", tmp_path / "local", "--cpus-per-run", "1")
     assert code == 0, err
-    code, out, err = cli("run", path, "-o", tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    out = tmp_path / "ray"
+    args = [sys.executable, "-m", "curlora_bench", "run", str(path), "-o", str(out), "--executor", "ray",
+            "--workers", "2"]
+    log = (tmp_path / "killed.log").open("w")
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not list(out.glob("*/seed-*/summary.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    proc.wait()
+    finished = len(list(out.glob("*/seed-*/summary.json")))
+    assert 1 <= finished < 4, finished
+    code, stdout, err = cli("run", path, "-o", out, "--executor", "ray", "--workers", "2")
     assert code == 0, err
-    assert "sweep" in out and "done" in out
-    local, ray = _records(tmp_path / "local"), _records(tmp_path / "ray")
+    assert "sweep" in stdout and "done" in stdout
+    local, ray = _records(tmp_path / "local"), _records(out)
     assert len(local) == 4 and local == ray
 
 
