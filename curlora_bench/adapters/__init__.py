@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.strategy import parse_strategy
 from ..errors import BenchError
 from . import curlora, lora, peft_any, simple  # noqa: F401  (registration side effects)
 from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze, uses_conv1d
@@ -18,7 +19,9 @@ def parse_method(data: Any, where: str) -> AdapterConfig:
         data = {"method": data}
     if not isinstance(data, dict) or "method" not in data:
         raise BenchError(f"{where}: expected a mapping with a 'method' key, got {data!r}")
-    return ADAPTERS.get(data["method"], f"{where}.method").parse(data, where)
+    cfg = ADAPTERS.get(data["method"], f"{where}.method").parse(data, where)
+    cfg.strategy = parse_strategy(cfg.strategy, f"{where}.strategy")
+    return cfg
 
 
 def method_dict(cfg: AdapterConfig) -> dict[str, Any]:

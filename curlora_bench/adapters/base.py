@@ -29,6 +29,9 @@ class AdapterConfig:
     train: dict[str, Any] | None = field(
         default=None, metadata={"help": "this method's own train settings over the experiment's ({lr: 1.0e-2})"}
     )
+    strategy: dict[str, Any] | None = field(
+        default=None, metadata={"help": "continual-learning strategy (below); null = naive"}
+    )
 
     def default_label(self) -> str:
         return self.method
@@ -76,8 +79,9 @@ class Adapter:
     def options(self, cfg: AdapterConfig) -> dict[str, Any]:
         """The flat mapping a user writes, label explicit: `parse`'s inverse."""
         data = {**dataclasses.asdict(cfg), "label": cfg.display_label}
-        if data["train"] is None:
-            del data["train"]  # absent unless set, so run keys of plain entries stay as they were
+        for key in ("train", "strategy"):
+            if data[key] is None:
+                del data[key]  # absent unless set, so run keys of plain entries stay as they were
         return data
 
     def attach(

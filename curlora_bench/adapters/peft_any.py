@@ -64,13 +64,13 @@ class PeftPassthrough(Adapter):
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
 
     def parse(self, data, where):
-        fixed = {k: data[k] for k in ("method", "label", "type", "train") if k in data}
+        fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy") if k in data}
         options = {k: v for k, v in data.items() if k not in fixed}
         return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
 
     def options(self, cfg):
-        train = {"train": cfg.train} if cfg.train else {}
-        return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **train, **cfg.options}
+        extra = {k: getattr(cfg, k) for k in ("train", "strategy") if getattr(cfg, k)}
+        return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **extra, **cfg.options}
 
     def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)

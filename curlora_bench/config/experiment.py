@@ -18,6 +18,7 @@ from ..errors import BenchError
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from .grid import expand, point_suffix, train_suffix
 from .parse import from_dict, positive, to_dict
+from .strategy import strategy_of
 
 
 @dataclass
@@ -164,12 +165,12 @@ class ExperimentConfig:
                 if explicit and point:
                     method.label = raw["label"] + point_suffix(point, list(point))
                 elif not explicit:
-                    method.label = method.display_label + train_suffix(method.train)
+                    method.label = method.display_label + strategy_suffix(method.strategy) + train_suffix(method.train)
                 group.append((method, point))
             labels = [m.display_label for m, _ in group]
             if len(set(labels)) < len(labels):  # grid keys the default label does not show
                 for method, point in group:
-                    method.label += point_suffix(point, [k for k in point if not k.startswith("train.")])
+                    method.label += point_suffix(point, [k for k in point if not k.startswith(("train.", "strategy."))])
             out += [m for m, _ in group]
         return out
 
@@ -178,6 +179,11 @@ class ExperimentConfig:
         if not method.train:
             return self.train
         return from_dict(TrainConfig, {**to_dict(self.train), **method.train}, f"{where or method.display_label}.train")
+
+
+def strategy_suffix(options: dict[str, Any] | None) -> str:
+    """'+replay64' for a method with a strategy, '' for naive."""
+    return strategy_of(options).suffix if options else ""
 
 
 # Train keys that shape the tokenised data, shared by every method of an experiment.

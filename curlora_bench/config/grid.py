@@ -1,6 +1,7 @@
 """Method grids: a `grid:` on a method entry expands into one entry per point of the Cartesian
 product of its lists, before anything runs. Keys are the entry's own (`rank`, `alpha`, `eps`,
-PEFT keys, ...) or dotted train keys (`train.lr`, `train.epochs`, ...)."""
+PEFT keys, ...), dotted train keys (`train.lr`, `train.epochs`, ...) or strategy options
+(`strategy.lambda`, `strategy.per_task`)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ def point_suffix(point: dict[str, Any], keys: list[str]) -> str:
 
 
 def set_key(entry: dict, key: str, value: Any) -> None:
-    if key.startswith("train."):
-        entry["train"] = {**(entry.get("train") or {}), key.removeprefix("train."): value}
-    else:
-        entry[key] = value
+    for nested in ("train", "strategy"):
+        if key.startswith(nested + "."):
+            entry[nested] = {**(entry.get(nested) or {}), key.removeprefix(nested + "."): value}
+            return
+    entry[key] = value
 
 
 def expand(entry: Any, where: str, check: Callable[[dict, str], None]) -> list[tuple[Any, str, dict]]:
@@ -58,7 +60,7 @@ def expand(entry: Any, where: str, check: Callable[[dict, str], None]) -> list[t
     base = {k: v for k, v in entry.items() if k != "grid"}
     for key, values in grid.items():
         if not isinstance(key, str) or key in ("method", "label", "grid", "train") or key.count(".") > (
-                1 if key.startswith("train.") else 0):
+                1 if key.startswith(("train.", "strategy.")) else 0):
             raise BenchError(f"{where}.grid.{key}: not a grid key (an option of the method, or train.<key>)")
         if not isinstance(values, list) or not values:
             raise BenchError(f"{where}.grid.{key}: expected a non-empty list of values, got {values!r}")

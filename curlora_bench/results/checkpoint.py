@@ -3,7 +3,8 @@
 A run's folder holds `checkpoints/stage-N/` after every finished stage N:
 `adapter.safetensors` (the adapter's own tensors: CURLoRA's C, R, indices and U; LoRA's A
 and B; the trained matrices for `full`), `heads.safetensors` (every task head so far),
-`rng.safetensors` + `state.json` (a `StageCheckpoint`: RNG states, the progress so far, and
+`strategy.safetensors` (what a continual-learning strategy keeps: replay memory, Fisher,
+anchors), `rng.safetensors` + `state.json` (a `StageCheckpoint`: RNG states, the progress so far, and
 how to rebuild the adapter). Each stage folder is written under a temporary name and renamed
 into place, so a crash leaves either a whole checkpoint or none. Nothing is read with pickle.
 """
@@ -25,6 +26,7 @@ from .schema import SCHEMA_VERSION, StageCheckpoint, dump, load
 from .store import RECORDS, SUMMARY
 
 STATE = "state.json"
+STRATEGY = "strategy.safetensors"  # replay memory indices, EWC Fisher and anchors (absent for naive)
 
 
 def stage_dir(run: Path, stage: int) -> Path:
@@ -60,7 +62,7 @@ def restore_rng(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tensor],
-               heads: dict[str, torch.Tensor]) -> Path:
+               heads: dict[str, torch.Tensor], strategy: dict[str, torch.Tensor] | None = None) -> Path:
     """Write checkpoint `state.stage` atomically (temporary folder, then rename); RNG captured now."""
     final = stage_dir(run, state.stage)
     tmp = final.parent / f".{final.name}.tmp"
@@ -72,6 +74,8 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
     save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
     save_file(_tensors(heads), tmp / "heads.safetensors")
     save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
+    if strategy:
+        save_file(_tensors(strategy), tmp / STRATEGY)
     (tmp / STATE).write_text(dump(state))
     if final.exists():
         shutil.rmtree(final)
@@ -109,6 +113,12 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
     d = stage_dir(run, stage)
     return (read_state(run, stage), load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),
             load_file(d / "rng.safetensors"))
+
+
+def load_strategy(run: Path, stage: int) -> dict[str, torch.Tensor]:
+    """The strategy's state saved with checkpoint `stage` ({} if it kept none)."""
+    path = stage_dir(run, stage) / STRATEGY
+    return load_file(path) if path.is_file() else {}
 
 
 def clear(run: Path) -> None:

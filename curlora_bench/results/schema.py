@@ -134,6 +134,9 @@ class RunSummary:
     threads: int
     versions: dict[str, str]
     git_commit: str | None
+    # the continual-learning strategy and what it kept (replay: memory_examples/tokens;
+    # ewc/l2: memory_floats); None = naive
+    strategy: dict[str, Any] | None = None
 
     def validate(self, where: str) -> None:
         expected = {m.key for m in MATRIX_METRICS}

@@ -73,6 +73,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
         ADAPTERS.get(method.method).check(lm.model, targets, method, f"methods[{i}]")
+        check_strategy(method.strategy, tasks, f"methods[{i}].strategy")
     for t in tasks:
         events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
                        f"majority baseline {t.majority:.3f}")
@@ -86,6 +87,15 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
     return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks, corpus_tokens, bos_id,
                     _model=lm.model)
+
+
+def check_strategy(strategy: dict | None, tasks: list[PreparedTask], where: str) -> None:
+    """Replay must be able to keep `per_task` examples of every task it will replay."""
+    if strategy and strategy["name"] == "replay":
+        for t in tasks[:-1]:  # the last task is never replayed
+            if strategy["per_task"] > len(t.train):
+                raise BenchError(f"{where}.per_task: {strategy['per_task']} is larger than task {t.name!r} "
+                                 f"({len(t.train)} training examples)")
 
 
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:

@@ -25,6 +25,7 @@ from ..config.experiment import (
     run_key,
     settings_hash,
 )
+from ..config.strategy import strategy_of
 from ..results import checkpoint
 from ..results.metrics import drift_summary, matrix_metrics
 from ..results.schema import (
@@ -47,6 +48,7 @@ from .evaluate import accuracy
 from .events import RunEvents
 from .prepare import Prepared, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
+from .strategy import StrategyState
 from .train import NonFiniteLoss, stage_steps, train_stage
 
 
@@ -85,6 +87,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                       protocol=base_ppl.protocol, measured_once=True))
     status, error = "complete", None
     T = len(prepared.tasks)
+    by_name = {t.name: t for t in prepared.tasks}
     try:
         for i in range(len(progress.stages), T):
             task = prepared.tasks[i]
@@ -94,13 +97,17 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
             events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), train_cfg))
             try:
                 stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
-                                    spec.seed + i, on_step=events.step)
+                                    spec.seed + i, on_step=events.step,
+                                    replay=run.strategy.replay(by_name, i + 1, train_cfg.batch_size),
+                                    penalty=run.strategy.penalty(run.model))
             except NonFiniteLoss as exc:
                 status = "failed"
                 error = f"{name} stage {i + 1} ({task.name}) step {exc.step}: {exc}"
                 events.stage_finished(name, i + 1)
                 events.message(f"[red]stopped[/]: {error}; finished stages are kept")
                 break
+            run.strategy.after_stage(run.model, run.heads, task, train_cfg.batch_size, prepared.batching,
+                                     prepared.protocol.train_pooling)
             # 2. evaluate every task so far, each through its own (frozen) head
             t_eval = time.perf_counter()
             batch_size = prepared.protocol.eval_batch_size or cfg.eval.batch_size
@@ -151,6 +158,7 @@ class OpenRun:
     hidden: int
     reference: dict[str, torch.Tensor]  # effective weights at init, for the drift
     trainable_parameters: int
+    strategy: StrategyState
 
 
 def open_run(cfg: ExperimentConfig, method: AdapterConfig, spec: RunSpec, prepared: Prepared) -> OpenRun:
@@ -165,7 +173,7 @@ def open_run(cfg: ExperimentConfig, method: AdapterConfig, spec: RunSpec, prepar
         backbone(model).compile(dynamic=True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return OpenRun(model, adapter, method, modules, TaskHeads().to(prepared.device), hidden_size(model), reference,
-                   trainable)
+                   trainable, StrategyState(strategy_of(method.strategy), spec.seed))
 
 
 def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
@@ -181,6 +189,8 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
     checkpoint.load_weights(run.model, adapter_sd, run.adapter.state_dict(run.model, run.modules, run.method), where)
     run.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks], run.hidden, heads_sd,
                                   prepared.device)
+    run.strategy.load_state_dict(checkpoint.load_strategy(folder, stage), [h.name for h in state.tasks],
+                                 prepared.device)
     keep_records(folder / RECORDS, state.progress.records)
     checkpoint.restore_rng(state.rng, rng)
     events.message(f"  {run.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(prepared.tasks)}")
@@ -197,7 +207,7 @@ def save_checkpoint(folder: Path, stage: int, key: str, seed: int, run: OpenRun,
         tasks=[HeadInfo(t.name, t.num_classes) for t in prepared.tasks[:stage]], hidden_size=run.hidden,
         adapter_tensors={}, progress=progress, rng={})
     checkpoint.save_stage(folder, state, run.adapter.state_dict(run.model, run.modules, run.method),
-                          run.heads.state_dict())
+                          run.heads.state_dict(), run.strategy.state_dict())
 
 
 def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prepared, progress: RunProgress,
@@ -238,6 +248,7 @@ def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prep
         threads=torch.get_num_threads(),
         versions=package_versions(),
         git_commit=git_commit(),
+        strategy=run.strategy.summary({t.name: t for t in prepared.tasks}),
     )
 
 

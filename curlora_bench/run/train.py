@@ -14,7 +14,7 @@ from transformers import get_scheduler
 
 from ..config.experiment import TrainConfig
 from ..sources.heads import TaskHeads, classify
-from .data import Batching, PreparedTask, batches, collate
+from .data import Batching, PreparedTask, Split, batches, collate
 from .spec import Protocol
 
 
@@ -56,6 +56,8 @@ def train_stage(
     protocol: Protocol,
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
+    replay: Callable[[], list[tuple[str, Split, list[int]]]] | None = None,
+    penalty: Callable[[], torch.Tensor] | None = None,
 ) -> TrainStats:
     """Train adapter + `task`'s head for cfg.epochs over its training split.
 
@@ -63,6 +65,10 @@ def train_stage(
     batches (the reference code's bug) and logits are read at position -1 of the padded batch. `cfg.dropout == "model"` trains with
     the model's own dropout on (the reference's `model.train()`); otherwise the body stays in
     eval mode. Either way it ends in eval mode.
+
+    A strategy joins through two hooks: `replay()` gives each step's replayed rows (task, split,
+    rows), classified by their own tasks' frozen heads, the loss becoming the mean over current
+    and replayed examples; `penalty()` is added to every step's loss (EWC, L2).
     """
     split, device = task.train, batching.device
     head = heads.heads[task.name]
@@ -85,6 +91,10 @@ def train_stage(
                 logits = classify(model, heads, task.name, batch["input_ids"], batch["attention_mask"],
                                   protocol.train_pooling)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+            if replay is not None:
+                loss = with_replayed(loss, len(idx), replay(), model, heads, batching, protocol, cfg.precision)
+            if penalty is not None:
+                loss = loss + penalty()
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(step + 1, loss_value)
@@ -104,3 +114,17 @@ def train_stage(
     head.eval()
     head.requires_grad_(False)  # earlier heads are never trained again
     return TrainStats(step, seen, loss_value, loss_sum / max(step, 1), time.perf_counter() - start, tokens)
+
+
+def with_replayed(loss: torch.Tensor, n: int, replayed: list[tuple[str, Split, list[int]]], model: nn.Module,
+                  heads: TaskHeads, batching: Batching, protocol: Protocol, precision: str) -> torch.Tensor:
+    """The mean cross-entropy over the current batch (mean `loss` over `n`) and the replayed rows."""
+    total, count = loss * n, n
+    for name, split, rows in replayed:
+        batch = collate(split, rows, batching.pad_id, batching.device, batching.padding_side)
+        with autocast(batching.device, precision):
+            logits = classify(model, heads, name, batch["input_ids"], batch["attention_mask"],
+                              protocol.train_pooling)
+        total = total + nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+        count += len(rows)
+    return total / count
