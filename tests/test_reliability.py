@@ -142,6 +142,12 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "unknown lora init": lambda: cfg.update(methods=[{"method": "lora", "init": "foo"}]),
         "seed out of range": lambda: cfg.update(seeds=[2**40]),
         "negative seed": lambda: cfg.update(seeds=[-1]),
+        "unknown strategy": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "forget"}}]),
+        "negative lambda": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "ewc", "lambda": -1}}]),
+        "strategy key typo": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "replay",
+                                                                                          "per_tsk": 4}}]),
+        "replay per_task > task": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "replay",
+                                                                                               "per_task": 49}}]),
     }
     files = {
         "missing text column": "sentence1,label\na,1\n",
@@ -193,6 +199,10 @@ CASES = {
     "unknown lora init": "methods[0].init: expected 'peft' | 'reference', got 'foo'",
     "seed out of range": "seeds[0]: 1099511627776 is outside 0 .. 2**32 - 1",
     "negative seed": "seeds[0]: -1 is outside 0 .. 2**32 - 1",
+    "unknown strategy": "methods[0].strategy.name: unknown strategy 'forget'",
+    "negative lambda": "methods[0].strategy.lambda: must be >= 0, got -1.0",
+    "strategy key typo": "methods[0].strategy.per_tsk: unknown key for strategy replay",
+    "replay per_task > task": "methods[0].strategy.per_task: 49 is larger than task 'pairs' (48 training examples)",
 }
 
 

@@ -38,6 +38,9 @@ METHODS = [
     ("tiny-gpt2", {"method": "peft", "type": "VERA", "r": 2}),
     ("tiny-gpt2", {"method": "peft", "type": "PISSA", "r": 2, "lora_alpha": 2}),
     ("tiny-llama", {"method": "peft", "type": "OSF", "effective_rank": 2}),
+    # strategies ride on any adapter: their state is checkpointed, the export is the adapter's
+    ("tiny-gpt2", {"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}}),
+    ("tiny-gpt2", {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 100}}),
 ]
 
 
@@ -50,7 +53,8 @@ def _values(run):
 
 
 @pytest.mark.parametrize("model,method", METHODS, ids=lambda x: x if isinstance(x, str) else
-                         "-".join(str(v) for k, v in x.items() if k in ("method", "type", "init")))
+                         "-".join(str(v if k != "strategy" else v["name"]) for k, v in x.items()
+                                  if k in ("method", "type", "init", "strategy")))
 def test_save_resume_export_load(toy_data, write_config, tmp_path, model, method):
     cfg_path = write_config(tiny_config(toy_data, model, methods=[method], perplexity=None,
                                         train={"epochs": 1, "batch_size": 16, "lr": 1e-2, "max_length": 64,

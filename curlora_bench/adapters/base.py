@@ -29,8 +29,8 @@ class AdapterConfig:
     train: dict[str, Any] | None = field(
         default=None, metadata={"help": "this method's own train settings over the experiment's ({lr: 1.0e-2})"}
     )
-    strategy: dict[str, Any] | None = field(
-        default=None, metadata={"help": "continual-learning strategy (below); null = naive"}
+    strategy: dict[str, Any] | str | None = field(
+        default=None, metadata={"help": "continual-learning strategy: naive | {name: replay|ewc|l2, ...} (below)"}
     )
 
     def default_label(self) -> str:

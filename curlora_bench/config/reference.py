@@ -13,6 +13,7 @@ from typing import Any
 from ..adapters import ADAPTERS
 from ..sources.tasks import TaskConfig
 from .experiment import EvalConfig, ExperimentConfig, PerplexityConfig, TrainConfig
+from .strategy import reference_lines
 
 COMMENT_COLUMN = 33
 NESTED = {"perplexity": PerplexityConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -62,7 +63,8 @@ def reference_yaml() -> str:
             lines.append(_line("methods:", f"{help_}; each entry is one of:"))
             for name, adapter in ADAPTERS.items():
                 lines.append(_line(f"  - method: {name}", adapter.help))
-                lines += _fields(adapter.config_cls, "    ", {"method"})
+                lines += _fields(adapter.config_cls, "    ", {"method", "strategy"})
+            lines += reference_lines("    ")
         elif f.name == "tasks":
             lines.append(_line("tasks:", f"{help_}; an inline task:"))
             fields = [x for x in dataclasses.fields(TaskConfig) if x.name not in TASK_SKIP]

@@ -98,7 +98,8 @@ def strategy_of(options: dict[str, Any] | None) -> Strategy:
 
 def reference_lines(indent: str) -> list[str]:
     """The strategy options for the config reference."""
-    lines = [f"{indent}strategy: null".ljust(33) + "# naive | {name: replay|ewc|l2, ...}; applied to any method:"]
+    lines = [f"{indent[:-2]}# every entry above may also carry:",
+             f"{indent}strategy: null".ljust(33) + "# naive | {name: replay|ewc|l2, ...}, applied to its adapter"]
     for name, spec in STRATEGIES.items():
         lines.append(f"{indent}  name: {name}".ljust(33) + f"# {HELP[name]}")
         for key, (_tp, default, help_) in spec.items():

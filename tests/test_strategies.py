@@ -1,0 +1,209 @@
+"""Continual-learning strategies: replay memory and sampling, the EWC/L2 penalty, labels,
+`naive` unchanged, and a strategy run resumed after SIGKILL equals the uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from curlora_bench.config.experiment import load_config, run_key
+from curlora_bench.config.strategy import parse_strategy, strategy_of
+from curlora_bench.errors import BenchError
+from curlora_bench.results.schema import read_records
+from curlora_bench.run.data import Batching, PreparedTask, Split
+from curlora_bench.run.driver import run_experiment
+from curlora_bench.run.strategy import StrategyState, memory_indices, quadratic_penalty
+from curlora_bench.run.train import with_replayed
+from curlora_bench.sources.heads import TaskHeads, classify
+
+from .conftest import ROOT, tiny_config
+from .test_reliability import KILLER
+
+
+def _task(name: str, n: int) -> PreparedTask:
+    return PreparedTask(name, 2, Split([[1 + i % 7, 2, 3 + i % 5] for i in range(n)], [i % 2 for i in range(n)]),
+                        Split([[1]], [0]), info=None)
+
+
+class Body(torch.nn.Module):
+    """An embedding as the 'transformer': hidden state = the token's embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+
+    def forward(self, input_ids, attention_mask):
+        return type("Out", (), {"last_hidden_state": self.emb(input_ids)})()
+
+
+class Toy(torch.nn.Module):
+    base_model_prefix = "body"
+
+    def __init__(self):
+        super().__init__()
+        self.body = Body()
+
+
+def test_replay_memory_is_seeded_exact_and_distinct():
+    # pinned once (torch.randperm under the task's own seed): a change of draw is a change of results
+    assert memory_indices(10, 4, 0, "a") == memory_indices(10, 4, 0, "a")
+    assert memory_indices(10, 4, 0, "a") == [int(i) for i in PINNED_MEMORY]
+    assert memory_indices(10, 4, 0, "a") != memory_indices(10, 4, 1, "a")
+    assert memory_indices(10, 4, 0, "a") != memory_indices(10, 4, 0, "b")
+    rows = memory_indices(30, 30, 3, "x")
+    assert sorted(rows) == list(range(30))  # without repeats
+
+
+PINNED_MEMORY = [5, 3, 9, 4]
+
+
+def test_replay_sampler_draws_from_memory_seeded_per_stage():
+    tasks = {"a": _task("a", 20), "b": _task("b", 12), "c": _task("c", 9)}
+    state = StrategyState(strategy_of({"name": "replay", "per_task": 5, "batch_size": None}), seed=7)
+    assert state.replay(tasks, 1, 4) is None  # nothing finished yet: naive first stage
+    state.after_stage(None, None, tasks["a"], 4, None, "last")
+    state.after_stage(None, None, tasks["b"], 4, None, "last")
+    assert state.memory == {"a": memory_indices(20, 5, 7, "a"), "b": memory_indices(12, 5, 7, "b")}
+    draws = [state.replay(tasks, 3, 4) for _ in range(2)]
+    steps = [[draw() for _ in range(6)] for draw in draws]
+    assert steps[0] == steps[1]  # the same stage draws the same
+    other = state.replay(tasks, 4, 4)
+    assert steps[0] != [other() for _ in range(6)]  # another stage does not
+    seen = set()
+    for step in steps[0]:
+        rows = [(t, i) for t, split, idx in step for i in idx]
+        assert len(rows) == 4 and len(set(rows)) == 4  # batch_size distinct rows per step
+        for t, split, idx in step:
+            assert split is tasks[t].train and set(idx) <= set(state.memory[t])
+        seen |= set(rows)
+    assert seen <= {(t, i) for t, r in state.memory.items() for i in r} and len(seen) > 4
+    # state survives a checkpoint round trip, memory order included
+    again = StrategyState(state.strategy, seed=7)
+    again.load_state_dict(state.state_dict(), ["a", "b"], torch.device("cpu"))
+    assert again.memory == state.memory and list(again.memory) == ["a", "b"]
+    resumed = again.replay(tasks, 3, 4)
+    assert [resumed() for _ in range(6)] == steps[0]
+
+
+def test_quadratic_penalty_equals_the_formula():
+    params = {"w": torch.tensor([1.0, 2.0]), "v": torch.tensor([[3.0]])}
+    anchor = {"w": torch.tensor([0.0, 0.0]), "v": torch.tensor([[1.0]])}
+    fisher = {"w": torch.tensor([2.0, 3.0]), "v": torch.tensor([[0.5]])}
+    # 4/2 * (2*1 + 3*4 + 0.5*4) = 32; with F = 1: 4/2 * (1 + 4 + 4) = 18
+    assert quadratic_penalty(params, anchor, fisher, 4.0).item() == pytest.approx(32.0)
+    assert quadratic_penalty(params, anchor, None, 4.0).item() == pytest.approx(18.0)
+
+
+def test_online_ewc_folds_fisher_with_decay_and_anchors(monkeypatch):
+    import curlora_bench.run.strategy as strategy
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    fishers = iter([{"weight": torch.tensor([[1.0, 2.0]])}, {"weight": torch.tensor([[4.0, 4.0]])}])
+    monkeypatch.setattr(strategy, "diagonal_fisher", lambda *a: next(fishers))
+    state = StrategyState(strategy_of(parse_strategy({"name": "ewc", "lambda": 2, "decay": 0.5}, "s")), 0)
+    assert state.penalty(model) is None  # first stage: nothing to hold on to
+    state.after_stage(model, None, None, 1, None, "last")
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    state.after_stage(model, None, None, 1, None, "last")
+    assert torch.equal(state.fisher["weight"], torch.tensor([[4.5, 5.0]]))  # 0.5 * F1 + F2
+    assert torch.equal(state.anchor["weight"], torch.tensor([[1.0, 1.0]]))
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[2.0, 3.0]]))
+    # 2/2 * (4.5 * 1 + 5 * 4)
+    assert state.penalty(model)().item() == pytest.approx(24.5)
+
+
+def test_diagonal_fisher_is_mean_squared_batch_gradient():
+    from curlora_bench.run.strategy import diagonal_fisher
+
+    torch.manual_seed(0)
+    model = Toy()
+    emb = model.body.emb
+    heads = TaskHeads()
+    heads.add("t", 4, 2, seed=0)
+    heads.requires_grad_(False)
+    task = _task("t", 6)
+    batching = Batching(torch.device("cpu"), 0)
+    f = diagonal_fisher(model, heads, task, 3, batching, "last")
+    expected = torch.zeros_like(emb.weight)
+    for idx in ([0, 1, 2], [3, 4, 5]):  # equal lengths: the length sort keeps the order
+        ids = torch.tensor([task.train.ids[i] for i in idx])
+        logits = classify(model, heads, "t", ids, torch.ones_like(ids))
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([task.train.labels[i] for i in idx]))
+        (g,) = torch.autograd.grad(loss, [emb.weight])
+        expected += g.pow(2) / 2
+    assert torch.allclose(f["body.emb.weight"], expected)
+
+
+def test_replayed_loss_is_the_mean_over_all_rows():
+    from curlora_bench.run.spec import Protocol
+
+    torch.manual_seed(0)
+    model = Toy()
+    heads = TaskHeads()
+    heads.add("a", 4, 2, seed=1)
+    heads.add("b", 4, 2, seed=2)
+    a, b = _task("a", 6), _task("b", 6)
+    batching = Batching(torch.device("cpu"), 0)
+
+    def ce(task, rows):
+        ids = torch.tensor([task.train.ids[i] for i in rows])
+        logits = classify(model, heads, task.name, ids, torch.ones_like(ids))
+        return torch.nn.functional.cross_entropy(logits, torch.tensor([task.train.labels[i] for i in rows]),
+                                                 reduction="sum")
+
+    current = ce(b, [0, 1, 2]) / 3
+    got = with_replayed(current, 3, [("a", a.train, [4, 5])], model, heads, batching, Protocol.of("standard"), "fp32")
+    assert got.item() == pytest.approx(((ce(b, [0, 1, 2]) + ce(a, [4, 5])) / 5).item())
+
+
+def test_labels_options_and_naive(toy_data, write_config):
+    methods = [{"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 64}},
+               {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 1000}},
+               {"method": "peft", "type": "VERA", "r": 2, "strategy": {"name": "l2", "lambda": 0.5}},
+               {"method": "lora", "rank": 2, "strategy": "naive"},
+               {"method": "lora", "rank": 4, "strategy": {"name": "ewc", "lambda": 1}, "grid": {"strategy.lambda": [1, 10]}}]
+    cfg, _ = load_config(write_config(tiny_config(toy_data, methods=methods)))
+    assert [m.display_label for m in cfg.methods] == [
+        "lora-r2+replay64", "curlora-r2+ewc1000", "peft-vera-r2+l2-0.5", "lora-r2", "lora-r4+ewc1", "lora-r4+ewc10"]
+    assert cfg.methods[1].strategy == {"name": "ewc", "lambda": 1000.0, "decay": 1.0}
+    plain, _ = load_config(write_config(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}]), "p.yaml"))
+    assert run_key(cfg, cfg.methods[3], 0) == run_key(plain, plain.methods[0], 0)  # naive = no strategy
+    with pytest.raises(BenchError, match=r"x\.per_task: required key is missing for strategy replay"):
+        parse_strategy({"name": "replay"}, "x")
+    with pytest.raises(BenchError, match=r"x\.decay: must be <= 1"):
+        parse_strategy({"name": "ewc", "lambda": 1, "decay": 2}, "x")
+
+
+def _records(run):
+    return [r.to_json() for r in read_records(run / "records.jsonl")]
+
+
+def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_path, cli):
+    methods = [{"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}},
+               {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 1e4}},
+               {"method": "lora", "rank": 2, "strategy": {"name": "l2", "lambda": 10}}]
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(toy_data, methods=methods, perplexity=None)))
+    cfg, _ = load_config(path)
+    whole = run_experiment(cfg, tmp_path / "whole")
+    assert [s.strategy["name"] for s in whole] == ["replay", "ewc", "l2"]
+    assert whole[0].strategy["memory_examples"] == 16 and whole[1].strategy["memory_floats"] > 0
+    # 3 steps per stage: step 5 is in the middle of replay's stage 2, step 11 in EWC's
+    for kill_at in ("5", "11"):
+        out = tmp_path / f"killed-{kill_at}"
+        env = {**os.environ, "KILL_AT_STEP": kill_at, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-c", KILLER, "run", str(path), "--output", str(out)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr
+        code, stdout, err = cli("run", path, "--output", out)
+        assert code == 0, err
+        assert "resuming after stage 1/2" in stdout
+        for s in whole:
+            assert _records(out / s.label / "seed-0") == _records(tmp_path / "whole" / s.label / "seed-0"), s.label
