@@ -75,6 +75,9 @@ def report(
     format: Annotated[ReportFormat, typer.Option("--format", "-f", help="output format")] = ReportFormat("md"),
     out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of printing")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="also write PNG figures into this folder")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="column the paired differences (same seeds and orders) are taken against; "
+                           "default: the first method")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
     from .results.report import render
@@ -84,7 +87,7 @@ def report(
     if not paths:
         raise BenchError("no results folders given and none under results/")
     runs = find_runs(paths)
-    text = render(runs, format.value)
+    text = render(runs, format.value, baseline)
     if out:
         write_atomic(out, text)
         console.print(f"wrote {out}")

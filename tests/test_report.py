@@ -31,7 +31,7 @@ def summary_dict(label, seed, method, A=A, ppl=(10.0, [11.0, 12.0, 13.0]), drift
         "metrics": {"average_accuracy": 0.7, "backward_transfer": -0.1, "forgetting": 0.1, "perplexity_drift": 1.3},
         "drift": drift or [], "diagnostics": diagnostics or {}, "trainable_parameters": 100,
         "head_parameters": {t: 10 for t in tasks}, "adapted_modules": 4, "stages": [], "resumed_from_stage": None,
-        "wall_seconds": 1.0, "device": "cpu", "threads": 2, "versions": {}, "git_commit": None,
+        "wall_seconds": 1.0, "device": "cpu", "threads": 2, "versions": {}, "git_commit": None, "strategy": None,
     }
 
 

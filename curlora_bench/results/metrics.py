@@ -71,6 +71,25 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return m - half, m + half
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple[float, float] | None,
+                                                                       float | None]:
+    """Mean of a - b over pairs, its 95% t-interval and the two-sided paired t-test p-value
+    (scipy's `ttest_rel`); interval and p are None for fewer than 2 pairs, p also when every
+    difference is the same (no variance: the test is undefined)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired values need equal, non-zero lengths, got {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return mean, None, None
+    if len(set(diffs)) == 1:
+        return mean, (mean, mean), None
+    from scipy import stats
+
+    p = float(stats.ttest_rel(a, b).pvalue)
+    return mean, t_interval(diffs), None if math.isnan(p) else p
+
+
 def drift_summary(per_module: dict[str, float]) -> tuple[float, float]:
     """(mean, max) of ‖ΔW‖/‖W‖ over the adapted matrices; (0, 0) when nothing is adapted."""
     vals = list(per_module.values())

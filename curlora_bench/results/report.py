@@ -22,6 +22,7 @@ from ..adapters import ADAPTERS
 from ..errors import BenchError
 from . import metrics
 from .metrics import Row
+from .paired import QUANTITIES, PairedDifference, paired_differences
 from .store import Run
 from .tradeoff import TradeOff, tradeoff
 
@@ -45,6 +46,8 @@ class Table:
     notes: list[str]  # what the numbers are (model, protocol, seeds, perplexity protocol)
     failures: list[str]  # one line per failed run
     tradeoff: TradeOff | None = None
+    baseline: str | None = None  # the column the paired differences are taken against
+    paired: list[PairedDifference] = field(default_factory=list)
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -75,8 +78,9 @@ def group_columns(runs: list[Run]) -> list[Column]:
     return columns
 
 
-def build_table(runs: list[Run]) -> Table:
-    """The report's one table: rows in the paper's order, then metrics and method diagnostics."""
+def build_table(runs: list[Run], baseline: str | None = None) -> Table:
+    """The report's one table: rows in the paper's order, then metrics and method diagnostics;
+    paired differences against column `baseline` (default: the first)."""
     check_one_experiment(runs)
     first = runs[0].summary
     columns = group_columns(runs)
@@ -95,7 +99,8 @@ def build_table(runs: list[Run]) -> Table:
             if row.paper_key in numbers:
                 cells[(row.name, name)] = [numbers[row.paper_key]]
     failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
-    return Table(columns, rows, cells, [describe(runs, columns)], failures, tradeoff(columns))
+    base, paired = paired_differences(columns, baseline)
+    return Table(columns, rows, cells, [describe(runs, columns)], failures, tradeoff(columns), base, paired)
 
 
 PAPER_MODELS = {"gpt2-large": "gpt2-large", "mistralai/mistral-7b-v0.3": "mistral-7b-v0.3"}
@@ -195,7 +200,22 @@ def to_markdown(t: Table) -> str:
                                                                    for c in t.columns)]) + " |")
     notes = t.notes + [f"† FAILED {f}" for f in t.failures]
     text = "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
+    text += paired_markdown(t) if t.paired else ""
     return text + (tradeoff_markdown(t.tradeoff) if t.tradeoff and len(t.tradeoff.frontiers) > 1 else "")
+
+
+def _p(p: float | None) -> str:
+    return "-" if p is None else f"{p:.3g}" if p >= 1e-4 else "<1e-4"
+
+
+def paired_markdown(t: Table) -> str:
+    """Each method minus the baseline on the runs they share (same seed and task order)."""
+    lines = ["", f"### Paired differences against {t.baseline} (same seeds and orders; method minus baseline)", "",
+             "| method | quantity | n | mean difference [95% CI] | p (paired t-test) |", "|---|---|---|---|---|"]
+    for d in t.paired:
+        diff = "-" if d.mean is None else _diff((d.mean, d.ci95))
+        lines.append(f"| {d.column} | {QUANTITIES[d.quantity]} | {d.n} | {diff} | {_p(d.p_value)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _ci(stat) -> str:
@@ -239,19 +259,24 @@ def to_csv(t: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["row", "method", "settings_hash", "mean", "std", "n", "ci95_low", "ci95_high", "majority_baseline",
-                "failed_runs"])
+                "p_value", "failed_runs"])
     for row in t.rows:
         for c in t.columns:
             st = _stats(t.values(row, c))
             ci = st["ci95"] or [None, None]
             w.writerow([row.name, c.name, c.settings_hash, st["mean"], st["std"], st["n"], ci[0], ci[1],
-                        row.baseline, len(c.failed)])
+                        row.baseline, None, len(c.failed)])
     for m in t.tradeoff.matched if t.tradeoff else []:
         col = next(c for c in t.columns if c.name == m.column)
         for q, (diff, ci) in m.differences.items():
             lo, hi = ci or (None, None)
             w.writerow([f"{q} minus {m.other}'s at matched plasticity {m.plasticity:.3f}", m.column,
-                        col.settings_hash, diff, None, len(col.runs), lo, hi, None, len(col.failed)])
+                        col.settings_hash, diff, None, len(col.runs), lo, hi, None, None, len(col.failed)])
+    for d in t.paired:
+        col = next(c for c in t.columns if c.name == d.column)
+        lo, hi = d.ci95 or (None, None)
+        w.writerow([f"{d.quantity} minus {d.baseline} (paired)", d.column, col.settings_hash, d.mean, None, d.n,
+                    lo, hi, None, d.p_value, len(col.failed)])
     return buf.getvalue()
 
 
@@ -264,6 +289,7 @@ def to_json(t: Table) -> str:
         "rows": [{"row": r.name, "kind": r.kind, "majority_baseline": r.baseline,
                   "cells": {c.name: _stats(t.values(r, c)) for c in t.columns}} for r in t.rows],
         "tradeoff": dataclasses.asdict(t.tradeoff) if t.tradeoff else None,
+        "paired": {"baseline": t.baseline, "differences": [dataclasses.asdict(d) for d in t.paired]},
     }
     return json.dumps(data, indent=2) + "\n"
 
@@ -295,8 +321,8 @@ def to_latex(t: Table) -> str:
 FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
 
 
-def render(runs: list[Run], fmt: str) -> str:
-    return FORMATS[fmt](build_table(runs))
+def render(runs: list[Run], fmt: str, baseline: str | None = None) -> str:
+    return FORMATS[fmt](build_table(runs, baseline))
 
 
 def rich_table(runs: list[Run]) -> RichTable:

@@ -1,0 +1,63 @@
+"""Paired comparisons: every method against a baseline column on the runs they share.
+
+Two runs pair when they have the same seed and the same task order (every method of an
+experiment runs the same seeds and orders, so their data subsets, heads and batch orders
+match); the difference per pair removes what the pair shares, which is why a paired t-test
+is the right test. Per quantity: the mean difference (method minus baseline), its 95%
+t-interval, the paired t-test p-value and n, the number of pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import BenchError
+from . import metrics
+
+# summary.metrics keys compared, with their report names
+QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forgetting",
+              "perplexity_drift": "perplexity drift"}
+
+
+@dataclass
+class PairedDifference:
+    column: str
+    baseline: str
+    quantity: str  # a key of QUANTITIES
+    n: int  # pairs
+    mean: float | None  # column minus baseline
+    ci95: tuple[float, float] | None
+    p_value: float | None  # two-sided paired t-test
+
+
+def pair_key(summary) -> tuple:
+    """What makes two runs a pair: the seed and the order the tasks were trained in."""
+    return summary.seed, tuple(summary.tasks)
+
+
+def paired_differences(columns: list, baseline: str | None) -> tuple[str | None, list[PairedDifference]]:
+    """(the baseline's name, each other column's differences); `baseline` None: the first column."""
+    measured = [c for c in columns if c.runs]
+    if len(measured) < 2:
+        return None, []
+    if baseline is None:
+        base = measured[0]
+    else:
+        base = next((c for c in measured if c.name == baseline), None)
+        if base is None:
+            raise BenchError(f"--baseline {baseline!r}: no such column (columns: {', '.join(c.name for c in measured)})")
+    out = []
+    for col in measured:
+        if col is base:
+            continue
+        for q in QUANTITIES:
+            ours = {pair_key(r.summary): r.summary.metrics.get(q) for r in col.runs if r.summary.status == "complete"}
+            theirs = {pair_key(r.summary): r.summary.metrics.get(q) for r in base.runs
+                      if r.summary.status == "complete"}
+            keys = sorted(k for k in ours if k in theirs and ours[k] is not None and theirs[k] is not None)
+            if not keys:
+                out.append(PairedDifference(col.name, base.name, q, 0, None, None, None))
+                continue
+            mean, ci, p = metrics.paired_difference([ours[k] for k in keys], [theirs[k] for k in keys])
+            out.append(PairedDifference(col.name, base.name, q, len(keys), mean, ci, p))
+    return base.name, out

@@ -1,0 +1,95 @@
+"""Paired comparisons: the paired test equals scipy's on hand-made numbers; runs pair by seed
+and task order; the report carries them in md, csv and json; --baseline picks the column."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from scipy import stats
+
+from curlora_bench.errors import BenchError
+from curlora_bench.results.metrics import paired_difference
+from curlora_bench.results.report import build_table, render
+
+from .test_report import fake
+
+LORA = {"method": "lora", "rank": 8}
+CUR = {"method": "curlora", "rank": 8}
+
+
+def test_paired_difference_equals_scipy():
+    a, b = [0.71, 0.64, 0.80, 0.69], [0.60, 0.62, 0.70, 0.61]
+    mean, ci, p = paired_difference(a, b)
+    d = [x - y for x, y in zip(a, b)]
+    assert mean == pytest.approx(sum(d) / 4)
+    assert p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    lo, hi = stats.t.interval(0.95, 3, loc=stats.tmean(d), scale=stats.sem(d))
+    assert ci == pytest.approx((lo, hi))
+    # by hand: d = .11 .02 .10 .08, mean .0775, sd .04031, t = .0775 / (.04031 / 2) = 3.845 -> p = .0310
+    assert p == pytest.approx(0.0310, abs=5e-4)
+    assert paired_difference([1.0], [0.5]) == (0.5, None, None)  # one pair: no interval, no test
+    assert paired_difference([1.0, 2.0], [0.5, 1.5])[2] is None  # constant difference: undefined test
+    with pytest.raises(ValueError):
+        paired_difference([1.0], [1.0, 2.0])
+
+
+def _runs(acc_lora, acc_cur, seeds=(0, 1, 2), **kw):
+    out = []
+    for s, x in zip(seeds, acc_lora):
+        r = fake("lora-r8", s, LORA, protocol="standard", **kw)
+        r.summary.metrics = {**r.summary.metrics, "average_accuracy": x}
+        out.append(r)
+    for s, x in zip(seeds, acc_cur):
+        r = fake("curlora-r8", s, CUR, protocol="standard", **kw)
+        r.summary.metrics = {**r.summary.metrics, "average_accuracy": x, "forgetting": None}
+        out.append(r)
+    return out
+
+
+def test_report_pairs_by_seed_in_every_format():
+    runs = _runs([0.70, 0.60, 0.80], [0.75, 0.70, 0.81])
+    t = build_table(runs)
+    assert t.baseline == "lora-r8"
+    acc = next(d for d in t.paired if d.quantity == "average_accuracy")
+    mean, ci, p = paired_difference([0.75, 0.70, 0.81], [0.70, 0.60, 0.80])
+    assert (acc.column, acc.n, acc.mean, acc.ci95, acc.p_value) == ("curlora-r8", 3, mean, ci, p)
+    forgetting = next(d for d in t.paired if d.quantity == "forgetting")
+    assert forgetting.n == 0 and forgetting.mean is None  # a quantity a method lacks is not paired
+    md = render(runs, "md")
+    assert "### Paired differences against lora-r8" in md
+    assert f"| curlora-r8 | final average accuracy | 3 | {mean:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] | {p:.3g} |" in md
+    rows = [r for r in csv.DictReader(io.StringIO(render(runs, "csv"))) if r["row"].endswith("(paired)")]
+    got = next(r for r in rows if r["row"] == "average_accuracy minus lora-r8 (paired)")
+    assert float(got["mean"]) == pytest.approx(mean) and float(got["p_value"]) == pytest.approx(p)
+    assert got["n"] == "3"
+    data = json.loads(render(runs, "json"))["paired"]
+    assert data["baseline"] == "lora-r8" and data["differences"][0]["p_value"] == pytest.approx(p)
+    # the other way round: --baseline
+    t2 = build_table(runs, "curlora-r8")
+    acc2 = next(d for d in t2.paired if d.quantity == "average_accuracy")
+    assert acc2.column == "lora-r8" and acc2.mean == pytest.approx(-mean)
+    with pytest.raises(BenchError, match="--baseline 'nope': no such column"):
+        build_table(runs, "nope")
+
+
+def test_only_shared_seeds_pair():
+    runs = _runs([0.70, 0.60, 0.80], [0.75, 0.70], seeds=(0, 1, 2))  # curlora lacks seed 2
+    acc = next(d for d in build_table(runs).paired if d.quantity == "average_accuracy")
+    assert acc.n == 2 and acc.mean == pytest.approx(0.075)
+
+
+def test_report_cli_baseline_option(tmp_path, cli):
+    from curlora_bench.results.schema import dump
+
+    for r in _runs([0.70, 0.60, 0.80], [0.75, 0.70, 0.81]):
+        folder = tmp_path / "exp" / r.summary.label / f"seed-{r.summary.seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(dump(r.summary))
+    code, out, err = cli("report", tmp_path / "exp", "--baseline", "curlora-r8")
+    assert code == 0, err
+    assert "### Paired differences against curlora-r8" in out and "| lora-r8 | final average accuracy | 3 |" in out
+    code, out, err = cli("report", tmp_path / "exp", "--baseline", "nope")
+    assert code == 2 and "--baseline 'nope': no such column" in err
