@@ -41,6 +41,7 @@ METHODS = [
     # strategies ride on any adapter: their state is checkpointed, the export is the adapter's
     ("tiny-gpt2", {"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}}),
     ("tiny-gpt2", {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 100}}),
+    ("tiny-gpt2", {"method": "joint", "adapter": {"method": "curlora", "rank": 2}}),
 ]
 
 
@@ -63,7 +64,8 @@ def test_save_resume_export_load(toy_data, write_config, tmp_path, model, method
     whole = tmp_path / "whole"
     [summary] = run_experiment(cfg, whole)
     run = whole / summary.label / "seed-0"
-    assert summary.status == "complete" and len(summary.stages) == 2
+    joint = method["method"] == "joint"  # one stage over both tasks, checkpointed as stage 2
+    assert summary.status == "complete" and len(summary.stages) == (1 if joint else 2)
 
     # a crash after stage 1: the stage-2 checkpoint, the summary and stage 2's records are gone
     crashed = tmp_path / "crashed"
@@ -72,7 +74,7 @@ def test_save_resume_export_load(toy_data, write_config, tmp_path, model, method
     shutil.rmtree(crun / "checkpoints" / "stage-2")
     (crun / "summary.json").unlink()
     [resumed] = run_experiment(cfg, crashed)
-    assert resumed.resumed_from_stage == 1
+    assert resumed.resumed_from_stage == (None if joint else 1)
     assert _values(crun) == _values(run)  # the resumed stage 2 equals the uninterrupted one
 
     # export after stage 2, attach to a fresh base model: the run's accuracies exactly
@@ -85,11 +87,12 @@ def test_save_resume_export_load(toy_data, write_config, tmp_path, model, method
         assert accuracy(fresh, heads, t.name, t.eval, 32, torch.device("cpu"), 0) == expected[t.name]
 
     # a checkpoint missing one of the method's tensors is refused, not half-loaded
-    adapter = crun / "checkpoints" / "stage-1" / "adapter.safetensors"
+    adapter = crun / "checkpoints" / f"stage-{2 if joint else 1}" / "adapter.safetensors"
     tensors = load_file(adapter)
     if not tensors:  # head-only has no adapter tensors to lose
         return
-    shutil.rmtree(crun / "checkpoints" / "stage-2")
+    if not joint:
+        shutil.rmtree(crun / "checkpoints" / "stage-2")
     (crun / "summary.json").unlink()
     save_file(dict(list(tensors.items())[1:]), adapter)
     with pytest.raises(BenchError, match="of the method's tensors are missing"):

@@ -207,3 +207,39 @@ def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_pa
         assert "resuming after stage 1/2" in stdout
         for s in whole:
             assert _records(out / s.label / "seed-0") == _records(tmp_path / "whole" / s.label / "seed-0"), s.label
+
+
+def test_joint_sees_every_task_with_the_sequences_steps():
+    from curlora_bench.config.experiment import TrainConfig
+    from curlora_bench.run.joint import joint_batches, joint_steps
+
+    tasks = [_task("a", 20), _task("b", 7), _task("c", 13)]
+    cfg = TrainConfig(epochs=2, batch_size=4)
+    assert joint_steps(tasks, cfg) == 2 * (5 + 2 + 4)
+    gen = torch.Generator().manual_seed(0)
+    epoch = joint_batches(tasks, 4, gen)
+    assert len(epoch) == 5 + 2 + 4
+    for k, t in enumerate(tasks):  # every example of every task exactly once per epoch
+        rows = sorted(i for j, idx in epoch if j == k for i in idx)
+        assert rows == list(range(len(t.train)))
+    assert [k for k, _ in epoch] != sorted(k for k, _ in epoch)  # tasks interleaved, not in sequence
+    assert epoch == joint_batches(tasks, 4, torch.Generator().manual_seed(0))  # seeded
+
+
+def test_joint_run_is_one_row_flagged_in_the_report(toy_data, write_config, tmp_path):
+    from curlora_bench.results.report import render
+    from curlora_bench.results.store import find_runs
+
+    cfg, _ = load_config(write_config(tiny_config(toy_data, perplexity=None, methods=[
+        {"method": "lora", "rank": 2}, {"method": "joint", "adapter": {"method": "lora", "rank": 2}}])))
+    seq, joint = run_experiment(cfg, tmp_path / "out")
+    assert joint.label == "joint-lora-r2"
+    assert joint.accuracy_matrix[0] == [None, None] and None not in joint.accuracy_matrix[1]
+    assert [s.steps for s in joint.stages] == [sum(s.steps for s in seq.stages)]
+    assert joint.metrics["forgetting"] is None
+    assert joint.metrics["average_accuracy"] == pytest.approx(sum(joint.accuracy_matrix[1]) / 2)
+    records = read_records(tmp_path / "out" / "joint-lora-r2" / "seed-0" / "records.jsonl")
+    assert {(r.stage, r.after_task, r.task) for r in records} == {(2, "joint", "pairs"), (2, "joint", "polarity")}
+    md = render(find_runs([tmp_path / "out"]), "md")
+    assert "joint-lora-r2: the multi-task upper bound" in md and "single row" in md
+    assert "### Paired differences against lora-r2" in md  # the config's first method, not joint

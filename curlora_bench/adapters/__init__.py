@@ -6,7 +6,7 @@ from typing import Any
 
 from ..config.strategy import parse_strategy
 from ..errors import BenchError
-from . import curlora, lora, peft_any, simple  # noqa: F401  (registration side effects)
+from . import curlora, joint, lora, peft_any, simple  # noqa: F401  (registration side effects)
 from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze, uses_conv1d
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "find_targets", "freeze", "method_dict", "parse_method",

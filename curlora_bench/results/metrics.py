@@ -153,10 +153,13 @@ def _metric(key: str) -> Callable[[Any], float | None]:
 
 def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
     def read(s: Any) -> float | None:
-        i = len(s.drift) - 1 if stage is None else stage
-        if not 0 <= i < len(s.drift) or not s.drift[i].modules:
+        if not s.drift:
             return None
-        return getattr(s.drift[i], key)
+        # by stage number: a joint run has one entry, at the final stage
+        d = s.drift[-1] if stage is None else next((d for d in s.drift if d.stage == stage + 1), None)
+        if d is None or not d.modules:
+            return None
+        return getattr(d, key)
 
     return read
 

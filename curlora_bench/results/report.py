@@ -23,7 +23,7 @@ from ..errors import BenchError
 from . import metrics
 from .metrics import Row
 from .paired import QUANTITIES, PairedDifference, paired_differences
-from .store import Run
+from .store import Run, experiment_labels
 from .tradeoff import TradeOff, tradeoff
 
 
@@ -99,8 +99,21 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
             if row.paper_key in numbers:
                 cells[(row.name, name)] = [numbers[row.paper_key]]
     failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
-    base, paired = paired_differences(columns, baseline)
-    return Table(columns, rows, cells, [describe(runs, columns)], failures, tradeoff(columns), base, paired)
+    base, paired = paired_differences(columns, baseline or first_method(runs, columns))
+    notes = [describe(runs, columns)]
+    joint = [c.name for c in columns if c.runs and c.runs[0].summary.method["method"] == "joint"]
+    if joint:
+        notes.append(f"{', '.join(joint)}: the multi-task upper bound, trained once on all tasks (as many steps as "
+                     "the sequence); its matrix is a single row, the final accuracies, so it has no plasticity, "
+                     "backward transfer or forgetting")
+    return Table(columns, rows, cells, notes, failures, tradeoff(columns), base, paired)
+
+
+def first_method(runs: list[Run], columns: list[Column]) -> str | None:
+    """The column of the first method in the experiment's config.yaml (None: the first column)."""
+    order = experiment_labels(runs[0].path.parent.parent)
+    ranked = [c for c in columns if c.runs and c.runs[0].summary.label in order]
+    return min(ranked, key=lambda c: order.index(c.runs[0].summary.label)).name if ranked else None
 
 
 PAPER_MODELS = {"gpt2-large": "gpt2-large", "mistralai/mistral-7b-v0.3": "mistral-7b-v0.3"}

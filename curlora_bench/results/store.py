@@ -96,3 +96,14 @@ def find_runs(paths: list[Path]) -> list[Run]:
     if not found:
         raise BenchError(f"no finished runs ({SUMMARY}) under {', '.join(map(str, paths))}")
     return [Run(s.parent, load(RunSummary, s)) for s in dict.fromkeys(found)]
+
+
+def experiment_labels(experiment_dir: Path) -> list[str]:
+    """The method labels of an experiment folder's config.yaml, in config order ([] if unreadable)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((experiment_dir / "config.yaml").read_text())
+        return [m["label"] for m in data["methods"] if isinstance(m, dict) and "label" in m]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []

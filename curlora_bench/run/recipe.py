@@ -27,7 +27,13 @@ from ..config.experiment import (
 )
 from ..config.strategy import strategy_of
 from ..results import checkpoint
-from ..results.metrics import drift_summary, matrix_metrics
+from ..results.metrics import (
+    MATRIX_METRICS,
+    average_accuracy,
+    drift_summary,
+    matrix_metrics,
+    perplexity_drift,
+)
 from ..results.schema import (
     SCHEMA_VERSION,
     HeadInfo,
@@ -46,6 +52,7 @@ from ..utils import git_commit, package_versions, set_seed
 from . import drift
 from .evaluate import accuracy
 from .events import RunEvents
+from .joint import joint_steps, train_joint
 from .prepare import Prepared, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
 from .strategy import StrategyState
@@ -88,24 +95,36 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
     status, error = "complete", None
     T = len(prepared.tasks)
     by_name = {t.name: t for t in prepared.tasks}
+    joint = method.method == "joint"  # one stage over every task; its matrix is the last row only
     try:
-        for i in range(len(progress.stages), T):
+        for i in range(len(progress.stages), 1 if joint else T):
             task = prepared.tasks[i]
             # 1. train
-            head = run.heads.add(task.name, run.hidden, task.num_classes, seed=head_seed(spec.seed, task.name))
-            head.to(prepared.device)
-            events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), train_cfg))
             try:
-                stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
-                                    spec.seed + i, on_step=events.step,
-                                    replay=run.strategy.replay(by_name, i + 1, train_cfg.batch_size),
-                                    penalty=run.strategy.penalty(run.model))
+                if joint:
+                    i = T - 1  # the joint run's one row sits where the sequence's final row does
+                    for t in prepared.tasks:
+                        run.heads.add(t.name, run.hidden, t.num_classes, seed=head_seed(spec.seed, t.name))
+                    run.heads.to(prepared.device)
+                    events.stage_started(name, T, "joint", joint_steps(prepared.tasks, train_cfg))
+                    stats = train_joint(run.model, run.heads, prepared.tasks, train_cfg, prepared.batching,
+                                        prepared.protocol, spec.seed, on_step=events.step)
+                else:
+                    head = run.heads.add(task.name, run.hidden, task.num_classes,
+                                         seed=head_seed(spec.seed, task.name))
+                    head.to(prepared.device)
+                    events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), train_cfg))
+                    stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
+                                        spec.seed + i, on_step=events.step,
+                                        replay=run.strategy.replay(by_name, i + 1, train_cfg.batch_size),
+                                        penalty=run.strategy.penalty(run.model))
             except NonFiniteLoss as exc:
                 status = "failed"
-                error = f"{name} stage {i + 1} ({task.name}) step {exc.step}: {exc}"
+                error = f"{name} stage {i + 1} ({'joint' if joint else task.name}) step {exc.step}: {exc}"
                 events.stage_finished(name, i + 1)
                 events.message(f"[red]stopped[/]: {error}; finished stages are kept")
                 break
+            after = "joint" if joint else task.name
             run.strategy.after_stage(run.model, run.heads, task, train_cfg.batch_size, prepared.batching,
                                      prepared.protocol.train_pooling)
             # 2. evaluate every task so far, each through its own (frozen) head
@@ -115,26 +134,26 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                 acc = accuracy(run.model, run.heads, prev.name, prev.eval, batch_size, prepared.device,
                                prepared.batching.pad_id, padding_side=prepared.batching.padding_side)
                 progress.matrix[i][j] = acc
-                record(Record(i + 1, task.name, prev.name, "accuracy", acc, len(prev.eval),
+                record(Record(i + 1, after, prev.name, "accuracy", acc, len(prev.eval),
                               majority_baseline=prev.majority))
             # 3. perplexity with the model's own LM head
             if prepared.corpus_tokens is not None:
                 res = measure_perplexity(prepared, run.model)
                 progress.ppl_after[i] = res.perplexity
-                record(Record(i + 1, task.name, corpus, "perplexity", res.perplexity, res.tokens,
+                record(Record(i + 1, after, corpus, "perplexity", res.perplexity, res.tokens,
                               protocol=res.protocol))
             # 4. how far the adapted weights moved
             per_module = drift.relative_drift(run.model, run.modules, run.reference)
             mean, top = drift_summary(per_module)
             progress.drift.append(StageDrift(i + 1, mean, top, len(per_module), per_module))
             progress.stages.append(StageStats(
-                stage=i + 1, task=task.name, train_seconds=round(stats.seconds, 3),
+                stage=i + 1, task=after, train_seconds=round(stats.seconds, 3),
                 eval_seconds=round(time.perf_counter() - t_eval, 3), steps=stats.steps, examples=stats.examples,
                 train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss))
             # 5. checkpoint
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
             events.stage_finished(name, i + 1)
-            events.message(f"  {name} stage {i + 1}/{T} {task.name}: "
+            events.message(f"  {name} stage {i + 1}/{T} {after}: "
                            + ", ".join(f"{prepared.tasks[j].name} {progress.matrix[i][j]:.3f}" for j in range(i + 1))
                            + (f", ppl {progress.ppl_after[i]:.3f}" if progress.ppl_after[i] is not None else "")
                            + f", drift {mean:.2e} ({stats.seconds:.1f}s train)")
@@ -215,7 +234,16 @@ def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prep
     base = prepared.initial_perplexity(RunEvents())
     ppl0 = base.perplexity if base else None
     done = len(progress.stages)
-    final = progress.ppl_after[done - 1] if done and base else None
+    joint = run.method.method == "joint"
+    last = len(prepared.tasks) - 1 if joint else done - 1  # joint: one stage, the final row
+    final = progress.ppl_after[last] if done and base else None
+    if joint:  # one row: a final average accuracy, nothing learned or forgotten along a sequence
+        metrics = {m.key: None for m in MATRIX_METRICS} if done else {}
+        if done:
+            metrics.update(average_accuracy=average_accuracy(progress.matrix[: last + 1]),
+                           perplexity_drift=perplexity_drift(ppl0, final))
+    else:
+        metrics = matrix_metrics(progress.matrix[:done], ppl0, final)
     return RunSummary(
         schema_version=SCHEMA_VERSION,
         label=run.method.display_label,
@@ -235,7 +263,7 @@ def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prep
         data={t.name: t.info for t in prepared.tasks},
         accuracy_matrix=progress.matrix,
         perplexity=PerplexitySummary(ppl0, progress.ppl_after, final, base.protocol if base else None),
-        metrics=matrix_metrics(progress.matrix[:done], ppl0, final),
+        metrics=metrics,
         drift=progress.drift,
         diagnostics=run.adapter.diagnostics(run.model, run.modules),
         trainable_parameters=run.trainable_parameters,
