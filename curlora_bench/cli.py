@@ -63,7 +63,7 @@ def run(
     where = Executor(executor.value, workers, address, cpus_per_run, gpus_per_run)
     summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
-    runs = [Run(run_dir(out, s.label, s.seed), s) for s in summaries]
+    runs = [Run(run_dir(out, s.label, s.seed, s.order), s) for s in summaries]
     console.print(rich_table(runs))
     write_atomic(out / "report.md", render(runs, "md"))
     console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, summary.json)")

@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,9 @@ class ExperimentConfig:
         default="standard", metadata={"help": "standard (corrected) or paper (reference code's choices)"}
     )
     data_seed: int = field(default=0, metadata={"help": "seed of the train/eval subsets (fixed across runs)"})
+    orders: int | list[list[str]] | None = field(default=None, metadata={
+        "help": "task orders: N (the listed order, then N-1 seeded distinct permutations) or a list of "
+                "permutations of the task names; every method and seed runs each; null = as listed"})
     cache_dir: str | None = field(default=None, metadata={"help": "embedded-asset cache (default: env or ~/.cache)"})
 
     def validate(self, where: str) -> None:
@@ -138,6 +143,8 @@ class ExperimentConfig:
         for i, n in enumerate(names):
             if names.index(n) != i:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
+        if self.orders is not None:
+            self.orders = task_orders(self.orders, names, self.data_seed)
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
 
@@ -293,7 +300,7 @@ def resolved_dict(cfg: ExperimentConfig) -> dict:
 
 
 # Keys a run of an experiment does not share with the others (methods and seeds may grow).
-RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir")
+RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir", "orders")
 
 
 def experiment_settings(resolved: dict) -> dict:
@@ -310,10 +317,36 @@ def settings_hash(cfg: ExperimentConfig, method: AdapterConfig) -> str:
     return _digest({"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method)})
 
 
-def run_key(cfg: ExperimentConfig, method: AdapterConfig, seed: int) -> str:
-    """Identity of one run: the experiment's settings, the method's options and the seed."""
+def run_key(cfg: ExperimentConfig, method: AdapterConfig, seed: int, order: list[str] | None = None) -> str:
+    """Identity of one run: the experiment's settings, the method's options, the seed and the
+    task order when it is not the listed one."""
+    extra = {"order": order} if order is not None else {}
     return _digest({"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method),
-                    "seed": seed})
+                    "seed": seed, **extra})
+
+
+def task_orders(orders: int | list[list[str]], names: list[str], seed: int) -> list[list[str]]:
+    """`orders: N` -> the listed order and N-1 seeded distinct permutations; a list is checked."""
+    if isinstance(orders, int):
+        positive("", "orders", orders)
+        if orders > math.factorial(len(names)):
+            raise BenchError(f"orders: {orders} distinct orders of {len(names)} tasks do not exist "
+                             f"(at most {math.factorial(len(names))})")
+        out = [list(names)]
+        gen = random.Random(seed)
+        while len(out) < orders:
+            perm = gen.sample(names, len(names))
+            if perm not in out:
+                out.append(perm)
+        return out
+    for i, perm in enumerate(orders):
+        if sorted(perm) != sorted(names):
+            raise BenchError(f"orders[{i}]: {perm} is not a permutation of the tasks {names}")
+        if orders.index(perm) != i:
+            raise BenchError(f"orders[{i}]: {perm} is listed twice")
+    if not orders:
+        raise BenchError("orders: the list is empty; give at least one order (or null)")
+    return [list(p) for p in orders]
 
 
 def corpus_config(p: PerplexityConfig) -> CorpusConfig:

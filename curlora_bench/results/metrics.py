@@ -143,8 +143,13 @@ def matrix_metrics(A: Matrix, ppl0: float | None, ppl1: float | None) -> dict[st
     return {m.key: m.compute(square, ppl0, ppl1) for m in MATRIX_METRICS}
 
 
-def _acc(i: int, j: int) -> Callable[[Any], float | None]:
-    return lambda s: s.accuracy_matrix[i][j]
+def _acc(after: str, task: str) -> Callable[[Any], float | None]:
+    """Accuracy on `task` after the stage that learned `after`, by name (runs in other orders pool)."""
+    def read(s: Any) -> float | None:
+        i, j = s.tasks.index(after), s.tasks.index(task)
+        return s.accuracy_matrix[i][j] if j <= i else None
+
+    return read
 
 
 def _metric(key: str) -> Callable[[Any], float | None]:
@@ -169,7 +174,7 @@ def summary_rows(tasks: list[str], majority: dict[str, float]) -> list[Row]:
     rows = [Row("Initial perplexity", "perplexity", lambda s: s.perplexity.initial, paper_key="initial_ppl")]
     for i, t in enumerate(tasks):
         for j in [i, *range(i)]:  # the task just learned first, then the earlier ones
-            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(i, j), majority.get(tasks[j]),
+            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(t, tasks[j]), majority.get(tasks[j]),
                             paper_key=f"{tasks[j]}_acc_after_{t}"))
     rows += [
         Row("Final perplexity", "perplexity", lambda s: s.perplexity.final, paper_key="final_ppl"),

@@ -61,3 +61,39 @@ def paired_differences(columns: list, baseline: str | None) -> tuple[str | None,
             mean, ci, p = metrics.paired_difference([ours[k] for k in keys], [theirs[k] for k in keys])
             out.append(PairedDifference(col.name, base.name, q, len(keys), mean, ci, p))
     return base.name, out
+
+
+@dataclass
+class OrderSpread:
+    """How much of a column's spread comes from the task order and how much from the seed."""
+
+    column: str
+    quantity: str
+    orders: int
+    seeds: int  # per order (the most any order has)
+    mean: float
+    order_sd: float  # standard deviation of the per-order means
+    seed_sd: float | None  # mean over orders of the standard deviation over seeds; None with one seed
+
+
+def order_spread(columns: list) -> list[OrderSpread]:
+    """Per column that ran more than one task order, per quantity: order spread vs seed spread."""
+    out = []
+    for col in columns:
+        runs = [r for r in col.runs if r.summary.status == "complete"]
+        if len({tuple(r.summary.tasks) for r in runs}) < 2:
+            continue
+        for q in QUANTITIES:
+            by_order: dict[tuple, list[float]] = {}
+            for r in runs:
+                v = r.summary.metrics.get(q)
+                if v is not None:
+                    by_order.setdefault(tuple(r.summary.tasks), []).append(v)
+            if len(by_order) < 2:
+                continue
+            means = [metrics.mean_std(v)[0] for v in by_order.values()]
+            within = [metrics.mean_std(v)[1] for v in by_order.values() if len(v) > 1]
+            out.append(OrderSpread(col.name, q, len(by_order), max(len(v) for v in by_order.values()),
+                                   metrics.mean_std(means)[0], metrics.mean_std(means)[1],
+                                   sum(within) / len(within) if within else None))
+    return out

@@ -22,7 +22,7 @@ from ..adapters import ADAPTERS
 from ..errors import BenchError
 from . import metrics
 from .metrics import Row
-from .paired import QUANTITIES, PairedDifference, paired_differences
+from .paired import QUANTITIES, OrderSpread, PairedDifference, order_spread, paired_differences
 from .store import Run, experiment_labels
 from .tradeoff import TradeOff, tradeoff
 
@@ -48,6 +48,7 @@ class Table:
     tradeoff: TradeOff | None = None
     baseline: str | None = None  # the column the paired differences are taken against
     paired: list[PairedDifference] = field(default_factory=list)
+    orders: list[OrderSpread] = field(default_factory=list)  # order vs seed spread, columns with > 1 order
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -106,7 +107,7 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
         notes.append(f"{', '.join(joint)}: the multi-task upper bound, trained once on all tasks (as many steps as "
                      "the sequence); its matrix is a single row, the final accuracies, so it has no plasticity, "
                      "backward transfer or forgetting")
-    return Table(columns, rows, cells, notes, failures, tradeoff(columns), base, paired)
+    return Table(columns, rows, cells, notes, failures, tradeoff(columns), base, paired, order_spread(columns))
 
 
 def first_method(runs: list[Run], columns: list[Column]) -> str | None:
@@ -150,8 +151,10 @@ def paper_columns(first, columns: list[Column]) -> dict[str, dict[str, float]]:
 def describe(runs: list[Run], columns: list[Column]) -> str:
     first = runs[0].summary
     ns = sorted({len(c.runs) for c in columns if c.runs})
+    n_orders = max(len({tuple(r.summary.tasks) for r in c.runs}) for c in columns if c.runs)
+    what = "seed(s) per method" if n_orders == 1 else f"runs per method ({n_orders} task orders × seeds, pooled)"
     parts = [f"model {first.model}", f"protocol {first.protocol}",
-             f"{'/'.join(map(str, ns))} seed(s) per method" + (" (mean ± std)" if max(ns) > 1 else "")]
+             f"{'/'.join(map(str, ns))} {what}" + (" (mean ± std)" if max(ns) > 1 else "")]
     ppl = next((r.summary.perplexity.protocol for r in runs if r.summary.perplexity.protocol), None)
     if ppl:
         parts.append(f"perplexity: {ppl.get('corpus')}, {ppl.get('corpus_tokens')} tokens, window {ppl.get('window')}, "
@@ -214,11 +217,24 @@ def to_markdown(t: Table) -> str:
     notes = t.notes + [f"† FAILED {f}" for f in t.failures]
     text = "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
     text += paired_markdown(t) if t.paired else ""
+    text += orders_markdown(t) if t.orders else ""
     return text + (tradeoff_markdown(t.tradeoff) if t.tradeoff and len(t.tradeoff.frontiers) > 1 else "")
 
 
 def _p(p: float | None) -> str:
     return "-" if p is None else f"{p:.3g}" if p >= 1e-4 else "<1e-4"
+
+
+def orders_markdown(t: Table) -> str:
+    """Spread due to the task order (sd of the per-order means) beside spread due to the seed."""
+    lines = ["", "### Task order vs seed (seeds and orders pooled above)", "",
+             "| method | quantity | orders | seeds per order | mean | sd across orders | sd across seeds (mean over orders) |",
+             "|---|---|---|---|---|---|---|"]
+    for o in t.orders:
+        seed_sd = "-" if o.seed_sd is None else f"{o.seed_sd:.3f}"
+        lines.append(f"| {o.column} | {QUANTITIES[o.quantity]} | {o.orders} | {o.seeds} | {o.mean:.3f} | "
+                     f"{o.order_sd:.3f} | {seed_sd} |")
+    return "\n".join(lines) + "\n"
 
 
 def paired_markdown(t: Table) -> str:
@@ -285,6 +301,12 @@ def to_csv(t: Table) -> str:
             lo, hi = ci or (None, None)
             w.writerow([f"{q} minus {m.other}'s at matched plasticity {m.plasticity:.3f}", m.column,
                         col.settings_hash, diff, None, len(col.runs), lo, hi, None, None, len(col.failed)])
+    for o in t.orders:
+        col = next(c for c in t.columns if c.name == o.column)
+        w.writerow([f"{o.quantity} sd across orders", o.column, col.settings_hash, o.order_sd, None, o.orders,
+                    None, None, None, None, len(col.failed)])
+        w.writerow([f"{o.quantity} sd across seeds (mean over orders)", o.column, col.settings_hash, o.seed_sd, None,
+                    o.seeds, None, None, None, None, len(col.failed)])
     for d in t.paired:
         col = next(c for c in t.columns if c.name == d.column)
         lo, hi = d.ci95 or (None, None)
@@ -303,6 +325,7 @@ def to_json(t: Table) -> str:
                   "cells": {c.name: _stats(t.values(r, c)) for c in t.columns}} for r in t.rows],
         "tradeoff": dataclasses.asdict(t.tradeoff) if t.tradeoff else None,
         "paired": {"baseline": t.baseline, "differences": [dataclasses.asdict(d) for d in t.paired]},
+        "orders": [dataclasses.asdict(o) for o in t.orders],
     }
     return json.dumps(data, indent=2) + "\n"
 

@@ -137,6 +137,9 @@ class RunSummary:
     # the continual-learning strategy and what it kept (replay: memory_examples/tokens;
     # ewc/l2: memory_floats); None = naive
     strategy: dict[str, Any] | None = None
+    # index into the config's `orders` when the tasks ran in another order than listed
+    # (`tasks` above is always the order they ran in); None = as listed
+    order: int | None = None
 
     def validate(self, where: str) -> None:
         expected = {m.key for m in MATRIX_METRICS}

@@ -54,8 +54,9 @@ def keep_records(path: Path, n: int) -> None:
     write_atomic(path, "".join(lines[:n]))
 
 
-def run_dir(experiment_dir: Path, label: str, seed: int) -> Path:
-    return experiment_dir / label / f"seed-{seed}"
+def run_dir(experiment_dir: Path, label: str, seed: int, order: int | None = None) -> Path:
+    """<label>/seed-<k>, or <label>/seed-<k>-order-<o> for a task order other than the config's."""
+    return experiment_dir / label / (f"seed-{seed}" if order is None else f"seed-{seed}-order-{order}")
 
 
 def write_summary(run: Path, summary: RunSummary) -> None:

@@ -37,12 +37,15 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
     write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
-    specs = [RunSpec.of(cfg, i, seed, out) for i in range(len(cfg.methods)) for seed in cfg.seeds]
+    orders = range(len(cfg.orders)) if cfg.orders else [None]
+    specs = [RunSpec.of(cfg, i, seed, out, order) for i in range(len(cfg.methods)) for order in orders
+             for seed in cfg.seeds]
     if fresh:
         for spec in specs:
             checkpoint.clear(spec.folder(cfg))
     if executor.kind == "ray":
-        labels = [f"{s.method(cfg).display_label} seed {s.seed}" for s in specs]
+        labels = [f"{s.method(cfg).display_label} seed {s.seed}" + (f" order {s.order}" if s.order else "")
+                  for s in specs]
         del prepared  # each Ray task prepares its own data and model
         return run_ray(specs, executor, labels, len(cfg.tasks), events)
     prepared.initial_perplexity(events)

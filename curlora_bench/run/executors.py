@@ -87,7 +87,7 @@ def _run_remote(spec: dict, threads: int, board: Any) -> dict:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     run = RunSpec(**spec)
-    key = f"{run.method_index}:{run.seed}"
+    key = f"{run.method_index}:{run.seed}:{run.order}"
     board.update.remote(key, state="running", started=time.time())
     summary = run_one(run, events=BoardEvents(board, key), threads=threads)
     return to_dict(summary)
@@ -165,7 +165,7 @@ class LiveView:
             table.add_column(col, justify="right" if col in ("elapsed", "ETA") else "left")
         now = time.time()
         for i, spec in enumerate(self.specs):
-            b = board.get(f"{spec.method_index}:{spec.seed}", {})
+            b = board.get(f"{spec.method_index}:{spec.seed}:{spec.order}", {})
             elapsed = now - b["started"] if "started" in b else None
             done = b.get("done_stages", 0)
             eta = elapsed / done * (self.tasks - done) if elapsed and done else None

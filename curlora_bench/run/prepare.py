@@ -57,6 +57,26 @@ class Prepared:
         return self._base_ppl
 
 
+class Reordered:
+    """A `Prepared` whose tasks come in another order; everything else is the original's
+    (its model, its measured perplexity), so the runs of one process still share them."""
+
+    def __init__(self, base: Prepared, tasks: list[PreparedTask]) -> None:
+        self._base = base
+        self.tasks = tasks
+
+    def __getattr__(self, name: str):
+        return getattr(self._base, name)
+
+
+def in_order(prepared: Prepared, names: list[str] | None) -> Prepared:
+    """`prepared` with its tasks in the order `names` (None: the config's)."""
+    if names is None or names == [t.name for t in prepared.tasks]:
+        return prepared
+    by_name = {t.name: t for t in prepared.tasks}
+    return Reordered(prepared, [by_name[n] for n in names])  # type: ignore[return-value]
+
+
 def target_modules(cfg: ExperimentConfig, model: nn.Module) -> list[str]:
     return auto_targets(model) if cfg.target_modules == "auto" else cfg.target_modules
 

@@ -53,7 +53,7 @@ from . import drift
 from .evaluate import accuracy
 from .events import RunEvents
 from .joint import joint_steps, train_joint
-from .prepare import Prepared, measure_perplexity, prepare, target_modules
+from .prepare import Prepared, in_order, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
 from .strategy import StrategyState
 from .train import NonFiniteLoss, stage_steps, train_stage
@@ -69,14 +69,15 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
     events = events or RunEvents()
     cfg = spec.experiment()
     method = spec.method(cfg)
-    folder, key = spec.folder(cfg), run_key(cfg, method, spec.seed)
+    order = spec.task_order(cfg)
+    folder, key = spec.folder(cfg), run_key(cfg, method, spec.seed, order)
     train_cfg = cfg.train_for(method)
-    name = f"{method.display_label} seed {spec.seed}"
+    name = f"{method.display_label} seed {spec.seed}" + (f" order {spec.order}" if order else "")
     kept = finished_summary(folder, key)
     if kept is not None:
         events.message(f"  {name}: already complete, kept (--fresh reruns it)")
         return kept
-    prepared = prepared or prepare(cfg, events, threads)
+    prepared = in_order(prepared or prepare(cfg, events, threads), order)
     base_ppl = prepared.initial_perplexity(events)
     start = time.perf_counter()
 
@@ -249,7 +250,8 @@ def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prep
         label=run.method.display_label,
         method=method_dict(run.method),
         seed=spec.seed,
-        run_key=run_key(cfg, run.method, spec.seed),
+        run_key=run_key(cfg, run.method, spec.seed, spec.task_order(cfg)),
+        order=spec.order if spec.task_order(cfg) is not None else None,
         settings_hash=settings_hash(cfg, run.method),
         settings=experiment_settings(resolved_dict(cfg)),
         status=status,

@@ -46,10 +46,18 @@ class RunSpec:
     method_index: int
     seed: int
     out: str  # the experiment folder
+    order: int | None = None  # index into the config's `orders`; None: the tasks as listed
 
     @classmethod
-    def of(cls, cfg: ExperimentConfig, method_index: int, seed: int, out: Path) -> RunSpec:
-        return cls(resolved_dict(cfg), method_index, seed, str(Path(out).resolve()))
+    def of(cls, cfg: ExperimentConfig, method_index: int, seed: int, out: Path, order: int | None = None) -> RunSpec:
+        return cls(resolved_dict(cfg), method_index, seed, str(Path(out).resolve()), order)
+
+    def task_order(self, cfg: ExperimentConfig) -> list[str] | None:
+        """The task names in this run's training order; None when it is the config's own."""
+        if self.order is None:
+            return None
+        names = cfg.orders[self.order]
+        return None if names == [t.name for t in cfg.tasks] else names
 
     def experiment(self) -> ExperimentConfig:
         return from_dict(ExperimentConfig, self.config, "")
@@ -62,4 +70,5 @@ class RunSpec:
         return f"methods[{self.method_index}]"
 
     def folder(self, cfg: ExperimentConfig) -> Path:
-        return run_dir(Path(self.out), self.method(cfg).display_label, self.seed)
+        order = self.order if self.task_order(cfg) is not None else None
+        return run_dir(Path(self.out), self.method(cfg).display_label, self.seed, order)
