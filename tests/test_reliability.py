@@ -146,6 +146,8 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "negative lambda": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "ewc", "lambda": -1}}]),
         "strategy key typo": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "replay",
                                                                                           "per_tsk": 4}}]),
+        "order not a permutation": lambda: cfg.update(orders=[["pairs"]]),
+        "too many orders": lambda: cfg.update(orders=3),
         "joint with a strategy": lambda: cfg.update(methods=[{"method": "joint", "strategy": {"name": "l2",
                                                                                               "lambda": 1}}]),
         "replay per_task > task": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "replay",
@@ -206,6 +208,8 @@ CASES = {
     "strategy key typo": "methods[0].strategy.per_tsk: unknown key for strategy replay",
     "replay per_task > task": "methods[0].strategy.per_task: 49 is larger than task 'pairs' (48 training examples)",
     "joint with a strategy": "methods[0].strategy: joint training sees every task at once",
+    "order not a permutation": "orders[0]: ['pairs'] is not a permutation of the tasks",
+    "too many orders": "orders: 3 distinct orders of 2 tasks do not exist",
 }
 
 
