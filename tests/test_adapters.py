@@ -170,3 +170,40 @@ def test_curlora_layer_conv1d_orientation():
     cols, rows, q1, q2 = cur_indices(conv.weight, 2, "inverse", 1e-3, True, 0)
     layer = CURLoRALayer(conv, 2, 1.0, cols, rows, q1, q2)
     assert layer.delta_weight().shape == conv.weight.shape
+
+
+def test_osf_follows_its_continual_protocol():
+    """Between tasks: the update is merged, the SVD recomputed on the merged weights and the
+    preserved rank grown by rank_step; the function the model computes does not change."""
+    lm = load_model("tiny-llama")
+    model, names, cfg = attach(lm, {"method": "peft", "type": "OSF", "effective_rank": 2, "rank_step": 3})
+    adapter = ADAPTERS.get("peft")
+    assert cfg.stage_rank(1) == 2 and cfg.stage_rank(3) == 8
+    x = torch.tensor([lm.tokenizer("a test sentence, with words").input_ids])
+    with torch.no_grad():  # as if stage 1 trained
+        for n, p in model.named_parameters():
+            if "osf_svd_params" in n:
+                p.add_(0.05 * torch.randn_like(p))
+        before = model(x).logits
+        base_before = {n: model.get_submodule(n).base_layer.weight.clone() for n in names}
+    adapter.before_stage(model, names, cfg, 2, "m")
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, before, atol=1e-4, rtol=1e-4)
+    for n in names:
+        layer = model.get_submodule(n)
+        assert layer.effective_rank["default"] == 5  # 2 + 3
+        assert not torch.equal(layer.base_layer.weight, base_before[n])  # stage 1 merged into the base
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("osf_svd_params" in n for n in trainable)
+    with torch.no_grad():  # as if stage 2 trained
+        for n, p in model.named_parameters():
+            if "osf_svd_params" in n:
+                p.add_(0.05 * torch.randn_like(p))
+    # a resumed run rebuilds the stage-2 structure before loading the stage-2 tensors
+    fresh, _, _ = attach(lm, {"method": "peft", "type": "OSF", "effective_rank": 2, "rank_step": 3})
+    saved = adapter.state_dict(model, names, cfg)
+    adapter.structure_for(fresh, names, cfg, 2, "m", saved)
+    assert {k: v.shape for k, v in adapter.state_dict(fresh, names, cfg).items()} == {k: v.shape for k, v in saved.items()}
+    fresh.load_state_dict(saved, strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x).logits, model(x).logits)

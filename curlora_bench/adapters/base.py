@@ -93,6 +93,15 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def before_stage(self, model: nn.Module, modules: list[str], cfg: AdapterConfig, stage: int, where: str) -> None:
+        """Called before training stage `stage` (1-based) of a sequence: a method whose own
+        continual protocol changes the adapter between tasks does it here (PEFT OSF)."""
+
+    def structure_for(self, model: nn.Module, modules: list[str], cfg: AdapterConfig, stage: int, where: str,
+                      tensors: dict[str, torch.Tensor]) -> None:
+        """Before checkpoint `stage` (its adapter `tensors`) is loaded into a freshly attached model:
+        give the adapter the structure it had when that checkpoint was written (default: as attached)."""
+
     def check(self, model: nn.Module, targets: list[str], cfg: AdapterConfig, where: str) -> None:
         """Fail before anything runs if `cfg` cannot be attached to `model` (model left untouched)."""
         find_targets(model, targets, where)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils import PeftType
 
 from ..config.parse import from_dict
 from ..errors import BenchError
-from .base import Adapter, AdapterConfig, find_targets, register, uses_conv1d
+from .base import Adapter, AdapterConfig, find_targets, register, set_module, uses_conv1d
 from .lora import peft_inject
 
 # Names people use for LoRA variants that PEFT expresses as LoraConfig options.
@@ -26,6 +27,9 @@ class PeftPassthroughConfig(AdapterConfig):
     """`{method: peft, type: VERA, r: 8, ...}`: every key besides method/label/type goes to PEFT."""
 
     type: str = field(default="LORA", metadata={"help": "PEFT type: LORA, VERA, OSF, ... or DORA/PISSA/RSLORA"})
+    rank_step: int | float | None = field(default=None, metadata={
+        "help": "OSF only: preserved rank added before each later task (OSF's continual protocol: merge, then "
+                "re-wrap with effective_rank + (t-1) * rank_step); null = effective_rank"})
     options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "any key of PEFT's config for that type, written inline (r, lora_alpha, ...)", "inline": True})
 
@@ -43,6 +47,23 @@ class PeftPassthroughConfig(AdapterConfig):
     def validate(self, where: str) -> None:
         base, options = self.resolve(where)
         self.build(base, options, [], where)
+        if base != "OSF":
+            if self.rank_step is not None:
+                raise BenchError(f"{where}.rank_step: only OSF grows a preserved rank between tasks, not {base}")
+            return
+        rank = options.get("effective_rank")
+        if rank is None:
+            raise BenchError(f"{where}.effective_rank: set it for OSF (the preserved rank of the first task; "
+                             "OSF's continual protocol grows it by rank_step per task)")
+        if self.rank_step is None:
+            self.rank_step = rank  # explicit, so run keys show the protocol
+        if self.rank_step < 0 or isinstance(self.rank_step, float) != isinstance(rank, float):
+            raise BenchError(f"{where}.rank_step: {self.rank_step!r} must be >= 0 and, like effective_rank "
+                             f"({rank!r}), an integer rank or a fraction")
+
+    def stage_rank(self, stage: int) -> int | float:
+        """OSF's preserved rank while training stage `stage` (1-based)."""
+        return self.options["effective_rank"] + (stage - 1) * self.rank_step
 
     def prefix(self) -> str:
         """PEFT's name prefix of this type's trainable tensors (lora_, vera_lambda_, ...)."""
@@ -64,17 +85,19 @@ class PeftPassthrough(Adapter):
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
 
     def parse(self, data, where):
-        fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy") if k in data}
+        fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy", "rank_step") if k in data}
         options = {k: v for k, v in data.items() if k not in fixed}
         return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
 
     def options(self, cfg):
-        extra = {k: getattr(cfg, k) for k in ("train", "strategy") if getattr(cfg, k)}
+        extra = {k: getattr(cfg, k) for k in ("train", "strategy", "rank_step") if getattr(cfg, k) is not None}
         return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **extra, **cfg.options}
 
-    def attach(self, model, targets, cfg, seed, where):
+    def attach(self, model, targets, cfg, seed, where, stage: int = 1):
         names = find_targets(model, targets, where)
         base, options = cfg.resolve(where)
+        if base == "OSF":
+            options = {**options, "effective_rank": cfg.stage_rank(stage)}
         peft_config = cfg.build(base, options, names, where)
         if uses_conv1d(model, names) and hasattr(peft_config, "fan_in_fan_out"):
             peft_config.fan_in_fan_out = True  # GPT-2 Conv1D stores weights (in, out)
@@ -86,4 +109,37 @@ class PeftPassthrough(Adapter):
     def state_dict(self, model, modules, cfg):
         sd = model.state_dict()
         stem = cfg.prefix().split("_")[0] + "_"  # VeRA keeps fixed vera_A/vera_B beside vera_lambda_*
-        return {k: v for k, v in sd.items() if stem in k}
+        out = {k: v for k, v in sd.items() if stem in k}
+        if cfg.resolve("")[0] == "OSF":  # earlier tasks are merged into the base weights between stages
+            out.update({f"{m}.base_layer.weight": sd[f"{m}.base_layer.weight"] for m in modules})
+        return out
+
+    # OSF's continual protocol (PEFT's OSF docs, "Sequential Task Learning"): between tasks the
+    # SVD is recomputed on the updated weights and the preserved subspace grows. PEFT's docs
+    # call `model.unload()`; this PEFT's OSF layer keeps the update as a separate delta, so it
+    # is merged first (unload alone would drop the task just learned).
+    def before_stage(self, model, modules, cfg, stage, where):
+        if stage > 1 and cfg.resolve(where)[0] == "OSF":
+            self._rewrap(model, modules, cfg, stage, where, merge=True)
+
+    def structure_for(self, model, modules, cfg, stage, where, tensors):
+        if stage > 1 and cfg.resolve(where)[0] == "OSF":
+            # the SVD of the stage's re-wrap was taken of the merged weights the checkpoint holds
+            with torch.no_grad():
+                for name in modules:
+                    key = f"{name}.base_layer.weight"
+                    if key in tensors:
+                        model.get_submodule(name).base_layer.weight.copy_(tensors[key])
+            self._rewrap(model, modules, cfg, stage, where, merge=False)
+
+    def _rewrap(self, model, modules, cfg, stage, where, merge: bool) -> None:
+        device = next(model.parameters()).device
+        for name in modules:
+            layer = model.get_submodule(name)
+            if merge:
+                layer.merge()
+            set_module(model, name, layer.get_base_layer())
+        if hasattr(model, "peft_config"):
+            del model.peft_config  # the tuner's record of the adapter just removed
+        self.attach(model, modules, cfg, 0, where, stage=stage)
+        model.to(device)

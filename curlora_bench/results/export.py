@@ -94,8 +94,10 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     method = parse_method(meta["method"], f"{where}: method")
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, meta["modules"], method, meta["seed"], where)
-    checkpoint.load_weights(model, load_file(folder / "adapter.safetensors"),
-                            adapter.state_dict(model, modules, method), str(folder / "adapter.safetensors"))
+    tensors = load_file(folder / "adapter.safetensors")
+    adapter.structure_for(model, modules, method, meta["stage"], where, tensors)
+    checkpoint.load_weights(model, tensors, adapter.state_dict(model, modules, method),
+                            str(folder / "adapter.safetensors"))
     if hidden_size(model) != meta["hidden_size"]:
         raise BenchError(f"{where}: heads expect hidden size {meta['hidden_size']}, the model has {hidden_size(model)}")
     heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"]], meta["hidden_size"],

@@ -111,6 +111,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                     stats = train_joint(run.model, run.heads, prepared.tasks, train_cfg, prepared.batching,
                                         prepared.protocol, spec.seed, on_step=events.step)
                 else:
+                    run.adapter.before_stage(run.model, run.modules, run.method, i + 1, spec.where)
                     head = run.heads.add(task.name, run.hidden, task.num_classes,
                                          seed=head_seed(spec.seed, task.name))
                     head.to(prepared.device)
@@ -206,6 +207,7 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
         return RunProgress.empty(len(prepared.tasks)), None
     state, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
     where = str(checkpoint.stage_dir(folder, stage))
+    run.adapter.structure_for(run.model, run.modules, run.method, stage, where, adapter_sd)
     checkpoint.load_weights(run.model, adapter_sd, run.adapter.state_dict(run.model, run.modules, run.method), where)
     run.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks], run.hidden, heads_sd,
                                   prepared.device)

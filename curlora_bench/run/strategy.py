@@ -48,6 +48,8 @@ def quadratic_penalty(params: dict[str, torch.Tensor], anchor: dict[str, torch.T
     """lam/2 * sum F (theta - theta*)^2 over the anchored tensors (F = 1 where `fisher` is None)."""
     total = torch.zeros((), device=next(iter(anchor.values())).device) if anchor else torch.zeros(())
     for name, a in anchor.items():
+        if name not in params or params[name].shape != a.shape:
+            continue  # a tensor the adapter replaced between stages (PEFT OSF's re-wrap)
         sq = (params[name] - a).pow(2)
         total = total + (sq * fisher[name] if fisher is not None else sq).sum()
     return lam / 2 * total
