@@ -35,6 +35,8 @@ class PeftPassthroughConfig(AdapterConfig):
 
     def default_label(self) -> str:
         rank = self.options.get("r")
+        if rank is None and self.options.get("effective_rank") is not None:  # OSF: the preserved rank
+            return f"peft-{self.type.lower()}-e{self.options['effective_rank']}"
         return f"peft-{self.type.lower()}" + (f"-r{rank}" if rank is not None else "")
 
     def resolve(self, where: str) -> tuple[str, dict[str, Any]]:
