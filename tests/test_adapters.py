@@ -180,6 +180,8 @@ def test_osf_follows_its_continual_protocol():
     adapter = ADAPTERS.get("peft")
     assert cfg.stage_rank(1) == 2 and cfg.stage_rank(3) == 8
     x = torch.tensor([lm.tokenizer("a test sentence, with words").input_ids])
+    with torch.no_grad():  # an identity at init (its delta is U_low S_low V_low minus their init)
+        torch.testing.assert_close(model(x).logits, lm.model(x).logits, atol=1e-5, rtol=1e-5)
     with torch.no_grad():  # as if stage 1 trained
         for n, p in model.named_parameters():
             if "osf_svd_params" in n:
