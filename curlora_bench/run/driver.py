@@ -7,7 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from ..config.experiment import ExperimentConfig, experiment_settings, resolved_dict
+from ..config.experiment import (
+    ExperimentConfig,
+    experiment_settings,
+    resolved_dict,
+    without_execution_keys,
+)
 from ..errors import BenchError
 from ..results import checkpoint
 from ..results.schema import RunSummary
@@ -69,10 +74,10 @@ def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None
     if force or not path.is_file():
         return
     try:
-        old = experiment_settings(yaml.safe_load(path.read_text()) or {})
+        old = without_execution_keys(experiment_settings(yaml.safe_load(path.read_text()) or {}))
     except yaml.YAMLError:
         raise BenchError(f"{path}: unreadable; use --force to run into {out} anyway") from None
-    new = experiment_settings(resolved_dict(cfg))
+    new = without_execution_keys(experiment_settings(resolved_dict(cfg)))
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if differ:
         raise BenchError(f"{out} holds results of a different config (differs in: {', '.join(differ)}); "
