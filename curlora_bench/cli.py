@@ -125,6 +125,12 @@ def bench(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (CUDA only)")] = "fp32",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model body first")] = False,
+    eval_task: Annotated[str, typer.Option("--eval-task", help="built-in task whose eval texts (tokenised, "
+                                           "truncated at --seq-len) set the evaluation lengths; 'random' = "
+                                           "uniform lengths")] = "rt-sentiment",
+    eval_examples: Annotated[int, typer.Option("--eval-examples", help="evaluation examples", min=1)] = 256,
+    eval_batch: Annotated[int, typer.Option("--eval-batch", help="evaluation batch size (length-sorted "
+                                            "buckets, as a run)", min=1)] = 64,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
 ) -> None:
     """Measure training/eval/perplexity throughput and print ratios against the targets."""
@@ -138,7 +144,9 @@ def bench(
 
     if precision not in ("fp32", "bf16"):
         raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
-    res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console)
+    res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console,
+                    eval_task=None if eval_task == "random" else eval_task, eval_examples=eval_examples,
+                    eval_batch=eval_batch)
     table = Table(title=f"bench: {model}, rank {rank}, batch {batch_size}x{seq_len}, {res.environment['device']}")
     table.add_column("path")
     table.add_column("tokens/s", justify="right")
@@ -154,7 +162,7 @@ def bench(
     for name, r in res.ratios.items():
         ratios.add_row(name, f"{r['ratio']:.2f}", f">= {r['target']:.2f}", "met" if r["met"] else "[red]missed[/]")
     console.print(ratios)
-    mem = ", ".join(f"{k} {v:,.0f}" for k, v in res.memory.items())
+    mem = ", ".join(f"{k} {v:,.0f}" if v >= 10 else f"{k} {v:.2f}" for k, v in res.memory.items())
     env = res.environment
     console.print(f"memory: {mem}; {env['device_name']}, {env['dtype']}, autocast {env['autocast']}, "
                   f"{env['threads']} threads; torch {env['versions'].get('torch')}, "
