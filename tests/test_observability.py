@@ -64,7 +64,10 @@ def mlflow_runs(out: Path) -> dict[str, object]:
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")
     exp = client.get_experiment_by_name("t")
-    return client, {r.data.tags["label"]: r for r in client.search_runs([exp.experiment_id])}
+    found = client.search_runs([exp.experiment_id])
+    runs = {r.data.tags["label"]: r for r in found}
+    assert len(runs) == len(found), "two active MLflow runs for one (method, seed)"
+    return client, runs
 
 
 def test_train_log_has_every_step_and_agrees_with_the_summary(logged):
