@@ -32,16 +32,25 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class RecordWriter:
-    """Appends one JSON line per record (a `Record`, a `TrainLogEntry`) and flushes it to disk at once."""
+    """Appends one JSON line per record (a `Record`, a `TrainLogEntry`) and flushes it at once.
 
-    def __init__(self, path: Path) -> None:
+    Each line is also fsynced unless `sync_each` is off (train_log.jsonl: a line per optimizer
+    step, where an fsync can cost more than the step); then `sync()` makes them durable, before
+    a checkpoint counts them.
+    """
+
+    def __init__(self, path: Path, sync_each: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.sync_each = path, sync_each
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def write(self, record: Record | TrainLogEntry) -> None:
         self._f.write(record.to_json() + "\n")
         self._f.flush()
+        if self.sync_each:
+            os.fsync(self._f.fileno())
+
+    def sync(self) -> None:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:

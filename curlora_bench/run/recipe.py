@@ -92,7 +92,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
         cfg.name, folder, method.display_label, spec.seed, run_key(cfg, method, spec.seed),
         {**config, "seed": spec.seed, "method": method_dict(method)}, resumed_from,
         read_train_log(folder / TRAIN_LOG), read_records(folder / RECORDS)))
-    writer, log_writer = RecordWriter(folder / RECORDS), RecordWriter(folder / TRAIN_LOG)
+    writer, log_writer = RecordWriter(folder / RECORDS), RecordWriter(folder / TRAIN_LOG, sync_each=False)
 
     def record(rec: Record) -> None:
         writer.write(rec)
@@ -158,6 +158,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                 wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=memory.peak(),
                 memory_kind=memory.kind))
             # 5. checkpoint
+            log_writer.sync()  # the lines the checkpoint counts are on disk
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
             events.stage_finished(name, i + 1)
             events.message(f"  {name} stage {i + 1}/{T} {task.name}: "
