@@ -65,7 +65,7 @@ def mlflow_runs(out: Path) -> dict[str, object]:
     client = MlflowClient(tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")
     exp = client.get_experiment_by_name("t")
     found = client.search_runs([exp.experiment_id])
-    runs = {r.data.tags["label"]: r for r in found}
+    runs = {r.info.run_name: r for r in found}  # "<label> seed <k>"
     assert len(runs) == len(found), "two active MLflow runs for one (method, seed)"
     return client, runs
 
@@ -111,11 +111,11 @@ def test_tensorboard_events_equal_the_train_log_and_records(logged):
 def test_mlflow_has_one_run_per_method_and_seed_with_the_same_numbers(logged):
     _, out = logged
     client, runs = mlflow_runs(out)
-    assert sorted(runs) == sorted(LABELS)
-    for label, mrun in runs.items():
-        run = out / label / "seed-0"
+    assert sorted(runs) == sorted(f"{label} seed 0" for label in LABELS)
+    for label in LABELS:
+        mrun, run = runs[f"{label} seed 0"], out / label / "seed-0"
         lines = train_log(run)
-        assert mrun.info.status == "FINISHED" and mrun.info.run_name == f"{label} seed 0"
+        assert mrun.info.status == "FINISHED" and mrun.data.tags["label"] == label
         assert mrun.data.params["train.lr"] == "0.001" and mrun.data.params["method.method"] == label.split("-")[0]
         assert mrun.data.params["seed"] == "0" and "methods.0.method" not in mrun.data.params
         history = sorted(client.get_metric_history(mrun.info.run_id, "train/loss"), key=lambda m: m.step)
@@ -187,12 +187,12 @@ def test_sigkill_then_resume_logs_every_step_exactly_once(logged, tmp_path, cli)
     assert [x["global_step"] for x in train_log(lora)] == [1, 2, 3, 4]  # one step past the checkpoint
     assert [s for s, _ in scalars(lora)["train/loss"]] == [1, 2, 3, 4]
     client, runs = mlflow_runs(out)
-    assert [m.step for m in client.get_metric_history(runs["lora-r2"].info.run_id, "train/loss")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(runs["lora-r2 seed 0"].info.run_id, "train/loss")] == [1, 2, 3, 4]
     code, stdout, err = cli("run", cfg_path, "--output", out)
     assert code == 0, err
     assert "resuming after stage 1/2" in stdout
     client, runs = mlflow_runs(out)
-    assert sorted(runs) == sorted(LABELS)  # the interrupted MLflow run was replaced, not duplicated
+    assert sorted(runs) == sorted(f"{label} seed 0" for label in LABELS)  # replaced, not duplicated
     for label in LABELS:
         run, ref = out / label / "seed-0", reference / label / "seed-0"
         lines = train_log(run)
@@ -200,9 +200,10 @@ def test_sigkill_then_resume_logs_every_step_exactly_once(logged, tmp_path, cli)
         tb = scalars(run)
         assert same_points(tb["train/loss"], [(x["global_step"], x["loss"]) for x in lines]), label
         assert [s for s, _ in tb["accuracy/pairs"]] == [1, 2]
-        history = client.get_metric_history(runs[label].info.run_id, "train/loss")
+        run_id = runs[f"{label} seed 0"].info.run_id
+        history = client.get_metric_history(run_id, "train/loss")
         assert sorted((m.step, m.value) for m in history) == [(x["global_step"], x["loss"]) for x in lines]
-        assert [m.step for m in client.get_metric_history(runs[label].info.run_id, "accuracy/pairs")] == [1, 2]
+        assert [m.step for m in client.get_metric_history(run_id, "accuracy/pairs")] == [1, 2]
 
 
 def test_training_loss_plot(logged, tmp_path, cli):
