@@ -49,6 +49,7 @@ def run(
     address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
     cpus_per_run: Annotated[int | None, typer.Option("--cpus-per-run", help="torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)")] = None,
     gpus_per_run: Annotated[float, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = 0.0,
+    log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `log:`. Needs `pip install 'curlora-bench[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config.experiment import load_config
@@ -58,7 +59,8 @@ def run(
     from .run.events import ConsoleEvents
     from .run.executors import Executor
 
-    cfg, _ = load_config(config, set_ or [])
+    trackers = [] if log is None else [f"log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
+    cfg, _ = load_config(config, [*(set_ or []), *trackers])
     out = output or Path("results") / cfg.name
     where = Executor(executor.value, workers, address, cpus_per_run, gpus_per_run)
     summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
@@ -66,7 +68,13 @@ def run(
     runs = [Run(run_dir(out, s.label, s.seed), s) for s in summaries]
     console.print(rich_table(runs))
     write_atomic(out / "report.md", render(runs, "md"))
-    console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, summary.json)")
+    console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, train_log.jsonl, summary.json)")
+    if "tensorboard" in cfg.log:
+        console.print(f"TensorBoard: tensorboard --logdir {out}")
+    if "mlflow" in cfg.log:
+        from .run.trackers import mlflow_uri
+
+        console.print(f"MLflow: mlflow ui --backend-store-uri {mlflow_uri(out)}")
 
 
 @app.command()
@@ -267,7 +275,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except BenchError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message may hold brackets: [trackers], list indices
+
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; finished stages are on disk")

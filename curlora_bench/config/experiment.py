@@ -50,9 +50,12 @@ class TrainConfig:
                           "across architectures (SmolLM2/Llama have none anyway), so only the adapter is "
                           "measured. Evaluation never has dropout. null = the protocol's: standard off, paper model"},
     )
+    log_every: int = field(default=1, metadata={
+        "help": "a train_log.jsonl line (and tracker point) every N optimizer steps and at a stage's last "
+                "step; its loss is the mean since the previous line. Changes no result"})
 
     def validate(self, where: str) -> None:
-        for key in ("epochs", "batch_size", "lr", "max_length", "limit"):
+        for key in ("epochs", "batch_size", "lr", "max_length", "limit", "log_every"):
             positive(where, key, getattr(self, key))
         for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
             positive(where, key, getattr(self, key), allow_zero=True)
@@ -114,6 +117,9 @@ class ExperimentConfig:
     )
     data_seed: int = field(default=0, metadata={"help": "seed of the train/eval subsets (fixed across runs)"})
     cache_dir: str | None = field(default=None, metadata={"help": "embedded-asset cache (default: env or ~/.cache)"})
+    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list, metadata={
+        "help": "trackers besides train_log.jsonl: tensorboard (event files in each run folder), mlflow "
+                "(MLFLOW_TRACKING_URI, default sqlite in the experiment folder); `run --log` overrides"})
 
     def validate(self, where: str) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
@@ -145,6 +151,7 @@ class ExperimentConfig:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
+        self.log = list(dict.fromkeys(self.log))
 
 
     def _check_method(self, entry: Any, where: str) -> AdapterConfig:
@@ -154,6 +161,9 @@ class ExperimentConfig:
             if key in (method.train or {}):
                 raise BenchError(f"{where}.train.{key}: set per experiment, not per method (the data is "
                                  "tokenised once for every method)")
+        if "log_every" in (method.train or {}):
+            raise BenchError(f"{where}.train.log_every: set per experiment, not per method (logging is not "
+                             "part of what a method is)")
         self.train_for(method, where)
         return method
 
@@ -292,13 +302,22 @@ def resolved_dict(cfg: ExperimentConfig) -> dict:
     return data
 
 
-# Keys a run of an experiment does not share with the others (methods and seeds may grow).
-RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir")
+# Keys a run of an experiment does not share with the others (methods and seeds may grow), and
+# keys that only say what is logged: none of them is part of what the experiment measures.
+RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir", "log")
+LOGGING_TRAIN_KEYS = ("log_every",)
 
 
 def experiment_settings(resolved: dict) -> dict:
-    """The part of a resolved config every run of an experiment shares, as plain JSON data."""
-    return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
+    """The part of a resolved config every run of an experiment shares, as plain JSON data.
+
+    Logging options are left out, so turning a tracker on or logging more often keeps the
+    settings hash, the run keys (a run resumes) and the folder's config check.
+    """
+    settings = json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
+    for key in LOGGING_TRAIN_KEYS:
+        (settings.get("train") or {}).pop(key, None)
+    return settings
 
 
 # Train keys that change how a run executes (memory, speed), never its numbers: a run keeps its

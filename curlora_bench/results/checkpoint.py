@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import BenchError
 from .schema import SCHEMA_VERSION, StageCheckpoint, dump, load
-from .store import RECORDS, SUMMARY
+from .store import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG
 
 STATE = "state.json"
 
@@ -112,9 +112,10 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
 
 
 def clear(run: Path) -> None:
-    """Forget a run's progress: checkpoints, records and summary."""
+    """Forget a run's progress: checkpoints, records, training log, TensorBoard events and summary."""
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
-    for name in (RECORDS, SUMMARY):
+    shutil.rmtree(run / TENSORBOARD, ignore_errors=True)
+    for name in (RECORDS, TRAIN_LOG, SUMMARY):
         (run / name).unlink(missing_ok=True)
 
 

@@ -1,4 +1,4 @@
-"""Run folders on disk: atomic writes, records.jsonl (one flushed line per record), finding runs."""
+"""Run folders on disk: atomic writes, records.jsonl and train_log.jsonl (one flushed line each), finding runs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BenchError
-from .schema import Record, RunSummary, dump, load
+from .schema import Record, RunSummary, TrainLogEntry, dump, load
 
 SUMMARY = "summary.json"
 RECORDS = "records.jsonl"
+TRAIN_LOG = "train_log.jsonl"
+TENSORBOARD = "tensorboard"  # the run's event files, with `log: [tensorboard]`
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -30,16 +32,25 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class RecordWriter:
-    """Appends one JSON line per record and flushes it to disk at once."""
+    """Appends one JSON line per record (a `Record`, a `TrainLogEntry`) and flushes it at once.
 
-    def __init__(self, path: Path) -> None:
+    Each line is also fsynced unless `sync_each` is off (train_log.jsonl: a line per optimizer
+    step, where an fsync can cost more than the step); then `sync()` makes them durable, before
+    a checkpoint counts them.
+    """
+
+    def __init__(self, path: Path, sync_each: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.sync_each = path, sync_each
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | TrainLogEntry) -> None:
         self._f.write(record.to_json() + "\n")
         self._f.flush()
+        if self.sync_each:
+            os.fsync(self._f.fileno())
+
+    def sync(self) -> None:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
@@ -47,10 +58,10 @@ class RecordWriter:
 
 
 def keep_records(path: Path, n: int) -> None:
-    """Cut records.jsonl back to the `n` records a checkpoint vouches for."""
+    """Cut records.jsonl (or train_log.jsonl) back to the `n` lines a checkpoint vouches for."""
     lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
     if len(lines) < n:
-        raise BenchError(f"{path}: {len(lines)} records but the checkpoint counts {n}; rerun with --fresh")
+        raise BenchError(f"{path}: {len(lines)} lines but the checkpoint counts {n}; rerun with --fresh")
     write_atomic(path, "".join(lines[:n]))
 
 

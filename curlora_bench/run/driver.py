@@ -22,6 +22,7 @@ from .executors import Executor, ray_available, run_ray
 from .prepare import prepare
 from .recipe import run_one
 from .spec import RunSpec
+from .trackers import check_trackers, mlflow_client, mlflow_experiment
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = None,
@@ -37,11 +38,14 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     executor.validate()
     if executor.kind == "ray":
         ray_available()
+    check_trackers(cfg.log)
     check_writable(out)
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
     write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+    if "mlflow" in cfg.log:  # the store and experiment exist before runs (maybe in parallel) log there
+        mlflow_experiment(mlflow_client(out), cfg.name, out)
     specs = [RunSpec.of(cfg, i, seed, out) for i in range(len(cfg.methods)) for seed in cfg.seeds]
     if fresh:
         for spec in specs:

@@ -37,16 +37,28 @@ from ..results.schema import (
     StageCheckpoint,
     StageDrift,
     StageStats,
+    TrainLogEntry,
+    read_records,
+    read_train_log,
 )
-from ..results.store import RECORDS, RecordWriter, finished_summary, keep_records, write_summary
+from ..results.store import (
+    RECORDS,
+    TRAIN_LOG,
+    RecordWriter,
+    finished_summary,
+    keep_records,
+    write_summary,
+)
 from ..sources.heads import TaskHeads
 from ..sources.models import backbone, enable_checkpointing, hidden_size
 from ..utils import git_commit, package_versions, set_seed
 from . import drift
 from .evaluate import accuracy
-from .events import RunEvents
+from .events import Fanout, RunEvents, RunStart
+from .observe import PeakMemory, TrainLog
 from .prepare import Prepared, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
+from .trackers import open_trackers
 from .train import NonFiniteLoss, stage_steps, train_stage
 
 
@@ -73,11 +85,24 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
 
     run = open_run(cfg, method, spec, prepared)
     progress, resumed_from = resume(folder, key, run, prepared, events)
-    writer = RecordWriter(folder / RECORDS)
+    # trackers live with the run, in whatever process runs it; they replay what was kept
+    events = Fanout([events, *open_trackers(cfg.log, Path(spec.out))])
+    config = {k: v for k, v in resolved_dict(cfg).items() if k not in ("methods", "seeds")}
+    events.run_started(RunStart(
+        cfg.name, folder, method.display_label, spec.seed, run_key(cfg, method, spec.seed),
+        {**config, "seed": spec.seed, "method": method_dict(method)}, resumed_from,
+        read_train_log(folder / TRAIN_LOG), read_records(folder / RECORDS)))
+    writer, log_writer = RecordWriter(folder / RECORDS), RecordWriter(folder / TRAIN_LOG, sync_each=False)
 
     def record(rec: Record) -> None:
         writer.write(rec)
         progress.records += 1
+        events.record(rec)
+
+    def log(entry: TrainLogEntry) -> None:
+        log_writer.write(entry)
+        progress.train_log += 1
+        events.logged(entry)
 
     corpus = (cfg.perplexity.corpus or cfg.perplexity.file) if cfg.perplexity else None
     if base_ppl is not None and not resumed_from:
@@ -85,16 +110,22 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                       protocol=base_ppl.protocol, measured_once=True))
     status, error = "complete", None
     T = len(prepared.tasks)
+    memory = PeakMemory(prepared.device)
     try:
         for i in range(len(progress.stages), T):
             task = prepared.tasks[i]
+            t_stage = time.perf_counter()
+            memory.reset()
             # 1. train
             head = run.heads.add(task.name, run.hidden, task.num_classes, seed=head_seed(spec.seed, task.name))
             head.to(prepared.device)
-            events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), train_cfg))
+            steps = stage_steps(len(task.train), train_cfg)
+            events.stage_started(name, i + 1, task.name, steps)
+            on_step = TrainLog(i + 1, task.name, steps, train_cfg.log_every, sum(s.steps for s in progress.stages),
+                               log, events.step)
             try:
                 stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
-                                    spec.seed + i, on_step=events.step)
+                                    spec.seed + i, on_step=on_step)
             except NonFiniteLoss as exc:
                 status = "failed"
                 error = f"{name} stage {i + 1} ({task.name}) step {exc.step}: {exc}"
@@ -123,19 +154,28 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
             progress.stages.append(StageStats(
                 stage=i + 1, task=task.name, train_seconds=round(stats.seconds, 3),
                 eval_seconds=round(time.perf_counter() - t_eval, 3), steps=stats.steps, examples=stats.examples,
-                train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss))
+                train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss,
+                wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=memory.peak(),
+                memory_kind=memory.kind))
             # 5. checkpoint
+            log_writer.sync()  # the lines the checkpoint counts are on disk
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
             events.stage_finished(name, i + 1)
             events.message(f"  {name} stage {i + 1}/{T} {task.name}: "
                            + ", ".join(f"{prepared.tasks[j].name} {progress.matrix[i][j]:.3f}" for j in range(i + 1))
                            + (f", ppl {progress.ppl_after[i]:.3f}" if progress.ppl_after[i] is not None else "")
                            + f", drift {mean:.2e} ({stats.seconds:.1f}s train)")
+    except BaseException:
+        events.close()  # interrupted: trackers mark their run so
+        raise
     finally:
         writer.close()
+        log_writer.close()
     summary = summarise(cfg, spec, run, prepared, progress, status, error, resumed_from,
                         time.perf_counter() - start)
     write_summary(folder, summary)
+    events.run_finished(summary)
+    events.close()
     return summary
 
 
@@ -184,6 +224,7 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
     run.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks], run.hidden, heads_sd,
                                   prepared.device)
     keep_records(folder / RECORDS, state.progress.records)
+    keep_records(folder / TRAIN_LOG, state.progress.train_log)
     checkpoint.restore_rng(state.rng, rng)
     events.message(f"  {run.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(prepared.tasks)}")
     return state.progress, stage

@@ -22,9 +22,28 @@ from .spec import Protocol
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
-    def __init__(self, step: int, value: float) -> None:
-        super().__init__(f"loss is {value} at step {step}")
-        self.step = step
+    def __init__(self, step: int, value: float, lr: float | None = None) -> None:
+        at = f" (learning rate {lr:.3g})" if lr is not None else ""
+        super().__init__(f"loss is {value} at step {step}{at}")
+        self.step, self.lr = step, lr
+
+
+@dataclass
+class StepInfo:
+    """One finished optimizer step, as `train_stage` hands it to `on_step` (valid during that call)."""
+
+    step: int  # within the stage, 1-based
+    loss: float
+    lr: float  # the learning rate this step used
+    examples: int  # in this batch
+    tokens: int  # real (unpadded) tokens in this batch
+    grad_norm: Callable[[], float]  # norm of the gradients before clipping; a device sync, so on demand
+
+
+def grad_norm(params: list[nn.Parameter]) -> float:
+    """L2 norm of all gradients (clip_grad_norm_'s total norm), reading them only."""
+    norms = [torch.linalg.vector_norm(p.grad.detach(), 2.0) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms), 2.0)) if norms else 0.0
 
 
 @dataclass
@@ -68,7 +87,7 @@ def train_stage(
     batching: Batching,
     protocol: Protocol,
     seed: int,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
 ) -> TrainStats:
     """Train adapter + `task`'s head for cfg.epochs over its training split.
 
@@ -97,20 +116,23 @@ def train_stage(
                                   protocol.train_pooling)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
             loss_value = loss.item()
+            lr = scheduler.get_last_lr()[0]  # the rate optimizer.step() applies below
             if not math.isfinite(loss_value):
-                raise NonFiniteLoss(step + 1, loss_value)
+                raise NonFiniteLoss(step + 1, loss_value, lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
             optimizer.step()
             scheduler.step()
             step += 1
             seen += len(idx)
-            tokens += int(batch["attention_mask"].sum())
+            batch_tokens = int(batch["attention_mask"].sum())
+            tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
-                on_step(step, loss_value)
+                # the pre-clip norm clipping returned, else read from the grads (the step never changes them)
+                norm_of = (lambda n=norm: float(n)) if norm is not None else (lambda: grad_norm(params))
+                on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
     model.eval()
     head.eval()
     head.requires_grad_(False)  # earlier heads are never trained again
