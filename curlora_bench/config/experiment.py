@@ -303,26 +303,19 @@ def resolved_dict(cfg: ExperimentConfig) -> dict:
 
 
 # Keys a run of an experiment does not share with the others (methods and seeds may grow), and
-# keys that only say what is logged: none of them is part of what the experiment measures.
+# `log`, which only says where progress goes: none of them is part of what the experiment measures.
 RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir", "log")
-LOGGING_TRAIN_KEYS = ("log_every",)
 
 
 def experiment_settings(resolved: dict) -> dict:
-    """The part of a resolved config every run of an experiment shares, as plain JSON data.
-
-    Logging options are left out, so turning a tracker on or logging more often keeps the
-    settings hash, the run keys (a run resumes) and the folder's config check.
-    """
-    settings = json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
-    for key in LOGGING_TRAIN_KEYS:
-        (settings.get("train") or {}).pop(key, None)
-    return settings
+    """The part of a resolved config every run of an experiment shares, as plain JSON data."""
+    return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
 
 
-# Train keys that change how a run executes (memory, speed), never its numbers: a run keeps its
-# identity, and its finished stages, when only these change.
-EXECUTION_KEYS = ("gradient_checkpointing",)
+# Train keys that change how a run executes or what it logs (memory, speed, train_log.jsonl),
+# never its numbers: the settings record them, but a run keeps its identity (settings hash, run
+# key, the folder's config check, its finished stages) when only these change.
+EXECUTION_KEYS = ("gradient_checkpointing", "log_every")
 
 
 def without_execution_keys(part: dict) -> dict:
