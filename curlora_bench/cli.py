@@ -254,24 +254,74 @@ def assets_verify(cache_dir: Annotated[str | None, typer.Option(help="cache fold
         raise typer.Exit(1)
 
 
+def _click_classes(name: str) -> tuple[type, ...]:
+    """`name` from Click and from the copy Typer vendors (its commands raise the latter)."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _context_from_argv() -> object | None:
+    """The (sub)command context the command line names, for errors Click raises without one."""
+    group = typer.main.get_command(app)
+    ctx = group.context_class(group, info_name=Path(sys.argv[0]).name)
+    for word in sys.argv[1:]:
+        sub = getattr(ctx.command, "commands", {}).get(word)
+        if sub is None:
+            break
+        ctx = sub.context_class(sub, info_name=word, parent=ctx)
+    return ctx
+
+
+def _usage_error(exc: Exception) -> None:
+    """A Click usage error as one line plus the command's usage hint; exit 2."""
+    ctx = getattr(exc, "ctx", None) or _context_from_argv()
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        sys.stderr.write(ctx.get_help() + "\n")
+        sys.exit(2)
+    message = " ".join(exc.format_message().split()) if hasattr(exc, "format_message") else str(exc)
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    if ctx is not None:
+        usage = " ".join(ctx.get_usage().split())
+        err_console.print(f"{usage} (try '{ctx.command_path} --help')", highlight=False, soft_wrap=True,
+                          markup=False)
+    sys.exit(getattr(exc, "exit_code", 2) or 2)
+
+
 def main() -> None:
-    """Entry point: known errors become one line on stderr and exit code 2."""
+    """Entry point: known errors become one line on stderr and exit code 2; a signal ends the
+    run with one line and 128 + its number; usage errors add the command's usage hint."""
+    from .errors import Interrupted
+
+    usage, exits, aborts = _click_classes("ClickException"), _click_classes("Exit"), _click_classes("Abort")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except BenchError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished stages are on disk")
-        sys.exit(130)
-    except typer.Exit as exc:
+    except Interrupted as exc:
+        err_console.print(f"interrupted ({exc}): the stage in flight is dropped, finished stages are on disk; "
+                          "the same command resumes", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except exits as exc:
+        sys.exit(exc.exit_code)
+    except aborts:
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except usage as exc:
+        _usage_error(exc)
+    # without standalone mode Click returns an Exit's code (typer.Exit(1), Ctrl-C's 130) instead of exiting
+    if isinstance(code, int) and code:
+        if code == 130:
+            err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
+        sys.exit(code)
