@@ -272,7 +272,7 @@ def _click_classes(name: str) -> tuple[type, ...]:
 def _context_from_argv() -> object | None:
     """The (sub)command context the command line names, for errors Click raises without one."""
     group = typer.main.get_command(app)
-    ctx = group.context_class(group, info_name=Path(sys.argv[0]).name)
+    ctx = group.context_class(group, info_name="curlora-bench")
     for word in sys.argv[1:]:
         sub = getattr(ctx.command, "commands", {}).get(word)
         if sub is None:

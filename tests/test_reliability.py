@@ -142,6 +142,19 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "unknown lora init": lambda: cfg.update(methods=[{"method": "lora", "init": "foo"}]),
         "seed out of range": lambda: cfg.update(seeds=[2**40]),
         "negative seed": lambda: cfg.update(seeds=[-1]),
+        "label escapes up": lambda: cfg["methods"][0].update(label="../t2"),
+        "label is a path": lambda: cfg["methods"][0].update(label="a/b"),
+        "label is ..": lambda: cfg["methods"][0].update(label=".."),
+        "label absolute": lambda: cfg["methods"][0].update(label="/tmp/x"),
+        "label non-ASCII": lambda: cfg["methods"][0].update(label="lora-ü"),
+        "label empty": lambda: cfg["methods"][0].update(label=""),
+        "label in a grid escapes": lambda: cfg.update(methods=[{"method": "lora", "label": "../x",
+                                                                "grid": {"rank": [1, 2]}}]),
+        "name is ..": lambda: cfg.update(name=".."),
+        "task name with a dot": lambda: t0.update(name="a.b"),
+        "task name with a slash": lambda: t0.update(name="../a"),
+        "task name empty": lambda: t0.update(name=""),
+        "task name a ModuleDict attribute": lambda: t0.update(name="training"),
     }
     files = {
         "missing text column": "sentence1,label\na,1\n",
@@ -193,6 +206,18 @@ CASES = {
     "unknown lora init": "methods[0].init: expected 'peft' | 'reference', got 'foo'",
     "seed out of range": "seeds[0]: 1099511627776 is outside 0 .. 2**32 - 1",
     "negative seed": "seeds[0]: -1 is outside 0 .. 2**32 - 1",
+    "label escapes up": "methods[0].label: label '../t2' must be ASCII letters, digits",
+    "label is a path": "methods[0].label: label 'a/b' must be",
+    "label is ..": "methods[0].label: label '..' must be",
+    "label absolute": "methods[0].label: label '/tmp/x' must be",
+    "label non-ASCII": "methods[0].label: label 'lora-ü' must be ASCII",
+    "label empty": "methods[0].label: label '' must be",
+    "label in a grid escapes": "methods[0].label: label '../x-rank1' must be",
+    "name is ..": "name: name '..' must be",
+    "task name with a dot": "tasks[0].name: task name 'a.b' cannot be a head's module name",
+    "task name with a slash": "tasks[0].name: task name '../a' must be",
+    "task name empty": "tasks[0].name: task name '' must be",
+    "task name a ModuleDict attribute": "tasks[0].name: task name 'training' cannot be",
 }
 
 

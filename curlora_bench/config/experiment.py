@@ -17,7 +17,7 @@ from ..adapters import AdapterConfig, method_dict, parse_method
 from ..errors import BenchError
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from .grid import expand, point_suffix, train_suffix
-from .parse import from_dict, positive, to_dict
+from .parse import check_name, from_dict, positive, to_dict
 
 
 @dataclass
@@ -110,8 +110,7 @@ class ExperimentConfig:
     cache_dir: str | None = field(default=None, metadata={"help": "embedded-asset cache (default: env or ~/.cache)"})
 
     def validate(self, where: str) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise BenchError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-'")
+        check_name("name", self.name)
         if not self.seeds:
             raise BenchError("seeds: the list is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -130,6 +129,9 @@ class ExperimentConfig:
         self.methods = self._expand_methods(self.methods)
         labels = [m.display_label for m in self.methods]
         for i, label in enumerate(labels):
+            # a folder of results/<name>/ (an explicit empty label is refused, not defaulted)
+            check_name(f"methods[{i}].label", label if self.methods[i].label is None else self.methods[i].label,
+                       "label")
             if labels.index(label) != i:
                 raise BenchError(f"methods[{i}]: label {label!r} is used twice; set `label:` to tell them apart")
         self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ...config.parse import from_dict, positive
+from ...config.parse import check_name, from_dict, positive
 from ...errors import BenchError
 from ...registry import Registry
 
@@ -43,6 +43,13 @@ class TaskConfig:
     )
 
     def validate(self, where: str) -> None:
+        check_name(f"{where}.name", self.name, "task name")
+        # the name is also the key of the task's head module (torch forbids '.' there)
+        from torch import nn
+
+        if "." in self.name or hasattr(nn.ModuleDict(), self.name):
+            raise BenchError(f"{where}.name: task name {self.name!r} cannot be a head's module name "
+                             "(no '.', not an attribute of torch's ModuleDict)")
         if isinstance(self.text, str):
             self.text = [self.text]
         if not 1 <= len(self.text) <= 2:
