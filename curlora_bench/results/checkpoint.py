@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import BenchError
-from .schema import SCHEMA_VERSION, StageCheckpoint, dump, load
+from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
 from .store import RECORDS, SUMMARY
 
 STATE = "state.json"
@@ -116,6 +116,63 @@ def clear(run: Path) -> None:
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     for name in (RECORDS, SUMMARY):
         (run / name).unlink(missing_ok=True)
+
+
+# A run that starts over moves its earlier work here first; the work is deleted only once the
+# new run has checkpointed its first stage, and put back if the new run fails before that.
+PREVIOUS = ".previous"
+_WORK = ("checkpoints", RECORDS, SUMMARY)
+
+
+def set_aside(run: Path) -> bool:
+    """Move the run's checkpoints, records and summary into `.previous/`; True if there were any.
+
+    An earlier `.previous/` (a replacement that never finished a stage) is kept: it holds the
+    last finished work, and what is in the folder now is the unfinished attempt, discarded."""
+    present = [n for n in _WORK if (run / n).exists()]
+    backup = run / PREVIOUS
+    if backup.exists():
+        clear(run)
+        return True
+    if not present:
+        return False
+    tmp = run / (PREVIOUS + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in present:
+        os.replace(run / name, tmp / name)
+    os.replace(tmp, backup)
+    return True
+
+
+def drop_previous(run: Path) -> None:
+    """The new run has a stage of its own: the work it replaces goes."""
+    shutil.rmtree(run / PREVIOUS, ignore_errors=True)
+
+
+def restore_previous(run: Path) -> bool:
+    """The new run failed before its first stage: put the earlier work back; True if there was some."""
+    backup = run / PREVIOUS
+    if not backup.is_dir():
+        return False
+    clear(run)
+    for name in _WORK:
+        if (backup / name).exists():
+            os.replace(backup / name, run / name)
+    shutil.rmtree(backup)
+    return True
+
+
+def stored_work(run: Path) -> tuple[Path, str, dict, dict | None] | None:
+    """What a run folder holds: (file, run key, method entry, experiment settings or None) from its
+    summary or its last checkpoint; None if it holds neither. A damaged file is one error naming it."""
+    if (run / SUMMARY).is_file():
+        summary = load(RunSummary, run / SUMMARY)
+        return run / SUMMARY, summary.run_key, summary.method, summary.settings
+    for stage in reversed(stages(run)):
+        state = read_state(run, stage)
+        return stage_dir(run, stage) / STATE, state.run_key, state.method, None
+    return None
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],

@@ -190,11 +190,13 @@ def parse(cls: type, data: Any, path: Path | str) -> Any:
 def load(cls: type, path: Path) -> Any:
     """Read a schema object from a JSON file (missing or undecodable: one error naming it)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+        raise BenchError(f"{path}: cannot read ({exc.strerror}); rerun with --fresh to discard it") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text (damaged?); rerun with --fresh to discard it") from None
     except json.JSONDecodeError as exc:
-        raise BenchError(f"{path}: not valid JSON ({exc})") from None
+        raise BenchError(f"{path}: not valid JSON ({exc}); rerun with --fresh to discard it") from None
     return parse(cls, data, path)
 
 

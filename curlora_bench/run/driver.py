@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from ..config.experiment import ExperimentConfig, experiment_settings, resolved_dict
+from ..adapters import method_dict
+from ..config.experiment import ExperimentConfig, experiment_settings, resolved_dict, run_key
 from ..errors import BenchError
 from ..results import checkpoint
 from ..results.schema import RunSummary
@@ -36,11 +37,13 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
-    write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
     specs = [RunSpec.of(cfg, i, seed, out) for i in range(len(cfg.methods)) for seed in cfg.seeds]
-    if fresh:
+    if not (fresh or force):
+        check_runs_unchanged(cfg, specs)
+    write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+    if fresh:  # set aside, deleted only once each new run has checkpointed its first stage
         for spec in specs:
-            checkpoint.clear(spec.folder(cfg))
+            checkpoint.set_aside(spec.folder(cfg))
     if executor.kind == "ray":
         labels = [f"{s.method(cfg).display_label} seed {s.seed}" for s in specs]
         del prepared  # each Ray task prepares its own data and model
@@ -61,6 +64,28 @@ def check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise BenchError(f"output directory {out}: cannot write there ({exc.strerror})") from None
+
+
+def check_runs_unchanged(cfg: ExperimentConfig, specs: list[RunSpec]) -> None:
+    """Refuse to replace a label's finished or started work that has other settings (its run key)."""
+    for spec in specs:
+        method = spec.method(cfg)
+        folder = spec.folder(cfg)
+        stored = checkpoint.stored_work(folder)
+        if stored is None:
+            continue
+        path, key, old_method, old_settings = stored
+        if key == run_key(cfg, method, spec.seed):
+            continue
+        new_method = method_dict(method)
+        differ = sorted(k for k in set(old_method) | set(new_method) if old_method.get(k) != new_method.get(k))
+        if old_settings is not None:
+            new_settings = experiment_settings(resolved_dict(cfg))
+            differ += sorted(k for k in set(old_settings) | set(new_settings)
+                             if old_settings.get(k) != new_settings.get(k))
+        raise BenchError(f"{method.display_label} seed {spec.seed}: {folder} holds work of other settings "
+                         f"(differs in: {', '.join(differ) or 'run key'}; see {path.name}); pass --fresh to "
+                         "replace it, or give the method another `label:`")
 
 
 def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None:

@@ -37,8 +37,16 @@ from ..results.schema import (
     StageCheckpoint,
     StageDrift,
     StageStats,
+    load,
 )
-from ..results.store import RECORDS, RecordWriter, finished_summary, keep_records, write_summary
+from ..results.store import (
+    RECORDS,
+    SUMMARY,
+    RecordWriter,
+    finished_summary,
+    keep_records,
+    write_summary,
+)
 from ..sources.heads import TaskHeads
 from ..sources.models import backbone, hidden_size
 from ..utils import git_commit, package_versions, set_seed
@@ -126,6 +134,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                 train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss))
             # 5. checkpoint
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
+            checkpoint.drop_previous(folder)
             events.stage_finished(name, i + 1)
             events.message(f"  {name} stage {i + 1}/{T} {task.name}: "
                            + ", ".join(f"{prepared.tasks[j].name} {progress.matrix[i][j]:.3f}" for j in range(i + 1))
@@ -133,6 +142,12 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                            + f", drift {mean:.2e} ({stats.seconds:.1f}s train)")
     finally:
         writer.close()
+        # no stage of its own (a NaN, a signal): the work this run was to replace is put back
+        restored = not progress.stages and checkpoint.restore_previous(folder)
+    if restored:
+        events.message(f"  {name}: no stage finished; the results it was to replace are restored")
+        if (folder / SUMMARY).is_file():
+            return load(RunSummary, folder / SUMMARY)
     summary = summarise(cfg, spec, run, prepared, progress, status, error, resumed_from,
                         time.perf_counter() - start)
     write_summary(folder, summary)
@@ -174,7 +189,7 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
     folder.mkdir(parents=True, exist_ok=True)
     stage = checkpoint.latest(folder, key)
     if not stage:
-        checkpoint.clear(folder)
+        checkpoint.set_aside(folder)  # deleted once this run checkpoints its first stage
         return RunProgress.empty(len(prepared.tasks)), None
     state, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
     where = str(checkpoint.stage_dir(folder, stage))
