@@ -219,15 +219,17 @@ def apply_override(raw: dict, assignment: str) -> None:
         hint = get_type_hints(cls)[part]
         cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
     node: Any = raw
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise BenchError(f"--set {key}: no list item {part!r}")
             node = node[int(part)]
-        else:
+        elif isinstance(node, dict):
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
+        else:
+            raise BenchError(f"--set {key}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -239,11 +241,41 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise BenchError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
 
 
+# anchors and aliases may share a subtree; expanded, a config never needs more nodes than this
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, path: Path) -> int:
+    """Nodes of the document with every alias expanded; refuses an alias bomb before loading it."""
+    count, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise BenchError(f"{path}: more than {MAX_YAML_NODES:,} values once its anchors/aliases are "
+                             "expanded (an alias bomb?)")
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+    return count
+
+
 def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise BenchError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _expanded_size(node, path)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
