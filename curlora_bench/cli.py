@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .errors import BenchError
+from .errors import BenchError, stop_on_signals
 
 app = typer.Typer(
     add_completion=False,
@@ -42,8 +42,8 @@ def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.lr=1e-4 (repeatable)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="start every run over instead of resuming from its checkpoints")] = False,
-    force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: its labels' checkpoints, records and summaries are replaced (kept until the new run's first stage)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config; a label's runs with other settings are redone (replaced at their first new stage)")] = False,
     executor: Annotated[ExecutorKind, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task")] = ExecutorKind.local,
     workers: Annotated[int | None, typer.Option("--workers", help="ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus-per-run)")] = None,
     address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
@@ -61,7 +61,8 @@ def run(
     cfg, _ = load_config(config, set_ or [])
     out = output or Path("results") / cfg.name
     where = Executor(executor.value, workers, address, cpus_per_run, gpus_per_run)
-    summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
+    with stop_on_signals():  # Ctrl-C / SIGTERM: the stage in flight is dropped, exit 130 / 143
+        summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed), s) for s in summaries]
     console.print(rich_table(runs))
@@ -314,6 +315,10 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
         sys.exit(130)
+    except OSError as exc:  # a full disk, a read-only or wrong-kind target the command did not name itself
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except exits as exc:
         sys.exit(exc.exit_code)
     except aborts:

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import BenchError
+from ..errors import BenchError, first_line
 from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
 from .store import RECORDS, SUMMARY
 
@@ -65,17 +65,25 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
     final = stage_dir(run, state.stage)
     tmp = final.parent / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rng_meta, rng_tensors = capture_rng()
     state.rng = rng_meta
     state.adapter_tensors = {k: list(v.shape) for k, v in adapter.items()}
-    save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
-    save_file(_tensors(heads), tmp / "heads.safetensors")
-    save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
-    (tmp / STATE).write_text(dump(state))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        tmp.mkdir(parents=True)
+        save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
+        save_file(_tensors(heads), tmp / "heads.safetensors")
+        save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
+        (tmp / STATE).write_text(dump(state), encoding="utf-8")
+        for f in tmp.iterdir():  # on disk before the rename makes the checkpoint count
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchError(f"{final}: cannot write the checkpoint ({exc.strerror or exc}); stage {state.stage} is "
+                         "dropped, earlier checkpoints are intact: free space and rerun to resume") from None
     return final
 
 
@@ -107,8 +115,27 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
                                                dict[str, torch.Tensor]]:
     """(state, adapter tensors, head tensors, rng tensors) of checkpoint `stage`."""
     d = stage_dir(run, stage)
-    return (read_state(run, stage), load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),
-            load_file(d / "rng.safetensors"))
+    state = read_state(run, stage)
+    tensors = []
+    for name in ("adapter.safetensors", "heads.safetensors", "rng.safetensors"):
+        try:
+            tensors.append(load_file(d / name))
+        except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+            raise BenchError(f"{d / name}: unreadable ({first_line(exc)}); rerun with --fresh") from None
+    saved = {k: list(v.shape) for k, v in tensors[0].items()}
+    if state.adapter_tensors and saved != state.adapter_tensors:
+        missing = sorted(set(state.adapter_tensors) - set(saved))
+        what = f"{len(missing)} tensor(s) missing (first: {missing[0]})" if missing else "tensors differ from state.json"
+        raise BenchError(f"{d / 'adapter.safetensors'}: {what}; rerun with --fresh")
+    heads = {k: list(v.shape) for k, v in tensors[1].items()}
+    expected = {}
+    for h in state.tasks:
+        expected[f"heads.{h.name}.weight"] = [h.num_classes, state.hidden_size]
+        expected[f"heads.{h.name}.bias"] = [h.num_classes]
+    if heads != expected:
+        wrong = sorted(k for k in set(heads) | set(expected) if heads.get(k) != expected.get(k))
+        raise BenchError(f"{d / 'heads.safetensors'}: {wrong[0]} is not what {STATE} records; rerun with --fresh")
+    return state, tensors[0], tensors[1], tensors[2]
 
 
 def clear(run: Path) -> None:

@@ -184,7 +184,7 @@ def parse(cls: type, data: Any, path: Path | str) -> Any:
     try:
         return from_dict(cls, data, cls.__name__)
     except BenchError as exc:
-        raise BenchError(f"{path}: {exc}") from None
+        raise BenchError(f"{path}: {exc}; rerun with --fresh to discard it") from None
 
 
 def load(cls: type, path: Path) -> Any:
