@@ -186,11 +186,22 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "label not integer": "sentence1,sentence2,label\na,b,0.5\n",
         "label not integer, later row": "sentence1,sentence2,label\na,b,1\nc,d,x\n",
         "one class only": "sentence1,sentence2,label\na,b,1\nc,d,1\ne,f,1\n",
+        "csv row with extra field": "sentence1,sentence2,label\na,b,1\nc,d,0,9\ne,f,1\n",
+        "csv not UTF-8": "sentence1,sentence2,label\na,b,1\nc,\udcff,0\n",
         "empty train split": "sentence1,sentence2,label\n",
         "empty eval split": "sentence1,sentence2,label\n",
     }
-    if case in files:
-        bad_csv.write_text(files[case])
+    jsonl = {
+        "jsonl bad line": '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": "c", oops\n',
+        "jsonl not an object": '{"sentence1": "a", "sentence2": "b", "label": 1}\n[1, 2]\n',
+        "jsonl empty text": '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": " ", "sentence2": "", "label": 0}\n',
+    }
+    if case in jsonl:
+        bad_jsonl = tmp / "bad.jsonl"
+        bad_jsonl.write_text(jsonl[case])
+        t0.update(format="jsonl", train=str(bad_jsonl), eval=str(bad_jsonl), num_classes=2)
+    elif case in files:
+        bad_csv.write_bytes(files[case].encode("utf-8", "surrogateescape"))
         t0["eval" if case == "empty eval split" else "train"] = str(bad_csv)
         t0["num_classes"] = None if case == "one class only" else 2
     else:
@@ -260,6 +271,11 @@ CASES = {
     "not UTF-8": "not UTF-8 text (byte 7)",
     "alias bomb": "anchors/aliases are expanded (an alias bomb?)",
     "one class only": "tasks[0]: the train labels are all 1: a classifier needs at least 2 classes",
+    "csv row with extra field": "bad.csv: cannot read as csv: line 3: 4 fields, the header has 3",
+    "csv not UTF-8": "bad.csv: cannot read as csv: line 3: not UTF-8 text",
+    "jsonl bad line": "bad.jsonl: cannot read as jsonl: line 2: not valid JSON",
+    "jsonl not an object": "bad.jsonl: cannot read as jsonl: line 2: expected a JSON object",
+    "jsonl empty text": "bad.jsonl: row 2: text column 'sentence1' is empty or not text",
 }
 
 
