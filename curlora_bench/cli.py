@@ -139,6 +139,8 @@ def bench(
 
     if precision not in ("fp32", "bf16"):
         raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
+    if json_out is not None and json_out.is_dir():
+        raise BenchError(f"--json {json_out}: is a folder; give a file name")
     res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console)
     table = Table(title=f"bench: {model}, rank {rank}, batch {batch_size}x{seq_len}, {res.environment['device']}")
     table.add_column("path")

@@ -297,3 +297,17 @@ def test_wrong_kind_and_unwritable_targets_are_one_line(reference, tmp_path, cli
 def test_assets_verify_fails_on_missing(tmp_path, cli):
     code, out, err = cli("assets", "verify", "--cache-dir", tmp_path / "empty-cache")
     assert code != 0, out + err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--device", "gpu"), "device: 'gpu' is not auto, cpu, cuda, cuda:N or mps"),
+    (("--device", "cuda:99"), "device: 'cuda:99' requested but"),
+    (("--seq-len", "5000"), "--seq-len: 5000 is longer than the 1024 positions of model tiny-gpt2"),
+    (("--rank", "500"), "--rank: 500 exceeds the 32x96 weight"),
+    (("--json", "."), "--json .: is a folder"),
+])
+def test_bench_arguments_are_one_line(cli, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("bench", "--model", "tiny-gpt2", "--steps", "1", "--warmup", "0", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, out + err
+    assert list(tmp_path.iterdir()) == []

@@ -148,7 +148,7 @@ def check_rank(model: nn.Module, targets: list[str], rank: Any, where: str, key:
     for name in find_targets(model, targets, where):
         m, n = model.get_submodule(name).weight.shape
         if rank > min(m, n):
-            raise BenchError(f"{where}.{key}: {rank} exceeds the {m}x{n} weight of {name}")
+            raise BenchError(f"{f'{where}.{key}' if key else where}: {rank} exceeds the {m}x{n} weight of {name}")
 
 
 def module_seed(seed: int, name: str) -> int:
