@@ -121,6 +121,8 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
     t0 = cfg["tasks"][0]
     if case == "yaml":
         return "name: [unclosed\n"
+    if case == "duplicate YAML key":
+        return "name: t\nseeds: [0]\nname: u\n"
     if case == "not UTF-8":
         return "name: t\xff\n"
     if case == "alias bomb":
@@ -178,6 +180,7 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "paper override not a mapping": lambda: t0.update(paper=[1]),
         "seed beyond 64 bits": lambda: cfg.update(seeds=[2**70]),
         "data_seed out of range": lambda: cfg.update(data_seed=-5),
+        "lr infinite": lambda: cfg["train"].update(lr=float("inf")),
     }
     files = {
         "missing text column": "sentence1,label\na,1\n",
@@ -268,6 +271,8 @@ CASES = {
     "paper override not a mapping": "tasks[0].paper: expected a mapping",
     "seed beyond 64 bits": "seeds[0]: 1180591620717411303424 is outside 0 .. 2**32 - 1",
     "data_seed out of range": "data_seed: -5 is outside 0 .. 2**32 - 1",
+    "lr infinite": "train.lr: expected a number, got inf",
+    "duplicate YAML key": "line 3: key 'name' appears twice in one mapping",
     "not UTF-8": "not UTF-8 text (byte 7)",
     "alias bomb": "anchors/aliases are expanded (an alias bomb?)",
     "one class only": "tasks[0]: the train labels are all 1: a classifier needs at least 2 classes",

@@ -257,7 +257,13 @@ def _expanded_size(node: yaml.Node, path: Path) -> int:
         if isinstance(n, yaml.SequenceNode):
             stack.extend(n.value)
         elif isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
             for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:  # YAML would keep the last silently
+                        raise BenchError(f"{path}: line {k.start_mark.line + 1}: key {k.value!r} appears twice "
+                                         "in one mapping")
+                    seen.add(k.value)
                 stack.extend((k, v))
     return count
 

@@ -80,7 +80,7 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
             except ValueError:
                 _fail(where, tp, value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isnan(float(value)):
+            if not math.isfinite(float(value)):  # nan or inf: never a setting
                 _fail(where, tp, value)
             return float(value)
         _fail(where, tp, value)

@@ -18,7 +18,8 @@ EMBEDDED_TASKS: dict[str, Callable[[Path], dict[str, Dataset]]] = {}
 EMBEDDED_CORPORA: dict[str, Callable[[Path], str]] = {}
 
 datasets.disable_progress_bars()  # the runner shows its own progress
-datasets.logging.set_verbosity_error()
+# its parsers log their own error lines; ours (which names the line, `locate_problem`) is the one
+datasets.logging.set_verbosity(datasets.logging.CRITICAL)
 
 FILE_BUILDERS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
