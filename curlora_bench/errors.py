@@ -43,6 +43,20 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while a few renames that belong together run (delivered after)."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (or its type name), for one-line errors."""
     text = str(exc).strip()

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import BenchError, first_line
+from ..errors import BenchError, first_line, signals_deferred
 from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
 from .store import RECORDS, SUMMARY
 
@@ -125,7 +125,7 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
     saved = {k: list(v.shape) for k, v in tensors[0].items()}
     if state.adapter_tensors and saved != state.adapter_tensors:
         missing = sorted(set(state.adapter_tensors) - set(saved))
-        what = f"{len(missing)} tensor(s) missing (first: {missing[0]})" if missing else "tensors differ from state.json"
+        what = f"{len(missing)} of the method's tensors are missing (first: {missing[0]})" if missing else "tensors differ from state.json"
         raise BenchError(f"{d / 'adapter.safetensors'}: {what}; rerun with --fresh")
     heads = {k: list(v.shape) for k, v in tensors[1].items()}
     expected = {}
@@ -156,19 +156,19 @@ def set_aside(run: Path) -> bool:
 
     An earlier `.previous/` (a replacement that never finished a stage) is kept: it holds the
     last finished work, and what is in the folder now is the unfinished attempt, discarded."""
-    present = [n for n in _WORK if (run / n).exists()]
-    backup = run / PREVIOUS
-    if backup.exists():
-        clear(run)
-        return True
-    if not present:
-        return False
-    tmp = run / (PREVIOUS + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in present:
-        os.replace(run / name, tmp / name)
-    os.replace(tmp, backup)
+    with signals_deferred():  # the moves belong together
+        present = [n for n in _WORK if (run / n).exists()]
+        backup = run / PREVIOUS
+        if backup.exists():
+            clear(run)
+            return True
+        if not present:
+            return False
+        tmp = run / (PREVIOUS + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in present:
+            os.replace(run / name, tmp / name)
+        os.replace(tmp, backup)
     return True
 
 
@@ -182,11 +182,12 @@ def restore_previous(run: Path) -> bool:
     backup = run / PREVIOUS
     if not backup.is_dir():
         return False
-    clear(run)
-    for name in _WORK:
-        if (backup / name).exists():
-            os.replace(backup / name, run / name)
-    shutil.rmtree(backup)
+    with signals_deferred():
+        clear(run)
+        for name in _WORK:
+            if (backup / name).exists():
+                os.replace(backup / name, run / name)
+        shutil.rmtree(backup)
     return True
 
 
