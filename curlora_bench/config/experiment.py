@@ -37,6 +37,12 @@ class TrainConfig:
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time dominates short CPU runs"})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute each transformer layer's activations during backward (transformers' "
+                          "non-reentrant checkpointing) instead of keeping them: less memory, more time, the "
+                          "same numbers. An execution choice, so it is not part of a run's settings hash"},
+    )
     dropout: Literal["model", "off"] | None = field(
         default=None,
         metadata={"help": "model: the model's own dropout is on while training (the paper's code calls "
@@ -335,7 +341,21 @@ def experiment_settings(resolved: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
 
 
+# Train keys that change how a run executes (memory, speed), never its numbers: a run keeps its
+# identity, and its finished stages, when only these change.
+EXECUTION_KEYS = ("gradient_checkpointing",)
+
+
+def without_execution_keys(part: dict) -> dict:
+    """Experiment settings or a method's options as far as they decide the numbers."""
+    if not isinstance(part.get("train"), dict):
+        return part
+    return {**part, "train": {k: v for k, v in part["train"].items() if k not in EXECUTION_KEYS}}
+
+
 def _digest(data: dict) -> str:
+    data = {**data, "experiment": without_execution_keys(data["experiment"]),
+            "method": without_execution_keys(data["method"])}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

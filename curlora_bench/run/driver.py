@@ -8,7 +8,13 @@ from pathlib import Path
 import yaml
 
 from ..adapters import method_dict
-from ..config.experiment import ExperimentConfig, experiment_settings, resolved_dict, run_key
+from ..config.experiment import (
+    ExperimentConfig,
+    experiment_settings,
+    resolved_dict,
+    run_key,
+    without_execution_keys,
+)
 from ..errors import BenchError
 from ..results import checkpoint
 from ..results.schema import RunSummary
@@ -87,10 +93,11 @@ def check_runs_unchanged(cfg: ExperimentConfig, specs: list[RunSpec], other_sett
             continue
         if other_settings_ok:
             continue
-        new_method = method_dict(method)
+        old_method, new_method = without_execution_keys(old_method), without_execution_keys(method_dict(method))
         differ = sorted(k for k in set(old_method) | set(new_method) if old_method.get(k) != new_method.get(k))
         if old_settings is not None:
-            new_settings = experiment_settings(resolved_dict(cfg))
+            old_settings = without_execution_keys(old_settings)
+            new_settings = without_execution_keys(experiment_settings(resolved_dict(cfg)))
             differ += sorted(k for k in set(old_settings) | set(new_settings)
                              if old_settings.get(k) != new_settings.get(k))
         raise BenchError(f"{method.display_label} seed {spec.seed}: {folder} holds work of other settings "
@@ -110,8 +117,8 @@ def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None
     if not isinstance(old, dict):
         raise BenchError(f"{path}: unreadable (damaged?); use --force to run into {out} anyway, or --fresh "
                          "with --force to start it over")
-    old = experiment_settings(old)
-    new = experiment_settings(resolved_dict(cfg))
+    old = without_execution_keys(experiment_settings(old))
+    new = without_execution_keys(experiment_settings(resolved_dict(cfg)))
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if differ:
         raise BenchError(f"{out} holds results of a different config (differs in: {', '.join(differ)}); "

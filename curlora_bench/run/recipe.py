@@ -48,7 +48,7 @@ from ..results.store import (
     write_summary,
 )
 from ..sources.heads import TaskHeads
-from ..sources.models import backbone, hidden_size
+from ..sources.models import backbone, enable_checkpointing, hidden_size
 from ..utils import git_commit, package_versions, set_seed
 from . import drift
 from .evaluate import accuracy
@@ -175,6 +175,8 @@ def open_run(cfg: ExperimentConfig, method: AdapterConfig, spec: RunSpec, prepar
     modules = adapter.attach(model, target_modules(cfg, model), method, spec.seed, spec.where)
     model.to(prepared.device)
     reference = drift.snapshot(model, modules)
+    if cfg.train_for(method).gradient_checkpointing:
+        enable_checkpointing(model)
     if cfg.train_for(method).compile:
         # in place, so names, state dicts and checkpoints stay those of the plain model
         backbone(model).compile(dynamic=True)

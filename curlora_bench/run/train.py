@@ -14,6 +14,7 @@ from transformers import get_scheduler
 
 from ..config.experiment import TrainConfig
 from ..sources.heads import TaskHeads, classify
+from ..sources.models import checkpointed_layers
 from .data import Batching, PreparedTask, batches, collate
 from .spec import Protocol
 
@@ -40,6 +41,18 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def enter_training(model: nn.Module, head: nn.Module, cfg: TrainConfig) -> None:
+    """The modes a stage trains in: the head in training mode; the body too only under
+    `dropout: model`, else in eval mode with, under checkpointing, its transformer layers (not
+    their submodules) in training mode, as transformers checkpoints a layer only then."""
+    head.train()
+    if cfg.dropout == "model":
+        model.train()
+    elif cfg.gradient_checkpointing:
+        for layer in checkpointed_layers(model):
+            layer.training = True
 
 
 def stage_steps(examples: int, cfg: TrainConfig) -> int:
@@ -72,9 +85,7 @@ def train_stage(
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
     gen = torch.Generator().manual_seed(seed)
     lengths = [len(s) for s in split.ids]
-    head.train()
-    if cfg.dropout == "model":
-        model.train()
+    enter_training(model, head, cfg)
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
     start = time.perf_counter()
