@@ -18,6 +18,7 @@ from torch import nn
 
 from .adapters import ADAPTERS, parse_method
 from .adapters.curlora import CURLoRALayer
+from .errors import BenchError
 from .run.data import Split, batches, encode, subsample
 from .run.evaluate import accuracy, perplexity
 from .run.train import autocast
@@ -161,6 +162,17 @@ def eval_split(lm, task_name: str | None, n: int, max_length: int, cache_dir: st
     return Split(split.ids, [0] * len(split))  # the bench head has two classes; labels do not matter here
 
 
+def check_inputs(lm, rank: int, seq_len: int, model_name: str) -> None:
+    """The rank and sequence length the model can take, before anything is allocated."""
+    from .adapters.base import check_rank
+    from .run.prepare import max_positions
+
+    limit = max_positions(lm.model)
+    if limit is not None and seq_len > limit:
+        raise BenchError(f"--seq-len: {seq_len} is longer than the {limit} positions of model {model_name}")
+    check_rank(lm.model, auto_targets(lm.model), rank, "--rank", "")
+
+
 def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, seq_len: int = 128,
           steps: int = 6, warmup: int = 2, device_name: str = "auto", precision: str = "fp32",
           compile_model: bool = False, cache_dir: str | None = None, console=None,
@@ -169,6 +181,7 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     configure_threads()
     say = console.print if console else (lambda *_: None)
     lm = load_model(model_name, cache_dir)
+    check_inputs(lm, rank, seq_len, model_name)
     vocab = lm.model.get_input_embeddings().num_embeddings
     gen = torch.Generator().manual_seed(0)
     n_batches = warmup + steps

@@ -10,7 +10,7 @@ from peft.utils import PeftType
 
 from ..config.parse import from_dict
 from ..errors import BenchError
-from .base import Adapter, AdapterConfig, find_targets, register, uses_conv1d
+from .base import Adapter, AdapterConfig, check_rank, find_targets, register, uses_conv1d
 from .lora import peft_inject
 
 # Names people use for LoRA variants that PEFT expresses as LoraConfig options.
@@ -71,6 +71,12 @@ class PeftPassthrough(Adapter):
     def options(self, cfg):
         train = {"train": cfg.train} if cfg.train else {}
         return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **train, **cfg.options}
+
+    def check(self, model, targets, cfg, where):
+        # PEFT itself only checks a rank when it builds the layers (allocating them first)
+        base, options = cfg.resolve(where)
+        check_rank(model, targets, options.get("r", getattr(cfg.build(base, options, [], where), "r", None)),
+                   where, "r")
 
     def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)

@@ -17,7 +17,7 @@ from ..adapters import AdapterConfig, method_dict, parse_method
 from ..errors import BenchError
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from .grid import expand, point_suffix, train_suffix
-from .parse import from_dict, positive, to_dict
+from .parse import check_name, from_dict, positive, to_dict
 
 
 @dataclass
@@ -122,8 +122,7 @@ class ExperimentConfig:
                 "(MLFLOW_TRACKING_URI, default sqlite in the experiment folder); `run --log` overrides"})
 
     def validate(self, where: str) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise BenchError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-'")
+        check_name("name", self.name)
         if not self.seeds:
             raise BenchError("seeds: the list is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -142,6 +141,9 @@ class ExperimentConfig:
         self.methods = self._expand_methods(self.methods)
         labels = [m.display_label for m in self.methods]
         for i, label in enumerate(labels):
+            # a folder of results/<name>/ (an explicit empty label is refused, not defaulted)
+            check_name(f"methods[{i}].label", label if self.methods[i].label is None else self.methods[i].label,
+                       "label")
             if labels.index(label) != i:
                 raise BenchError(f"methods[{i}]: label {label!r} is used twice; set `label:` to tell them apart")
         self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]
@@ -233,15 +235,17 @@ def apply_override(raw: dict, assignment: str) -> None:
         hint = get_type_hints(cls)[part]
         cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
     node: Any = raw
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise BenchError(f"--set {key}: no list item {part!r}")
             node = node[int(part)]
-        else:
+        elif isinstance(node, dict):
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
+        else:
+            raise BenchError(f"--set {key}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -253,11 +257,47 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise BenchError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
 
 
+# anchors and aliases may share a subtree; expanded, a config never needs more nodes than this
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, path: Path) -> int:
+    """Nodes of the document with every alias expanded; refuses an alias bomb before loading it."""
+    count, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise BenchError(f"{path}: more than {MAX_YAML_NODES:,} values once its anchors/aliases are "
+                             "expanded (an alias bomb?)")
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:  # YAML would keep the last silently
+                        raise BenchError(f"{path}: line {k.start_mark.line + 1}: key {k.value!r} appears twice "
+                                         "in one mapping")
+                    seen.add(k.value)
+                stack.extend((k, v))
+    return count
+
+
 def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise BenchError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _expanded_size(node, path)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

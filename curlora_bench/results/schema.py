@@ -211,17 +211,19 @@ def parse(cls: type, data: Any, path: Path | str) -> Any:
     try:
         return from_dict(cls, data, cls.__name__)
     except BenchError as exc:
-        raise BenchError(f"{path}: {exc}") from None
+        raise BenchError(f"{path}: {exc}; rerun with --fresh to discard it") from None
 
 
 def load(cls: type, path: Path) -> Any:
     """Read a schema object from a JSON file (missing or undecodable: one error naming it)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+        raise BenchError(f"{path}: cannot read ({exc.strerror}); rerun with --fresh to discard it") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text (damaged?); rerun with --fresh to discard it") from None
     except json.JSONDecodeError as exc:
-        raise BenchError(f"{path}: not valid JSON ({exc})") from None
+        raise BenchError(f"{path}: not valid JSON ({exc}); rerun with --fresh to discard it") from None
     return parse(cls, data, path)
 
 

@@ -38,11 +38,13 @@ from ..results.schema import (
     StageDrift,
     StageStats,
     TrainLogEntry,
+    load,
     read_records,
     read_train_log,
 )
 from ..results.store import (
     RECORDS,
+    SUMMARY,
     TRAIN_LOG,
     RecordWriter,
     finished_summary,
@@ -160,6 +162,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
             # 5. checkpoint
             log_writer.sync()  # the lines the checkpoint counts are on disk
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
+            checkpoint.drop_previous(folder)
             events.stage_finished(name, i + 1)
             events.message(f"  {name} stage {i + 1}/{T} {task.name}: "
                            + ", ".join(f"{prepared.tasks[j].name} {progress.matrix[i][j]:.3f}" for j in range(i + 1))
@@ -171,6 +174,12 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
     finally:
         writer.close()
         log_writer.close()
+        # no stage of its own (a NaN, a signal): the work this run was to replace is put back
+        restored = not progress.stages and checkpoint.restore_previous(folder)
+    if restored:
+        events.message(f"  {name}: no stage finished; the results it was to replace are restored")
+        if (folder / SUMMARY).is_file():
+            return load(RunSummary, folder / SUMMARY)
     summary = summarise(cfg, spec, run, prepared, progress, status, error, resumed_from,
                         time.perf_counter() - start)
     write_summary(folder, summary)
@@ -216,7 +225,7 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
     folder.mkdir(parents=True, exist_ok=True)
     stage = checkpoint.latest(folder, key)
     if not stage:
-        checkpoint.clear(folder)
+        checkpoint.set_aside(folder)  # deleted once this run checkpoints its first stage
         return RunProgress.empty(len(prepared.tasks)), None
     state, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
     where = str(checkpoint.stage_dir(folder, stage))
