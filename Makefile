@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 
 install:
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e ".[dev,trackers]"
 
 run: install
 	curlora-bench run $(CONFIG)

@@ -18,19 +18,31 @@ from torch import nn
 
 from .adapters import ADAPTERS, parse_method
 from .adapters.curlora import CURLoRALayer
-from .run.data import Split
+from .errors import BenchError
+from .run.data import Split, batches, encode, subsample
 from .run.evaluate import accuracy, perplexity
 from .run.train import autocast
 from .sources.heads import TaskHeads, classify
-from .sources.models import auto_targets, backbone, hidden_size, load_model
+from .sources.models import (
+    auto_targets,
+    backbone,
+    checkpointed_layers,
+    enable_checkpointing,
+    hidden_size,
+    load_model,
+)
+from .sources.tasks import TASKS
+from .sources.tasks.loaders import load_splits
 from .utils import configure_threads, package_versions, resolve_device
 
 TARGETS = [  # (name, numerator, denominator, minimum ratio)
     ("curlora / floor", "train curlora", "train floor", 0.90),
     ("curlora / materialised", "train curlora", "train curlora-materialised", 1.30),
     ("lora / floor", "train lora", "train floor", 0.90),
-    ("batched / one-at-a-time eval", "eval batched", "eval one-at-a-time", 5.0),
+    ("eval / bare forward (real tokens)", "eval (run's buckets)", "eval bare forward", 0.85),
     ("perplexity / bare forward", "perplexity", "bare forward", 0.90),
+    # gradient checkpointing buys memory with a second forward pass: at most ~1.5x slower
+    ("lora checkpointed / lora", "train lora+checkpointing", "train lora", 0.65),
 ]
 
 
@@ -80,16 +92,21 @@ def _timed(fn, device: torch.device, repeats: int = 3) -> list[float]:
 
 
 def _training_variants(lm, rank: int) -> dict[str, nn.Module]:
-    """floor (no adapter, backward through the frozen body), lora, curlora, curlora-materialised."""
+    """floor (no adapter, backward through the frozen body), lora, curlora, curlora-materialised,
+    and lora/curlora with gradient checkpointing."""
     variants = {}
     for name, spec in (("floor", {"method": "head-only"}), ("lora", {"method": "lora", "rank": rank}),
                        ("curlora", {"method": "curlora", "rank": rank}),
-                       ("curlora-materialised", {"method": "curlora", "rank": rank})):
+                       ("curlora-materialised", {"method": "curlora", "rank": rank}),
+                       ("lora+checkpointing", {"method": "lora", "rank": rank}),
+                       ("curlora+checkpointing", {"method": "curlora", "rank": rank})):
         model = copy.deepcopy(lm.model)
         cfg = parse_method(spec, f"bench {name}")
         modules = ADAPTERS.get(cfg.method).attach(model, auto_targets(model), cfg, 0, f"bench {name}")
         if name == "floor":
             model.enable_input_require_grads()  # gradients flow through every layer, as with an adapter
+        if name.endswith("+checkpointing"):
+            enable_checkpointing(model)
         if name == "curlora-materialised":
             for m in modules:
                 layer = model.get_submodule(m)
@@ -98,13 +115,73 @@ def _training_variants(lm, rank: int) -> dict[str, nn.Module]:
     return variants
 
 
+def activation_bytes(model: nn.Module, heads: TaskHeads, ids: torch.Tensor, labels: torch.Tensor,
+                     mask: torch.Tensor, device: torch.device, precision: str) -> int:
+    """Bytes a training step keeps from its forward pass for backward: the tensors autograd
+    saves, plus the inputs checkpointed layers keep to recompute themselves (with gradient
+    checkpointing only those, and what lies outside the layers). Device-independent, unlike
+    RSS, which a process cannot reset between variants."""
+    kept: dict[int, int] = {}
+
+    def keep(t: torch.Tensor) -> torch.Tensor:  # tensors sharing storage are counted once
+        if t.device.type != "meta":
+            storage = t.untyped_storage()
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    def layer_inputs(_module, args) -> None:
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                keep(a)
+
+    hooks = [layer.register_forward_pre_hook(layer_inputs) for layer in checkpointed_layers(model)]
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), autocast(device, precision):
+            logits = classify(model, heads, "bench", ids, mask)
+        nn.functional.cross_entropy(logits.float(), labels).backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    for p in [*model.parameters(), *heads.parameters()]:
+        p.grad = None
+        kept.pop(p.untyped_storage().data_ptr(), None)  # weights are not activations
+    return sum(kept.values())
+
+
+def eval_split(lm, task_name: str | None, n: int, max_length: int, cache_dir: str | None,
+               gen: torch.Generator, vocab: int) -> Split:
+    """`n` eval examples of a real task, tokenised as a run does (truncated at `max_length`), so
+    the buckets' padding is realistic; `task_name=None` draws lengths uniformly instead."""
+    if task_name is None:
+        lengths = torch.randint(max_length // 4, max_length + 1, (n,), generator=gen).tolist()
+        return Split([torch.randint(0, vocab, (k,), generator=gen).tolist() for k in lengths], [0] * n)
+    task = TASKS.get(task_name, "--eval-task")
+    ds = subsample(load_splits(task, cache_dir, "--eval-task")["eval"], n, 0)
+    split = encode(lm.tokenizer, ds, task.text, max_length, lm.tokenizer.bos_token_id if lm.add_bos else None)
+    return Split(split.ids, [0] * len(split))  # the bench head has two classes; labels do not matter here
+
+
+def check_inputs(lm, rank: int, seq_len: int, model_name: str) -> None:
+    """The rank and sequence length the model can take, before anything is allocated."""
+    from .adapters.base import check_rank
+    from .run.prepare import max_positions
+
+    limit = max_positions(lm.model)
+    if limit is not None and seq_len > limit:
+        raise BenchError(f"--seq-len: {seq_len} is longer than the {limit} positions of model {model_name}")
+    check_rank(lm.model, auto_targets(lm.model), rank, "--rank", "")
+
+
 def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, seq_len: int = 128,
           steps: int = 6, warmup: int = 2, device_name: str = "auto", precision: str = "fp32",
-          compile_model: bool = False, cache_dir: str | None = None, console=None) -> BenchResult:
+          compile_model: bool = False, cache_dir: str | None = None, console=None,
+          eval_task: str | None = "rt-sentiment", eval_examples: int = 256, eval_batch: int = 64) -> BenchResult:
     device = resolve_device(device_name)
     configure_threads()
     say = console.print if console else (lambda *_: None)
     lm = load_model(model_name, cache_dir)
+    check_inputs(lm, rank, seq_len, model_name)
     vocab = lm.model.get_input_embeddings().num_embeddings
     gen = torch.Generator().manual_seed(0)
     n_batches = warmup + steps
@@ -147,21 +224,39 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     tokens = batch_size * seq_len
     for name in variants:
         result.figures[f"train {name}"] = tokens / statistics.median(result.seconds[f"train {name}"])
+    # memory kept for backward, measured once per variant outside the timed steps
+    for name, (model, heads, _) in state.items():
+        mb = activation_bytes(model, heads, data[0].to(device), labels[0].to(device), mask, device, precision) / 2**20
+        result.memory[f"train {name} activations MB"] = mb
+    for name in ("lora", "curlora"):
+        plain = result.memory[f"train {name} activations MB"]
+        result.memory[f"{name} checkpointed / plain activations"] = (
+            result.memory[f"train {name}+checkpointing activations MB"] / plain if plain else float("nan"))
     model, heads, _ = state["curlora"]
     del state, variants  # free the other variants' models before evaluating
     model.eval()
 
-    # --- evaluation: batched vs one example at a time, same examples ------------------------
-    n_eval = 64
-    lengths = torch.randint(seq_len // 4, seq_len + 1, (n_eval,), generator=gen).tolist()
-    split = Split([torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lengths],
-                  torch.randint(0, 2, (n_eval,), generator=gen).tolist())
-    eval_tokens = sum(lengths)
+    # --- evaluation: the run's length-sorted buckets vs a bare forward over the real tokens -----
+    split = eval_split(lm, eval_task, eval_examples, seq_len, cache_dir, gen, vocab)
+    real = sum(len(s) for s in split.ids)
     pad = lm.tokenizer.pad_token_id
-    for name, bs in (("eval batched", 64), ("eval one-at-a-time", 1)):
-        result.seconds[name] = _timed(lambda bs=bs: accuracy(model, heads, "bench", split, bs, device, pad), device)
-        result.figures[name] = eval_tokens / statistics.median(result.seconds[name])
-    say(f"evaluation: {n_eval} examples, {eval_tokens} tokens")
+    body = backbone(model)
+
+    @torch.inference_mode()
+    def bare_eval() -> None:  # every example alone: no padding, no mask, no head
+        for seq in split.ids:
+            body(input_ids=torch.tensor([seq], device=device), use_cache=False)
+
+    for name, fn in (("eval (run's buckets)", lambda: accuracy(model, heads, "bench", split, eval_batch, device, pad)),
+                     ("eval bare forward", bare_eval)):
+        result.seconds[name] = _timed(fn, device, repeats=2)
+        result.figures[name] = real / statistics.median(result.seconds[name])  # real (non-pad) tokens/s
+    padded = sum(len(idx) * max(len(split.ids[i]) for i in idx)
+                 for idx in batches([len(s) for s in split.ids], eval_batch, shuffle=False))
+    result.config["eval"] = {"task": eval_task, "examples": len(split), "batch_size": eval_batch,
+                             "real_tokens": real, "padded_tokens": padded}
+    say(f"evaluation: {len(split)} examples of {eval_task or 'random lengths'}, {real} real tokens, "
+        f"{padded} with the buckets' padding")
 
     # --- perplexity vs a bare forward pass over the same windows -----------------------------
     window = min(1024, getattr(lm.model.config, "max_position_embeddings", 1024) or 1024)

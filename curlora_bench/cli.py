@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .errors import BenchError
+from .errors import BenchError, stop_on_signals
 
 app = typer.Typer(
     add_completion=False,
@@ -42,13 +42,14 @@ def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.lr=1e-4 (repeatable)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="start every run over instead of resuming from its checkpoints")] = False,
-    force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: its labels' checkpoints, records and summaries are replaced (kept until the new run's first stage)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config; a label's runs with other settings are redone (replaced at their first new stage)")] = False,
     executor: Annotated[ExecutorKind, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task")] = ExecutorKind.local,
     workers: Annotated[int | None, typer.Option("--workers", help="ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus-per-run)")] = None,
     address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
     cpus_per_run: Annotated[int | None, typer.Option("--cpus-per-run", help="torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)")] = None,
     gpus_per_run: Annotated[float, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = 0.0,
+    log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `log:`. Needs `pip install 'curlora-bench[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config.experiment import load_config
@@ -58,15 +59,23 @@ def run(
     from .run.events import ConsoleEvents
     from .run.executors import Executor
 
-    cfg, _ = load_config(config, set_ or [])
+    trackers = [] if log is None else [f"log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
+    cfg, _ = load_config(config, [*(set_ or []), *trackers])
     out = output or Path("results") / cfg.name
     where = Executor(executor.value, workers, address, cpus_per_run, gpus_per_run)
-    summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
+    with stop_on_signals():  # Ctrl-C / SIGTERM: the stage in flight is dropped, exit 130 / 143
+        summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed, s.order), s) for s in summaries]
     console.print(rich_table(runs))
     write_atomic(out / "report.md", render(runs, "md"))
-    console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, summary.json)")
+    console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, train_log.jsonl, summary.json)")
+    if "tensorboard" in cfg.log:
+        console.print(f"TensorBoard: tensorboard --logdir {out}")
+    if "mlflow" in cfg.log:
+        from .run.trackers import mlflow_uri
+
+        console.print(f"MLflow: mlflow ui --backend-store-uri {mlflow_uri(out)}")
 
 
 @app.command()
@@ -128,6 +137,12 @@ def bench(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (CUDA only)")] = "fp32",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model body first")] = False,
+    eval_task: Annotated[str, typer.Option("--eval-task", help="built-in task whose eval texts (tokenised, "
+                                           "truncated at --seq-len) set the evaluation lengths; 'random' = "
+                                           "uniform lengths")] = "rt-sentiment",
+    eval_examples: Annotated[int, typer.Option("--eval-examples", help="evaluation examples", min=1)] = 256,
+    eval_batch: Annotated[int, typer.Option("--eval-batch", help="evaluation batch size (length-sorted "
+                                            "buckets, as a run)", min=1)] = 64,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
 ) -> None:
     """Measure training/eval/perplexity throughput and print ratios against the targets."""
@@ -141,7 +156,11 @@ def bench(
 
     if precision not in ("fp32", "bf16"):
         raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
-    res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console)
+    if json_out is not None and json_out.is_dir():
+        raise BenchError(f"--json {json_out}: is a folder; give a file name")
+    res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console,
+                    eval_task=None if eval_task == "random" else eval_task, eval_examples=eval_examples,
+                    eval_batch=eval_batch)
     table = Table(title=f"bench: {model}, rank {rank}, batch {batch_size}x{seq_len}, {res.environment['device']}")
     table.add_column("path")
     table.add_column("tokens/s", justify="right")
@@ -157,7 +176,7 @@ def bench(
     for name, r in res.ratios.items():
         ratios.add_row(name, f"{r['ratio']:.2f}", f">= {r['target']:.2f}", "met" if r["met"] else "[red]missed[/]")
     console.print(ratios)
-    mem = ", ".join(f"{k} {v:,.0f}" for k, v in res.memory.items())
+    mem = ", ".join(f"{k} {v:,.0f}" if v >= 10 else f"{k} {v:.2f}" for k, v in res.memory.items())
     env = res.environment
     console.print(f"memory: {mem}; {env['device_name']}, {env['dtype']}, autocast {env['autocast']}, "
                   f"{env['threads']} threads; torch {env['versions'].get('torch')}, "
@@ -257,24 +276,80 @@ def assets_verify(cache_dir: Annotated[str | None, typer.Option(help="cache fold
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Entry point: known errors become one line on stderr and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except BenchError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished stages are on disk")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
+def _click_classes(name: str) -> tuple[type, ...]:
+    """`name` from Click and from the copy Typer vendors (its commands raise the latter)."""
+    import importlib
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _context_from_argv() -> object | None:
+    """The (sub)command context the command line names, for errors Click raises without one."""
+    group = typer.main.get_command(app)
+    ctx = group.context_class(group, info_name="curlora-bench")
+    for word in sys.argv[1:]:
+        sub = getattr(ctx.command, "commands", {}).get(word)
+        if sub is None:
+            break
+        ctx = sub.context_class(sub, info_name=word, parent=ctx)
+    return ctx
+
+
+def _usage_error(exc: Exception) -> None:
+    """A Click usage error as one line plus the command's usage hint; exit 2."""
+    ctx = getattr(exc, "ctx", None) or _context_from_argv()
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        sys.stderr.write(ctx.get_help() + "\n")
+        sys.exit(2)
+    message = " ".join(exc.format_message().split()) if hasattr(exc, "format_message") else str(exc)
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    if ctx is not None:
+        usage = " ".join(ctx.get_usage().split())
+        err_console.print(f"{usage} (try '{ctx.command_path} --help')", highlight=False, soft_wrap=True,
+                          markup=False)
+    sys.exit(getattr(exc, "exit_code", 2) or 2)
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and exit code 2; a signal ends the
+    run with one line and 128 + its number; usage errors add the command's usage hint."""
+    from .errors import Interrupted
+
+    usage, exits, aborts = _click_classes("ClickException"), _click_classes("Exit"), _click_classes("Abort")
+    try:
+        code = app(standalone_mode=False)
+    except BenchError as exc:
+        from rich.markup import escape  # a message may hold brackets: [trackers], list indices
+
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Interrupted as exc:
+        err_console.print(f"interrupted ({exc}): the stage in flight is dropped, finished stages are on disk; "
+                          "the same command resumes", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except OSError as exc:  # a full disk, a read-only or wrong-kind target the command did not name itself
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except exits as exc:
+        sys.exit(exc.exit_code)
+    except aborts:
+        sys.exit(1)
+    except usage as exc:
+        _usage_error(exc)
+    # without standalone mode Click returns an Exit's code (typer.Exit(1), Ctrl-C's 130) instead of exiting
+    if isinstance(code, int) and code:
+        if code == 130:
+            err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
+        sys.exit(code)

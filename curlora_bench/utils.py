@@ -28,9 +28,15 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    import re
+
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise BenchError(f"device: {name!r} is not auto, cpu, cuda, cuda:N or mps")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"device: {name!r} requested but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BenchError(f"device: {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise BenchError(f"device: {name!r} requested but MPS is not available here")
     return device

@@ -33,19 +33,29 @@ def test_materialised_variant_equals_factored(name):
 
 
 def test_bench_reports_every_figure_and_ratio():
-    res = bench("tiny-gpt2", rank=2, batch_size=2, seq_len=16, steps=2, warmup=1, device_name="cpu")
+    res = bench("tiny-gpt2", rank=2, batch_size=2, seq_len=16, steps=2, warmup=1, device_name="cpu",
+                eval_task=None, eval_examples=24, eval_batch=8)
     assert set(res.figures) == {"train floor", "train lora", "train curlora", "train curlora-materialised",
-                                "eval batched", "eval one-at-a-time", "bare forward", "perplexity"}
+                                "train lora+checkpointing", "train curlora+checkpointing",
+                                "eval (run's buckets)", "eval bare forward", "bare forward", "perplexity"}
     assert all(v > 0 for v in res.figures.values())
     assert all(len(res.seconds[k]) == 2 for k in res.figures if k.startswith("train"))
     assert set(res.ratios) == {"curlora / floor", "curlora / materialised", "lora / floor",
-                               "batched / one-at-a-time eval", "perplexity / bare forward"}
+                               "eval / bare forward (real tokens)", "perplexity / bare forward",
+                               "lora checkpointed / lora"}
+    ev = res.config["eval"]  # real tokens counted without padding; the buckets pad a little
+    assert ev["examples"] == 24 and ev["real_tokens"] < ev["padded_tokens"] <= 24 * 16
+    # checkpointing keeps a fraction of the activations (tiny GPT-2: 2 layers, so a modest one)
+    for name in ("lora", "curlora"):
+        assert res.memory[f"train {name} activations MB"] > 0
+        assert 0 < res.memory[f"{name} checkpointed / plain activations"] < 0.8
     assert res.memory["peak_rss_mb"] > 0 and res.environment["threads"] >= 1
 
 
 def test_bench_cli_writes_json(cli, tmp_path):
     code, out, err = cli("bench", "--model", "tiny-gpt2", "--rank", "2", "--batch-size", "2", "--seq-len", "16",
-                         "--steps", "1", "--warmup", "0", "--json", tmp_path / "b.json")
+                         "--steps", "1", "--warmup", "0", "--eval-task", "random", "--eval-examples", "16",
+                         "--json", tmp_path / "b.json")
     assert code == 0, err
     assert "curlora / materialised" in out and "tokens/s" in out
     data = json.loads((tmp_path / "b.json").read_text())
@@ -71,3 +81,18 @@ def test_compiled_run_matches_eager(toy_data, write_config, tmp_path, cli):
     cfg["train"]["compile"] = True
     assert cli("run", write_config(cfg), "--output", tmp_path / "compiled")[0] == 0
     assert values(tmp_path / "compiled") == pytest.approx(values(tmp_path / "eager"), rel=1e-5)
+
+
+def test_bench_rejects_an_unknown_eval_task(cli):
+    code, _, err = cli("bench", "--model", "tiny-gpt2", "--eval-task", "no-such-task")
+    assert code == 2 and "--eval-task" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_eval_lengths_come_from_the_real_task():
+    from curlora_bench.bench import eval_split
+
+    lm = load_model("tiny-gpt2")
+    split = eval_split(lm, "rt-sentiment", 48, 64, None, torch.Generator().manual_seed(0), 256)
+    lengths = [len(s) for s in split.ids]
+    assert len(split) == 48 and max(lengths) <= 64 and len(set(lengths)) > 5  # real, varied lengths (bytes here)

@@ -53,3 +53,18 @@ def test_readme_config_reference_is_the_generated_one():
     from curlora_bench.config.reference import reference_yaml
 
     assert config_reference.readme_block((ROOT / "README.md").read_text()) == reference_yaml()
+
+
+def test_strategy_labels_follow_the_name_rule(toy_data, write_config):
+    """'+' is no path separator: strategy labels (default and explicit) pass the name rule,
+    which still refuses '+' first and '+' beside a path."""
+    cfg = tiny_config(toy_data, methods=[
+        {"method": "lora", "rank": 8, "strategy": {"name": "replay", "per_task": 4}},
+        {"method": "lora", "rank": 2, "strategy": {"name": "l2", "lambda": 0.5}},
+        {"method": "curlora", "rank": 2, "label": "lora-r8+replay64"}])
+    loaded, _ = load_config(write_config(cfg))
+    assert [m.display_label for m in loaded.methods] == ["lora-r8+replay4", "lora-r2+l2-0.5", "lora-r8+replay64"]
+    for bad in ("+replay4", "lora+/x", "lora+..+x/y"):
+        cfg["methods"][2]["label"] = bad
+        with pytest.raises(BenchError, match=r"methods\[2\]\.label: label .* must be"):
+            load_config(write_config(cfg))

@@ -117,9 +117,18 @@ def test_different_config_is_refused_unless_force(finished, tmp_path, cli, write
 def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
     """Apply one bad-input case to a tiny config; return raw YAML text when the case needs it."""
     bad_csv = tmp / "bad.csv"
+    bad_txt = tmp / "bad.txt"
     t0 = cfg["tasks"][0]
     if case == "yaml":
         return "name: [unclosed\n"
+    if case == "duplicate YAML key":
+        return "name: t\nseeds: [0]\nname: u\n"
+    if case == "not UTF-8":
+        return "name: t\xff\n"
+    if case == "alias bomb":
+        lines = ["name: t", "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+        return "\n".join(lines) + "\n"
     edits = {
         "unknown key": lambda: cfg.update(bogus=1),
         "wrong type": lambda: cfg["train"].update(batch_size="eight"),
@@ -156,6 +165,38 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
                                                                                               "lambda": 1}}]),
         "replay per_task > task": lambda: cfg.update(methods=[{"method": "lora", "strategy": {"name": "replay",
                                                                                                "per_task": 49}}]),
+        "label escapes up": lambda: cfg["methods"][0].update(label="../t2"),
+        "label is a path": lambda: cfg["methods"][0].update(label="a/b"),
+        "label is ..": lambda: cfg["methods"][0].update(label=".."),
+        "label absolute": lambda: cfg["methods"][0].update(label="/tmp/x"),
+        "label non-ASCII": lambda: cfg["methods"][0].update(label="lora-ü"),
+        "label empty": lambda: cfg["methods"][0].update(label=""),
+        "label starts with +": lambda: cfg["methods"][0].update(label="+replay4"),
+        "label with + and a slash": lambda: cfg["methods"][0].update(label="lora+../x"),
+        "label in a grid escapes": lambda: cfg.update(methods=[{"method": "lora", "label": "../x",
+                                                                "grid": {"rank": [1, 2]}}]),
+        "name is ..": lambda: cfg.update(name=".."),
+        "task name with a dot": lambda: t0.update(name="a.b"),
+        "task name with a slash": lambda: t0.update(name="../a"),
+        "task name empty": lambda: t0.update(name=""),
+        "task name a ModuleDict attribute": lambda: t0.update(name="training"),
+        "lora rank too large": lambda: cfg.update(methods=[{"method": "lora", "rank": 100000}]),
+        "peft lora r too large": lambda: cfg.update(methods=[{"method": "peft", "type": "LORA", "r": 100000}]),
+        "peft vera r too large": lambda: cfg.update(methods=[{"method": "peft", "type": "VERA", "r": 100000}]),
+        "max_length beyond positions": lambda: cfg["train"].update(max_length=5000),
+        "max_length too short for a pair": lambda: cfg["train"].update(max_length=1),
+        "window beyond positions": lambda: cfg["perplexity"].update(window=5000, stride=5000),
+        "paper max_length beyond positions": lambda: (cfg.update(protocol="paper"),
+                                                      cfg["train"].update(max_length=4096)),
+        "corpus too short": lambda: (bad_txt.write_text("a b"), cfg["perplexity"].update(file=str(bad_txt))),
+        "window scores nothing": lambda: cfg["perplexity"].update(window=1, stride=1),
+        "paper override unknown key": lambda: t0.update(paper={"bogus": 1}),
+        "paper override wrong type": lambda: t0.update(paper={"train_rows": "x"}),
+        "paper override renames": lambda: t0.update(paper={"name": "other"}),
+        "paper override not a mapping": lambda: t0.update(paper=[1]),
+        "seed beyond 64 bits": lambda: cfg.update(seeds=[2**70]),
+        "data_seed out of range": lambda: cfg.update(data_seed=-5),
+        "lr infinite": lambda: cfg["train"].update(lr=float("inf")),
     }
     files = {
         "missing text column": "sentence1,label\na,1\n",
@@ -163,13 +204,25 @@ def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
         "label out of range": "sentence1,sentence2,label\na,b,1\nc,d,2\n",
         "label not integer": "sentence1,sentence2,label\na,b,0.5\n",
         "label not integer, later row": "sentence1,sentence2,label\na,b,1\nc,d,x\n",
+        "one class only": "sentence1,sentence2,label\na,b,1\nc,d,1\ne,f,1\n",
+        "csv row with extra field": "sentence1,sentence2,label\na,b,1\nc,d,0,9\ne,f,1\n",
+        "csv not UTF-8": "sentence1,sentence2,label\na,b,1\nc,\udcff,0\n",
         "empty train split": "sentence1,sentence2,label\n",
         "empty eval split": "sentence1,sentence2,label\n",
     }
-    if case in files:
-        bad_csv.write_text(files[case])
+    jsonl = {
+        "jsonl bad line": '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": "c", oops\n',
+        "jsonl not an object": '{"sentence1": "a", "sentence2": "b", "label": 1}\n[1, 2]\n',
+        "jsonl empty text": '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": " ", "sentence2": "", "label": 0}\n',
+    }
+    if case in jsonl:
+        bad_jsonl = tmp / "bad.jsonl"
+        bad_jsonl.write_text(jsonl[case])
+        t0.update(format="jsonl", train=str(bad_jsonl), eval=str(bad_jsonl), num_classes=2)
+    elif case in files:
+        bad_csv.write_bytes(files[case].encode("utf-8", "surrogateescape"))
         t0["eval" if case == "empty eval split" else "train"] = str(bad_csv)
-        t0["num_classes"] = 2
+        t0["num_classes"] = None if case == "one class only" else 2
     else:
         edits[case]()
     return None
@@ -217,6 +270,45 @@ CASES = {
     "rank_step on LoRA": "methods[0].rank_step: only OSF grows a preserved rank between tasks, not LORA",
     "order not a permutation": "orders[0]: ['pairs'] is not a permutation of the tasks",
     "too many orders": "orders: 3 distinct orders of 2 tasks do not exist",
+    "label escapes up": "methods[0].label: label '../t2' must be ASCII letters, digits",
+    "label is a path": "methods[0].label: label 'a/b' must be",
+    "label is ..": "methods[0].label: label '..' must be",
+    "label absolute": "methods[0].label: label '/tmp/x' must be",
+    "label non-ASCII": "methods[0].label: label 'lora-ü' must be ASCII",
+    "label empty": "methods[0].label: label '' must be",
+    "label starts with +": "methods[0].label: label '+replay4' must be ASCII letters, digits, '_', '-', '.' or '+'",
+    "label with + and a slash": "methods[0].label: label 'lora+../x' must be",
+    "label in a grid escapes": "methods[0].label: label '../x-rank1' must be",
+    "name is ..": "name: name '..' must be",
+    "task name with a dot": "tasks[0].name: task name 'a.b' cannot be a head's module name",
+    "task name with a slash": "tasks[0].name: task name '../a' must be",
+    "task name empty": "tasks[0].name: task name '' must be",
+    "task name a ModuleDict attribute": "tasks[0].name: task name 'training' cannot be",
+    "lora rank too large": "methods[0].rank: 100000 exceeds the 32x96 weight of transformer.h.0.attn.c_attn",
+    "peft lora r too large": "methods[0].r: 100000 exceeds the 32x96 weight",
+    "peft vera r too large": "methods[0].r: 100000 exceeds the 32x96 weight",
+    "max_length beyond positions": "train.max_length: 5000 is longer than the 1024 positions of model tiny-gpt2",
+    "max_length too short for a pair": "train.max_length: 1 leaves no room for the text (needs >= 3",
+    "window beyond positions": "perplexity.window: 5000 is longer than the 1024 positions",
+    "paper max_length beyond positions": "train.max_length: 4096 is longer than the 1024 positions",
+    "corpus too short": "perplexity: the corpus leaves 2 token(s) to score (3 tokens); at least 16",
+    "window scores nothing": "perplexity: the corpus leaves 0 token(s) to score",
+    "paper override unknown key": "tasks[0].paper.bogus: unknown key",
+    "paper override wrong type": "tasks[0].paper.train_rows: expected an integer, got 'x'",
+    "paper override renames": "tasks[0].paper.name: cannot be overridden",
+    "paper override not a mapping": "tasks[0].paper: expected a mapping",
+    "seed beyond 64 bits": "seeds[0]: 1180591620717411303424 is outside 0 .. 2**32 - 1",
+    "data_seed out of range": "data_seed: -5 is outside 0 .. 2**32 - 1",
+    "lr infinite": "train.lr: expected a number, got inf",
+    "duplicate YAML key": "line 3: key 'name' appears twice in one mapping",
+    "not UTF-8": "not UTF-8 text (byte 7)",
+    "alias bomb": "anchors/aliases are expanded (an alias bomb?)",
+    "one class only": "tasks[0]: the train labels are all 1: a classifier needs at least 2 classes",
+    "csv row with extra field": "bad.csv: cannot read as csv: line 3: 4 fields, the header has 3",
+    "csv not UTF-8": "bad.csv: cannot read as csv: line 3: not UTF-8 text",
+    "jsonl bad line": "bad.jsonl: cannot read as jsonl: line 2: not valid JSON",
+    "jsonl not an object": "bad.jsonl: cannot read as jsonl: line 2: expected a JSON object",
+    "jsonl empty text": "bad.jsonl: row 2: text column 'sentence1' is empty or not text",
 }
 
 
@@ -233,7 +325,8 @@ def test_bad_input_one_line_exit_2_nothing_damaged(case, finished, tmp_path, cli
     path = tmp_path / "bad.yaml"
     import yaml
 
-    path.write_text(raw if raw is not None else yaml.safe_dump(cfg))
+    text = raw if raw is not None else yaml.safe_dump(cfg)
+    path.write_bytes(text.encode("latin-1" if case == "not UTF-8" else "utf-8"))
     code, stdout, err = cli("run", path, "--output", out)
     assert code == 2, stdout + err
     assert CASES[case] in err, err
@@ -264,7 +357,7 @@ def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
     heads = TaskHeads()
     heads.add(task.name, hidden_size(lm.model), 2, seed=0)
     cfg.train.lr, cfg.train.max_grad_norm = 1e30, None
-    with pytest.raises(NonFiniteLoss, match="at step"):
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+ \(learning rate \d"):
         train_stage(lm.model, heads, task, cfg.train, Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0)
 
 
@@ -371,3 +464,11 @@ def test_no_unsafe_deserialisation_in_the_package():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "curlora_bench").rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if bad.search(line)]
     assert hits == []
+
+
+@pytest.mark.parametrize("assignment", ["name.x.y=1", "train.lr.x=1", "methods.0.rank.x=2", "seeds.0.x=1"])
+def test_set_through_a_scalar_is_one_line(finished, tmp_path, cli, assignment):
+    cfg_path, _ = finished
+    code, _, err = cli("run", cfg_path, "--set", assignment, "--output", tmp_path / "o")
+    assert code == 2 and "not a mapping" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -37,7 +37,7 @@ class Body(torch.nn.Module):
         super().__init__()
         self.emb = torch.nn.Embedding(10, 4)
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids, attention_mask, use_cache=None):  # classify passes use_cache=False
         return type("Out", (), {"last_hidden_state": self.emb(input_ids)})()
 
 
@@ -243,3 +243,4 @@ def test_joint_run_is_one_row_flagged_in_the_report(toy_data, write_config, tmp_
     md = render(find_runs([tmp_path / "out"]), "md")
     assert "joint-lora-r2: the multi-task upper bound" in md and "single row" in md
     assert "### Paired differences against lora-r2" in md  # the config's first method, not joint
+

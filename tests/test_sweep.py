@@ -3,6 +3,7 @@ learning-forgetting trade-off on hand-made summaries."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import signal
@@ -76,7 +77,7 @@ def test_short_values_in_labels():
 
 
 def _records(folder):
-    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("records.jsonl"))}
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.glob("*/seed-*/records.jsonl"))}
 
 
 @pytest.mark.slow
@@ -84,7 +85,9 @@ def test_ray_sweep_killed_and_rerun_equals_the_local_executor(toy_data, write_co
     """The same records from `--executor local` and from a Ray sweep whose driver was SIGKILLed
     after its first finished run and then rerun with the same command."""
     pytest.importorskip("ray")
-    cfg = tiny_config(toy_data, seeds=[0, 1], perplexity=None, methods=[
+    trackers = ["tensorboard", "mlflow"] if importlib.util.find_spec("mlflow") and \
+        importlib.util.find_spec("tensorboard") else []
+    cfg = tiny_config(toy_data, seeds=[0, 1], perplexity=None, log=trackers, methods=[
         {"method": "curlora", "rank": 2, "grid": {"train.lr": [1e-3, 1e-2]}}])
     path = write_config(cfg)
     code, _, err = cli("run", path, "-o", tmp_path / "local", "--cpus-per-run", "1")
@@ -107,6 +110,19 @@ def test_ray_sweep_killed_and_rerun_equals_the_local_executor(toy_data, write_co
     assert "sweep" in stdout and "done" in stdout
     local, ray = _records(tmp_path / "local"), _records(out)
     assert len(local) == 4 and local == ray
+    if trackers:  # the trackers run in the Ray workers; interrupted runs logged each step once
+        from .test_observability import mlflow_runs, same_points, scalars, train_log, without_timing
+
+        client, runs = mlflow_runs(out)
+        assert len(runs) == 4
+        for summary in out.glob("*/seed-*/summary.json"):
+            run, label = summary.parent, f"{summary.parent.parent.name} seed {summary.parent.name[5:]}"
+            lines = train_log(run)
+            assert without_timing(lines) == without_timing(train_log(tmp_path / "local" / run.relative_to(out)))
+            points = [(x["global_step"], x["loss"]) for x in lines]
+            assert same_points(scalars(run)["train/loss"], points)
+            history = client.get_metric_history(runs[label].info.run_id, "train/loss")
+            assert sorted((m.step, m.value) for m in history) == points
 
 
 def test_executor_options_are_checked(toy_data, write_config, tmp_path, cli):

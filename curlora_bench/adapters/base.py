@@ -153,6 +153,17 @@ def find_targets(model: nn.Module, targets: list[str], where: str) -> list[str]:
     return found
 
 
+def check_rank(model: nn.Module, targets: list[str], rank: Any, where: str, key: str = "rank") -> None:
+    """A low-rank factor wider than its weight is not low rank: refuse it before anything is
+    allocated (an absurd rank would otherwise fill memory)."""
+    if not isinstance(rank, int) or isinstance(rank, bool):
+        return
+    for name in find_targets(model, targets, where):
+        m, n = model.get_submodule(name).weight.shape
+        if rank > min(m, n):
+            raise BenchError(f"{f'{where}.{key}' if key else where}: {rank} exceeds the {m}x{n} weight of {name}")
+
+
 def module_seed(seed: int, name: str) -> int:
     """A per-module seed derived from the run seed and the module's name (stable across runs)."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()

@@ -11,9 +11,17 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..config.parse import positive
-from ..errors import BenchError
 from ..results.metrics import Row
-from .base import Adapter, RankedConfig, find_targets, freeze, module_seed, register, set_module
+from .base import (
+    Adapter,
+    RankedConfig,
+    check_rank,
+    find_targets,
+    freeze,
+    module_seed,
+    register,
+    set_module,
+)
 
 
 @dataclass
@@ -171,10 +179,7 @@ class CURLoRA(Adapter):
     prefixes = ("curlora_",)
 
     def check(self, model, targets, cfg, where):
-        for name in find_targets(model, targets, where):
-            m, n = model.get_submodule(name).weight.shape
-            if cfg.rank > min(m, n):
-                raise BenchError(f"{where}.rank: {cfg.rank} exceeds the {m}x{n} weight of {name}")
+        check_rank(model, targets, cfg.rank, where)
 
     def attach(self, model, targets, cfg, seed, where):
         self.check(model, targets, cfg, where)

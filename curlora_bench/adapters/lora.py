@@ -12,7 +12,16 @@ from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from safetensors.torch import save_file
 
 from ..config.parse import positive
-from .base import Adapter, RankedConfig, find_targets, freeze, module_seed, register, uses_conv1d
+from .base import (
+    Adapter,
+    RankedConfig,
+    check_rank,
+    find_targets,
+    freeze,
+    module_seed,
+    register,
+    uses_conv1d,
+)
 
 # The init each protocol uses when the config leaves `init` unset.
 PROTOCOL_INIT = {"standard": "peft", "paper": "reference"}
@@ -76,6 +85,9 @@ class LoRA(Adapter):
     config_cls = LoRAConfig
     help = "LoRA via PEFT: kaiming A (PEFT's or the paper code's scale), zero B, update scaled by alpha (lora_alpha = alpha * r)"
     prefixes = ("lora_",)
+
+    def check(self, model, targets, cfg, where):
+        check_rank(model, targets, cfg.rank, where)
 
     def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)

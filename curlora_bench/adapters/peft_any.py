@@ -11,7 +11,15 @@ from peft.utils import PeftType
 
 from ..config.parse import from_dict
 from ..errors import BenchError
-from .base import Adapter, AdapterConfig, find_targets, register, set_module, uses_conv1d
+from .base import (
+    Adapter,
+    AdapterConfig,
+    check_rank,
+    find_targets,
+    register,
+    set_module,
+    uses_conv1d,
+)
 from .lora import peft_inject
 
 # Names people use for LoRA variants that PEFT expresses as LoraConfig options.
@@ -94,6 +102,12 @@ class PeftPassthrough(Adapter):
     def options(self, cfg):
         extra = {k: getattr(cfg, k) for k in ("train", "strategy", "rank_step") if getattr(cfg, k) is not None}
         return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **extra, **cfg.options}
+
+    def check(self, model, targets, cfg, where):
+        # PEFT itself only checks a rank when it builds the layers (allocating them first)
+        base, options = cfg.resolve(where)
+        check_rank(model, targets, options.get("r", getattr(cfg.build(base, options, [], where), "r", None)),
+                   where, "r")
 
     def attach(self, model, targets, cfg, seed, where, stage: int = 1):
         names = find_targets(model, targets, where)

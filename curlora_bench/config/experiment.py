@@ -19,7 +19,7 @@ from ..adapters import AdapterConfig, method_dict, parse_method
 from ..errors import BenchError
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from .grid import expand, point_suffix, train_suffix
-from .parse import from_dict, positive, to_dict
+from .parse import check_name, from_dict, positive, to_dict
 from .strategy import strategy_of
 
 
@@ -40,6 +40,12 @@ class TrainConfig:
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time dominates short CPU runs"})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute each transformer layer's activations during backward (transformers' "
+                          "non-reentrant checkpointing) instead of keeping them: less memory, more time, the "
+                          "same numbers. An execution choice, so it is not part of a run's settings hash"},
+    )
     dropout: Literal["model", "off"] | None = field(
         default=None,
         metadata={"help": "model: the model's own dropout is on while training (the paper's code calls "
@@ -47,9 +53,12 @@ class TrainConfig:
                           "across architectures (SmolLM2/Llama have none anyway), so only the adapter is "
                           "measured. Evaluation never has dropout. null = the protocol's: standard off, paper model"},
     )
+    log_every: int = field(default=1, metadata={
+        "help": "a train_log.jsonl line (and tracker point) every N optimizer steps and at a stage's last "
+                "step; its loss is the mean since the previous line. Changes no result"})
 
     def validate(self, where: str) -> None:
-        for key in ("epochs", "batch_size", "lr", "max_length", "limit"):
+        for key in ("epochs", "batch_size", "lr", "max_length", "limit", "log_every"):
             positive(where, key, getattr(self, key))
         for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
             positive(where, key, getattr(self, key), allow_zero=True)
@@ -114,10 +123,12 @@ class ExperimentConfig:
         "help": "task orders: N (the listed order, then N-1 seeded distinct permutations) or a list of "
                 "permutations of the task names; every method and seed runs each; null = as listed"})
     cache_dir: str | None = field(default=None, metadata={"help": "embedded-asset cache (default: env or ~/.cache)"})
+    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list, metadata={
+        "help": "trackers besides train_log.jsonl: tensorboard (event files in each run folder), mlflow "
+                "(MLFLOW_TRACKING_URI, default sqlite in the experiment folder); `run --log` overrides"})
 
     def validate(self, where: str) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise BenchError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-'")
+        check_name("name", self.name)
         if not self.seeds:
             raise BenchError("seeds: the list is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -136,6 +147,9 @@ class ExperimentConfig:
         self.methods = self._expand_methods(self.methods)
         labels = [m.display_label for m in self.methods]
         for i, label in enumerate(labels):
+            # a folder of results/<name>/ (an explicit empty label is refused, not defaulted)
+            check_name(f"methods[{i}].label", label if self.methods[i].label is None else self.methods[i].label,
+                       "label", plus=True)
             if labels.index(label) != i:
                 raise BenchError(f"methods[{i}]: label {label!r} is used twice; set `label:` to tell them apart")
         self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]
@@ -147,6 +161,7 @@ class ExperimentConfig:
             self.orders = task_orders(self.orders, names, self.data_seed)
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
+        self.log = list(dict.fromkeys(self.log))
 
 
     def _check_method(self, entry: Any, where: str) -> AdapterConfig:
@@ -156,6 +171,9 @@ class ExperimentConfig:
             if key in (method.train or {}):
                 raise BenchError(f"{where}.train.{key}: set per experiment, not per method (the data is "
                                  "tokenised once for every method)")
+        if "log_every" in (method.train or {}):
+            raise BenchError(f"{where}.train.log_every: set per experiment, not per method (logging is not "
+                             "part of what a method is)")
         self.train_for(method, where)
         return method
 
@@ -230,15 +248,17 @@ def apply_override(raw: dict, assignment: str) -> None:
         hint = get_type_hints(cls)[part]
         cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
     node: Any = raw
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise BenchError(f"--set {key}: no list item {part!r}")
             node = node[int(part)]
-        else:
+        elif isinstance(node, dict):
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
+        else:
+            raise BenchError(f"--set {key}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -250,11 +270,47 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise BenchError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
 
 
+# anchors and aliases may share a subtree; expanded, a config never needs more nodes than this
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, path: Path) -> int:
+    """Nodes of the document with every alias expanded; refuses an alias bomb before loading it."""
+    count, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise BenchError(f"{path}: more than {MAX_YAML_NODES:,} values once its anchors/aliases are "
+                             "expanded (an alias bomb?)")
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:  # YAML would keep the last silently
+                        raise BenchError(f"{path}: line {k.start_mark.line + 1}: key {k.value!r} appears twice "
+                                         "in one mapping")
+                    seen.add(k.value)
+                stack.extend((k, v))
+    return count
+
+
 def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise BenchError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _expanded_size(node, path)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -299,8 +355,9 @@ def resolved_dict(cfg: ExperimentConfig) -> dict:
     return data
 
 
-# Keys a run of an experiment does not share with the others (methods and seeds may grow).
-RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir", "orders")
+# Keys a run of an experiment does not share with the others (methods, seeds and orders may grow),
+# and `log`, which only says where progress goes: none of them is part of what the experiment measures.
+RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir", "orders", "log")
 
 
 def experiment_settings(resolved: dict) -> dict:
@@ -308,7 +365,22 @@ def experiment_settings(resolved: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
 
 
+# Train keys that change how a run executes or what it logs (memory, speed, train_log.jsonl),
+# never its numbers: the settings record them, but a run keeps its identity (settings hash, run
+# key, the folder's config check, its finished stages) when only these change.
+EXECUTION_KEYS = ("gradient_checkpointing", "log_every")
+
+
+def without_execution_keys(part: dict) -> dict:
+    """Experiment settings or a method's options as far as they decide the numbers."""
+    if not isinstance(part.get("train"), dict):
+        return part
+    return {**part, "train": {k: v for k, v in part["train"].items() if k not in EXECUTION_KEYS}}
+
+
 def _digest(data: dict) -> str:
+    data = {**data, "experiment": without_execution_keys(data["experiment"]),
+            "method": without_execution_keys(data["method"])}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -79,7 +80,7 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
             except ValueError:
                 _fail(where, tp, value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isnan(float(value)):
+            if not math.isfinite(float(value)):  # nan or inf: never a setting
                 _fail(where, tp, value)
             return float(value)
         _fail(where, tp, value)
@@ -149,6 +150,26 @@ def field_help(cls: type) -> list[tuple[str, str, str]]:
         default = f.default if f.default is not dataclasses.MISSING else "(required)"
         rows.append((f.name, repr(default), f.metadata.get("help", "")))
     return rows
+
+
+# The one rule for every name that becomes a folder or a key: an experiment's `name:`, a
+# method's label, a task's name. ASCII letters, digits, '_', '-' and '.', not starting with '.'
+# or '-' (so never '..', a hidden file or an option), at most 100 characters.
+# A method's label may also hold '+' after its first character (not a path separator): the
+# strategy suffix of `lora-r8+replay64`.
+NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+LABEL_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
+NAME_HELP = "ASCII letters, digits, '_', '-' or '.', not starting with '.' or '-', at most 100 characters"
+LABEL_HELP = "ASCII letters, digits, '_', '-', '.' or '+', not starting with '.', '-' or '+', at most 100 characters"
+
+
+def check_name(where: str, value: Any, what: str = "name", plus: bool = False) -> str:
+    """Raise a one-line error unless `value` follows NAME_RULE, or LABEL_RULE with `plus`
+    (names are data, never paths)."""
+    rule, rule_help = (LABEL_RULE, LABEL_HELP) if plus else (NAME_RULE, NAME_HELP)
+    if not isinstance(value, str) or not rule.fullmatch(value):
+        raise BenchError(f"{where}: {what} {value!r} must be {rule_help}")
+    return value
 
 
 def positive(where: str, name: str, value: float | int | None, allow_zero: bool = False) -> None:

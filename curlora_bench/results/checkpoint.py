@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import BenchError
-from .schema import SCHEMA_VERSION, StageCheckpoint, dump, load
-from .store import RECORDS, SUMMARY
+from ..errors import BenchError, first_line, signals_deferred
+from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
+from .store import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG
 
 STATE = "state.json"
 STRATEGY = "strategy.safetensors"  # replay memory indices, EWC Fisher and anchors (absent for naive)
@@ -67,19 +67,27 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
     final = stage_dir(run, state.stage)
     tmp = final.parent / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rng_meta, rng_tensors = capture_rng()
     state.rng = rng_meta
     state.adapter_tensors = {k: list(v.shape) for k, v in adapter.items()}
-    save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
-    save_file(_tensors(heads), tmp / "heads.safetensors")
-    save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
-    if strategy:
-        save_file(_tensors(strategy), tmp / STRATEGY)
-    (tmp / STATE).write_text(dump(state))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        tmp.mkdir(parents=True)
+        save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
+        save_file(_tensors(heads), tmp / "heads.safetensors")
+        save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
+        if strategy:
+            save_file(_tensors(strategy), tmp / STRATEGY)
+        (tmp / STATE).write_text(dump(state), encoding="utf-8")
+        for f in tmp.iterdir():  # on disk before the rename makes the checkpoint count
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchError(f"{final}: cannot write the checkpoint ({exc.strerror or exc}); stage {state.stage} is "
+                         "dropped, earlier checkpoints are intact: free space and rerun to resume") from None
     return final
 
 
@@ -111,8 +119,27 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
                                                dict[str, torch.Tensor]]:
     """(state, adapter tensors, head tensors, rng tensors) of checkpoint `stage`."""
     d = stage_dir(run, stage)
-    return (read_state(run, stage), load_file(d / "adapter.safetensors"), load_file(d / "heads.safetensors"),
-            load_file(d / "rng.safetensors"))
+    state = read_state(run, stage)
+    tensors = []
+    for name in ("adapter.safetensors", "heads.safetensors", "rng.safetensors"):
+        try:
+            tensors.append(load_file(d / name))
+        except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+            raise BenchError(f"{d / name}: unreadable ({first_line(exc)}); rerun with --fresh") from None
+    saved = {k: list(v.shape) for k, v in tensors[0].items()}
+    if state.adapter_tensors and saved != state.adapter_tensors:
+        missing = sorted(set(state.adapter_tensors) - set(saved))
+        what = f"{len(missing)} of the method's tensors are missing (first: {missing[0]})" if missing else "tensors differ from state.json"
+        raise BenchError(f"{d / 'adapter.safetensors'}: {what}; rerun with --fresh")
+    heads = {k: list(v.shape) for k, v in tensors[1].items()}
+    expected = {}
+    for h in state.tasks:
+        expected[f"heads.{h.name}.weight"] = [h.num_classes, state.hidden_size]
+        expected[f"heads.{h.name}.bias"] = [h.num_classes]
+    if heads != expected:
+        wrong = sorted(k for k in set(heads) | set(expected) if heads.get(k) != expected.get(k))
+        raise BenchError(f"{d / 'heads.safetensors'}: {wrong[0]} is not what {STATE} records; rerun with --fresh")
+    return state, tensors[0], tensors[1], tensors[2]
 
 
 def load_strategy(run: Path, stage: int) -> dict[str, torch.Tensor]:
@@ -122,10 +149,70 @@ def load_strategy(run: Path, stage: int) -> dict[str, torch.Tensor]:
 
 
 def clear(run: Path) -> None:
-    """Forget a run's progress: checkpoints, records and summary."""
+    """Forget a run's progress: checkpoints, records, training log, TensorBoard events and summary."""
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
-    for name in (RECORDS, SUMMARY):
+    shutil.rmtree(run / TENSORBOARD, ignore_errors=True)
+    for name in (RECORDS, TRAIN_LOG, SUMMARY):
         (run / name).unlink(missing_ok=True)
+
+
+# A run that starts over moves its earlier work here first; the work is deleted only once the
+# new run has checkpointed its first stage, and put back if the new run fails before that.
+PREVIOUS = ".previous"
+_WORK = ("checkpoints", RECORDS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+
+
+def set_aside(run: Path) -> bool:
+    """Move the run's checkpoints, records, training log, TensorBoard events and summary into
+    `.previous/`; True if there were any.
+
+    An earlier `.previous/` (a replacement that never finished a stage) is kept: it holds the
+    last finished work, and what is in the folder now is the unfinished attempt, discarded."""
+    with signals_deferred():  # the moves belong together
+        present = [n for n in _WORK if (run / n).exists()]
+        backup = run / PREVIOUS
+        if backup.exists():
+            clear(run)
+            return True
+        if not present:
+            return False
+        tmp = run / (PREVIOUS + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in present:
+            os.replace(run / name, tmp / name)
+        os.replace(tmp, backup)
+    return True
+
+
+def drop_previous(run: Path) -> None:
+    """The new run has a stage of its own: the work it replaces goes."""
+    shutil.rmtree(run / PREVIOUS, ignore_errors=True)
+
+
+def restore_previous(run: Path) -> bool:
+    """The new run failed before its first stage: put the earlier work back; True if there was some."""
+    backup = run / PREVIOUS
+    if not backup.is_dir():
+        return False
+    with signals_deferred():
+        clear(run)
+        for name in _WORK:
+            if (backup / name).exists():
+                os.replace(backup / name, run / name)
+        shutil.rmtree(backup)
+    return True
+
+
+def stored_work(run: Path) -> tuple[Path, str, dict, dict | None] | None:
+    """What a run folder holds: (file, run key, method entry, experiment settings or None) from its
+    summary or its last checkpoint; None if it holds neither. A damaged file is one error naming it."""
+    if (run / SUMMARY).is_file():
+        summary = load(RunSummary, run / SUMMARY)
+        return run / SUMMARY, summary.run_key, summary.method, summary.settings
+    for stage in reversed(stages(run)):
+        state = read_state(run, stage)
+        return stage_dir(run, stage) / STATE, state.run_key, state.method, None
+    return None
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],

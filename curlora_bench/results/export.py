@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..adapters import ADAPTERS, parse_method
-from ..errors import BenchError
+from ..errors import BenchError, first_line
 from ..sources.heads import TaskHeads
 from ..sources.models import hidden_size
 from . import checkpoint
@@ -54,13 +54,19 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
     if stage not in done:
         raise BenchError(f"--stage {stage}: {run} has checkpoints for stages {', '.join(map(str, done))}")
     state, adapter_sd, heads_sd, _ = checkpoint.load_stage(run, stage)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"{out}: is a file; export into a new folder")
     if out.exists() and any(out.iterdir()):
         raise BenchError(f"{out}: folder exists and is not empty; export into a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(adapter_sd, out / "adapter.safetensors")
-    save_file(heads_sd, out / "heads.safetensors")
     cfg = parse_method(state.method, f"{run}: method")
-    extras = ADAPTERS.get(cfg.method).export_extras(out, cfg, state.modules, state.conv1d, state.model, adapter_sd)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(adapter_sd, out / "adapter.safetensors")
+        save_file(heads_sd, out / "heads.safetensors")
+        extras = ADAPTERS.get(cfg.method).export_extras(out, cfg, state.modules, state.conv1d, state.model,
+                                                        adapter_sd)
+    except OSError as exc:
+        raise BenchError(f"{out}: cannot write the export ({exc.strerror or exc}); the run is unchanged") from None
     meta = {
         "format": SCHEMA_VERSION,
         "base_model": state.model,
@@ -79,6 +85,13 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
     return out
 
 
+def _load(path: Path) -> dict:
+    try:
+        return load_file(path)
+    except Exception as exc:  # safetensors' own error type, or OSError
+        raise BenchError(f"{path}: unreadable ({first_line(exc)}); export the run again") from None
+
+
 def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     """Attach an exported adapter to a fresh base model in place; return the task heads.
 
@@ -87,20 +100,27 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     """
     folder = Path(folder)
     try:
-        meta = json.loads((folder / META).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{folder / META}: cannot read export metadata ({exc})") from None
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{folder / META}: cannot read export metadata ({first_line(exc)})") from None
     where = str(folder / META)
+    missing = [k for k in ("method", "modules", "seed", "hidden_size", "tasks") if k not in meta] \
+        if isinstance(meta, dict) else ["(not a mapping)"]
+    if missing:
+        raise BenchError(f"{where}: export metadata lacks {', '.join(missing)}; export the run again")
     method = parse_method(meta["method"], f"{where}: method")
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, meta["modules"], method, meta["seed"], where)
-    tensors = load_file(folder / "adapter.safetensors")
+    tensors = _load(folder / "adapter.safetensors")
     adapter.structure_for(model, modules, method, meta["stage"], where, tensors)
     checkpoint.load_weights(model, tensors, adapter.state_dict(model, modules, method),
                             str(folder / "adapter.safetensors"))
     if hidden_size(model) != meta["hidden_size"]:
         raise BenchError(f"{where}: heads expect hidden size {meta['hidden_size']}, the model has {hidden_size(model)}")
-    heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"]], meta["hidden_size"],
-                              load_file(folder / "heads.safetensors"), next(model.parameters()).device)
+    try:
+        heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"]], meta["hidden_size"],
+                                  _load(folder / "heads.safetensors"), next(model.parameters()).device)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise BenchError(f"{folder / 'heads.safetensors'}: does not match {META} ({first_line(exc)})") from None
     model.eval()
     return heads

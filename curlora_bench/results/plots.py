@@ -1,4 +1,5 @@
-"""Runs -> PNG figures: accuracy matrices, perplexity per stage, earlier tasks across stages, drift.
+"""Runs -> PNG figures: accuracy matrices, perplexity per stage, earlier tasks across stages, drift,
+the trade-off, and the training loss over the whole sequence (from each run's train_log.jsonl).
 
 Seeds are pooled per report column (settings hash + label): points are means, error bars one
 standard deviation.
@@ -17,8 +18,8 @@ import numpy as np  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .report import check_one_experiment, group_columns  # noqa: E402
-from .schema import RunSummary  # noqa: E402
-from .store import Run  # noqa: E402
+from .schema import RunSummary, read_train_log  # noqa: E402
+from .store import TRAIN_LOG, Run  # noqa: E402
 from .tradeoff import tradeoff  # noqa: E402
 
 
@@ -159,6 +160,58 @@ def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def training_loss(runs: list[Run], path: Path) -> Path | None:
+    """Training loss per optimizer step over the whole sequence: one line per report column (the
+    mean over seeds), the seeds' range as a band, stage boundaries as dashed lines."""
+    check_one_experiment(runs)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ends: dict[str, tuple[str, list[int]]] = {}  # column -> (colour, last global step of each stage)
+    tasks: list[str] = []
+    for k, col in enumerate(group_columns(runs)):
+        logs = [log for log in (read_train_log(r.path / TRAIN_LOG) for r in col.runs) if log]
+        if not logs:
+            continue
+        per_seed = [{e.global_step: e.loss for e in log} for log in logs]
+        steps = sorted({s for seed in per_seed for s in seed})
+        values = [[seed[s] for seed in per_seed if s in seed] for s in steps]
+        colour = colours[k % len(colours)]
+        longest = max(logs, key=len)
+        stages = sorted({e.stage for e in longest})
+        ends[col.name] = (colour, [max(e.global_step for e in longest if e.stage == s) for s in stages])
+        # a gap at each boundary: the next stage trains a new head on another task
+        x, mean, lo, hi = [], [], [], []
+        for step, v in zip(steps, values):
+            if x and any(x[-1] <= end < step for end in ends[col.name][1]):
+                for series, gap in ((x, x[-1] + 0.5), (mean, np.nan), (lo, np.nan), (hi, np.nan)):
+                    series.append(gap)
+            for series, point in ((x, step), (mean, np.mean(v)), (lo, min(v)), (hi, max(v))):
+                series.append(point)
+        ax.plot(x, mean, color=colour, linewidth=1, label=f"{col.name} (n={len(logs)})")
+        if len(logs) > 1:
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.2, linewidth=0)
+        tasks = tasks or [next(e.task for e in longest if e.stage == s) for s in stages]
+    if not ends:
+        plt.close(fig)
+        return None
+    shared = len({tuple(v) for _, v in ends.values()}) == 1
+    for colour, stage_ends in list(ends.values())[:1] if shared else ends.values():
+        for x in stage_ends[:-1]:
+            ax.axvline(x + 0.5, color="grey" if shared else colour, linestyle="--", linewidth=0.8)
+    if shared:
+        first = next(iter(ends.values()))[1]
+        for x0, x1, task in zip([0, *first[:-1]], first, tasks):
+            ax.text((x0 + x1) / 2 + 0.5, 1.01, task, transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xlabel("optimizer step (whole sequence)")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss per step, stage boundaries dashed (mean over seeds, band: range)", fontsize=11,
+                 pad=16)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -174,5 +227,6 @@ def write_plots(runs: list[Run], folder: Path) -> list[Path]:
         earlier_tasks(runs, folder / "earlier_tasks.png"),
         weight_drift(runs, folder / "weight_drift.png"),
         tradeoff_plot(runs, folder / "tradeoff.png"),
+        training_loss(runs, folder / "training_loss.png"),
     ]
     return [p for p in out if p is not None]

@@ -63,6 +63,32 @@ class StageStats:
     train_tokens: int
     final_loss: float
     mean_loss: float
+    # the whole stage (train, evaluate, perplexity, drift; not the checkpoint write); None: not measured
+    wall_seconds: float | None = None
+    peak_memory_bytes: int | None = None  # over the same span; how it was measured: memory_kind
+    # cuda: torch.cuda.max_memory_allocated; rss: the process's peak resident set over the stage;
+    # rss-process: its peak since the process started (where the peak cannot be reset)
+    memory_kind: Literal["cuda", "rss", "rss-process"] | None = None
+
+
+@dataclass
+class TrainLogEntry:
+    """One line of train_log.jsonl: every `train.log_every` optimizer steps and a stage's last step."""
+
+    stage: int
+    task: str
+    step: int  # optimizer step within the stage, 1-based
+    global_step: int  # optimizer steps over the whole sequence (earlier stages included)
+    loss: float  # mean training loss over the steps since the previous line of the stage
+    lr: float  # learning rate of this step
+    grad_norm: float  # L2 norm of every trained gradient of this step, before clipping
+    examples: int  # training examples of the stage so far
+    tokens: int  # real (unpadded) tokens of the stage so far
+    tokens_per_s: float  # over the steps since the previous line (wall clock)
+    seconds: float  # since the stage's training began (wall clock)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
 
 
 @dataclass
@@ -93,6 +119,7 @@ class RunProgress:
     stages: list[StageStats] = field(default_factory=list)
     drift: list[StageDrift] = field(default_factory=list)
     records: int = 0
+    train_log: int = 0  # lines of train_log.jsonl
 
     @classmethod
     def empty(cls, T: int) -> RunProgress:
@@ -190,22 +217,24 @@ def parse(cls: type, data: Any, path: Path | str) -> Any:
     try:
         return from_dict(cls, data, cls.__name__)
     except BenchError as exc:
-        raise BenchError(f"{path}: {exc}") from None
+        raise BenchError(f"{path}: {exc}; rerun with --fresh to discard it") from None
 
 
 def load(cls: type, path: Path) -> Any:
     """Read a schema object from a JSON file (missing or undecodable: one error naming it)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+        raise BenchError(f"{path}: cannot read ({exc.strerror}); rerun with --fresh to discard it") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text (damaged?); rerun with --fresh to discard it") from None
     except json.JSONDecodeError as exc:
-        raise BenchError(f"{path}: not valid JSON ({exc})") from None
+        raise BenchError(f"{path}: not valid JSON ({exc}); rerun with --fresh to discard it") from None
     return parse(cls, data, path)
 
 
-def read_records(path: Path) -> list[Record]:
-    """Every record of a records.jsonl, each line checked."""
+def read_lines(cls: type, path: Path) -> list[Any]:
+    """Every line of a JSON-lines file (records.jsonl, train_log.jsonl) as `cls`, each checked."""
     if not path.is_file():
         return []
     out = []
@@ -215,5 +244,15 @@ def read_records(path: Path) -> list[Record]:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BenchError(f"{path}: line {i} is not valid JSON ({exc})") from None
-            out.append(parse(Record, data, f"{path}: line {i}"))
+            out.append(parse(cls, data, f"{path}: line {i}"))
     return out
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every record of a records.jsonl, each line checked."""
+    return read_lines(Record, path)
+
+
+def read_train_log(path: Path) -> list[TrainLogEntry]:
+    """Every line of a train_log.jsonl, each checked."""
+    return read_lines(TrainLogEntry, path)

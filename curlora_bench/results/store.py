@@ -1,45 +1,120 @@
-"""Run folders on disk: atomic writes, records.jsonl (one flushed line per record), finding runs."""
+"""Run folders on disk: atomic writes, records.jsonl and train_log.jsonl (one flushed line each), finding runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BenchError
-from .schema import Record, RunSummary, dump, load
+from .schema import Record, RunSummary, TrainLogEntry, dump, load
 
 SUMMARY = "summary.json"
 RECORDS = "records.jsonl"
+TRAIN_LOG = "train_log.jsonl"
+TENSORBOARD = "tensorboard"  # the run's event files, with `log: [tensorboard]`
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder, then rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write via a temporary file in the same folder, then rename (never a half-written file).
+
+    A full disk, a read-only target or a folder where the file should go is one error naming
+    the path; whatever was there before is left as it was."""
+    if path.is_dir():
+        raise BenchError(f"{path}: is a folder; give a file name")
     try:
-        with os.fdopen(fd, "w") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise BenchError(f"{path}: cannot write ({exc.strerror or exc}); its earlier contents are unchanged") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-class RecordWriter:
-    """Appends one JSON line per record and flushes it to disk at once."""
+class FolderLock:
+    """An exclusive lock on an experiment folder (`.lock`, flock'ed): a second `run` on the same
+    folder is refused with the holder's pid. The kernel drops the lock when its process dies,
+    however it dies, so a stale file never blocks; the file is removed on release."""
 
-    def __init__(self, path: Path) -> None:
+    NAME = ".lock"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / self.NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no lock
+            return self
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise BenchError(f"{self.path}: cannot create the lock file ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise BenchError(f"{self.path.parent} is in use by another run (pid {holder}; lock file "
+                                 f"{self.path}); wait for it to finish or use another --output") from None
+            # the holder before us may have removed the file after we opened it: lock the current one
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+class RecordWriter:
+    """Appends one JSON line per record (a `Record`, a `TrainLogEntry`) and flushes it at once.
+
+    Each line is also fsynced unless `sync_each` is off (train_log.jsonl: a line per optimizer
+    step, where an fsync can cost more than the step); then `sync()` makes them durable, before
+    a checkpoint counts them.
+    """
+
+    def __init__(self, path: Path, sync_each: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.sync_each = path, sync_each
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
-    def write(self, record: Record) -> None:
-        self._f.write(record.to_json() + "\n")
-        self._f.flush()
+    def write(self, record: Record | TrainLogEntry) -> None:
+        try:
+            self._f.write(record.to_json() + "\n")
+            self._f.flush()
+            if self.sync_each:
+                os.fsync(self._f.fileno())
+        except OSError as exc:
+            raise BenchError(f"{self.path}: cannot append a line ({exc.strerror or exc}); the stage in flight "
+                             "is dropped, finished stages are kept: free space and rerun to resume") from None
+
+    def sync(self) -> None:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
@@ -47,11 +122,33 @@ class RecordWriter:
 
 
 def keep_records(path: Path, n: int) -> None:
-    """Cut records.jsonl back to the `n` records a checkpoint vouches for."""
-    lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
+    """Cut records.jsonl (or train_log.jsonl) back to the `n` lines a checkpoint vouches for (each checked)."""
+    lines = records_lines(path)
     if len(lines) < n:
-        raise BenchError(f"{path}: {len(lines)} records but the checkpoint counts {n}; rerun with --fresh")
+        raise BenchError(f"{path}: {len(lines)} lines but the checkpoint counts {n}; rerun with --fresh")
+    for i, line in enumerate(lines[:n], 1):
+        if not line.endswith("\n") or _parses(line) is None:
+            raise BenchError(f"{path}: line {i} is damaged (truncated or not JSON), the checkpoint counts {n} "
+                             "lines; rerun with --fresh")
     write_atomic(path, "".join(lines[:n]))
+
+
+def records_lines(path: Path) -> list[str]:
+    """records.jsonl's lines, newlines kept (a last line without one was cut short)."""
+    if not path.is_file():
+        return []
+    try:
+        return path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text (damaged?); rerun with --fresh") from None
+
+
+def _parses(line: str) -> object | None:
+    """The line's JSON value, or None if it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def run_dir(experiment_dir: Path, label: str, seed: int, order: int | None = None) -> Path:
@@ -72,7 +169,32 @@ def finished_summary(run: Path, run_key: str) -> RunSummary | None:
         summary = load(RunSummary, path)
     except BenchError:
         return None  # half-written or from another version: the run is redone
-    return summary if summary.run_key == run_key and summary.status == "complete" else None
+    if summary.run_key != run_key or summary.status != "complete":
+        return None
+    check_records(run, summary)
+    return summary
+
+
+def check_records(run: Path, summary: RunSummary) -> None:
+    """A complete run's records.jsonl: every line whole and parsed, as many as its summary shows."""
+    path = run / RECORDS
+    measured = 0
+    for i, line in enumerate(records_lines(path), 1):
+        data = _parses(line) if line.endswith("\n") else None
+        if not isinstance(data, dict):
+            raise BenchError(f"{path}: line {i} is damaged (truncated or not JSON); rerun with --fresh")
+        measured += data.get("metric") in ("accuracy", "perplexity")
+    expected = expected_records(summary)
+    if measured != expected:
+        raise BenchError(f"{path}: {measured} accuracy/perplexity records, its summary shows {expected}; "
+                         "rerun with --fresh")
+
+
+def expected_records(summary: RunSummary) -> int:
+    """Records a run writes: the initial perplexity, then per stage its accuracies and perplexity."""
+    has_ppl = summary.perplexity.initial is not None
+    accuracies = sum(v is not None for row in summary.accuracy_matrix for v in row)
+    return int(has_ppl) * (1 + len(summary.stages)) + accuracies
 
 
 @dataclass

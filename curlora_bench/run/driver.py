@@ -7,16 +7,24 @@ from pathlib import Path
 
 import yaml
 
-from ..config.experiment import ExperimentConfig, experiment_settings, resolved_dict
+from ..adapters import method_dict
+from ..config.experiment import (
+    ExperimentConfig,
+    experiment_settings,
+    resolved_dict,
+    run_key,
+    without_execution_keys,
+)
 from ..errors import BenchError
 from ..results import checkpoint
 from ..results.schema import RunSummary
-from ..results.store import write_atomic
+from ..results.store import FolderLock, finished_summary, write_atomic
 from .events import RunEvents
 from .executors import Executor, ray_available, run_ray
 from .prepare import prepare
 from .recipe import run_one
 from .spec import RunSpec
+from .trackers import check_trackers, mlflow_client, mlflow_experiment
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = None,
@@ -32,17 +40,28 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     executor.validate()
     if executor.kind == "ray":
         ray_available()
+    check_trackers(cfg.log)
     check_writable(out)
+    with FolderLock(out):  # a second run on this folder is refused, not interleaved
+        return _run_locked(cfg, out, events, fresh, force, executor)
+
+
+def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool, force: bool,
+                executor: Executor) -> list[RunSummary]:
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
-    write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
     orders = range(len(cfg.orders)) if cfg.orders else [None]
     specs = [RunSpec.of(cfg, i, seed, out, order) for i in range(len(cfg.methods)) for order in orders
              for seed in cfg.seeds]
-    if fresh:
+    if not fresh:
+        check_runs_unchanged(cfg, specs, other_settings_ok=force)
+    write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+    if "mlflow" in cfg.log:  # the store and experiment exist before runs (maybe in parallel) log there
+        mlflow_experiment(mlflow_client(out), cfg.name, out)
+    if fresh:  # set aside, deleted only once each new run has checkpointed its first stage
         for spec in specs:
-            checkpoint.clear(spec.folder(cfg))
+            checkpoint.set_aside(spec.folder(cfg))
     if executor.kind == "ray":
         labels = [f"{s.method(cfg).display_label} seed {s.seed}" + (f" order {s.order}" if s.order else "")
                   for s in specs]
@@ -66,16 +85,48 @@ def check_writable(out: Path) -> None:
         raise BenchError(f"output directory {out}: cannot write there ({exc.strerror})") from None
 
 
+def check_runs_unchanged(cfg: ExperimentConfig, specs: list[RunSpec], other_settings_ok: bool = False) -> None:
+    """Refuse to replace a label's finished or started work that has other settings (its run key),
+    and to keep a complete run whose files are damaged; each is one line naming the file and --fresh."""
+    for spec in specs:
+        method = spec.method(cfg)
+        folder = spec.folder(cfg)
+        stored = checkpoint.stored_work(folder)
+        if stored is None:
+            continue
+        path, key, old_method, old_settings = stored
+        if key == run_key(cfg, method, spec.seed, spec.task_order(cfg)):
+            finished_summary(folder, key)  # a complete run's records are checked before it is kept
+            continue
+        if other_settings_ok:
+            continue
+        old_method, new_method = without_execution_keys(old_method), without_execution_keys(method_dict(method))
+        differ = sorted(k for k in set(old_method) | set(new_method) if old_method.get(k) != new_method.get(k))
+        if old_settings is not None:
+            old_settings = without_execution_keys(old_settings)
+            new_settings = without_execution_keys(experiment_settings(resolved_dict(cfg)))
+            differ += sorted(k for k in set(old_settings) | set(new_settings)
+                             if old_settings.get(k) != new_settings.get(k))
+        name = f"{method.display_label} seed {spec.seed}" + (f" order {spec.order}" if spec.order else "")
+        raise BenchError(f"{name}: {folder} holds work of other settings "
+                         f"(differs in: {', '.join(differ) or 'run key'}; see {path.name}); pass --fresh to "
+                         "replace it, or give the method another `label:`")
+
+
 def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None:
     """Refuse to mix runs of different experiments in one folder (adding methods/seeds is fine)."""
     path = out / "config.yaml"
     if force or not path.is_file():
         return
     try:
-        old = experiment_settings(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError:
-        raise BenchError(f"{path}: unreadable; use --force to run into {out} anyway") from None
-    new = experiment_settings(resolved_dict(cfg))
+        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        old = None
+    if not isinstance(old, dict):
+        raise BenchError(f"{path}: unreadable (damaged?); use --force to run into {out} anyway, or --fresh "
+                         "with --force to start it over")
+    old = without_execution_keys(experiment_settings(old))
+    new = without_execution_keys(experiment_settings(resolved_dict(cfg)))
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if differ:
         raise BenchError(f"{out} holds results of a different config (differs in: {', '.join(differ)}); "

@@ -112,7 +112,7 @@ def perplexity(
         for start in range(0, len(group), batch_size):
             chunk = group[start : start + batch_size]
             ids = torch.tensor([w.ids for w in chunk], dtype=torch.long, device=device)
-            hidden = body(input_ids=ids).last_hidden_state
+            hidden = body(input_ids=ids, use_cache=False).last_hidden_state
             for row, w in enumerate(chunk):
                 # position t predicts token t+1: score targets first_target..end
                 h = hidden[row, w.first_target - 1 : len(w.ids) - 1]

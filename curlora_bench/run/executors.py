@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import BenchError
-from ..results.schema import RunSummary, parse
+from ..results.schema import RunSummary, TrainLogEntry, parse
 from .events import RunEvents
 from .recipe import run_one
 from .spec import RunSpec
@@ -56,7 +56,7 @@ def ray_available() -> Any:
 
 
 class BoardEvents(RunEvents):
-    """A run's events sent to the driver's progress board (a Ray actor), at most every 2 s for steps."""
+    """A run's events sent to the driver's progress board (a Ray actor), at most every 2 s for training."""
 
     def __init__(self, board: Any, key: str) -> None:
         self.board, self.key, self._last = board, key, 0.0
@@ -68,11 +68,11 @@ class BoardEvents(RunEvents):
     def stage_started(self, run: str, stage: int, task: str, steps: int) -> None:
         self.board.update.remote(self.key, state="running", stage=stage, task=task)
 
-    def step(self, step: int, loss: float) -> None:
+    def logged(self, entry: TrainLogEntry) -> None:
         now = time.monotonic()
         if now - self._last > 2.0:
             self._last = now
-            self.board.update.remote(self.key, loss=loss)
+            self.board.update.remote(self.key, loss=entry.loss, lr=entry.lr, tps=entry.tokens_per_s)
 
     def stage_finished(self, run: str, stage: int) -> None:
         self.board.update.remote(self.key, done_stages=stage)
@@ -179,7 +179,8 @@ class LiveView:
                 state, latest = "[red]failed[/]", failed[i]
             elif b.get("state") == "running":
                 state = f"running stage {b.get('stage', 1)}/{self.tasks}"
-                latest = b.get("last", "") or (f"loss {b['loss']:.3f}" if "loss" in b else "")
+                latest = b.get("last", "") or (f"loss {b['loss']:.3f}, lr {b['lr']:.2e}, {b['tps']:,.0f} tok/s"
+                                               if "loss" in b else "")
             else:
                 state, latest = "queued", ""
             table.add_row(self.labels[i], state, latest, _clock(elapsed), _clock(eta))

@@ -20,7 +20,15 @@ from ..config.experiment import TrainConfig
 from ..sources.heads import TaskHeads, classify
 from .data import Batching, PreparedTask, batches, collate
 from .spec import Protocol
-from .train import NonFiniteLoss, TrainStats, autocast, stage_steps
+from .train import (
+    NonFiniteLoss,
+    StepInfo,
+    TrainStats,
+    autocast,
+    enter_training,
+    grad_norm,
+    stage_steps,
+)
 
 
 def joint_steps(tasks: list[PreparedTask], cfg: TrainConfig) -> int:
@@ -38,7 +46,7 @@ def joint_batches(tasks: list[PreparedTask], batch_size: int, generator: torch.G
 
 def train_joint(model: nn.Module, heads: TaskHeads, tasks: list[PreparedTask], cfg: TrainConfig,
                 batching: Batching, protocol: Protocol, seed: int,
-                on_step: Callable[[int, float], None] | None = None) -> TrainStats:
+                on_step: Callable[[StepInfo], None] | None = None) -> TrainStats:
     """Train the adapter and every task's head on the union of the tasks (see the module doc)."""
     device = batching.device
     params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
@@ -47,9 +55,7 @@ def train_joint(model: nn.Module, heads: TaskHeads, tasks: list[PreparedTask], c
              else joint_steps(tasks, cfg))
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
     gen = torch.Generator().manual_seed(seed)
-    heads.train()
-    if cfg.dropout == "model":
-        model.train()
+    enter_training(model, heads, cfg)
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
     start = time.perf_counter()
@@ -62,20 +68,22 @@ def train_joint(model: nn.Module, heads: TaskHeads, tasks: list[PreparedTask], c
                                   protocol.train_pooling)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
             loss_value = loss.item()
+            lr = scheduler.get_last_lr()[0]  # the rate optimizer.step() applies below
             if not math.isfinite(loss_value):
-                raise NonFiniteLoss(step + 1, loss_value)
+                raise NonFiniteLoss(step + 1, loss_value, lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
             optimizer.step()
             scheduler.step()
             step += 1
             seen += len(idx)
-            tokens += int(batch["attention_mask"].sum())
+            batch_tokens = int(batch["attention_mask"].sum())
+            tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
-                on_step(step, loss_value)
+                norm_of = (lambda n=norm: float(n)) if norm is not None else (lambda: grad_norm(params))
+                on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
     model.eval()
     heads.eval()
     heads.requires_grad_(False)

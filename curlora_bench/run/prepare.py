@@ -89,6 +89,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
     lm = load_model(cfg.model, cfg.cache_dir, protocol.padding_side)
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
+    check_lengths(cfg, lm, protocol)
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
@@ -105,6 +106,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
         text = load_corpus_text(corpus, cfg.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
+        check_corpus(cfg, protocol, corpus_tokens, bos_id)
     return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks, corpus_tokens, bos_id,
                     _model=lm.model)
 
@@ -130,16 +132,71 @@ def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[Prepare
         train_ds = subsample(splits["train"], cfg.train.limit, seed)
         eval_ds = subsample(splits["eval"], cfg.eval.limit, seed)
         num_classes = task.num_classes or max(splits["train"]["label"]) + 1
+        distinct = sorted(set(train_ds["label"]))
+        if num_classes < 2 or len(distinct) < 2:
+            raise BenchError(f"{where}: the train labels are all {distinct[0]}: a classifier needs at least 2 "
+                             "classes in its training data (check the label column and label_map)")
         bad = [y for y in eval_ds["label"] if y >= num_classes]
         if bad:
             raise BenchError(f"{where}: eval label {bad[0]} but the train labels give {num_classes} classes; set num_classes")
         train = encode(lm.tokenizer, train_ds, task.text, cfg.train.max_length, bos_id)
         ev = encode(lm.tokenizer, eval_ds, task.text, cfg.train.max_length, bos_id)
+        for split_name, split in (("train", train), ("eval", ev)):
+            empty = next((k for k, ids in enumerate(split.ids) if len(ids) == (1 if bos_id is not None else 0)), None)
+            if empty is not None:
+                raise BenchError(f"{where}.{split_name}: example {empty + 1} of the split (after subsetting) has "
+                                 f"no text: its {' and '.join(task.text)} tokenise(s) to nothing")
         info = TaskData(version=task.version, source=task.path or task.builder or task.train,
                         train_records=len(train), eval_records=len(ev), train_fingerprint=train.fingerprint(),
                         eval_fingerprint=ev.fingerprint())
         out.append(PreparedTask(task.name, num_classes, train, ev, info))
     return out
+
+
+# a perplexity over fewer scored tokens than this is noise, not a measurement
+MIN_PPL_TOKENS = 16
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest input the model's position table takes (None: no fixed limit known)."""
+    config = getattr(model, "config", None)
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_lengths(cfg: ExperimentConfig, lm, protocol: Protocol) -> None:
+    """Example and window lengths the model can take, before anything is tokenised or written."""
+    limit = max_positions(lm.model)
+    bos = 1 if lm.add_bos else 0
+    longest_text = max((len(t.text) for t in cfg.tasks), default=1)
+    need = bos + 2 * longest_text - 1  # a token of each text column (and EOS between a pair)
+    if cfg.train.max_length < need:
+        raise BenchError(f"train.max_length: {cfg.train.max_length} leaves no room for the text "
+                         f"(needs >= {need} with this model and {longest_text} text column(s))")
+    if limit is not None and cfg.train.max_length > limit:
+        raise BenchError(f"train.max_length: {cfg.train.max_length} is longer than the {limit} positions of "
+                         f"model {cfg.model}")
+    if cfg.perplexity:
+        window = ppl_settings(cfg, protocol)["window"]
+        key = "train.max_length (the paper protocol's perplexity window)" if protocol.single_window \
+            else "perplexity.window"
+        if window <= bos:
+            raise BenchError(f"{key}: {window} leaves no corpus token in a window (BOS takes one)")
+        if limit is not None and window > limit:
+            raise BenchError(f"{key}: {window} is longer than the {limit} positions of model {cfg.model}")
+
+
+def check_corpus(cfg: ExperimentConfig, protocol: Protocol, tokens: list[int], bos_id: int | None) -> None:
+    from .evaluate import sliding_windows
+
+    s = ppl_settings(cfg, protocol)
+    scored = sum(len(w.ids) - w.first_target for w in sliding_windows(tokens, s["window"], s["stride"], bos_id))
+    if scored < MIN_PPL_TOKENS:
+        raise BenchError(f"perplexity: the corpus leaves {scored} token(s) to score ({len(tokens)} tokens); "
+                         f"at least {MIN_PPL_TOKENS} are needed for a perplexity")
 
 
 def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:

@@ -44,18 +44,32 @@ from ..results.schema import (
     StageCheckpoint,
     StageDrift,
     StageStats,
+    TrainLogEntry,
+    load,
+    read_records,
+    read_train_log,
 )
-from ..results.store import RECORDS, RecordWriter, finished_summary, keep_records, write_summary
+from ..results.store import (
+    RECORDS,
+    SUMMARY,
+    TRAIN_LOG,
+    RecordWriter,
+    finished_summary,
+    keep_records,
+    write_summary,
+)
 from ..sources.heads import TaskHeads
-from ..sources.models import backbone, hidden_size
+from ..sources.models import backbone, enable_checkpointing, hidden_size
 from ..utils import git_commit, package_versions, set_seed
 from . import drift
 from .evaluate import accuracy
-from .events import RunEvents
+from .events import Fanout, RunEvents, RunStart
 from .joint import joint_steps, train_joint
+from .observe import PeakMemory, TrainLog
 from .prepare import Prepared, in_order, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
 from .strategy import StrategyState
+from .trackers import open_trackers
 from .train import NonFiniteLoss, stage_steps, train_stage
 
 
@@ -83,11 +97,24 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
 
     run = open_run(cfg, method, spec, prepared)
     progress, resumed_from = resume(folder, key, run, prepared, events)
-    writer = RecordWriter(folder / RECORDS)
+    # trackers live with the run, in whatever process runs it; they replay what was kept
+    events = Fanout([events, *open_trackers(cfg.log, Path(spec.out))])
+    config = {k: v for k, v in resolved_dict(cfg).items() if k not in ("methods", "seeds")}
+    events.run_started(RunStart(
+        cfg.name, folder, method.display_label, spec.seed, key,
+        {**config, "seed": spec.seed, "method": method_dict(method)}, resumed_from,
+        read_train_log(folder / TRAIN_LOG), read_records(folder / RECORDS)))
+    writer, log_writer = RecordWriter(folder / RECORDS), RecordWriter(folder / TRAIN_LOG, sync_each=False)
 
     def record(rec: Record) -> None:
         writer.write(rec)
         progress.records += 1
+        events.record(rec)
+
+    def log(entry: TrainLogEntry) -> None:
+        log_writer.write(entry)
+        progress.train_log += 1
+        events.logged(entry)
 
     corpus = (cfg.perplexity.corpus or cfg.perplexity.file) if cfg.perplexity else None
     if base_ppl is not None and not resumed_from:
@@ -97,27 +124,35 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
     T = len(prepared.tasks)
     by_name = {t.name: t for t in prepared.tasks}
     joint = method.method == "joint"  # one stage over every task; its matrix is the last row only
+    memory = PeakMemory(prepared.device)
     try:
         for i in range(len(progress.stages), 1 if joint else T):
             task = prepared.tasks[i]
+            t_stage = time.perf_counter()
+            memory.reset()
             # 1. train
+            done = sum(s.steps for s in progress.stages)  # optimizer steps of the finished stages
             try:
                 if joint:
                     i = T - 1  # the joint run's one row sits where the sequence's final row does
                     for t in prepared.tasks:
                         run.heads.add(t.name, run.hidden, t.num_classes, seed=head_seed(spec.seed, t.name))
                     run.heads.to(prepared.device)
-                    events.stage_started(name, T, "joint", joint_steps(prepared.tasks, train_cfg))
+                    steps = joint_steps(prepared.tasks, train_cfg)
+                    events.stage_started(name, T, "joint", steps)
+                    on_step = TrainLog(T, "joint", steps, train_cfg.log_every, done, log, events.step)
                     stats = train_joint(run.model, run.heads, prepared.tasks, train_cfg, prepared.batching,
-                                        prepared.protocol, spec.seed, on_step=events.step)
+                                        prepared.protocol, spec.seed, on_step=on_step)
                 else:
                     run.adapter.before_stage(run.model, run.modules, run.method, i + 1, spec.where)
                     head = run.heads.add(task.name, run.hidden, task.num_classes,
                                          seed=head_seed(spec.seed, task.name))
                     head.to(prepared.device)
-                    events.stage_started(name, i + 1, task.name, stage_steps(len(task.train), train_cfg))
+                    steps = stage_steps(len(task.train), train_cfg)
+                    events.stage_started(name, i + 1, task.name, steps)
+                    on_step = TrainLog(i + 1, task.name, steps, train_cfg.log_every, done, log, events.step)
                     stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
-                                        spec.seed + i, on_step=events.step,
+                                        spec.seed + i, on_step=on_step,
                                         replay=run.strategy.replay(by_name, i + 1, train_cfg.batch_size),
                                         penalty=run.strategy.penalty(run.model))
             except NonFiniteLoss as exc:
@@ -151,19 +186,35 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
             progress.stages.append(StageStats(
                 stage=i + 1, task=after, train_seconds=round(stats.seconds, 3),
                 eval_seconds=round(time.perf_counter() - t_eval, 3), steps=stats.steps, examples=stats.examples,
-                train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss))
+                train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss,
+                wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=memory.peak(),
+                memory_kind=memory.kind))
             # 5. checkpoint
+            log_writer.sync()  # the lines the checkpoint counts are on disk
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
+            checkpoint.drop_previous(folder)
             events.stage_finished(name, i + 1)
             events.message(f"  {name} stage {i + 1}/{T} {after}: "
                            + ", ".join(f"{prepared.tasks[j].name} {progress.matrix[i][j]:.3f}" for j in range(i + 1))
                            + (f", ppl {progress.ppl_after[i]:.3f}" if progress.ppl_after[i] is not None else "")
                            + f", drift {mean:.2e} ({stats.seconds:.1f}s train)")
+    except BaseException:
+        events.close()  # interrupted: trackers mark their run so
+        raise
     finally:
         writer.close()
+        log_writer.close()
+        # no stage of its own (a NaN, a signal): the work this run was to replace is put back
+        restored = not progress.stages and checkpoint.restore_previous(folder)
+    if restored:
+        events.message(f"  {name}: no stage finished; the results it was to replace are restored")
+        if (folder / SUMMARY).is_file():
+            return load(RunSummary, folder / SUMMARY)
     summary = summarise(cfg, spec, run, prepared, progress, status, error, resumed_from,
                         time.perf_counter() - start)
     write_summary(folder, summary)
+    events.run_finished(summary)
+    events.close()
     return summary
 
 
@@ -189,6 +240,8 @@ def open_run(cfg: ExperimentConfig, method: AdapterConfig, spec: RunSpec, prepar
     modules = adapter.attach(model, target_modules(cfg, model), method, spec.seed, spec.where)
     model.to(prepared.device)
     reference = drift.snapshot(model, modules)
+    if cfg.train_for(method).gradient_checkpointing:
+        enable_checkpointing(model)
     if cfg.train_for(method).compile:
         # in place, so names, state dicts and checkpoints stay those of the plain model
         backbone(model).compile(dynamic=True)
@@ -203,7 +256,7 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
     folder.mkdir(parents=True, exist_ok=True)
     stage = checkpoint.latest(folder, key)
     if not stage:
-        checkpoint.clear(folder)
+        checkpoint.set_aside(folder)  # deleted once this run checkpoints its first stage
         return RunProgress.empty(len(prepared.tasks)), None
     state, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
     where = str(checkpoint.stage_dir(folder, stage))
@@ -214,6 +267,7 @@ def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
     run.strategy.load_state_dict(checkpoint.load_strategy(folder, stage), [h.name for h in state.tasks],
                                  prepared.device)
     keep_records(folder / RECORDS, state.progress.records)
+    keep_records(folder / TRAIN_LOG, state.progress.train_log)
     checkpoint.restore_rng(state.rng, rng)
     events.message(f"  {run.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(prepared.tasks)}")
     return state.progress, stage

@@ -14,6 +14,7 @@ from transformers import get_scheduler
 
 from ..config.experiment import TrainConfig
 from ..sources.heads import TaskHeads, classify
+from ..sources.models import checkpointed_layers
 from .data import Batching, PreparedTask, Split, batches, collate
 from .spec import Protocol
 
@@ -21,9 +22,28 @@ from .spec import Protocol
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
-    def __init__(self, step: int, value: float) -> None:
-        super().__init__(f"loss is {value} at step {step}")
-        self.step = step
+    def __init__(self, step: int, value: float, lr: float | None = None) -> None:
+        at = f" (learning rate {lr:.3g})" if lr is not None else ""
+        super().__init__(f"loss is {value} at step {step}{at}")
+        self.step, self.lr = step, lr
+
+
+@dataclass
+class StepInfo:
+    """One finished optimizer step, as `train_stage` hands it to `on_step` (valid during that call)."""
+
+    step: int  # within the stage, 1-based
+    loss: float
+    lr: float  # the learning rate this step used
+    examples: int  # in this batch
+    tokens: int  # real (unpadded) tokens in this batch
+    grad_norm: Callable[[], float]  # norm of the gradients before clipping; a device sync, so on demand
+
+
+def grad_norm(params: list[nn.Parameter]) -> float:
+    """L2 norm of all gradients (clip_grad_norm_'s total norm), reading them only."""
+    norms = [torch.linalg.vector_norm(p.grad.detach(), 2.0) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms), 2.0)) if norms else 0.0
 
 
 @dataclass
@@ -42,6 +62,18 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def enter_training(model: nn.Module, head: nn.Module, cfg: TrainConfig) -> None:
+    """The modes a stage trains in: the head in training mode; the body too only under
+    `dropout: model`, else in eval mode with, under checkpointing, its transformer layers (not
+    their submodules) in training mode, as transformers checkpoints a layer only then."""
+    head.train()
+    if cfg.dropout == "model":
+        model.train()
+    elif cfg.gradient_checkpointing:
+        for layer in checkpointed_layers(model):
+            layer.training = True
+
+
 def stage_steps(examples: int, cfg: TrainConfig) -> int:
     """Optimizer steps of one stage."""
     return cfg.epochs * math.ceil(examples / cfg.batch_size)
@@ -55,7 +87,7 @@ def train_stage(
     batching: Batching,
     protocol: Protocol,
     seed: int,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
     replay: Callable[[], list[tuple[str, Split, list[int]]]] | None = None,
     penalty: Callable[[], torch.Tensor] | None = None,
 ) -> TrainStats:
@@ -78,9 +110,7 @@ def train_stage(
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
     gen = torch.Generator().manual_seed(seed)
     lengths = [len(s) for s in split.ids]
-    head.train()
-    if cfg.dropout == "model":
-        model.train()
+    enter_training(model, head, cfg)
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
     start = time.perf_counter()
@@ -96,20 +126,23 @@ def train_stage(
             if penalty is not None:
                 loss = loss + penalty()
             loss_value = loss.item()
+            lr = scheduler.get_last_lr()[0]  # the rate optimizer.step() applies below
             if not math.isfinite(loss_value):
-                raise NonFiniteLoss(step + 1, loss_value)
+                raise NonFiniteLoss(step + 1, loss_value, lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
             optimizer.step()
             scheduler.step()
             step += 1
             seen += len(idx)
-            tokens += int(batch["attention_mask"].sum())
+            batch_tokens = int(batch["attention_mask"].sum())
+            tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
-                on_step(step, loss_value)
+                # the pre-clip norm clipping returned, else read from the grads (the step never changes them)
+                norm_of = (lambda n=norm: float(n)) if norm is not None else (lambda: grad_norm(params))
+                on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
     model.eval()
     head.eval()
     head.requires_grad_(False)  # earlier heads are never trained again

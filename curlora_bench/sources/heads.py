@@ -53,5 +53,5 @@ def classify(
     model: nn.Module, heads: TaskHeads, task: str, input_ids, attention_mask, pooling: str = "last"
 ) -> torch.Tensor:
     """Logits of task `task`'s head at the pooled position of the frozen body (+ adapter)."""
-    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     return heads(task, pool(hidden, attention_mask, pooling))

@@ -18,6 +18,7 @@ from transformers import (
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..errors import BenchError, first_line
 from ..registry import Registry
@@ -198,3 +199,28 @@ def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Recompute every transformer layer's activations during backward instead of keeping them.
+
+    transformers' own layer checkpointing, non-reentrant, so adapter weights inside a layer get
+    their gradients without the inputs needing `requires_grad` (the reentrant variant's pitfall).
+    """
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise BenchError(f"train.gradient_checkpointing: {type(model).__name__} does not support it")
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    # transformers also makes the embeddings' output require grad, which the reentrant variant
+    # needs and ours does not: it would backpropagate through every frozen layer below the
+    # first adapter, and through the whole body for head-only
+    if getattr(model, "_require_grads_hook", None) is not None:
+        model.disable_input_require_grads()
+
+
+def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers transformers checkpoints (it does so only while a layer is in training mode)."""
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from ...config.parse import from_dict, positive
+from ...config.parse import check_name, from_dict, positive
 from ...errors import BenchError
 from ...registry import Registry
 
@@ -43,6 +44,15 @@ class TaskConfig:
     )
 
     def validate(self, where: str) -> None:
+        check_name(f"{where}.name", self.name, "task name")
+        # the name is also the key of the task's head module (torch forbids '.' there)
+        from torch import nn
+
+        if "." in self.name or hasattr(nn.ModuleDict(), self.name):
+            raise BenchError(f"{where}.name: task name {self.name!r} cannot be a head's module name "
+                             "(no '.', not an attribute of torch's ModuleDict)")
+        if self.paper is not None:  # the task as the paper protocol reads it must be valid too
+            check_paper_overrides(TaskConfig, self, where)
         if isinstance(self.text, str):
             self.text = [self.text]
         if not 1 <= len(self.text) <= 2:
@@ -86,6 +96,21 @@ class CorpusConfig:
     paper: dict[str, Any] | None = field(
         default=None, metadata={"help": "overrides applied under `protocol: paper` (the reference code's text)"}
     )
+
+    def validate(self, where: str) -> None:
+        if self.paper is not None:
+            check_paper_overrides(CorpusConfig, self, where)
+
+
+def check_paper_overrides(cls: type, obj: Any, where: str) -> None:
+    """`paper:` overrides go through the same schema as the definition they override."""
+    if not isinstance(obj.paper, dict):
+        raise BenchError(f"{where}.paper: expected a mapping of overrides, got {obj.paper!r}")
+    for key in ("name", "paper"):
+        if key in obj.paper:
+            raise BenchError(f"{where}.paper.{key}: cannot be overridden under the paper protocol")
+    base = {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls) if f.name != "paper"}
+    from_dict(cls, {**base, **obj.paper}, f"{where}.paper")
 
 
 TASKS: Registry[TaskConfig] = Registry("task")

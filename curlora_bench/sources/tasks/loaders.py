@@ -18,7 +18,8 @@ EMBEDDED_TASKS: dict[str, Callable[[Path], dict[str, Dataset]]] = {}
 EMBEDDED_CORPORA: dict[str, Callable[[Path], str]] = {}
 
 datasets.disable_progress_bars()  # the runner shows its own progress
-datasets.logging.set_verbosity_error()
+# its parsers log their own error lines; ours (which names the line, `locate_problem`) is the one
+datasets.logging.set_verbosity(datasets.logging.CRITICAL)
 
 FILE_BUILDERS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
@@ -31,8 +32,47 @@ def _load_file(fmt: str, path: Path, where: str) -> Dataset:
     except Exception as exc:  # datasets raises many types for malformed files
         if "corresponds to no data" in str(exc):  # a header and no rows
             raise BenchError(f"{path}: split is empty (no data rows)") from None
-        raise BenchError(f"{path}: cannot read as {fmt}: {first_line(exc)}") from None
+        raise BenchError(f"{path}: cannot read as {fmt}: {locate_problem(fmt, path) or _deepest(exc)}") from None
     return ds
+
+
+def _deepest(exc: BaseException) -> str:
+    """The innermost cause's first line: datasets wraps the parser's error (which names the row)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return first_line(exc)
+
+
+def locate_problem(fmt: str, path: Path) -> str | None:
+    """Find the first malformed line of a CSV/JSONL file ourselves (datasets' message omits it)."""
+    import csv
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        return f"line {line}: not UTF-8 text (byte {exc.start})"
+    if fmt == "jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {i}: not valid JSON ({exc.msg}, column {exc.colno})"
+            if not isinstance(row, dict):
+                return f"line {i}: expected a JSON object, got {type(row).__name__}"
+    elif fmt == "csv":
+        try:
+            rows = list(csv.reader(text.splitlines()))
+        except csv.Error as exc:
+            return f"not valid CSV ({exc})"
+        width = len(rows[0]) if rows else 0
+        for i, row in enumerate(rows[1:], 2):
+            if row and len(row) != width:
+                return f"line {i}: {len(row)} fields, the header has {width}"
+    return None
 
 
 def _load_hub(task: TaskConfig | CorpusConfig, split: str, where: str) -> Dataset:
@@ -101,7 +141,7 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
         mapped.append(raw)
     for col in task.text:
         for i in keep:
-            if not isinstance(texts[col][i], str):
+            if not isinstance(texts[col][i], str) or not texts[col][i].strip():
                 raise BenchError(f"{source}: row {i + 1}: text column {col!r} is empty or not text")
     if len(keep) != len(ds):
         ds = ds.select(keep)
