@@ -244,3 +244,32 @@ def test_joint_run_is_one_row_flagged_in_the_report(toy_data, write_config, tmp_
     assert "joint-lora-r2: the multi-task upper bound" in md and "single row" in md
     assert "### Paired differences against lora-r2" in md  # the config's first method, not joint
 
+
+@pytest.mark.parametrize("what", ["a tensor missing", "file missing", "not safetensors"])
+def test_damaged_strategy_state_is_refused_on_resume(toy_data, tmp_path, cli, what):
+    """strategy.safetensors is checked like the adapter's: every tensor state.json records, with its shape."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "exp.yaml"
+    methods = [{"method": "lora", "rank": 2, "strategy": {"name": "ewc", "lambda": 10}}]
+    path.write_text(yaml.safe_dump(tiny_config(toy_data, methods=methods, perplexity=None)))
+    assert cli("run", path, "--output", tmp_path / "out")[0] == 0
+    run = tmp_path / "out" / "lora-r2+ewc10" / "seed-0"
+    stage = run / "checkpoints" / "stage-1"
+    assert set(yaml.safe_load((stage / "state.json").read_text())["strategy_tensors"]) == set(
+        load_file(stage / "strategy.safetensors"))
+    shutil.rmtree(run / "checkpoints" / "stage-2")
+    (run / "summary.json").unlink()
+    if what == "file missing":
+        (stage / "strategy.safetensors").unlink()
+    elif what == "not safetensors":
+        (stage / "strategy.safetensors").write_bytes(b"\x00" * 7)
+    else:
+        tensors = load_file(stage / "strategy.safetensors")
+        del tensors[sorted(tensors)[0]]
+        save_file(tensors, stage / "strategy.safetensors")
+    code, _, err = cli("run", path, "--output", tmp_path / "out")
+    assert code == 2 and "strategy.safetensors" in err and "--fresh" in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -70,6 +70,7 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
     rng_meta, rng_tensors = capture_rng()
     state.rng = rng_meta
     state.adapter_tensors = {k: list(v.shape) for k, v in adapter.items()}
+    state.strategy_tensors = {k: list(v.shape) for k, v in (strategy or {}).items()}
     try:
         tmp.mkdir(parents=True)
         save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
@@ -143,9 +144,24 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
 
 
 def load_strategy(run: Path, stage: int) -> dict[str, torch.Tensor]:
-    """The strategy's state saved with checkpoint `stage` ({} if it kept none)."""
+    """The strategy's state saved with checkpoint `stage` ({} if it kept none), every tensor that
+    state.json records present with its shape."""
     path = stage_dir(run, stage) / STRATEGY
-    return load_file(path) if path.is_file() else {}
+    expected = read_state(run, stage).strategy_tensors
+    if not expected and not path.exists():
+        return {}
+    try:
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+        raise BenchError(f"{path}: unreadable ({first_line(exc)}); rerun with --fresh") from None
+    saved = {k: list(v.shape) for k, v in tensors.items()}
+    if saved != expected:
+        missing = sorted(set(expected) - set(saved))
+        wrong = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+        what = (f"{len(missing)} of the strategy's tensors are missing (first: {missing[0]})" if missing
+                else f"{wrong[0]} is not what {STATE} records")
+        raise BenchError(f"{path}: {what}; rerun with --fresh")
+    return tensors
 
 
 def clear(run: Path) -> None:

@@ -200,6 +200,8 @@ class StageCheckpoint:
     adapter_tensors: dict[str, list[int]]  # name -> shape of every tensor in adapter.safetensors
     progress: RunProgress
     rng: dict[str, Any]
+    # name -> shape of every tensor in strategy.safetensors ({}: the strategy keeps none, no file)
+    strategy_tensors: dict[str, list[int]] = field(default_factory=dict)
 
 
 def dump(obj: Any) -> str:
