@@ -88,3 +88,26 @@ def test_order_spread_separates_order_from_seed():
     assert acc.mean == pytest.approx(0.75)
     assert acc.order_sd == pytest.approx(0.1414213, abs=1e-6)  # sd of 0.65 and 0.85
     assert acc.seed_sd == pytest.approx(0.0707107, abs=1e-6)  # sd of (0.6, 0.7) = sd of (0.8, 0.9)
+
+
+def test_order_folders_are_guarded_set_aside_and_replaced(toy_data, write_config, tmp_path):
+    """seed-k-order-o/ folders follow the same rules as seed-k/: other settings under the same
+    label are refused naming the order, --fresh sets the work aside in .previous/ and drops it
+    once the new run has a stage."""
+    import shutil
+
+    def config(alpha, name):
+        methods = [{"method": "lora", "rank": 2, "alpha": alpha, "label": "lora-r2"}]
+        return load_config(write_config(tiny_config(toy_data, perplexity=None, orders=2, methods=methods), name))[0]
+
+    out = tmp_path / "out"
+    old = run_experiment(config(1.0, "a.yaml"), out)
+    shutil.rmtree(out / "lora-r2" / "seed-0")  # only the order folder holds the old work now
+    changed = config(2.0, "b.yaml")
+    with pytest.raises(BenchError, match=r"lora-r2 seed 0 order 1: .*seed-0-order-1 holds work of other settings "
+                                         r"\(differs in: alpha"):
+        run_experiment(changed, out)
+    assert (out / "lora-r2" / "seed-0-order-1" / "summary.json").is_file()
+    new = run_experiment(changed, out, fresh=True)
+    assert [s.order for s in new] == [None, 1] and new[1].run_key != old[1].run_key
+    assert not (out / "lora-r2" / "seed-0-order-1" / ".previous").exists()
