@@ -68,7 +68,7 @@ class _Bigram(nn.Module):
         outer = self
 
         class Body(nn.Module):
-            def forward(self, input_ids, attention_mask=None):
+            def forward(self, input_ids, attention_mask=None, use_cache=None):  # as a transformers body
                 return SimpleNamespace(last_hidden_state=nn.functional.one_hot(input_ids, outer.V).float())
 
         self.body = Body()
