@@ -8,7 +8,6 @@ many optimizer steps as the whole sequence, on the same examples, with one sched
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -21,12 +20,11 @@ from ..sources.heads import TaskHeads, classify
 from .data import Batching, PreparedTask, batches, collate
 from .spec import Protocol
 from .train import (
-    NonFiniteLoss,
     StepInfo,
     TrainStats,
     autocast,
     enter_training,
-    grad_norm,
+    optimizer_step,
     stage_steps,
 )
 
@@ -67,22 +65,13 @@ def train_joint(model: nn.Module, heads: TaskHeads, tasks: list[PreparedTask], c
                 logits = classify(model, heads, task.name, batch["input_ids"], batch["attention_mask"],
                                   protocol.train_pooling)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
-            loss_value = loss.item()
-            lr = scheduler.get_last_lr()[0]  # the rate optimizer.step() applies below
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(step + 1, loss_value, lr)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
-            optimizer.step()
-            scheduler.step()
+            loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, cfg, step)
             step += 1
             seen += len(idx)
             batch_tokens = int(batch["attention_mask"].sum())
             tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
-                norm_of = (lambda n=norm: float(n)) if norm is not None else (lambda: grad_norm(params))
                 on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
     model.eval()
     heads.eval()

@@ -74,6 +74,25 @@ def enter_training(model: nn.Module, head: nn.Module, cfg: TrainConfig) -> None:
             layer.training = True
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, params: list[nn.Parameter],
+                   cfg: TrainConfig, step: int) -> tuple[float, float, Callable[[], float]]:
+    """Backward and one AdamW + scheduler step on `loss` (the stage's `step`-th, 0-based).
+
+    Returns the loss, the learning rate the step applied and the gradient norm before clipping
+    (lazily: the value clipping returned, else read from the grads, which the step never changes).
+    """
+    loss_value = loss.item()
+    lr = scheduler.get_last_lr()[0]  # the rate optimizer.step() applies below
+    if not math.isfinite(loss_value):
+        raise NonFiniteLoss(step + 1, loss_value, lr)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
+    optimizer.step()
+    scheduler.step()
+    return loss_value, lr, (lambda: float(norm)) if norm is not None else (lambda: grad_norm(params))
+
+
 def stage_steps(examples: int, cfg: TrainConfig) -> int:
     """Optimizer steps of one stage."""
     return cfg.epochs * math.ceil(examples / cfg.batch_size)
@@ -125,23 +144,13 @@ def train_stage(
                 loss = with_replayed(loss, len(idx), replay(), model, heads, batching, protocol, cfg.precision)
             if penalty is not None:
                 loss = loss + penalty()
-            loss_value = loss.item()
-            lr = scheduler.get_last_lr()[0]  # the rate optimizer.step() applies below
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(step + 1, loss_value, lr)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
-            optimizer.step()
-            scheduler.step()
+            loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, cfg, step)
             step += 1
             seen += len(idx)
             batch_tokens = int(batch["attention_mask"].sum())
             tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
-                # the pre-clip norm clipping returned, else read from the grads (the step never changes them)
-                norm_of = (lambda n=norm: float(n)) if norm is not None else (lambda: grad_norm(params))
                 on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
     model.eval()
     head.eval()
