@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +12,34 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+
+# the CLI in a child process that SIGKILLs itself at the KILL_AT_STEP-th optimizer step
+_KILLER = """
+import os, signal, sys, torch
+from curlora_bench.cli import main
+calls = 0
+step = torch.optim.AdamW.step
+def killing_step(self, *a, **k):
+    global calls
+    calls += 1
+    if calls == int(os.environ["KILL_AT_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, *a, **k)
+torch.optim.AdamW.step = killing_step
+{setup}
+sys.argv = ["curlora-bench", *sys.argv[1:]]
+main()
+"""
+
+
+def run_killed(cfg_path: Path, out: Path, kill_at: int, setup: str = "", **env: str) -> None:
+    """`curlora-bench run cfg_path --output out`, SIGKILLed at optimizer step `kill_at` (counted
+    over the whole experiment); `setup` is extra code the child runs before the CLI."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER.format(setup=setup), "run", str(cfg_path), "--output", str(out)],
+        env={**os.environ, "KILL_AT_STEP": str(kill_at), "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import run_killed, tiny_config
 
 pytest.importorskip("tensorboard", reason="pip install 'curlora-bench[trackers]'")
 pytest.importorskip("mlflow", reason="pip install 'curlora-bench[trackers]'")
@@ -150,19 +148,8 @@ def test_log_every_changes_only_the_log(logged, tmp_path, cli):
     assert (a["settings_hash"], a["run_key"]) == (b["settings_hash"], b["run_key"])
 
 
-KILLER = """
-import os, signal, sys, torch
-from curlora_bench.cli import main
+TRACKER_SETUP = """
 from curlora_bench.run import trackers
-calls = 0
-step = torch.optim.AdamW.step
-def killing_step(self, *a, **k):
-    global calls
-    calls += 1
-    if calls == int(os.environ["KILL_AT_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, *a, **k)
-torch.optim.AdamW.step = killing_step
 # send every point at once, so the killed process leaves steps after its checkpoint in both trackers
 trackers.MlflowEvents.FLUSH_SECONDS = -1.0
 logged = trackers.TensorBoardEvents.logged
@@ -170,8 +157,6 @@ def flushing(self, entry):
     logged(self, entry)
     self.writer.flush()
 trackers.TensorBoardEvents.logged = flushing
-sys.argv = ["curlora-bench", *sys.argv[1:]]
-main()
 """
 
 
@@ -179,10 +164,7 @@ def test_sigkill_then_resume_logs_every_step_exactly_once(logged, tmp_path, cli)
     cfg_path, reference = logged
     out = tmp_path / "killed"
     # step 5 of the whole experiment is LoRA's stage 2, step 2: step 4 is logged after the checkpoint
-    env = {**os.environ, "KILL_AT_STEP": "5", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", KILLER, "run", str(cfg_path), "--output", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr
+    run_killed(cfg_path, out, 5, TRACKER_SETUP)
     lora = out / "lora-r2" / "seed-0"
     assert [x["global_step"] for x in train_log(lora)] == [1, 2, 3, 4]  # one step past the checkpoint
     assert [s for s, _ in scalars(lora)["train/loss"]] == [1, 2, 3, 4]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, run_killed, tiny_config
 
 
 def records(run: Path) -> list[dict]:
@@ -41,31 +38,11 @@ def finished(tmp_path_factory, toy_data):
     return cfg_path, d / "out"
 
 
-KILLER = """
-import os, signal, sys, torch
-from curlora_bench.cli import main
-calls = 0
-step = torch.optim.AdamW.step
-def killing_step(self, *a, **k):
-    global calls
-    calls += 1
-    if calls == int(os.environ["KILL_AT_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, *a, **k)
-torch.optim.AdamW.step = killing_step
-sys.argv = ["curlora-bench", *sys.argv[1:]]
-main()
-"""
-
-
 def test_sigkill_mid_stage_then_rerun_equals_uninterrupted(finished, tmp_path, cli):
     cfg_path, reference = finished
     out = tmp_path / "killed"
     # 48 examples / batch 16 = 3 steps per stage: step 5 is in the middle of LoRA's stage 2
-    env = {**os.environ, "KILL_AT_STEP": "5", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", KILLER, "run", str(cfg_path), "--output", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr
+    run_killed(cfg_path, out, 5)
     lora = out / "lora-r2" / "seed-0"
     assert (lora / "checkpoints" / "stage-1" / "state.json").is_file()
     assert not (lora / "checkpoints" / "stage-2").exists() and not (lora / "summary.json").exists()

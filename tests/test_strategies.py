@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import yaml
@@ -21,8 +17,7 @@ from curlora_bench.run.strategy import StrategyState, memory_indices, quadratic_
 from curlora_bench.run.train import with_replayed
 from curlora_bench.sources.heads import TaskHeads, classify
 
-from .conftest import ROOT, tiny_config
-from .test_reliability import KILLER
+from .conftest import run_killed, tiny_config
 
 
 def _task(name: str, n: int) -> PreparedTask:
@@ -198,10 +193,7 @@ def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_pa
     # 3 steps per stage: step 5 is in the middle of replay's stage 2, step 11 in EWC's
     for kill_at in ("5", "11"):
         out = tmp_path / f"killed-{kill_at}"
-        env = {**os.environ, "KILL_AT_STEP": kill_at, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run([sys.executable, "-c", KILLER, "run", str(path), "--output", str(out)],
-                              env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == -9, proc.stderr
+        run_killed(path, out, kill_at, OMP_NUM_THREADS="1")
         code, stdout, err = cli("run", path, "--output", out)
         assert code == 0, err
         assert "resuming after stage 1/2" in stdout
