@@ -107,3 +107,18 @@ def test_a_command_exit_code_is_kept(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(assets, "verify", lambda cache_dir=None: [("tiny", "missing")])
     code, out, _ = cli("assets", "verify")
     assert code == 1 and "missing" in out
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands(typer.main.get_command(app))], ids=" ".join)
+def test_help_keeps_bracketed_text(path):
+    """Rich reads `[word]` in a help text as markup and drops it (`pip install 'pkg[extra]'` lost
+    its extra once): every bracket a help text shows must reach the rendered --help."""
+    import re
+
+    from typer.testing import CliRunner
+
+    cmd = dict(_commands(typer.main.get_command(app)))[path]
+    shown = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output
+    for param in cmd.params:
+        for bracketed in re.findall(r"\[[a-z][a-z-]*\]", (param.help or "").replace("\\[", "[")):
+            assert bracketed in shown, f"{' '.join(path)} {param.name}: {bracketed} lost from --help"
