@@ -124,6 +124,15 @@ def test_runs_of_different_experiments_are_refused():
         build_table(runs)
 
 
+def test_runs_differing_only_in_execution_keys_are_one_experiment():
+    """Gradient checkpointing and the log interval change memory, speed and train_log.jsonl, not the
+    numbers: runs made with and without them (or before the keys existed) report together."""
+    runs = [fake("lora-r8", 0, {"method": "lora", "rank": 8}, settings={"model": "m", "train": {"lr": 1}}),
+            fake("lora-r8", 1, {"method": "lora", "rank": 8},
+                 settings={"model": "m", "train": {"lr": 1, "gradient_checkpointing": True, "log_every": 5}})]
+    assert len(build_table(runs).columns[0].runs) == 2
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_failed_runs_are_flagged_in_every_format(fmt):
     runs = [fake("lora-r8", 0, {"method": "lora", "rank": 8}, protocol="standard"),

@@ -19,6 +19,7 @@ from importlib import resources
 from rich.table import Table as RichTable
 
 from ..adapters import ADAPTERS
+from ..config.experiment import without_execution_keys
 from ..errors import BenchError
 from . import metrics
 from .metrics import Row
@@ -55,10 +56,11 @@ class Table:
 
 
 def check_one_experiment(runs: list[Run]) -> None:
-    """All runs must share the experiment settings; otherwise name the keys that differ."""
+    """All runs must share the experiment settings; otherwise name the keys that differ. Keys that
+    only change how a run executes (gradient checkpointing, log interval) may differ."""
     first = runs[0]
     for r in runs[1:]:
-        a, b = first.summary.settings, r.summary.settings
+        a, b = without_execution_keys(first.summary.settings), without_execution_keys(r.summary.settings)
         differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if differ:
             raise BenchError(f"{r.path} and {first.path} are runs of different experiments (settings differ in: "
