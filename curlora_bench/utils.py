@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import platform
 import subprocess
@@ -51,6 +53,31 @@ def configure_threads(threads: int | None = None) -> int:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+
+_LIBC: list = []  # glibc's handle once looked up; [None] where there is none (macOS, musl)
+
+
+def release_memory() -> bool:
+    """Hand the heap's free pages back to the OS (glibc `malloc_trim`); True if it could.
+
+    A stage's tensors come and go in 1-4 MB pieces that glibc keeps in its heap after they are
+    freed, with live ones in between, so the resident set stays at the phase's high-water mark
+    (+300 MB after a checkpointed training step whose live activations are 35 MB) and the next
+    phase's peak lands on top of it. The run calls this between phases (training, evaluation,
+    perplexity) and between runs: it costs milliseconds and no result changes.
+    """
+    gc.collect()  # adapters can hold reference cycles
+    if not _LIBC:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            _LIBC.append(libc if hasattr(libc, "malloc_trim") else None)
+        except OSError:
+            _LIBC.append(None)
+    if _LIBC[0] is None:
+        return False
+    _LIBC[0].malloc_trim(0)
+    return True
 
 
 def package_versions() -> dict[str, str]:

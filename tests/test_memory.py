@@ -4,6 +4,10 @@ recomputed, for every adapter type on tiny GPT-2 (Conv1D) and Llama (Linear)."""
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +123,47 @@ def test_turning_checkpointing_on_keeps_finished_runs(toy_data, write_config, tm
     assert code == 0, err
     assert "already complete, kept" in out
     assert json.loads(summary.read_text()) == before
+
+
+RELEASE_CHILD = r"""
+import ctypes, sys
+from curlora_bench.utils import release_memory
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+chunks = [libc.malloc(100_000) for _ in range(3000)]  # 300 MB of heap (below the mmap threshold)
+for c in chunks:
+    ctypes.memset(c, 1, 100_000)
+for c in chunks[:-1]:
+    libc.free(c)  # the last one keeps the heap's top: the freed pages stay resident
+held = rss()
+assert release_memory()
+print(held, rss())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's; the resident set is read from /proc")
+def test_release_memory_returns_freed_heap_pages():
+    """Freed heap memory below a live allocation stays resident until released."""
+    out = subprocess.run([sys.executable, "-c", RELEASE_CHILD], capture_output=True, text=True, check=True)
+    held, after = map(int, out.stdout.split())
+    assert held - after > 250, (held, after)
+
+
+def test_the_run_releases_memory_between_phases(toy_data, write_config, tmp_path, monkeypatch):
+    """After training, after evaluation and before each checkpoint of every stage, and between runs."""
+    from curlora_bench.run import driver, recipe
+
+    calls = []
+    monkeypatch.setattr(recipe, "release_memory", lambda: calls.append("stage"))
+    monkeypatch.setattr(driver, "release_memory", lambda: calls.append("driver"))
+    cfg, _ = load_config(write_config(tiny_config(toy_data, "tiny-gpt2", methods=[{"method": "lora", "rank": 2},
+                                                                            {"method": "curlora", "rank": 2}])))
+    driver.run_experiment(cfg, tmp_path / "out")
+    stages = len(cfg.tasks) * len(cfg.methods)
+    assert calls.count("stage") == 3 * stages and calls.count("driver") == 1 + len(cfg.methods)

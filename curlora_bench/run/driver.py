@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import yaml
@@ -19,6 +18,7 @@ from ..errors import BenchError
 from ..results import checkpoint
 from ..results.schema import RunSummary
 from ..results.store import FolderLock, finished_summary, write_atomic
+from ..utils import release_memory
 from .events import RunEvents
 from .executors import Executor, ray_available, run_ray
 from .prepare import prepare
@@ -68,10 +68,11 @@ def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool
         del prepared  # each Ray task prepares its own data and model
         return run_ray(specs, executor, labels, len(cfg.tasks), events)
     prepared.initial_perplexity(events)
+    release_memory()
     summaries = []
     for spec in specs:
         summaries.append(run_one(spec, prepared, events))
-        gc.collect()  # injected adapters can hold reference cycles: free the run's model now
+        release_memory()  # injected adapters can hold reference cycles: free the run's model now
     return summaries
 
 

@@ -60,7 +60,7 @@ from ..results.store import (
 )
 from ..sources.heads import TaskHeads
 from ..sources.models import backbone, enable_checkpointing, hidden_size
-from ..utils import git_commit, package_versions, set_seed
+from ..utils import git_commit, package_versions, release_memory, set_seed
 from . import drift
 from .evaluate import accuracy
 from .events import Fanout, RunEvents, RunStart
@@ -162,6 +162,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                 events.message(f"[red]stopped[/]: {error}; finished stages are kept")
                 break
             after = "joint" if joint else task.name
+            release_memory()  # training's freed activations leave the heap before evaluation
             run.strategy.after_stage(run.model, run.heads, task, train_cfg.batch_size, prepared.batching,
                                      prepared.protocol.train_pooling)
             # 2. evaluate every task so far, each through its own (frozen) head
@@ -174,6 +175,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                 record(Record(i + 1, after, prev.name, "accuracy", acc, len(prev.eval),
                               majority_baseline=prev.majority))
             # 3. perplexity with the model's own LM head
+            release_memory()
             if prepared.corpus_tokens is not None:
                 res = measure_perplexity(prepared, run.model)
                 progress.ppl_after[i] = res.perplexity
@@ -190,6 +192,7 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
                 wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=memory.peak(),
                 memory_kind=memory.kind))
             # 5. checkpoint
+            release_memory()
             log_writer.sync()  # the lines the checkpoint counts are on disk
             save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
             checkpoint.drop_previous(folder)
