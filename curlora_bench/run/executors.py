@@ -110,7 +110,12 @@ def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: 
     try:
         board = ray.remote(num_cpus=0)(Board).remote()
         task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
-        pending = {task.remote(dataclasses.asdict(s), threads, board): i for i, s in enumerate(specs)}
+        # Seed-major submission: a sweep stopped part-way has every point at its first seeds,
+        # not some points at every seed and others at none. Where each run goes changes nothing
+        # in its records.
+        seed_rank = {seed: k for k, seed in enumerate(dict.fromkeys(s.seed for s in specs))}
+        submit = sorted(range(len(specs)), key=lambda i: (seed_rank[specs[i].seed], i))
+        pending = {task.remote(dataclasses.asdict(specs[i]), threads, board): i for i in submit}
         summaries: dict[int, RunSummary] = {}
         failed: dict[int, str] = {}
         view = LiveView(specs, labels, tasks, events)
