@@ -125,6 +125,18 @@ def test_ray_sweep_killed_and_rerun_equals_the_local_executor(toy_data, write_co
             assert sorted((m.step, m.value) for m in history) == points
 
 
+def test_ray_gets_the_runs_seed_major(toy_data, write_config, tmp_path):
+    from curlora_bench.run.executors import seed_major
+    from curlora_bench.run.spec import RunSpec
+
+    cfg, _ = load_config(write_config(tiny_config(toy_data, seeds=[7, 3, 5])))
+    specs = [RunSpec.of(cfg, i, seed, tmp_path) for i in range(len(cfg.methods)) for seed in cfg.seeds]
+    order = [(specs[i].seed, specs[i].method_index) for i in seed_major(specs)]
+    methods = range(len(cfg.methods))
+    assert order == [(seed, m) for seed in (7, 3, 5) for m in methods]
+    assert sorted(seed_major(specs)) == list(range(len(specs)))
+
+
 def test_executor_options_are_checked(toy_data, write_config, tmp_path, cli):
     path = write_config(tiny_config(toy_data))
     for args, message in ((["--workers", "2"], "need --executor ray"),

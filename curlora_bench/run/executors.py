@@ -93,6 +93,16 @@ def _run_remote(spec: dict, threads: int, board: Any) -> dict:
     return to_dict(summary)
 
 
+def seed_major(specs: list[RunSpec]) -> list[int]:
+    """The order Ray gets the runs in: every point's first seed, then every point's second, ...
+
+    A sweep stopped part-way then has every point at its first seeds, not some points at every
+    seed and others at none. Where and when a run executes changes nothing in its records.
+    """
+    seed_rank = {seed: k for k, seed in enumerate(dict.fromkeys(s.seed for s in specs))}
+    return sorted(range(len(specs)), key=lambda i: (seed_rank[specs[i].seed], i))
+
+
 def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: int,
             events: RunEvents) -> list[RunSummary]:
     """Every spec as one Ray task; returns the summaries of the runs that finished."""
@@ -110,12 +120,7 @@ def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: 
     try:
         board = ray.remote(num_cpus=0)(Board).remote()
         task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
-        # Seed-major submission: a sweep stopped part-way has every point at its first seeds,
-        # not some points at every seed and others at none. Where each run goes changes nothing
-        # in its records.
-        seed_rank = {seed: k for k, seed in enumerate(dict.fromkeys(s.seed for s in specs))}
-        submit = sorted(range(len(specs)), key=lambda i: (seed_rank[specs[i].seed], i))
-        pending = {task.remote(dataclasses.asdict(specs[i]), threads, board): i for i in submit}
+        pending = {task.remote(dataclasses.asdict(specs[i]), threads, board): i for i in seed_major(specs)}
         summaries: dict[int, RunSummary] = {}
         failed: dict[int, str] = {}
         view = LiveView(specs, labels, tasks, events)
