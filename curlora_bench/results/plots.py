@@ -150,8 +150,14 @@ def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
         ax.plot([p.stats["plasticity"].mean for p in front], [p.stats["perplexity_drift"].mean for p in front],
                 "-", color=colour, label=f"{fam} (frontier)")
     ax.set_yscale("log")
+    means = [p.stats["perplexity_drift"].mean for p in to.points if p.stats["perplexity_drift"]]
+    # an interval reaching 0 or below runs off the bottom instead of stretching the axis to it
+    ax.set_ylim(bottom=min(means) / 1.15)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    # label the minor ticks only within a decade; over several decades they would overlap
+    wide = max(means) / min(means) > 10
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter() if wide
+                                 else matplotlib.ticker.FormatStrFormatter("%.3g"))
     ax.set_xlabel("plasticity: mean accuracy of each task right after it was learned")
     ax.set_ylabel("perplexity drift (final / initial)")
     ax.set_title("Learning vs forgetting: up is forgetting, right is learning", fontsize=11)
