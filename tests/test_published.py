@@ -58,3 +58,26 @@ def test_readme_tables_are_the_published_reports(folder, baseline, line, rows):
         _reports[key] = {row.strip() for row in render(find_runs([path]), "md", baseline).splitlines()}
     missing = [row for row in rows if row not in _reports[key]]
     assert not missing, f"README line {line}: rows that `curlora-bench report {folder}` does not print: {missing}"
+
+
+def test_publish_script_copies_finished_runs_only(tmp_path):
+    """scripts/publish.sh copies config.yaml and each finished run's summary + records, never
+    checkpoints, logs or unfinished runs; a folder without config.yaml is refused (exit 2)."""
+    import subprocess
+
+    src = tmp_path / "exp"
+    done, running = src / "lora-r8" / "seed-0", src / "lora-r8" / "seed-1-order-1"
+    for run in (done, running):
+        (run / "checkpoints" / "stage-1").mkdir(parents=True)
+        (run / "records.jsonl").write_text('{"stage": 0}\n')
+        (run / "train_log.jsonl").write_text("{}\n")
+    (done / "summary.json").write_text('{"status": "ok"}')
+    (src / "config.yaml").write_text("name: exp\n")
+    dst = tmp_path / "published"
+    script = ROOT / "scripts" / "publish.sh"
+    out = subprocess.run([str(script), str(src), str(dst)], capture_output=True, text=True, check=True)
+    assert "published 1 finished run(s)" in out.stdout
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == [
+        "config.yaml", "lora-r8/seed-0/records.jsonl", "lora-r8/seed-0/summary.json"]
+    bad = subprocess.run([str(script), str(tmp_path / "nothing"), str(dst)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "config.yaml: not an experiment folder" in bad.stderr

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Copy an experiment's finished runs into results/published/<name>/: config.yaml plus each
+# finished run's summary.json and records.jsonl (never checkpoints or training logs). Safe to
+# repeat while the experiment is still running: unfinished runs (no summary.json) are skipped.
+#   scripts/publish.sh results/baselines [results/published/baselines]
+set -euo pipefail
+src=${1:?usage: scripts/publish.sh EXPERIMENT_DIR [DEST]}
+src=${src%/}
+dst=${2:-results/published/$(basename "$src")}
+[[ -f $src/config.yaml ]] || { echo "error: $src/config.yaml: not an experiment folder" >&2; exit 2; }
+mkdir -p "$dst"
+cp "$src/config.yaml" "$dst/"
+n=0
+for summary in "$src"/*/seed-*/summary.json; do
+  [[ -f $summary ]] || continue
+  run=$(dirname "$summary")
+  rel=${run#"$src"/}
+  mkdir -p "$dst/$rel"
+  cp "$run/summary.json" "$run/records.jsonl" "$dst/$rel/"
+  n=$((n + 1))
+done
+echo "published $n finished run(s) of $src into $dst"
