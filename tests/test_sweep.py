@@ -196,6 +196,29 @@ def test_matched_plasticity_verdict():
     assert not out.in_range  # 0.9 is beyond what LoRA reached
 
 
+def test_strategies_are_families_and_joint_is_never_matched():
+    """lora+ewc points form their own frontier (a grid over lambda traces it), so naive LoRA is
+    matched against EWC at its plasticity; joint training has no plasticity, so it is a point of
+    the table but no family anyone is matched against."""
+    lora, joint = {"method": "lora", "rank": 8}, {"method": "joint", "adapter": {"method": "lora", "rank": 8}}
+    ewc = {**lora, "strategy": {"name": "ewc", "lambda": 1000.0, "decay": 1.0}}
+    runs = {}
+    for name, method, diag, drift, forg in (("lora-r8", lora, 0.8, 2.0, 0.07), ("ewc-a", ewc, 0.7, 1.1, 0.0),
+                                             ("ewc-b", ewc, 0.9, 1.3, 0.0)):
+        runs[name] = [Run(None, s) for s in _summaries(name, method, diag, drift, forg)]
+    for s in (joint_runs := _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0)):
+        s.accuracy_matrix = [[None, None], [0.9, 0.9]]
+    runs["joint-lora-r8"] = [Run(None, s) for s in joint_runs]
+    to = tradeoff([Column(n, runs=r) for n, r in runs.items()])
+    assert {p.column: p.family for p in to.points} == {
+        "lora-r8": "lora", "ewc-a": "lora+ewc", "ewc-b": "lora+ewc", "joint-lora-r8": "joint"}
+    assert to.frontiers["lora+ewc"] == ["ewc-a", "ewc-b"] and to.frontiers["joint"] == []
+    assert all(m.other != "joint" and m.column != "joint-lora-r8" for m in to.matched)
+    m = next(x for x in to.matched if x.column == "lora-r8" and x.other == "lora+ewc")
+    assert m.in_range and m.values["perplexity_drift"][0] == pytest.approx(1.2)
+    assert m.differences["forgetting"][0] == pytest.approx(0.07)
+
+
 def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01):
     from curlora_bench.results.schema import RunSummary
 

@@ -64,8 +64,12 @@ class TradeOff:
 
 
 def family(method: dict) -> str:
-    """Points of one family differ only in their settings: lora, curlora, peft-dora, ..."""
-    return method["method"] + (f"-{str(method['type']).lower()}" if method["method"] == "peft" else "")
+    """Points of one family differ only in their settings: lora, curlora, peft-dora, ...; a
+    continual-learning strategy makes its own family (lora+ewc, lora+replay): it changes the
+    algorithm, and a grid over its options (strategy.lambda) traces that family's frontier."""
+    name = method["method"] + (f"-{str(method['type']).lower()}" if method["method"] == "peft" else "")
+    strategy = method.get("strategy")
+    return name + (f"+{strategy['name']}" if isinstance(strategy, dict) and strategy.get("name") else "")
 
 
 def point_of(column: str, summaries: list) -> Point:
@@ -129,12 +133,14 @@ def tradeoff(columns: list) -> TradeOff | None:
     for front in fronts.values():
         for p in front:
             p.on_frontier = True
+    # a family without plasticity (joint training: one stage) has no frontier to be matched on
+    others = [f for f in families if fronts[f]]
     matched = []
     for p in points:
         px = p.stats["plasticity"]
         if px is None:
             continue
-        for other in families:
+        for other in others:
             if other == p.family:
                 continue
             m = Matched(p.column, other, px.mean, in_range=False)
