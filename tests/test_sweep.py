@@ -219,6 +219,21 @@ def test_strategies_are_families_and_joint_is_never_matched():
     assert m.differences["forgetting"][0] == pytest.approx(0.07)
 
 
+def test_matched_markdown_lists_unmatched_points_in_one_line():
+    from curlora_bench.results.report import tradeoff_markdown
+
+    lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
+    runs = {name: [Run(None, s) for s in _summaries(name, method, diag, drift, 0.0)]
+            for name, method, diag, drift in (("lora-a", lora, 0.6, 1.1), ("lora-b", lora, 0.8, 1.5),
+                                              ("cur-a", cur, 0.7, 1.0), ("cur-b", cur, 0.9, 1.05))}
+    text = tradeoff_markdown(tradeoff([Column(n, runs=r) for n, r in runs.items()]))
+    assert "| cur-a | lora | 0.700 | 1.300 |" in text and "| cur-b | lora |" not in text
+    assert text.rstrip().endswith("(not matched): lora-a (0.600) vs curlora; cur-b (0.900) vs lora.")
+    single = {name: runs[name] for name in ("lora-b", "cur-a")}  # one point per family: no range
+    text = tradeoff_markdown(tradeoff([Column(n, runs=r) for n, r in single.items()]))
+    assert "No point falls within another family's plasticity range" in text and "| point | vs |" not in text
+
+
 def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01):
     from curlora_bench.results.schema import RunSummary
 

@@ -272,17 +272,27 @@ def tradeoff_markdown(to: TradeOff) -> str:
         lines.append(f"| {p.column} | {p.family} | {n} | " + " | ".join(_ci(p.stats[q]) for q in (
             "plasticity", "final_accuracy", "forgetting", "perplexity_drift")) +
             f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
-    lines += ["", "### At matched plasticity (the other family's frontier, interpolated)", "",
-              "| point | vs | at plasticity | their perplexity drift | drift difference | their forgetting | "
-              "forgetting difference |", "|---|---|---|---|---|---|---|"]
-    for m in to.matched:
-        if not m.in_range:
-            lines.append(f"| {m.column} | {m.other} | {m.plasticity:.3f} | out of {m.other}'s range | | | |")
-            continue
+    lines += ["", "### At matched plasticity (the other family's frontier, interpolated)", ""]
+    inside = [m for m in to.matched if m.in_range]
+    if inside:
+        lines += ["| point | vs | at plasticity | their perplexity drift | drift difference | their forgetting | "
+                  "forgetting difference |", "|---|---|---|---|---|---|---|"]
+    else:
+        lines.append("No point falls within another family's plasticity range, so nothing is matched: a family "
+                     "measured at one setting spans a single plasticity; a grid over learning rates or ranks "
+                     "(configs/sweep.yaml) gives it a range.")
+    for m in inside:
         cells = []
         for q in ("perplexity_drift", "forgetting"):
             cells += [f"{m.values[q][0]:.3f}", _diff(m.differences[q])] if q in m.values else ["-", "-"]
         lines.append(f"| {m.column} | {m.other} | {m.plasticity:.3f} | " + " | ".join(cells) + " |")
+    outside: dict[str, list[str]] = {}
+    for m in to.matched:
+        if not m.in_range:
+            outside.setdefault(f"{m.column} ({m.plasticity:.3f})", []).append(m.other)
+    if outside:
+        lines += ["", "Out of the other family's plasticity range (not matched): " + "; ".join(
+            f"{point} vs {', '.join(others)}" for point, others in outside.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
