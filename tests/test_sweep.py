@@ -234,6 +234,26 @@ def test_matched_markdown_lists_unmatched_points_in_one_line():
     assert "No point falls within another family's plasticity range" in text and "| point | vs |" not in text
 
 
+def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
+    """Joint training has a drift but no plasticity: a dotted level in the legend, no empty
+    'joint (frontier)' entry."""
+    from curlora_bench.results import plots
+
+    lora, joint = {"method": "lora", "rank": 8}, {"method": "joint", "adapter": {"method": "lora", "rank": 8}}
+    runs = [Run(None, s) for s in _summaries("lora-r8", lora, 0.8, 2.0, 0.07)]
+    for s in _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0):
+        s.accuracy_matrix = [[None, None], [0.9, 0.9]]
+        runs.append(Run(None, s))
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    assert plots.tradeoff_plot(runs, tmp_path / "t.png") == tmp_path / "t.png"
+    ax = figures[0].axes[0]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "joint-lora-r8 (drift only: no plasticity)", "lora (frontier)"]
+    level = next(line for line in ax.get_lines() if line.get_linestyle() == ":")
+    assert level.get_ydata()[0] == pytest.approx(1.3)
+
+
 def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01):
     from curlora_bench.results.schema import RunSummary
 

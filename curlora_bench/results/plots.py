@@ -139,6 +139,10 @@ def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
     for k, fam in enumerate(to.frontiers):
         pts = [p for p in to.points if p.family == fam and p.stats["plasticity"] and p.stats["perplexity_drift"]]
         colour = colours[k % len(colours)]
+        flat = [p for p in to.points if p.family == fam and not p.stats["plasticity"] and p.stats["perplexity_drift"]]
+        for p in flat:  # joint training: one stage, so a drift but no plasticity: a level, not a point
+            ax.axhline(p.stats["perplexity_drift"].mean, color=colour, linestyle=":",
+                       label=f"{p.column} (drift only: no plasticity)")
         for p in pts:
             x, y = p.stats["plasticity"], p.stats["perplexity_drift"]
             xerr = [[x.mean - x.ci95[0]], [x.ci95[1] - x.mean]] if x.ci95 else None
@@ -147,6 +151,8 @@ def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
                         capsize=2, alpha=1.0 if p.on_frontier else 0.5)
             ax.annotate(p.column, (x.mean, y.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
         front = [p for p in pts if p.on_frontier]
+        if not front:
+            continue
         ax.plot([p.stats["plasticity"].mean for p in front], [p.stats["perplexity_drift"].mean for p in front],
                 "-", color=colour, label=f"{fam} (frontier)")
     ax.set_yscale("log")
