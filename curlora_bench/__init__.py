@@ -8,7 +8,7 @@ __all__ = ["load_adapter"]
 def __getattr__(name: str):
     # Lazy, so `curlora-bench --help` does not pay for importing torch and PEFT.
     if name == "load_adapter":
-        from .results.export import load_adapter
+        from .store.export import load_adapter
 
         return load_adapter
     raise AttributeError(f"module 'curlora_bench' has no attribute {name!r}")

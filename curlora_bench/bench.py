@@ -18,7 +18,8 @@ from torch import nn
 
 from .adapters import ADAPTERS, parse_method
 from .adapters.curlora import CURLoRALayer
-from .errors import BenchError
+from .core.env import configure_threads, package_versions, resolve_device
+from .core.errors import BenchError
 from .run.data import Split, batches, encode, subsample
 from .run.evaluate import accuracy, perplexity
 from .run.train import autocast
@@ -33,7 +34,6 @@ from .sources.models import (
 )
 from .sources.tasks import TASKS
 from .sources.tasks.loaders import load_splits
-from .utils import configure_threads, package_versions, resolve_device
 
 TARGETS = [  # (name, numerator, denominator, minimum ratio)
     ("curlora / floor", "train curlora", "train floor", 0.90),

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .errors import BenchError, stop_on_signals
+from .core.errors import BenchError, stop_on_signals
 
 app = typer.Typer(
     add_completion=False,
@@ -24,7 +24,7 @@ err_console = Console(stderr=True)
 
 # the report formats, from the renderers themselves (importing the report costs no torch)
 def _report_formats() -> list[str]:
-    from .results.report import FORMATS
+    from .analysis.report import FORMATS
 
     return list(FORMATS)
 
@@ -52,12 +52,12 @@ def run(
     log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `log:`. Needs `pip install 'curlora-bench\\[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
+    from .analysis.report import render, rich_table
     from .config.experiment import load_config
-    from .results.report import render, rich_table
-    from .results.store import Run, run_dir, write_atomic
     from .run.driver import run_experiment
     from .run.events import ConsoleEvents
     from .run.executors import Executor
+    from .store.folders import Run, run_dir, write_atomic
 
     trackers = [] if log is None else [f"log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
     cfg, _ = load_config(config, [*(set_ or []), *trackers])
@@ -89,8 +89,8 @@ def report(
                            "default: the first method")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
-    from .results.report import render
-    from .results.store import find_runs, write_atomic
+    from .analysis.report import render
+    from .store.folders import find_runs, write_atomic
 
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
@@ -103,7 +103,7 @@ def report(
     else:
         sys.stdout.write(text)
     if plots:
-        from .results.plots import write_plots
+        from .analysis.plots import write_plots
 
         for path in write_plots(runs, plots):
             console.print(f"wrote {path}")
@@ -118,7 +118,7 @@ def export(
     seed: Annotated[int | None, typer.Option("--seed", help="seed (needed when several)")] = None,
 ) -> None:
     """Export a run's adapter and heads (safetensors + JSON; LoRA also in PEFT's format)."""
-    from .results.export import export as do_export
+    from .store.export import export as do_export
 
     path = do_export(run_dir, out_dir, stage, method, seed)
     files = ", ".join(sorted(p.name for p in path.iterdir()))
@@ -152,7 +152,7 @@ def bench(
     from rich.table import Table
 
     from .bench import bench as run_bench
-    from .results.store import write_atomic
+    from .store.folders import write_atomic
 
     if precision not in ("fp32", "bf16"):
         raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
@@ -223,7 +223,7 @@ def tasks() -> None:
 def methods() -> None:
     """List adapter methods and their options."""
     from .adapters import ADAPTERS
-    from .config.parse import field_help
+    from .core.parse import field_help
 
     for name, adapter in ADAPTERS.items():
         console.print(f"[bold]{name}[/]: {adapter.help}")
@@ -321,7 +321,7 @@ def _usage_error(exc: Exception) -> None:
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2; a signal ends the
     run with one line and 128 + its number; usage errors add the command's usage hint."""
-    from .errors import Interrupted
+    from .core.errors import Interrupted
 
     usage, exits, aborts = _click_classes("ClickException"), _click_classes("Exit"), _click_classes("Abort")
     try:

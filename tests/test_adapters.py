@@ -149,7 +149,7 @@ def test_c_r_survive_save_load(base, tmp_path):
 
 
 def test_rank_larger_than_matrix_is_refused(base):
-    from curlora_bench.errors import BenchError
+    from curlora_bench.core.errors import BenchError
 
     with pytest.raises(BenchError, match="rank"):
         attach(base, {"method": "curlora", "rank": 4096})

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from curlora_bench.errors import BenchError
+from curlora_bench.core.errors import BenchError
 from curlora_bench.sources import assets
 from curlora_bench.sources.tasks import CORPORA, TASKS
 from curlora_bench.sources.tasks.loaders import EMBEDDED_CORPORA, EMBEDDED_TASKS

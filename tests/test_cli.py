@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from curlora_bench.results.schema import read_records
-
-from .conftest import tiny_config
+from curlora_bench.store.schema import read_records
+from tests.conftest import tiny_config
 
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-llama"])

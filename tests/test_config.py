@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from curlora_bench.config.experiment import apply_override, load_config
-from curlora_bench.errors import BenchError
-
-from .conftest import ROOT, tiny_config
+from curlora_bench.core.errors import BenchError
+from tests.conftest import ROOT, tiny_config
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

@@ -80,7 +80,7 @@ def test_signal_mid_stage_drops_it_exits_128_plus_and_rerun_resumes(reference, t
 
 
 def test_a_second_run_on_the_same_folder_is_refused(reference, tmp_path, cli):
-    from curlora_bench.results.store import FolderLock
+    from curlora_bench.store.folders import FolderLock
 
     cfg_path, _ = reference
     out = tmp_path / "o"
@@ -99,7 +99,7 @@ def test_the_lock_of_a_dead_process_does_not_block(reference, tmp_path, cli):
     cfg_path, _ = reference
     out = tmp_path / "o"
     out.mkdir()
-    code = ("import sys, os; from pathlib import Path; from curlora_bench.results.store import FolderLock; "
+    code = ("import sys, os; from pathlib import Path; from curlora_bench.store.folders import FolderLock; "
             "FolderLock(Path(sys.argv[1])).__enter__(); os._exit(0)")
     subprocess.run([sys.executable, "-c", code, str(out)], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     assert (out / ".lock").exists()  # left behind, but no process holds it
@@ -107,7 +107,7 @@ def test_the_lock_of_a_dead_process_does_not_block(reference, tmp_path, cli):
 
 
 def test_disk_full_at_a_checkpoint_keeps_the_previous_one(reference, tmp_path, cli, monkeypatch):
-    from curlora_bench.results import checkpoint
+    from curlora_bench.store import checkpoint
 
     cfg_path, ref = reference
     out = tmp_path / "o"
@@ -132,8 +132,8 @@ def test_disk_full_at_a_checkpoint_keeps_the_previous_one(reference, tmp_path, c
 
 
 def test_disk_full_writing_a_summary_keeps_the_old_file(tmp_path, monkeypatch):
-    from curlora_bench.errors import BenchError
-    from curlora_bench.results import store
+    from curlora_bench.core.errors import BenchError
+    from curlora_bench.store import folders as store
 
     target = tmp_path / "summary.json"
     target.write_text("old")
@@ -251,7 +251,7 @@ def test_an_export_missing_a_tensor_is_refused(reference, tmp_path, cli):
     from safetensors.torch import load_file, save_file
 
     import curlora_bench
-    from curlora_bench.errors import BenchError
+    from curlora_bench.core.errors import BenchError
     from curlora_bench.sources.models import load_model
 
     _, ref = reference
@@ -284,7 +284,7 @@ def test_wrong_kind_and_unwritable_targets_are_one_line(reference, tmp_path, cli
         assert named in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
     assert a_file.read_text() == "keep" and list(a_folder.iterdir()) == []
     # a full disk under report --out: one line, the earlier file unchanged
-    from curlora_bench.results import store
+    from curlora_bench.store import folders as store
 
     target = tmp_path / "r.md"
     target.write_text("earlier")

@@ -9,7 +9,7 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
 from curlora_bench.config.experiment import corpus_config
-from curlora_bench.errors import BenchError
+from curlora_bench.core.errors import BenchError
 from curlora_bench.sources.tasks import CORPORA, TASKS
 from curlora_bench.sources.tasks.loaders import load_corpus_text, load_splits
 

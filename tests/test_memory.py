@@ -15,7 +15,6 @@ from torch import nn
 
 from curlora_bench.adapters import ADAPTERS, parse_method
 from curlora_bench.config.experiment import TrainConfig, load_config
-from curlora_bench.results.schema import read_records
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.run.train import enter_training
 from curlora_bench.sources.heads import TaskHeads, classify
@@ -25,9 +24,9 @@ from curlora_bench.sources.models import (
     enable_checkpointing,
     load_model,
 )
-
-from .conftest import tiny_config
-from .test_roundtrip import METHODS
+from curlora_bench.store.schema import read_records
+from tests.conftest import tiny_config
+from tests.test_roundtrip import METHODS
 
 CASES = [(m, meth) for model in ("tiny-gpt2", "tiny-llama") for m, meth in
          [(model, {k: v for k, v in x.items()}) for _, x in METHODS if x.get("type") != "OSF"]]
@@ -127,7 +126,7 @@ def test_turning_checkpointing_on_keeps_finished_runs(toy_data, write_config, tm
 
 RELEASE_CHILD = r"""
 import ctypes, sys
-from curlora_bench.utils import release_memory
+from curlora_bench.core.env import release_memory
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):

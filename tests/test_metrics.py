@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from curlora_bench.results import metrics
+from curlora_bench.core import metrics
 
 A = [
     [0.80, None, None],

@@ -240,8 +240,8 @@ def test_grad_norm_without_clipping_is_the_norm_clipping_returns(toy_data, write
 def test_console_shows_loss_lr_and_throughput():
     from rich.console import Console
 
-    from curlora_bench.results.schema import TrainLogEntry
     from curlora_bench.run.events import ConsoleEvents
+    from curlora_bench.store.schema import TrainLogEntry
 
     events = ConsoleEvents(Console(file=open(os.devnull, "w")))  # noqa: SIM115
     events.stage_started("lora seed 0", 1, "pairs", 3)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from curlora_bench.analysis.paired import order_spread
+from curlora_bench.analysis.report import Column, build_table
 from curlora_bench.config.experiment import load_config, run_key, task_orders
-from curlora_bench.errors import BenchError
-from curlora_bench.results.metrics import summary_rows
-from curlora_bench.results.paired import order_spread
-from curlora_bench.results.report import Column, build_table
+from curlora_bench.core.errors import BenchError
+from curlora_bench.core.metrics import summary_rows
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.run.spec import RunSpec
-
-from .conftest import tiny_config
-from .test_report import fake
+from tests.conftest import tiny_config
+from tests.test_report import fake
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -61,7 +60,7 @@ def test_orders_run_everywhere_and_the_listed_order_keeps_its_runs(toy_data, wri
 
 
 def _runs(out):
-    from curlora_bench.results.store import find_runs
+    from curlora_bench.store.folders import find_runs
 
     return find_runs([out])
 

@@ -80,7 +80,7 @@ def test_nan_before_the_first_stage_puts_the_replaced_work_back(done, toy_data, 
 def test_a_signal_before_the_first_stage_puts_the_replaced_work_back(done, toy_data, write_config, cli, monkeypatch):
     import signal
 
-    from curlora_bench.errors import Interrupted
+    from curlora_bench.core.errors import Interrupted
     from curlora_bench.run import recipe
 
     def interrupted(*args, **kwargs):
@@ -95,7 +95,7 @@ def test_a_signal_before_the_first_stage_puts_the_replaced_work_back(done, toy_d
 
 
 def test_an_unfinished_replacement_keeps_the_last_finished_work(done):
-    from curlora_bench.results import checkpoint
+    from curlora_bench.store import checkpoint
 
     run = done / "mine" / "seed-0"
     before = snapshot(run)

@@ -10,11 +10,10 @@ import json
 import pytest
 from scipy import stats
 
-from curlora_bench.errors import BenchError
-from curlora_bench.results.metrics import paired_difference
-from curlora_bench.results.report import build_table, render
-
-from .test_report import fake
+from curlora_bench.analysis.report import build_table, render
+from curlora_bench.core.errors import BenchError
+from curlora_bench.core.metrics import paired_difference
+from tests.test_report import fake
 
 LORA = {"method": "lora", "rank": 8}
 CUR = {"method": "curlora", "rank": 8}
@@ -82,7 +81,7 @@ def test_only_shared_seeds_pair():
 
 
 def test_report_cli_baseline_option(tmp_path, cli):
-    from curlora_bench.results.schema import dump
+    from curlora_bench.store.schema import dump
 
     for r in _runs([0.70, 0.60, 0.80], [0.75, 0.70, 0.81]):
         folder = tmp_path / "exp" / r.summary.label / f"seed-{r.summary.seed}"

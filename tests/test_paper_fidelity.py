@@ -16,8 +16,7 @@ from curlora_bench.adapters import ADAPTERS, method_dict, parse_method
 from curlora_bench.adapters.base import module_seed
 from curlora_bench.adapters.lora import reference_lora_a
 from curlora_bench.config.experiment import TrainConfig, load_config, resolved_dict, run_key
-from curlora_bench.errors import BenchError
-from curlora_bench.results.schema import TaskData
+from curlora_bench.core.errors import BenchError
 from curlora_bench.run.data import Batching, PreparedTask, Split, collate
 from curlora_bench.run.evaluate import accuracy, perplexity
 from curlora_bench.run.events import RunEvents
@@ -27,9 +26,9 @@ from curlora_bench.run.train import train_stage
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.sources.models import auto_targets, backbone, hidden_size, load_model
 from curlora_bench.sources.tasks import CORPORA
-
-from .conftest import tiny_config
-from .test_hub_tasks import _hub_folder
+from curlora_bench.store.schema import TaskData
+from tests.conftest import tiny_config
+from tests.test_hub_tasks import _hub_folder
 
 
 # --- the oracle: code/lora.py of the reference repository, verbatim but for comments ---------

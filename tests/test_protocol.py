@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from curlora_bench.config.experiment import load_config
-from curlora_bench.results.schema import TaskData
 from curlora_bench.run import train as train_mod
 from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.run.prepare import ppl_settings, prepare_tasks
 from curlora_bench.run.spec import Protocol
 from curlora_bench.sources.heads import TaskHeads
 from curlora_bench.sources.models import hidden_size, load_model
-
-from .conftest import tiny_config
+from curlora_bench.store.schema import TaskData
+from tests.conftest import tiny_config
 
 
 def test_protocols_differ_exactly_where_the_reference_code_does():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from curlora_bench.errors import BenchError
-from curlora_bench.results.report import FORMATS, build_table, render, tex
-from curlora_bench.results.schema import SCHEMA_VERSION, RunSummary, dump, load, parse
-from curlora_bench.results.store import Run, find_runs
+from curlora_bench.analysis.report import FORMATS, build_table, render, tex
+from curlora_bench.core.errors import BenchError
+from curlora_bench.store.folders import Run, find_runs
+from curlora_bench.store.schema import SCHEMA_VERSION, RunSummary, dump, load, parse
 
 PAPER_TASKS = ["mrpc", "sst2", "sentiment140"]
 A = [[0.8, None, None], [0.7, 0.9, None], [0.6, 0.8, 0.95]]
@@ -183,7 +183,7 @@ def test_schema_reading_is_strict(tmp_path):
 
 
 def test_plots_are_written(tmp_path):
-    from curlora_bench.results.plots import write_plots
+    from curlora_bench.analysis.plots import write_plots
 
     drift = [{"stage": i, "mean": 1e-3 * i, "max": 2e-3, "modules": 4, "per_module": {}} for i in (1, 2, 3)]
     runs = [fake("lora-r8", s, {"method": "lora", "rank": 8}, drift=drift) for s in (0, 1)]

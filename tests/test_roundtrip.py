@@ -16,16 +16,15 @@ from safetensors.torch import load_file, save_file
 import curlora_bench
 from curlora_bench.adapters import ADAPTERS
 from curlora_bench.config.experiment import load_config
-from curlora_bench.errors import BenchError
-from curlora_bench.results.export import export
-from curlora_bench.results.schema import read_records
+from curlora_bench.core.errors import BenchError
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.run.evaluate import accuracy
 from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.run.spec import Protocol, RunSpec
 from curlora_bench.sources.models import load_model
-
-from .conftest import ROOT, tiny_config
+from curlora_bench.store.export import export
+from curlora_bench.store.schema import read_records
+from tests.conftest import ROOT, tiny_config
 
 # one entry per registered adapter, PEFT's continual/orthogonal and LoRA-family types included
 METHODS = [

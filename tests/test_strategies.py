@@ -8,16 +8,15 @@ import torch
 import yaml
 
 from curlora_bench.config.experiment import load_config, run_key
-from curlora_bench.config.strategy import parse_strategy, strategy_of
-from curlora_bench.errors import BenchError
-from curlora_bench.results.schema import read_records
+from curlora_bench.core.errors import BenchError
 from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.run.driver import run_experiment
-from curlora_bench.run.strategy import StrategyState, memory_indices, quadratic_penalty
 from curlora_bench.run.train import with_replayed
 from curlora_bench.sources.heads import TaskHeads, classify
-
-from .conftest import run_killed, tiny_config
+from curlora_bench.store.schema import read_records
+from curlora_bench.strategies.base import parse_strategy, strategy_of
+from curlora_bench.strategies.runtime_tmp import StrategyState, memory_indices, quadratic_penalty
+from tests.conftest import run_killed, tiny_config
 
 
 def _task(name: str, n: int) -> PreparedTask:
@@ -115,7 +114,7 @@ def test_online_ewc_folds_fisher_with_decay_and_anchors(monkeypatch):
 
 
 def test_diagonal_fisher_is_mean_squared_batch_gradient():
-    from curlora_bench.run.strategy import diagonal_fisher
+    from curlora_bench.strategies.runtime_tmp import diagonal_fisher
 
     torch.manual_seed(0)
     model = Toy()
@@ -219,8 +218,8 @@ def test_joint_sees_every_task_with_the_sequences_steps():
 
 
 def test_joint_run_is_one_row_flagged_in_the_report(toy_data, write_config, tmp_path):
-    from curlora_bench.results.report import render
-    from curlora_bench.results.store import find_runs
+    from curlora_bench.analysis.report import render
+    from curlora_bench.store.folders import find_runs
 
     cfg, _ = load_config(write_config(tiny_config(toy_data, perplexity=None, methods=[
         {"method": "lora", "rank": 2}, {"method": "joint", "adapter": {"method": "lora", "rank": 2}}])))

@@ -13,16 +13,15 @@ import time
 
 import pytest
 
+from curlora_bench.analysis.report import Column
+from curlora_bench.analysis.tradeoff import Stat, frontier, interpolate, point_of, tradeoff
 from curlora_bench.config.experiment import load_config, run_key
 from curlora_bench.config.grid import short_value
-from curlora_bench.errors import BenchError
-from curlora_bench.results.report import Column
-from curlora_bench.results.schema import parse
-from curlora_bench.results.store import Run
-from curlora_bench.results.tradeoff import Stat, frontier, interpolate, point_of, tradeoff
-
-from .conftest import ROOT, tiny_config
-from .test_report import summary_dict
+from curlora_bench.core.errors import BenchError
+from curlora_bench.store.folders import Run
+from curlora_bench.store.schema import parse
+from tests.conftest import ROOT, tiny_config
+from tests.test_report import summary_dict
 
 
 def _cfg(toy_data, write_config, methods, **extra):
@@ -111,7 +110,13 @@ def test_ray_sweep_killed_and_rerun_equals_the_local_executor(toy_data, write_co
     local, ray = _records(tmp_path / "local"), _records(out)
     assert len(local) == 4 and local == ray
     if trackers:  # the trackers run in the Ray workers; interrupted runs logged each step once
-        from .test_observability import mlflow_runs, same_points, scalars, train_log, without_timing
+        from tests.test_observability import (
+            mlflow_runs,
+            same_points,
+            scalars,
+            train_log,
+            without_timing,
+        )
 
         client, runs = mlflow_runs(out)
         assert len(runs) == 4
@@ -220,7 +225,7 @@ def test_strategies_are_families_and_joint_is_never_matched():
 
 
 def test_matched_markdown_lists_unmatched_points_in_one_line():
-    from curlora_bench.results.report import tradeoff_markdown
+    from curlora_bench.analysis.report import tradeoff_markdown
 
     lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
     runs = {name: [Run(None, s) for s in _summaries(name, method, diag, drift, 0.0)]
@@ -237,7 +242,7 @@ def test_matched_markdown_lists_unmatched_points_in_one_line():
 def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
     """Joint training has a drift but no plasticity: a dotted level in the legend, no empty
     'joint (frontier)' entry."""
-    from curlora_bench.results import plots
+    from curlora_bench.analysis import plots
 
     lora, joint = {"method": "lora", "rank": 8}, {"method": "joint", "adapter": {"method": "lora", "rank": 8}}
     runs = [Run(None, s) for s in _summaries("lora-r8", lora, 0.8, 2.0, 0.07)]
@@ -255,7 +260,7 @@ def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
 
 
 def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01):
-    from curlora_bench.results.schema import RunSummary
+    from curlora_bench.store.schema import RunSummary
 
     out = []
     for k, seed in enumerate(seeds):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.strategy import parse_strategy
-from ..errors import BenchError
+from ..core.errors import BenchError
+from ..strategies.base import parse_strategy
 from . import curlora, joint, lora, peft_any, simple  # noqa: F401  (registration side effects)
 from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze, uses_conv1d
 

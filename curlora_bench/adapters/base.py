@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from ..config.parse import from_dict, positive
-from ..errors import BenchError
-from ..registry import Registry
-from ..results.metrics import Row
+from ..core.errors import BenchError
+from ..core.metrics import Row
+from ..core.parse import from_dict, positive
+from ..core.registry import Registry
 
 
 @dataclass

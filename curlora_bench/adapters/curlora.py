@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from ..config.parse import positive
-from ..results.metrics import Row
+from ..core.metrics import Row
+from ..core.parse import positive
 from .base import (
     Adapter,
     RankedConfig,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BenchError
+from ..core.errors import BenchError
 from .base import ADAPTERS, Adapter, AdapterConfig, register
 
 

@@ -11,7 +11,7 @@ from peft import LoraConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from safetensors.torch import save_file
 
-from ..config.parse import positive
+from ..core.parse import positive
 from .base import (
     Adapter,
     RankedConfig,

@@ -9,8 +9,8 @@ import torch
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils import PeftType
 
-from ..config.parse import from_dict
-from ..errors import BenchError
+from ..core.errors import BenchError
+from ..core.parse import from_dict
 from .base import (
     Adapter,
     AdapterConfig,

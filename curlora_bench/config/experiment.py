@@ -16,11 +16,11 @@ from typing import Any, Literal, get_type_hints
 import yaml
 
 from ..adapters import AdapterConfig, method_dict, parse_method
-from ..errors import BenchError
+from ..core.errors import BenchError
+from ..core.parse import check_name, from_dict, positive, to_dict
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
+from ..strategies.base import strategy_of
 from .grid import expand, point_suffix, train_suffix
-from .parse import check_name, from_dict, positive, to_dict
-from .strategy import strategy_of
 
 
 @dataclass

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BenchError
+from ..core.errors import BenchError
 
 # short names of train keys in labels: lora-r8-lr3e-4
 SHORT = {"lr": "lr", "epochs": "ep", "weight_decay": "wd", "warmup_steps": "wu", "batch_size": "bs",

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..adapters import ADAPTERS
 from ..sources.tasks import TaskConfig
+from ..strategies.base import reference_lines
 from .experiment import EvalConfig, ExperimentConfig, PerplexityConfig, TrainConfig
-from .strategy import reference_lines
 
 COMMENT_COLUMN = 33
 NESTED = {"perplexity": PerplexityConfig, "train": TrainConfig, "eval": EvalConfig}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 
-from ..results.schema import TaskData
+from ..store.schema import TaskData
 
 
 @dataclass

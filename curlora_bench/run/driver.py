@@ -14,11 +14,11 @@ from ..config.experiment import (
     run_key,
     without_execution_keys,
 )
-from ..errors import BenchError
-from ..results import checkpoint
-from ..results.schema import RunSummary
-from ..results.store import FolderLock, finished_summary, write_atomic
-from ..utils import release_memory
+from ..core.env import release_memory
+from ..core.errors import BenchError
+from ..store import checkpoint
+from ..store.folders import FolderLock, finished_summary, write_atomic
+from ..store.schema import RunSummary
 from .events import RunEvents
 from .executors import Executor, ray_available, run_ray
 from .prepare import prepare

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..results.schema import Record, RunSummary, TrainLogEntry
+from ..store.schema import Record, RunSummary, TrainLogEntry
 
 
 @dataclass

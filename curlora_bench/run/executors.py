@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import BenchError
-from ..results.schema import RunSummary, TrainLogEntry, parse
+from ..core.errors import BenchError
+from ..store.schema import RunSummary, TrainLogEntry, parse
 from .events import RunEvents
 from .recipe import run_one
 from .spec import RunSpec
@@ -82,7 +82,7 @@ def _run_remote(spec: dict, threads: int, board: Any) -> dict:
     """A Ray task: one run in a worker process, from plain data to plain data."""
     import torch
 
-    from ..config.parse import to_dict
+    from ..core.parse import to_dict
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..results.schema import TrainLogEntry
+from ..store.schema import TrainLogEntry
 from .train import StepInfo
 
 

@@ -11,11 +11,11 @@ from torch import nn
 
 from ..adapters import ADAPTERS
 from ..config.experiment import ExperimentConfig, corpus_config
-from ..errors import BenchError
-from ..results.schema import TaskData
+from ..core.env import configure_threads, resolve_device
+from ..core.errors import BenchError
 from ..sources.models import auto_targets, load_model
 from ..sources.tasks.loaders import load_corpus_text, load_splits
-from ..utils import configure_threads, resolve_device
+from ..store.schema import TaskData
 from .data import Batching, PreparedTask, encode, subsample
 from .evaluate import PerplexityResult, perplexity
 from .events import RunEvents

@@ -25,16 +25,27 @@ from ..config.experiment import (
     run_key,
     settings_hash,
 )
-from ..config.strategy import strategy_of
-from ..results import checkpoint
-from ..results.metrics import (
+from ..core.env import git_commit, package_versions, release_memory, set_seed
+from ..core.metrics import (
     MATRIX_METRICS,
     average_accuracy,
     drift_summary,
     matrix_metrics,
     perplexity_drift,
 )
-from ..results.schema import (
+from ..sources.heads import TaskHeads
+from ..sources.models import backbone, enable_checkpointing, hidden_size
+from ..store import checkpoint
+from ..store.folders import (
+    RECORDS,
+    SUMMARY,
+    TRAIN_LOG,
+    RecordWriter,
+    finished_summary,
+    keep_records,
+    write_summary,
+)
+from ..store.schema import (
     SCHEMA_VERSION,
     HeadInfo,
     PerplexitySummary,
@@ -49,18 +60,8 @@ from ..results.schema import (
     read_records,
     read_train_log,
 )
-from ..results.store import (
-    RECORDS,
-    SUMMARY,
-    TRAIN_LOG,
-    RecordWriter,
-    finished_summary,
-    keep_records,
-    write_summary,
-)
-from ..sources.heads import TaskHeads
-from ..sources.models import backbone, enable_checkpointing, hidden_size
-from ..utils import git_commit, package_versions, release_memory, set_seed
+from ..strategies.base import strategy_of
+from ..strategies.runtime_tmp import StrategyState
 from . import drift
 from .evaluate import accuracy
 from .events import Fanout, RunEvents, RunStart
@@ -68,7 +69,6 @@ from .joint import joint_steps, train_joint
 from .observe import PeakMemory, TrainLog
 from .prepare import Prepared, in_order, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
-from .strategy import StrategyState
 from .trackers import open_trackers
 from .train import NonFiniteLoss, stage_steps, train_stage
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from ..adapters import AdapterConfig
 from ..config.experiment import ExperimentConfig, resolved_dict
-from ..config.parse import from_dict
-from ..results.store import run_dir
+from ..core.parse import from_dict
+from ..store.folders import run_dir
 
 
 @dataclass(frozen=True)

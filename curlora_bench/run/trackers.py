@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import BenchError
-from ..results.schema import Record, RunSummary, TrainLogEntry
-from ..results.store import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG, write_atomic
+from ..core.errors import BenchError
+from ..store.folders import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG, write_atomic
+from ..store.schema import Record, RunSummary, TrainLogEntry
 from .events import RunEvents, RunStart
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # tracker -> the package it needs
@@ -220,8 +220,8 @@ class MlflowEvents(RunEvents):
             self._flush()
 
     def run_finished(self, summary: RunSummary) -> None:
-        from ..results.report import render
-        from ..results.store import Run
+        from ..analysis.report import render
+        from ..store.folders import Run
 
         self._add(summary_scalars(summary))
         self._flush()

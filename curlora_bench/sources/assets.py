@@ -22,8 +22,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import BenchError
-from ..registry import Registry
+from ..core.errors import BenchError
+from ..core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from transformers import (
 )
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..errors import BenchError, first_line
-from ..registry import Registry
+from ..core.errors import BenchError, first_line
+from ..core.registry import Registry
 
 
 @dataclass

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import yaml
 
-from ...config.parse import check_name, from_dict, positive
-from ...errors import BenchError
-from ...registry import Registry
+from ...core.errors import BenchError
+from ...core.parse import check_name, from_dict, positive
+from ...core.registry import Registry
 
 Format = Literal["csv", "jsonl", "parquet", "hub", "embedded"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, load_dataset
 
-from ...errors import BenchError, first_line
+from ...core.errors import BenchError, first_line
 from ..assets import ensure
 from . import CorpusConfig, TaskConfig
 

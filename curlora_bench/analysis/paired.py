@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BenchError
-from . import metrics
+from ..core import metrics
+from ..core.errors import BenchError
 
 # summary.metrics keys compared, with their report names
 QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forgetting",

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config.parse import from_dict, to_dict
-from ..errors import BenchError
-from .metrics import MATRIX_METRICS
+from ..core.errors import BenchError
+from ..core.metrics import MATRIX_METRICS
+from ..core.parse import from_dict, to_dict
 
 SCHEMA_VERSION = 2
 

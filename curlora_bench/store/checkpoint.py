@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import BenchError, first_line, signals_deferred
+from ..core.errors import BenchError, first_line, signals_deferred
+from .folders import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG
 from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
-from .store import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG
 
 STATE = "state.json"
 STRATEGY = "strategy.safetensors"  # replay memory indices, EWC Fisher and anchors (absent for naive)

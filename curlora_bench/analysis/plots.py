@@ -16,10 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from . import metrics  # noqa: E402
+from ..core import metrics  # noqa: E402
+from ..store.folders import TRAIN_LOG, Run  # noqa: E402
+from ..store.schema import RunSummary, read_train_log  # noqa: E402
 from .report import check_one_experiment, group_columns  # noqa: E402
-from .schema import RunSummary, read_train_log  # noqa: E402
-from .store import TRAIN_LOG, Run  # noqa: E402
 from .tradeoff import tradeoff  # noqa: E402
 
 

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from ..adapters.base import module_seed
-from ..config.strategy import Strategy
+from ..run.data import Batching, PreparedTask, Split, batches, collate
 from ..sources.heads import TaskHeads, classify
-from .data import Batching, PreparedTask, Split, batches, collate
+from .base import Strategy
 
 Replayed = list[tuple[str, Split, list[int]]]  # (task, its train split, rows) per replayed task
 

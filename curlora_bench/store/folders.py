@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BenchError
+from ..core.errors import BenchError
 from .schema import Record, RunSummary, TrainLogEntry, dump, load
 
 SUMMARY = "summary.json"

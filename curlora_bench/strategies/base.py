@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BenchError
-from .parse import coerce, positive
+from ..core.errors import BenchError
+from ..core.parse import coerce, positive
 
 # name -> {option: (type, default, help)}; `None` default = required
 STRATEGIES: dict[str, dict[str, tuple[type, Any, str]]] = {
@@ -49,7 +49,7 @@ class Strategy:
     @property
     def suffix(self) -> str:
         """The label suffix: '+replay64', '+ewc100', '+l2-0.5'."""
-        from .grid import short_value  # grid imports nothing of ours
+        from ..config.grid import short_value  # grid imports nothing of ours
 
         if self.name == "replay":
             return f"+replay{self.options['per_task']}"

@@ -20,11 +20,11 @@ from rich.table import Table as RichTable
 
 from ..adapters import ADAPTERS
 from ..config.experiment import without_execution_keys
-from ..errors import BenchError
-from . import metrics
-from .metrics import Row
+from ..core import metrics
+from ..core.errors import BenchError
+from ..core.metrics import Row
+from ..store.folders import Run, experiment_labels
 from .paired import QUANTITIES, OrderSpread, PairedDifference, order_spread, paired_differences
-from .store import Run, experiment_labels
 from .tradeoff import TradeOff, tradeoff
 
 
@@ -125,7 +125,7 @@ PAPER_TASKS = ["mrpc", "sst2", "sentiment140"]
 
 def paper_table() -> dict[tuple[str, str], dict[str, float]]:
     """(paper model, column like LoRA-8) -> {metric: value}, from the paper's Tables 1-2."""
-    text = resources.files("curlora_bench.results").joinpath("paper_tables.csv").read_text()
+    text = resources.files("curlora_bench.analysis").joinpath("paper_tables.csv").read_text()
     table: dict[tuple[str, str], dict[str, float]] = {}
     for rec in csv.DictReader(io.StringIO(text)):
         for col, v in rec.items():

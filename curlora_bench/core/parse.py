@@ -9,7 +9,7 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from ..errors import BenchError
+from .errors import BenchError
 
 
 def _type_name(tp: Any) -> str:

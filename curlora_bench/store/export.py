@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..adapters import ADAPTERS, parse_method
-from ..errors import BenchError, first_line
+from ..core.errors import BenchError, first_line
 from ..sources.heads import TaskHeads
 from ..sources.models import hidden_size
 from . import checkpoint
+from .folders import write_atomic
 from .schema import SCHEMA_VERSION
-from .store import write_atomic
 
 META = "curlora_bench.json"
 
