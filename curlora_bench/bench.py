@@ -16,13 +16,18 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .adapters import ADAPTERS, parse_method
-from .adapters.curlora import CURLoRALayer
+from .adapters import ADAPTERS
+from .adapters.curlora_layer import CURLoRALayer
+from .config.experiment import ExecutionConfig, TrainConfig
+from .config.methods import parse_method
+from .config.regimes import Stage
 from .core.env import configure_threads, package_versions, resolve_device
 from .core.errors import BenchError
-from .run.data import Split, batches, encode, subsample
+from .core.protocol import Protocol
+from .run.context import StageContext
+from .run.data import Batching, PreparedTask, Split, batches, encode, subsample
 from .run.evaluate import accuracy, perplexity
-from .run.train import autocast
+from .run.train import autocast, enter_training, make_optimizer, train_step
 from .sources.heads import TaskHeads, classify
 from .sources.models import (
     auto_targets,
@@ -34,6 +39,7 @@ from .sources.models import (
 )
 from .sources.tasks import TASKS
 from .sources.tasks.loaders import load_splits
+from .strategies import make_strategy
 
 TARGETS = [  # (name, numerator, denominator, minimum ratio)
     ("curlora / floor", "train curlora", "train floor", 0.90),
@@ -91,9 +97,9 @@ def _timed(fn, device: torch.device, repeats: int = 3) -> list[float]:
     return times
 
 
-def _training_variants(lm, rank: int) -> dict[str, nn.Module]:
+def _training_variants(lm, rank: int) -> dict[str, tuple[nn.Module, list[str], object]]:
     """floor (no adapter, backward through the frozen body), lora, curlora, curlora-materialised,
-    and lora/curlora with gradient checkpointing."""
+    and lora/curlora with gradient checkpointing: (model, adapted modules, method config) each."""
     variants = {}
     for name, spec in (("floor", {"method": "head-only"}), ("lora", {"method": "lora", "rank": rank}),
                        ("curlora", {"method": "curlora", "rank": rank}),
@@ -111,7 +117,7 @@ def _training_variants(lm, rank: int) -> dict[str, nn.Module]:
             for m in modules:
                 layer = model.get_submodule(m)
                 layer.__class__ = MaterialisedCURLoRALayer
-        variants[name] = model
+        variants[name] = (model, modules, cfg)
     return variants
 
 
@@ -192,32 +198,39 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
                                  "compile": compile_model})
 
     # --- training: interleaved, one step of each variant per round -----------------------
+    # each step is the run's own (`run.train.train_step`): collate, the task kind's loss, the
+    # plugins' step hooks, backward, clipping, AdamW and the scheduler
+    train_cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, max_length=seq_len, limit=None,
+                            warmup_steps=warmup, precision=precision, dropout="off")
+    rows = [row.tolist() for b in data for row in b]
+    task = PreparedTask("bench", 2, Split(rows, [int(y) for b in labels for y in b]), Split([], []), None)
+    batching = Batching(device, lm.tokenizer.pad_token_id)
     variants = _training_variants(lm, rank)
     hid = hidden_size(lm.model)
     state = {}
-    for name, model in variants.items():
+    for name, (model, modules, method) in variants.items():
         model.to(device)
         if compile_model:
             backbone(model).compile()
         heads = TaskHeads().to(device)
-        heads.add("bench", hid, 2, seed=0).to(device)
+        new = [heads.add("bench", hid, 2, seed=0).to(device)]
+        checkpointing = name.endswith("+checkpointing")
+        ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), "bench", False, 0), [task],
+                           {"bench": task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing),
+                           batching, Protocol.of("standard"), 0, f"bench {name}")
         params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
-        state[name] = (model, heads, torch.optim.AdamW(params, lr=1e-4))
+        enter_training(model, new, train_cfg.dropout, checkpointing)
+        plugins = [ADAPTERS.get(method.method), make_strategy(None, 0)]
+        state[name] = (ctx, plugins, params, *make_optimizer(params, train_cfg, n_batches))
         result.seconds[f"train {name}"] = []
     say(f"training: {len(variants)} variants x {n_batches} steps of {batch_size}x{seq_len} tokens on {device}")
     mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
     for step in range(n_batches):
-        ids, y = data[step].to(device), labels[step].to(device)
-        for name, (model, heads, opt) in state.items():
-            model.train()
+        idx = list(range(step * batch_size, (step + 1) * batch_size))
+        for name, (ctx, plugins, params, optimizer, scheduler) in state.items():
             _sync(device)
             t0 = time.perf_counter()
-            with autocast(device, precision):
-                logits = classify(model, heads, "bench", ids, mask)
-            loss = nn.functional.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(ctx, task, idx, plugins, optimizer, scheduler, params, step)
             _sync(device)
             if step >= warmup:
                 result.seconds[f"train {name}"].append(time.perf_counter() - t0)
@@ -225,14 +238,15 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     for name in variants:
         result.figures[f"train {name}"] = tokens / statistics.median(result.seconds[f"train {name}"])
     # memory kept for backward, measured once per variant outside the timed steps
-    for name, (model, heads, _) in state.items():
-        mb = activation_bytes(model, heads, data[0].to(device), labels[0].to(device), mask, device, precision) / 2**20
+    for name, (ctx, *_) in state.items():
+        mb = activation_bytes(ctx.model, ctx.heads, data[0].to(device), labels[0].to(device), mask, device,
+                              precision) / 2**20
         result.memory[f"train {name} activations MB"] = mb
     for name in ("lora", "curlora"):
         plain = result.memory[f"train {name} activations MB"]
         result.memory[f"{name} checkpointed / plain activations"] = (
             result.memory[f"train {name}+checkpointing activations MB"] / plain if plain else float("nan"))
-    model, heads, _ = state["curlora"]
+    model, heads = state["curlora"][0].model, state["curlora"][0].heads
     del state, variants  # free the other variants' models before evaluating
     model.eval()
 

@@ -44,35 +44,38 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: its labels' checkpoints, records and summaries are replaced (kept until the new run's first stage)")] = False,
     force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config; a label's runs with other settings are redone (replaced at their first new stage)")] = False,
-    executor: Annotated[ExecutorKind, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task")] = ExecutorKind.local,
+    executor: Annotated[ExecutorKind | None, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task (default: the config's execution.executor, local)")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus-per-run)")] = None,
     address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
     cpus_per_run: Annotated[int | None, typer.Option("--cpus-per-run", help="torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)")] = None,
-    gpus_per_run: Annotated[float, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = 0.0,
-    log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `log:`. Needs `pip install 'curlora-bench\\[trackers]'`")] = None,
+    gpus_per_run: Annotated[float | None, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = None,
+    log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `execution.log`. Needs `pip install 'curlora-bench\\[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .analysis.report import render, rich_table
-    from .config.experiment import load_config
+    from .config.loading import load_config
+    from .core.layout import REPORT, run_dir
     from .run.driver import run_experiment
     from .run.events import ConsoleEvents
     from .run.executors import Executor
-    from .store.folders import Run, run_dir, write_atomic
+    from .store.folders import Run, write_atomic
 
-    trackers = [] if log is None else [f"log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
+    trackers = [] if log is None else \
+        [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
     cfg, _ = load_config(config, [*(set_ or []), *trackers])
     out = output or Path("results") / cfg.name
-    where = Executor(executor.value, workers, address, cpus_per_run, gpus_per_run)
+    where = Executor.of(cfg.execution, executor=executor.value if executor else None, workers=workers,
+                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     with stop_on_signals():  # Ctrl-C / SIGTERM: the stage in flight is dropped, exit 130 / 143
         summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed, s.order), s) for s in summaries]
     console.print(rich_table(runs))
-    write_atomic(out / "report.md", render(runs, "md"))
-    console.print(f"results in {out}/ (report.md, */seed-*/records.jsonl, train_log.jsonl, summary.json)")
-    if "tensorboard" in cfg.log:
+    write_atomic(out / REPORT, render(runs, "md"))
+    console.print(f"results in {out}/ ({REPORT}, */seed-*/records.jsonl, train_log.jsonl, summary.json)")
+    if "tensorboard" in cfg.execution.log:
         console.print(f"TensorBoard: tensorboard --logdir {out}")
-    if "mlflow" in cfg.log:
+    if "mlflow" in cfg.execution.log:
         from .run.trackers import mlflow_uri
 
         console.print(f"MLflow: mlflow ui --backend-store-uri {mlflow_uri(out)}")

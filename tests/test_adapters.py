@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from curlora_bench.adapters import ADAPTERS, parse_method
-from curlora_bench.adapters.curlora import CURLoRALayer, cur_indices, sampling_probabilities
+from curlora_bench.adapters import ADAPTERS
+from curlora_bench.adapters.curlora_layer import CURLoRALayer, cur_indices, sampling_probabilities
+from curlora_bench.config.methods import parse_method
 from curlora_bench.sources.heads import TaskHeads
 from curlora_bench.sources.models import auto_targets, hidden_size, load_model
 
@@ -188,7 +190,8 @@ def test_osf_follows_its_continual_protocol():
                 p.add_(0.05 * torch.randn_like(p))
         before = model(x).logits
         base_before = {n: model.get_submodule(n).base_layer.weight.clone() for n in names}
-    adapter.before_stage(model, names, cfg, 2, "m")
+    stage = SimpleNamespace(position=2)  # the second task OSF learns
+    adapter.before_stage(SimpleNamespace(model=model, modules=names, method=cfg, stage=stage, where="m"))
     with torch.no_grad():
         torch.testing.assert_close(model(x).logits, before, atol=1e-4, rtol=1e-4)
     for n in names:

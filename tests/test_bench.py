@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from curlora_bench.adapters import ADAPTERS, parse_method
+from curlora_bench.adapters import ADAPTERS
 from curlora_bench.bench import MaterialisedCURLoRALayer, bench
+from curlora_bench.config.methods import parse_method
 from curlora_bench.sources.models import auto_targets, load_model
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curlora_bench.config.experiment import apply_override, load_config
+from curlora_bench.config.loading import apply_override, load_config
 from curlora_bench.core.errors import BenchError
 from tests.conftest import ROOT, tiny_config
 

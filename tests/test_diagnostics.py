@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from curlora_bench.adapters import ADAPTERS, parse_method
-from curlora_bench.adapters.curlora import curlora_sampling, kl_from_uniform, sampling_stats
+from curlora_bench.adapters import ADAPTERS
+from curlora_bench.adapters.curlora_layer import curlora_sampling, kl_from_uniform, sampling_stats
+from curlora_bench.config.methods import parse_method
 from curlora_bench.run.drift import relative_drift, snapshot
 from curlora_bench.sources.models import auto_targets, load_model
 from tests.test_adapters import METHODS

@@ -30,7 +30,7 @@ def reference(tmp_path_factory, toy_data):
     """One uninterrupted two-stage LoRA run (with perplexity)."""
     import yaml
 
-    from curlora_bench.config.experiment import load_config
+    from curlora_bench.config.loading import load_config
     from curlora_bench.run.driver import run_experiment
 
     d = tmp_path_factory.mktemp("ref")

@@ -158,7 +158,8 @@ def test_fuzz_broken_configs_and_data(tmp_path, toy_data, cli, monkeypatch):
 
     monkeypatch.setattr(driver, "run_one", no_run)
     monkeypatch.setattr(driver, "run_ray", no_run)
-    from curlora_bench.config.experiment import load_config, resolved_dict
+    from curlora_bench.config.experiment import resolved_dict
+    from curlora_bench.config.loading import load_config
 
     base = json.loads(json.dumps(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
     # a results folder of the unbroken config, with files in it, which no case may change; a

@@ -13,8 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from curlora_bench.adapters import ADAPTERS, parse_method
-from curlora_bench.config.experiment import TrainConfig, load_config
+from curlora_bench.adapters import ADAPTERS
+from curlora_bench.config.experiment import TrainConfig
+from curlora_bench.config.loading import load_config
+from curlora_bench.config.methods import parse_method
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.run.train import enter_training
 from curlora_bench.sources.heads import TaskHeads, classify

@@ -31,7 +31,7 @@ def without_timing(lines: list[dict]) -> list[dict]:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, toy_data):
     """One uninterrupted tiny run of LoRA and CURLoRA with TensorBoard and MLflow on."""
-    from curlora_bench.config.experiment import load_config
+    from curlora_bench.config.loading import load_config
     from curlora_bench.run.driver import run_experiment
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -209,10 +209,10 @@ def test_missing_tracker_package_is_one_line(tmp_path, cli, write_config, toy_da
 
 def test_grad_norm_without_clipping_is_the_norm_clipping_returns(toy_data, write_config):
     """The read-only norm (no clipping) equals clip_grad_norm_'s; clipping at a huge bound changes nothing."""
-    from curlora_bench.config.experiment import load_config
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.core.protocol import Protocol
     from curlora_bench.run.data import Batching
     from curlora_bench.run.prepare import prepare_tasks
-    from curlora_bench.run.spec import Protocol
     from curlora_bench.run.train import train_stage
     from curlora_bench.sources.heads import TaskHeads
     from curlora_bench.sources.models import hidden_size, load_model

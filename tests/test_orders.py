@@ -7,7 +7,8 @@ import pytest
 
 from curlora_bench.analysis.paired import order_spread
 from curlora_bench.analysis.report import Column, build_table
-from curlora_bench.config.experiment import load_config, run_key, task_orders
+from curlora_bench.config.experiment import task_orders
+from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
 from curlora_bench.core.metrics import summary_rows
 from curlora_bench.run.driver import run_experiment
@@ -42,8 +43,8 @@ def test_orders_run_everywhere_and_the_listed_order_keeps_its_runs(toy_data, wri
                                                   methods=[{"method": "lora", "rank": 2}]), "o.yaml"))
     assert cfg.orders == [["pairs", "polarity"], ["polarity", "pairs"]]
     # the listed order is the run without orders: same key, same folder
-    assert run_key(cfg, cfg.methods[0], 0, RunSpec.of(cfg, 0, 0, tmp_path, 0).task_order(cfg)) == \
-        run_key(plain, plain.methods[0], 0)
+    assert RunSpec.of(cfg, 0, 0, tmp_path, 0).identity.run_key == \
+        plain.identity(plain.methods[0], 0).run_key
     out = tmp_path / "out"
     [first] = run_experiment(plain, out)
     listed, swapped = run_experiment(cfg, out)

@@ -12,16 +12,18 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from curlora_bench.adapters import ADAPTERS, method_dict, parse_method
+from curlora_bench.adapters import ADAPTERS
 from curlora_bench.adapters.base import module_seed
 from curlora_bench.adapters.lora import reference_lora_a
-from curlora_bench.config.experiment import TrainConfig, load_config, resolved_dict, run_key
+from curlora_bench.config.experiment import TrainConfig, resolved_dict
+from curlora_bench.config.loading import load_config
+from curlora_bench.config.methods import method_dict, parse_method
 from curlora_bench.core.errors import BenchError
+from curlora_bench.core.protocol import Protocol
 from curlora_bench.run.data import Batching, PreparedTask, Split, collate
 from curlora_bench.run.evaluate import accuracy, perplexity
 from curlora_bench.run.events import RunEvents
 from curlora_bench.run.prepare import prepare
-from curlora_bench.run.spec import Protocol
 from curlora_bench.run.train import train_stage
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.sources.models import auto_targets, backbone, hidden_size, load_model
@@ -164,7 +166,7 @@ def test_protocol_defaults(toy_data, write_config):
         "reference", "model", "lora-r2")
     resolved = resolved_dict(paper)
     assert resolved["methods"][0]["init"] == "reference" and resolved["train"]["dropout"] == "model"
-    assert run_key(std, std.methods[0], 0) != run_key(paper, paper.methods[0], 0)
+    assert std.identity(std.methods[0], 0).run_key != paper.identity(paper.methods[0], 0).run_key
 
 
 @pytest.mark.parametrize("protocol, init, label", [

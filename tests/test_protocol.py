@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from curlora_bench.config.experiment import load_config
+from curlora_bench.config.loading import load_config
+from curlora_bench.core.protocol import Protocol
 from curlora_bench.run import train as train_mod
 from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.run.prepare import ppl_settings, prepare_tasks
-from curlora_bench.run.spec import Protocol
 from curlora_bench.sources.heads import TaskHeads
 from curlora_bench.sources.models import hidden_size, load_model
 from curlora_bench.store.schema import TaskData

@@ -26,7 +26,7 @@ def finished(tmp_path_factory, toy_data):
     """One uninterrupted tiny run of LoRA, CURLoRA and full fine-tuning (2 stages each)."""
     import yaml
 
-    from curlora_bench.config.experiment import load_config
+    from curlora_bench.config.loading import load_config
     from curlora_bench.run.driver import run_experiment
 
     d = tmp_path_factory.mktemp("finished")
@@ -318,10 +318,10 @@ def test_unknown_set_key_via_cli(finished, tmp_path, cli):
 
 
 def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
-    from curlora_bench.config.experiment import load_config
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.core.protocol import Protocol
     from curlora_bench.run.data import Batching
     from curlora_bench.run.prepare import prepare_tasks
-    from curlora_bench.run.spec import Protocol
     from curlora_bench.run.train import NonFiniteLoss, train_stage
     from curlora_bench.sources.heads import TaskHeads
     from curlora_bench.sources.models import hidden_size, load_model
@@ -371,9 +371,9 @@ def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, mon
 
 
 def prepared(cfg_path: Path):
-    from curlora_bench.config.experiment import load_config
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.core.protocol import Protocol
     from curlora_bench.run.prepare import prepare_tasks
-    from curlora_bench.run.spec import Protocol
     from curlora_bench.sources.models import load_model
 
     cfg, _ = load_config(cfg_path)

@@ -15,12 +15,13 @@ from safetensors.torch import load_file, save_file
 
 import curlora_bench
 from curlora_bench.adapters import ADAPTERS
-from curlora_bench.config.experiment import load_config
+from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
+from curlora_bench.core.protocol import Protocol
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.run.evaluate import accuracy
 from curlora_bench.run.prepare import prepare_tasks
-from curlora_bench.run.spec import Protocol, RunSpec
+from curlora_bench.run.spec import RunSpec
 from curlora_bench.sources.models import load_model
 from curlora_bench.store.export import export
 from curlora_bench.store.schema import read_records
@@ -114,10 +115,10 @@ def test_a_spec_runs_the_same_in_another_process(toy_data, write_config, tmp_pat
 
 
 def test_resolved_config_parses_back_to_the_same_experiment(toy_data, write_config):
-    from curlora_bench.config.experiment import resolved_dict, run_key
+    from curlora_bench.config.experiment import resolved_dict
 
     cfg, _ = load_config(write_config(tiny_config(toy_data, protocol="paper", methods=[
         {"method": "lora", "rank": 2}, {"method": "peft", "type": "VERA", "r": 2}])))
     again = RunSpec.of(cfg, 0, 3, "x").experiment()
     assert resolved_dict(again) == resolved_dict(cfg)
-    assert [run_key(again, m, 3) for m in again.methods] == [run_key(cfg, m, 3) for m in cfg.methods]
+    assert [again.identity(m, 3).run_key for m in again.methods] == [cfg.identity(m, 3).run_key for m in cfg.methods]

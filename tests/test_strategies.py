@@ -7,15 +7,16 @@ import pytest
 import torch
 import yaml
 
-from curlora_bench.config.experiment import load_config, run_key
+from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
 from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.run.driver import run_experiment
-from curlora_bench.run.train import with_replayed
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.store.schema import read_records
-from curlora_bench.strategies.base import parse_strategy, strategy_of
-from curlora_bench.strategies.runtime_tmp import StrategyState, memory_indices, quadratic_penalty
+from curlora_bench.strategies import make_strategy
+from curlora_bench.strategies.base import parse_strategy
+from curlora_bench.strategies.ewc import quadratic_penalty
+from curlora_bench.strategies.replay import memory_indices
 from tests.conftest import run_killed, tiny_config
 
 
@@ -56,31 +57,46 @@ def test_replay_memory_is_seeded_exact_and_distinct():
 PINNED_MEMORY = [5, 3, 9, 4]
 
 
+def _ctx(model, heads, tasks, stage=1, batch_size=3, trained=None):
+    """The StageContext of stage `stage` training `trained` (default: the last of `tasks`)."""
+    from curlora_bench.config.experiment import ExecutionConfig, TrainConfig
+    from curlora_bench.config.regimes import Stage
+    from curlora_bench.core.protocol import Protocol
+    from curlora_bench.run.context import StageContext
+
+    trained = trained or tasks[-1]
+    return StageContext(model, [], None, heads, Stage(stage, stage, (0,), trained.name, False, stage - 1), [trained],
+                        {t.name: t for t in tasks}, TrainConfig(batch_size=batch_size), ExecutionConfig(),
+                        Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0, "s")
+
+
 def test_replay_sampler_draws_from_memory_seeded_per_stage():
+    from types import SimpleNamespace
+
     tasks = {"a": _task("a", 20), "b": _task("b", 12), "c": _task("c", 9)}
-    state = StrategyState(strategy_of({"name": "replay", "per_task": 5, "batch_size": None}), seed=7)
-    assert state.replay(tasks, 1, 4) is None  # nothing finished yet: naive first stage
-    state.after_stage(None, None, tasks["a"], 4, None, "last")
-    state.after_stage(None, None, tasks["b"], 4, None, "last")
+    state = make_strategy({"name": "replay", "per_task": 5, "batch_size": None}, seed=7)
+    assert state.sampler(1, 4) is None  # nothing finished yet: naive first stage
+    state.after_stage(SimpleNamespace(tasks=[tasks["a"]]))
+    state.after_stage(SimpleNamespace(tasks=[tasks["b"]]))
     assert state.memory == {"a": memory_indices(20, 5, 7, "a"), "b": memory_indices(12, 5, 7, "b")}
-    draws = [state.replay(tasks, 3, 4) for _ in range(2)]
+    draws = [state.sampler(3, 4) for _ in range(2)]
     steps = [[draw() for _ in range(6)] for draw in draws]
     assert steps[0] == steps[1]  # the same stage draws the same
-    other = state.replay(tasks, 4, 4)
+    other = state.sampler(4, 4)
     assert steps[0] != [other() for _ in range(6)]  # another stage does not
     seen = set()
     for step in steps[0]:
-        rows = [(t, i) for t, split, idx in step for i in idx]
+        rows = [(t, i) for t, idx in step for i in idx]
         assert len(rows) == 4 and len(set(rows)) == 4  # batch_size distinct rows per step
-        for t, split, idx in step:
-            assert split is tasks[t].train and set(idx) <= set(state.memory[t])
+        for t, idx in step:
+            assert set(idx) <= set(state.memory[t])
         seen |= set(rows)
     assert seen <= {(t, i) for t, r in state.memory.items() for i in r} and len(seen) > 4
     # state survives a checkpoint round trip, memory order included
-    again = StrategyState(state.strategy, seed=7)
+    again = make_strategy({"name": "replay", "per_task": 5, "batch_size": None}, seed=7)
     again.load_state_dict(state.state_dict(), ["a", "b"], torch.device("cpu"))
     assert again.memory == state.memory and list(again.memory) == ["a", "b"]
-    resumed = again.replay(tasks, 3, 4)
+    resumed = again.sampler(3, 4)
     assert [resumed() for _ in range(6)] == steps[0]
 
 
@@ -94,17 +110,20 @@ def test_quadratic_penalty_equals_the_formula():
 
 
 def test_online_ewc_folds_fisher_with_decay_and_anchors(monkeypatch):
-    import curlora_bench.run.strategy as strategy
+    from types import SimpleNamespace
+
+    import curlora_bench.strategies.ewc as ewc
 
     model = torch.nn.Linear(2, 1, bias=False)
     fishers = iter([{"weight": torch.tensor([[1.0, 2.0]])}, {"weight": torch.tensor([[4.0, 4.0]])}])
-    monkeypatch.setattr(strategy, "diagonal_fisher", lambda *a: next(fishers))
-    state = StrategyState(strategy_of(parse_strategy({"name": "ewc", "lambda": 2, "decay": 0.5}, "s")), 0)
+    monkeypatch.setattr(ewc, "diagonal_fisher", lambda *a: next(fishers))
+    state = make_strategy(parse_strategy({"name": "ewc", "lambda": 2, "decay": 0.5}, "s"), 0)
     assert state.penalty(model) is None  # first stage: nothing to hold on to
-    state.after_stage(model, None, None, 1, None, "last")
+    ctx = SimpleNamespace(model=model, tasks=[_task("t", 3)])
+    state.after_stage(ctx)
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[1.0, 1.0]]))
-    state.after_stage(model, None, None, 1, None, "last")
+    state.after_stage(ctx)
     assert torch.equal(state.fisher["weight"], torch.tensor([[4.5, 5.0]]))  # 0.5 * F1 + F2
     assert torch.equal(state.anchor["weight"], torch.tensor([[1.0, 1.0]]))
     with torch.no_grad():
@@ -114,7 +133,7 @@ def test_online_ewc_folds_fisher_with_decay_and_anchors(monkeypatch):
 
 
 def test_diagonal_fisher_is_mean_squared_batch_gradient():
-    from curlora_bench.strategies.runtime_tmp import diagonal_fisher
+    from curlora_bench.strategies.ewc import diagonal_fisher
 
     torch.manual_seed(0)
     model = Toy()
@@ -123,8 +142,7 @@ def test_diagonal_fisher_is_mean_squared_batch_gradient():
     heads.add("t", 4, 2, seed=0)
     heads.requires_grad_(False)
     task = _task("t", 6)
-    batching = Batching(torch.device("cpu"), 0)
-    f = diagonal_fisher(model, heads, task, 3, batching, "last")
+    f = diagonal_fisher(_ctx(model, heads, [task], batch_size=3), "t")
     expected = torch.zeros_like(emb.weight)
     for idx in ([0, 1, 2], [3, 4, 5]):  # equal lengths: the length sort keeps the order
         ids = torch.tensor([task.train.ids[i] for i in idx])
@@ -136,15 +154,12 @@ def test_diagonal_fisher_is_mean_squared_batch_gradient():
 
 
 def test_replayed_loss_is_the_mean_over_all_rows():
-    from curlora_bench.run.spec import Protocol
-
     torch.manual_seed(0)
     model = Toy()
     heads = TaskHeads()
     heads.add("a", 4, 2, seed=1)
     heads.add("b", 4, 2, seed=2)
     a, b = _task("a", 6), _task("b", 6)
-    batching = Batching(torch.device("cpu"), 0)
 
     def ce(task, rows):
         ids = torch.tensor([task.train.ids[i] for i in rows])
@@ -153,7 +168,9 @@ def test_replayed_loss_is_the_mean_over_all_rows():
                                                  reduction="sum")
 
     current = ce(b, [0, 1, 2]) / 3
-    got = with_replayed(current, 3, [("a", a.train, [4, 5])], model, heads, batching, Protocol.of("standard"), "fp32")
+    replay = make_strategy({"name": "replay", "per_task": 2, "batch_size": None}, 0)
+    replay._sample = lambda: [("a", [4, 5])]
+    got = replay.step(_ctx(model, heads, [a, b], stage=2), current, 3)
     assert got.item() == pytest.approx(((ce(b, [0, 1, 2]) + ce(a, [4, 5])) / 5).item())
 
 
@@ -168,7 +185,7 @@ def test_labels_options_and_naive(toy_data, write_config):
         "lora-r2+replay64", "curlora-r2+ewc1000", "peft-vera-r2+l2-0.5", "lora-r2", "lora-r4+ewc1", "lora-r4+ewc10"]
     assert cfg.methods[1].strategy == {"name": "ewc", "lambda": 1000.0, "decay": 1.0}
     plain, _ = load_config(write_config(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}]), "p.yaml"))
-    assert run_key(cfg, cfg.methods[3], 0) == run_key(plain, plain.methods[0], 0)  # naive = no strategy
+    assert cfg.identity(cfg.methods[3], 0).run_key == plain.identity(plain.methods[0], 0).run_key  # naive = no strategy
     with pytest.raises(BenchError, match=r"x\.per_task: required key is missing for strategy replay"):
         parse_strategy({"name": "replay"}, "x")
     with pytest.raises(BenchError, match=r"x\.decay: must be <= 1"):
@@ -202,19 +219,22 @@ def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_pa
 
 def test_joint_sees_every_task_with_the_sequences_steps():
     from curlora_bench.config.experiment import TrainConfig
-    from curlora_bench.run.joint import joint_batches, joint_steps
+    from curlora_bench.config.regimes import REGIMES
+    from curlora_bench.run.train import epoch_batches, steps_of
 
     tasks = [_task("a", 20), _task("b", 7), _task("c", 13)]
     cfg = TrainConfig(epochs=2, batch_size=4)
-    assert joint_steps(tasks, cfg) == 2 * (5 + 2 + 4)
+    (stage,) = REGIMES.get("joint").stages([t.name for t in tasks])
+    assert stage.tasks == (0, 1, 2) and stage.interleave and stage.number == 3 and stage.position == 1
+    assert steps_of(tasks, cfg) == 2 * (5 + 2 + 4)
     gen = torch.Generator().manual_seed(0)
-    epoch = joint_batches(tasks, 4, gen)
+    epoch = epoch_batches(tasks, 4, True, gen)
     assert len(epoch) == 5 + 2 + 4
     for k, t in enumerate(tasks):  # every example of every task exactly once per epoch
         rows = sorted(i for j, idx in epoch if j == k for i in idx)
         assert rows == list(range(len(t.train)))
     assert [k for k, _ in epoch] != sorted(k for k, _ in epoch)  # tasks interleaved, not in sequence
-    assert epoch == joint_batches(tasks, 4, torch.Generator().manual_seed(0))  # seeded
+    assert epoch == epoch_batches(tasks, 4, True, torch.Generator().manual_seed(0))  # seeded
 
 
 def test_joint_run_is_one_row_flagged_in_the_report(toy_data, write_config, tmp_path):

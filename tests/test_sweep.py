@@ -15,9 +15,9 @@ import pytest
 
 from curlora_bench.analysis.report import Column
 from curlora_bench.analysis.tradeoff import Stat, frontier, interpolate, point_of, tradeoff
-from curlora_bench.config.experiment import load_config, run_key
-from curlora_bench.config.grid import short_value
+from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
+from curlora_bench.core.parse import short_value
 from curlora_bench.store.folders import Run
 from curlora_bench.store.schema import parse
 from tests.conftest import ROOT, tiny_config
@@ -40,7 +40,7 @@ def test_grid_expands_to_the_cartesian_product_with_labels_that_show_the_point(t
     assert [cfg.train_for(m).lr for m in cfg.methods[:3]] == [1e-4, 3e-4, 1e-3]
     assert [cfg.train_for(m).epochs for m in cfg.methods[-2:]] == [1, 2]
     assert [m.alpha for m in cfg.methods[6:8]] == [1.0, 2.0]
-    assert len({run_key(cfg, m, 0) for m in cfg.methods}) == len(cfg.methods)  # every point its own run
+    assert len({cfg.identity(m, 0).run_key for m in cfg.methods}) == len(cfg.methods)  # every point its own run
 
 
 def test_per_method_train_overrides_only_that_method(toy_data, write_config):

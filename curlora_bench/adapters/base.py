@@ -1,26 +1,35 @@
-"""What every adapter provides, and the helpers they share."""
+"""What every adapter provides, and the helpers they share.
+
+Adapter modules import torch, transformers and PEFT where they use them, never at import
+time: their options, help and report rows are read by the CLI's `--help`, `methods` and
+`report` without loading torch.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-from transformers.pytorch_utils import Conv1D
-
+from ..core.env import module_seed
 from ..core.errors import BenchError
-from ..core.metrics import Row
+from ..core.hooks import Plugin
+from ..core.metrics import DiagnosticRow
 from ..core.parse import from_dict, positive
 from ..core.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "RankedConfig", "check_rank", "find_targets", "freeze",
+           "module_seed", "register", "set_module", "uses_conv1d"]
 
 
 @dataclass
 class AdapterConfig:
-    """Options every method has."""
+    """Options every method entry has."""
 
     method: str = field(metadata={"help": "adapter name (see `curlora-bench methods`)"})
     label: str | None = field(
@@ -31,6 +40,10 @@ class AdapterConfig:
     )
     strategy: dict[str, Any] | str | None = field(
         default=None, metadata={"help": "continual-learning strategy: naive | {name: replay|ewc|l2, ...} (below)"}
+    )
+    regime: str | None = field(
+        default=None, metadata={"help": "sequential (one stage per task, the default) | joint (one stage over every "
+                                        "task: the multi-task upper bound, labelled joint-<label>)"}
     )
 
     def default_label(self) -> str:
@@ -61,16 +74,19 @@ class RankedConfig(AdapterConfig):
         positive(where, "alpha", self.alpha, allow_zero=True)
 
 
-class Adapter:
+class Adapter(Plugin):
     """One parameter-efficient method: its options, how to attach it, which tensors are its own,
     and what it adds to diagnostics, reports and exports. A new method is one module that
-    subclasses this and registers itself; nothing elsewhere names it."""
+    subclasses this and registers itself; nothing elsewhere names it. As a `Plugin` it may act
+    before, during and after each stage (PEFT OSF re-wraps its layers between tasks)."""
 
     name: str = ""
     config_cls: type[AdapterConfig] = AdapterConfig
     help: str = ""
     # prefixes of the tensor names that belong to the adapter (trainable + fixed buffers)
     prefixes: tuple[str, ...] = ()
+    # report rows read from a run summary's `diagnostics` (data: the report imports no torch)
+    report_rows: tuple[DiagnosticRow, ...] = ()
 
     def parse(self, data: dict[str, Any], where: str) -> AdapterConfig:
         """A `methods:` entry (a mapping with `method:`) -> this method's validated config."""
@@ -79,36 +95,28 @@ class Adapter:
     def options(self, cfg: AdapterConfig) -> dict[str, Any]:
         """The flat mapping a user writes, label explicit: `parse`'s inverse."""
         data = {**dataclasses.asdict(cfg), "label": cfg.display_label}
-        for key in ("train", "strategy"):
+        for key in ("train", "strategy", "regime"):
             if data[key] is None:
                 del data[key]  # absent unless set, so run keys of plain entries stay as they were
         return data
 
-    def attach(
-        self, model: nn.Module, targets: list[str], cfg: AdapterConfig, seed: int, where: str
-    ) -> list[str]:
+    def attach(self, model: nn.Module, targets: list[str], cfg: AdapterConfig, seed: int, where: str) -> list[str]:
         """Modify `model` in place; return the names of adapted modules.
 
         On return, exactly the adapter's trainable tensors require grad.
         """
         raise NotImplementedError
 
-    def before_stage(self, model: nn.Module, modules: list[str], cfg: AdapterConfig, stage: int, where: str) -> None:
-        """Called before training stage `stage` (1-based) of a sequence: a method whose own
-        continual protocol changes the adapter between tasks does it here (PEFT OSF)."""
-
-    def structure_for(self, model: nn.Module, modules: list[str], cfg: AdapterConfig, stage: int, where: str,
+    def structure_for(self, model: nn.Module, modules: list[str], cfg: AdapterConfig, position: int, where: str,
                       tensors: dict[str, torch.Tensor]) -> None:
-        """Before checkpoint `stage` (its adapter `tensors`) is loaded into a freshly attached model:
-        give the adapter the structure it had when that checkpoint was written (default: as attached)."""
+        """Before the checkpoint of the `position`-th stage (its adapter `tensors`) is loaded into a
+        freshly attached model: give the adapter the structure it had then (default: as attached)."""
 
     def check(self, model: nn.Module, targets: list[str], cfg: AdapterConfig, where: str) -> None:
         """Fail before anything runs if `cfg` cannot be attached to `model` (model left untouched)."""
         find_targets(model, targets, where)
 
-    def state_dict(
-        self, model: nn.Module, modules: list[str], cfg: AdapterConfig
-    ) -> dict[str, torch.Tensor]:
+    def state_dict(self, model: nn.Module, modules: list[str], cfg: AdapterConfig) -> dict[str, torch.Tensor]:
         """The adapter's own tensors (trainable and fixed), by qualified name."""
         sd = model.state_dict()
         return {k: v for k, v in sd.items() if self.prefixes and any(p in k for p in self.prefixes)}
@@ -117,17 +125,17 @@ class Adapter:
         """Method-specific measurements for the run summary (JSON-able)."""
         return {}
 
-    def report_rows(self) -> list[Row]:
-        """Report rows reading this method's `diagnostics` from a summary."""
-        return []
-
     def export_extras(self, out: Path, cfg: AdapterConfig, modules: list[str], conv1d: bool, base_model: str,
                       tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Write extra files into an export folder; return extra metadata for curlora_bench.json."""
         return {}
 
 
-ADAPTERS: Registry[Adapter] = Registry("method")
+def _load_adapters() -> None:
+    from . import curlora, lora, peft_any, simple  # noqa: F401  (each registers itself)
+
+
+ADAPTERS: Registry[Adapter] = Registry("method", load=_load_adapters)
 
 
 def register(adapter_cls: type[Adapter]) -> type[Adapter]:
@@ -142,6 +150,9 @@ def freeze(model: nn.Module) -> None:
 
 def find_targets(model: nn.Module, targets: list[str], where: str) -> list[str]:
     """Qualified names of Linear/Conv1D modules whose name ends with one of `targets`."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
     found = []
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Linear, Conv1D)):
@@ -164,12 +175,6 @@ def check_rank(model: nn.Module, targets: list[str], rank: Any, where: str, key:
             raise BenchError(f"{f'{where}.{key}' if key else where}: {rank} exceeds the {m}x{n} weight of {name}")
 
 
-def module_seed(seed: int, name: str) -> int:
-    """A per-module seed derived from the run seed and the module's name (stable across runs)."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -178,4 +183,6 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def uses_conv1d(model: nn.Module, names: list[str]) -> bool:
     """True when the named layers are GPT-2 Conv1D (weights stored in x out), wrapped or not."""
+    from transformers.pytorch_utils import Conv1D
+
     return any(isinstance(getattr(m, "base_layer", m), Conv1D) for m in map(model.get_submodule, names))

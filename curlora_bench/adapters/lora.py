@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
-
-import torch
-from peft import LoraConfig
-from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Literal
 
 from ..core.parse import positive
+from ..core.protocol import Protocol
 from .base import (
     Adapter,
     RankedConfig,
@@ -23,8 +19,9 @@ from .base import (
     uses_conv1d,
 )
 
-# The init each protocol uses when the config leaves `init` unset.
-PROTOCOL_INIT = {"standard": "peft", "paper": "reference"}
+if TYPE_CHECKING:
+    import torch
+
 INIT_SUFFIX = {"peft": "-peftinit", "reference": "-refinit"}
 
 
@@ -42,7 +39,7 @@ class LoRAConfig(RankedConfig):
 
     def default_label(self, protocol: str = "standard") -> str:
         """`lora-r8`; an init other than the protocol's own is named: `lora-r8-refinit`."""
-        own = PROTOCOL_INIT[protocol]
+        own = Protocol.of(protocol).lora_init
         init = self.init or own
         return f"lora-r{self.rank}" + ("" if init == own else INIT_SUFFIX[init])
 
@@ -51,7 +48,7 @@ class LoRAConfig(RankedConfig):
         # (reference) is the protocol's own, so the label stays `lora-r8` there too
         if self.label is None:
             self.label = self.default_label(protocol)
-        self.init = self.init or PROTOCOL_INIT[protocol]
+        self.init = self.init or Protocol.of(protocol).lora_init
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -60,6 +57,8 @@ class LoRAConfig(RankedConfig):
 
 def peft_inject(model, peft_config, names: list[str], trainable_marker: str) -> None:
     """Inject a PEFT adapter into `model` in place and leave only its tensors trainable."""
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+
     freeze(model)
     # The tuner injects its layers into `model` in place; shared state (VeRA's projections) is
     # registered inside the injected layers, so `model` alone carries everything afterwards.
@@ -73,6 +72,8 @@ def reference_lora_a(in_features: int, rank: int, seed: int) -> torch.Tensor:
     a = sqrt(5). Its fan-in is r (dim 1), so A ~ U(-1/sqrt(r), 1/sqrt(r)). Drawn from a generator
     seeded by `seed`, never the global RNG; with the global RNG seeded alike, the reference's
     `LoRALayer` draws the same values."""
+    import torch
+
     a = torch.empty(in_features, rank)
     gen = torch.Generator().manual_seed(seed)
     torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
@@ -90,6 +91,9 @@ class LoRA(Adapter):
         check_rank(model, targets, cfg.rank, where)
 
     def attach(self, model, targets, cfg, seed, where):
+        import torch
+        from peft import LoraConfig
+
         names = find_targets(model, targets, where)
         peft_config = LoraConfig(
             r=cfg.rank,
@@ -111,6 +115,9 @@ class LoRA(Adapter):
 
     def export_extras(self, out, cfg, modules, conv1d, base_model, tensors):
         """PEFT's own save layout beside ours, so `PeftModel.from_pretrained(base, out)` loads it."""
+        from peft import LoraConfig
+        from safetensors.torch import save_file
+
         peft_tensors = {"base_model.model." + k.replace(".default.", "."): v for k, v in tensors.items()}
         save_file(peft_tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
         LoraConfig(

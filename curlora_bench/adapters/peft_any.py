@@ -5,10 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
-from peft.utils import PeftType
-
 from ..core.errors import BenchError
 from ..core.parse import from_dict
 from .base import (
@@ -48,6 +44,8 @@ class PeftPassthroughConfig(AdapterConfig):
         return f"peft-{self.type.lower()}" + (f"-r{rank}" if rank is not None else "")
 
     def resolve(self, where: str) -> tuple[str, dict[str, Any]]:
+        from peft.utils import PeftType
+
         base, extra = ALIASES.get(self.type.upper(), (self.type.upper(), {}))
         if base not in PeftType.__members__:
             known = ", ".join(sorted(list(ALIASES) + [t for t in PeftType.__members__]))
@@ -77,10 +75,16 @@ class PeftPassthroughConfig(AdapterConfig):
 
     def prefix(self) -> str:
         """PEFT's name prefix of this type's trainable tensors (lora_, vera_lambda_, ...)."""
+        from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+        from peft.utils import PeftType
+
         return PEFT_TYPE_TO_PREFIX_MAPPING[PeftType[self.resolve("")[0]]]
 
     @staticmethod
     def build(base: str, options: dict[str, Any], targets: list[str], where: str):
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+        from peft.utils import PeftType
+
         cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[base]]
         try:
             return cls(**options, **({"target_modules": targets} if targets else {}))
@@ -95,12 +99,13 @@ class PeftPassthrough(Adapter):
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
 
     def parse(self, data, where):
-        fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy", "rank_step") if k in data}
+        fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy", "regime", "rank_step")
+                 if k in data}
         options = {k: v for k, v in data.items() if k not in fixed}
         return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
 
     def options(self, cfg):
-        extra = {k: getattr(cfg, k) for k in ("train", "strategy", "rank_step") if getattr(cfg, k) is not None}
+        extra = {k: getattr(cfg, k) for k in ("train", "strategy", "regime", "rank_step") if getattr(cfg, k) is not None}
         return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **extra, **cfg.options}
 
     def check(self, model, targets, cfg, where):
@@ -134,19 +139,22 @@ class PeftPassthrough(Adapter):
     # SVD is recomputed on the updated weights and the preserved subspace grows. PEFT's docs
     # call `model.unload()`; this PEFT's OSF layer keeps the update as a separate delta, so it
     # is merged first (unload alone would drop the task just learned).
-    def before_stage(self, model, modules, cfg, stage, where):
-        if stage > 1 and cfg.resolve(where)[0] == "OSF":
-            self._rewrap(model, modules, cfg, stage, where, merge=True)
+    def before_stage(self, ctx):
+        position = ctx.stage.position  # the t-th task OSF learns
+        if position > 1 and ctx.method.resolve(ctx.where)[0] == "OSF":
+            self._rewrap(ctx.model, ctx.modules, ctx.method, position, ctx.where, merge=True)
 
-    def structure_for(self, model, modules, cfg, stage, where, tensors):
-        if stage > 1 and cfg.resolve(where)[0] == "OSF":
+    def structure_for(self, model, modules, cfg, position, where, tensors):
+        import torch
+
+        if position > 1 and cfg.resolve(where)[0] == "OSF":
             # the SVD of the stage's re-wrap was taken of the merged weights the checkpoint holds
             with torch.no_grad():
                 for name in modules:
                     key = f"{name}.base_layer.weight"
                     if key in tensors:
                         model.get_submodule(name).base_layer.weight.copy_(tensors[key])
-            self._rewrap(model, modules, cfg, stage, where, merge=False)
+            self._rewrap(model, modules, cfg, position, where, merge=False)
 
     def _rewrap(self, model, modules, cfg, stage, where, merge: bool) -> None:
         device = next(model.parameters()).device

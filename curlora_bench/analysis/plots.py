@@ -17,7 +17,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..core import metrics  # noqa: E402
-from ..store.folders import TRAIN_LOG, Run  # noqa: E402
+from ..core.layout import TRAIN_LOG  # noqa: E402
+from ..store.folders import Run  # noqa: E402
 from ..store.schema import RunSummary, read_train_log  # noqa: E402
 from .report import check_one_experiment, group_columns  # noqa: E402
 from .tradeoff import tradeoff  # noqa: E402

@@ -19,7 +19,8 @@ from importlib import resources
 from rich.table import Table as RichTable
 
 from ..adapters import ADAPTERS
-from ..config.experiment import without_execution_keys
+from ..config.identity import comparable, differing
+from ..config.regimes import REGIMES
 from ..core import metrics
 from ..core.errors import BenchError
 from ..core.metrics import Row
@@ -60,8 +61,7 @@ def check_one_experiment(runs: list[Run]) -> None:
     only change how a run executes (gradient checkpointing, log interval) may differ."""
     first = runs[0]
     for r in runs[1:]:
-        a, b = without_execution_keys(first.summary.settings), without_execution_keys(r.summary.settings)
-        differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        differ = differing(comparable(first.summary.settings), comparable(r.summary.settings))
         if differ:
             raise BenchError(f"{r.path} and {first.path} are runs of different experiments (settings differ in: "
                              f"{', '.join(differ)}); report one experiment at a time")
@@ -89,7 +89,7 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
     columns = group_columns(runs)
     rows = metrics.summary_rows(first.tasks, first.majority_baseline)
     for name in dict.fromkeys(r.summary.method["method"] for r in runs):
-        rows += ADAPTERS.get(name).report_rows()
+        rows += [d.row() for d in ADAPTERS.get(name).report_rows]
     cells = {}
     for col in columns:
         for row in rows:
@@ -104,11 +104,10 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
     failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
     base, paired = paired_differences(columns, baseline or first_method(runs, columns))
     notes = [describe(runs, columns)]
-    joint = [c.name for c in columns if c.runs and c.runs[0].summary.method["method"] == "joint"]
-    if joint:
-        notes.append(f"{', '.join(joint)}: the multi-task upper bound, trained once on all tasks (as many steps as "
-                     "the sequence); its matrix is a single row, the final accuracies, so it has no plasticity, "
-                     "backward transfer or forgetting")
+    for regime in dict.fromkeys(c.runs[0].summary.regime for c in columns if c.runs):
+        if REGIMES.get(regime).note:
+            names = [c.name for c in columns if c.runs and c.runs[0].summary.regime == regime]
+            notes.append(f"{', '.join(names)}: {REGIMES.get(regime).note}")
     return Table(columns, rows, cells, notes, failures, tradeoff(columns), base, paired, order_spread(columns))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..config.regimes import SEQUENTIAL
 from ..core import metrics
 
 
@@ -63,10 +64,13 @@ class TradeOff:
     matched: list[Matched]
 
 
-def family(method: dict) -> str:
+def family(method: dict, regime: str = SEQUENTIAL) -> str:
     """Points of one family differ only in their settings: lora, curlora, peft-dora, ...; a
     continual-learning strategy makes its own family (lora+ewc, lora+replay): it changes the
-    algorithm, and a grid over its options (strategy.lambda) traces that family's frontier."""
+    algorithm, and a grid over its options (strategy.lambda) traces that family's frontier. A
+    regime other than sequential (joint training) is a family of its own, named after it."""
+    if regime != SEQUENTIAL:
+        return regime
     name = method["method"] + (f"-{str(method['type']).lower()}" if method["method"] == "peft" else "")
     strategy = method.get("strategy")
     return name + (f"+{strategy['name']}" if isinstance(strategy, dict) and strategy.get("name") else "")
@@ -82,7 +86,7 @@ def point_of(column: str, summaries: list) -> Point:
     ok = [s.status == "complete" for s in summaries]
     stats = {q: Stat.of([v for v, good in zip(vs, ok) if good and v is not None]) for q, vs in values.items()}
     first = summaries[0]
-    return Point(column, family(first.method), first.settings_hash, stats, first.trainable_parameters)
+    return Point(column, family(first.method, first.regime), first.settings_hash, stats, first.trainable_parameters)
 
 
 def frontier(points: list[Point]) -> list[Point]:

@@ -1,26 +1,26 @@
-"""YAML -> validated experiment config; defaults < YAML < --set overrides."""
+"""The experiment schema: validated dataclasses, method grids expanded, labels made explicit,
+and the identity of each run (`config.identity`). Reading YAML and `--set` is `config.loading`."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
-import json
 import math
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal
 
-import yaml
-
-from ..adapters import AdapterConfig, method_dict, parse_method
+from ..adapters import AdapterConfig
 from ..core.errors import BenchError
 from ..core.parse import check_name, from_dict, positive, to_dict
+from ..core.protocol import Protocol
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
-from ..strategies.base import strategy_of
+from ..strategies import strategy_suffix
 from .grid import expand, point_suffix, train_suffix
+from .identity import RunIdentity
+from .methods import method_dict, parse_method, regime_of, unwrap_legacy_joint
+from .regimes import REGIMES
 
 
 @dataclass
@@ -39,13 +39,6 @@ class TrainConfig:
     )
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time dominates short CPU runs"})
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata={"help": "recompute each transformer layer's activations during backward (transformers' "
-                          "non-reentrant checkpointing) instead of keeping them: less memory, more time, the "
-                          "same numbers. An execution choice, so it is not part of a run's settings hash"},
-    )
     dropout: Literal["model", "off"] | None = field(
         default=None,
         metadata={"help": "model: the model's own dropout is on while training (the paper's code calls "
@@ -53,12 +46,9 @@ class TrainConfig:
                           "across architectures (SmolLM2/Llama have none anyway), so only the adapter is "
                           "measured. Evaluation never has dropout. null = the protocol's: standard off, paper model"},
     )
-    log_every: int = field(default=1, metadata={
-        "help": "a train_log.jsonl line (and tracker point) every N optimizer steps and at a stage's last "
-                "step; its loss is the mean since the previous line. Changes no result"})
 
     def validate(self, where: str) -> None:
-        for key in ("epochs", "batch_size", "lr", "max_length", "limit", "log_every"):
+        for key in ("epochs", "batch_size", "lr", "max_length", "limit"):
             positive(where, key, getattr(self, key))
         for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
             positive(where, key, getattr(self, key), allow_zero=True)
@@ -99,6 +89,45 @@ class PerplexityConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    """How the runs execute: never what they measure, so no part of a run's identity."""
+
+    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list, metadata={
+        "help": "trackers besides train_log.jsonl: tensorboard (event files in each run folder), mlflow "
+                "(MLFLOW_TRACKING_URI, default sqlite in the experiment folder); `run --log` overrides"})
+    log_every: int = field(default=1, metadata={
+        "help": "a train_log.jsonl line (and tracker point) every N optimizer steps and at a stage's last "
+                "step; its loss is the mean since the previous line"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute each transformer layer's activations during backward (transformers' non-reentrant "
+                "checkpointing) instead of keeping them: less memory, more time, the same numbers"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time "
+                "dominates short CPU runs"})
+    executor: Literal["local", "ray"] = field(default="local", metadata={
+        "help": "local: one run after another here; ray: every (method point, seed) as a Ray task; `run --executor` overrides"})
+    workers: int | None = field(default=None, metadata={
+        "help": "ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus_per_run)"})
+    address: str | None = field(default=None, metadata={
+        "help": "ray: join an existing cluster (auto | HOST:PORT) instead of starting one"})
+    cpus_per_run: int | None = field(default=None, metadata={
+        "help": "torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)"})
+    gpus_per_run: float = field(default=0.0, metadata={
+        "help": "ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)"})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "embedded-asset cache (default: $CURLORA_BENCH_CACHE or ~/.cache/curlora-bench)"})
+
+    def validate(self, where: str) -> None:
+        positive(where, "log_every", self.log_every)
+        self.log = list(dict.fromkeys(self.log))
+        for key in ("workers", "cpus_per_run"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise BenchError(f"{where}.{key}: must be >= 1, got {value}")
+        positive(where, "gpus_per_run", self.gpus_per_run, allow_zero=True)
+
+
+@dataclass
 class ExperimentConfig:
     """A task sequence run once per method and seed."""
 
@@ -122,10 +151,8 @@ class ExperimentConfig:
     orders: int | list[list[str]] | None = field(default=None, metadata={
         "help": "task orders: N (the listed order, then N-1 seeded distinct permutations) or a list of "
                 "permutations of the task names; every method and seed runs each; null = as listed"})
-    cache_dir: str | None = field(default=None, metadata={"help": "embedded-asset cache (default: env or ~/.cache)"})
-    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list, metadata={
-        "help": "trackers besides train_log.jsonl: tensorboard (event files in each run folder), mlflow "
-                "(MLFLOW_TRACKING_URI, default sqlite in the experiment folder); `run --log` overrides"})
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig, metadata={
+        "help": "how runs execute (trackers, logging, memory, compile, executor, cache); no part of a run's identity"})
 
     def validate(self, where: str) -> None:
         check_name("name", self.name)
@@ -143,7 +170,7 @@ class ExperimentConfig:
         if not self.tasks:
             raise BenchError("tasks: the list is empty; give at least one task")
         if self.train.dropout is None:
-            self.train.dropout = "model" if self.protocol == "paper" else "off"
+            self.train.dropout = Protocol.of(self.protocol).dropout
         self.methods = self._expand_methods(self.methods)
         labels = [m.display_label for m in self.methods]
         for i, label in enumerate(labels):
@@ -161,19 +188,17 @@ class ExperimentConfig:
             self.orders = task_orders(self.orders, names, self.data_seed)
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
-        self.log = list(dict.fromkeys(self.log))
-
 
     def _check_method(self, entry: Any, where: str) -> AdapterConfig:
         """One method entry, parsed, with its train overrides checked against the experiment's."""
         method = parse_method(entry, where)
-        for key in DATA_KEYS:
-            if key in (method.train or {}):
+        for key in method.train or {}:
+            if key in DATA_KEYS:
                 raise BenchError(f"{where}.train.{key}: set per experiment, not per method (the data is "
                                  "tokenised once for every method)")
-        if "log_every" in (method.train or {}):
-            raise BenchError(f"{where}.train.log_every: set per experiment, not per method (logging is not "
-                             "part of what a method is)")
+            if key in EXECUTION_TRAIN_KEYS:
+                raise BenchError(f"{where}.train.{key}: an execution option, set for the whole experiment in "
+                                 f"execution.{key} (it is no part of what a method is)")
         self.train_for(method, where)
         return method
 
@@ -181,6 +206,8 @@ class ExperimentConfig:
         """Grids expanded, options that follow the protocol filled in, labels made explicit."""
         out = []
         for i, entry in enumerate(entries):
+            if isinstance(entry, dict) and entry.get("method") == "joint":  # the spelling before `regime:`
+                entry = unwrap_legacy_joint(entry, f"methods[{i}]")
             points = expand(entry, f"methods[{i}]", self._check_method)
             group = []
             for raw, where, point in points:
@@ -190,7 +217,8 @@ class ExperimentConfig:
                 if explicit and point:
                     method.label = raw["label"] + point_suffix(point, list(point))
                 elif not explicit:
-                    method.label = method.display_label + strategy_suffix(method.strategy) + train_suffix(method.train)
+                    method.label = (REGIMES.get(regime_of(method)).label_prefix() + method.display_label
+                                    + strategy_suffix(method.strategy) + train_suffix(method.train))
                 group.append((method, point))
             labels = [m.display_label for m, _ in group]
             if len(set(labels)) < len(labels):  # grid keys the default label does not show
@@ -205,14 +233,31 @@ class ExperimentConfig:
             return self.train
         return from_dict(TrainConfig, {**to_dict(self.train), **method.train}, f"{where or method.display_label}.train")
 
-
-def strategy_suffix(options: dict[str, Any] | None) -> str:
-    """'+replay64' for a method with a strategy, '' for naive."""
-    return strategy_of(options).suffix if options else ""
+    def identity(self, method: AdapterConfig, seed: int, order: list[str] | None = None) -> RunIdentity:
+        """The identity of one run of this experiment (see `config.identity`)."""
+        return RunIdentity.of(resolved_dict(self), method_dict(method), seed, order,
+                              hashed_method=hashed_form(method, self.protocol))
 
 
 # Train keys that shape the tokenised data, shared by every method of an experiment.
 DATA_KEYS = ("max_length", "limit")
+# Execution options a method's `train:` may not hold (they were train keys once).
+EXECUTION_TRAIN_KEYS = ("gradient_checkpointing", "log_every", "compile")
+
+
+def hashed_form(method: AdapterConfig, protocol: str) -> dict[str, Any] | None:
+    """The form a method entry is hashed in when it differs from `method_dict`: a joint entry as
+    `{method: joint, label, [train], adapter: {...}}`, as joint training was written before
+    regimes existed, so those runs keep their run keys (`config.identity`)."""
+    if method.regime is None:
+        return None
+    inner = copy.deepcopy(method)
+    inner.label, inner.train, inner.regime = None, None, None
+    inner.follow_protocol(protocol)
+    out: dict[str, Any] = {"method": method.regime, "label": method.display_label}
+    if method.train:
+        out["train"] = method.train
+    return {**out, "adapter": method_dict(inner)}
 
 
 def parse_task(entry: Any, where: str) -> TaskConfig:
@@ -223,178 +268,11 @@ def parse_task(entry: Any, where: str) -> TaskConfig:
     return from_dict(TaskConfig, entry, where)
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one `--set a.b=value` (list items by index: `methods.0.rank=16`)."""
-    if "=" not in assignment:
-        raise BenchError(f"--set {assignment}: expected KEY=VALUE")
-    key, _, value = assignment.partition("=")
-    parts = key.strip().split(".")
-    # check the key against the schema so a typo is named, not silently added
-    cls: Any = ExperimentConfig
-    for depth, part in enumerate(parts):
-        if cls is None:
-            break
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in fields:
-            known = ", ".join(fields)
-            raise BenchError(f"--set {key}: unknown key {'.'.join(parts[: depth + 1])!r} (expected one of: {known})")
-        hint = get_type_hints(cls)[part]
-        cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
-    node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise BenchError(f"--set {key}: no list item {part!r}")
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-        else:
-            raise BenchError(f"--set {key}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
-    last = parts[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise BenchError(f"--set {key}: no list item {last!r}")
-        node[int(last)] = _parse_value(value)
-    elif isinstance(node, dict):
-        node[last] = _parse_value(value)
-    else:
-        raise BenchError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
-
-
-# anchors and aliases may share a subtree; expanded, a config never needs more nodes than this
-MAX_YAML_NODES = 100_000
-
-
-def _expanded_size(node: yaml.Node, path: Path) -> int:
-    """Nodes of the document with every alias expanded; refuses an alias bomb before loading it."""
-    count, stack = 0, [node]
-    while stack:
-        n = stack.pop()
-        count += 1
-        if count > MAX_YAML_NODES:
-            raise BenchError(f"{path}: more than {MAX_YAML_NODES:,} values once its anchors/aliases are "
-                             "expanded (an alias bomb?)")
-        if isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-        elif isinstance(n, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
-                    if k.value in seen:  # YAML would keep the last silently
-                        raise BenchError(f"{path}: line {k.start_mark.line + 1}: key {k.value!r} appears twice "
-                                         "in one mapping")
-                    seen.add(k.value)
-                stack.extend((k, v))
-    return count
-
-
-def read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise BenchError(f"{path}: config file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _expanded_size(node, path)
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BenchError(f"{path}: not valid YAML{where}: {problem}") from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
-    """Read, override and validate a config; return it and the folder relative paths resolve from."""
-    path = Path(path)
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise BenchError(f"{path}: expected a mapping at the top level")
-    for assignment in overrides or []:
-        apply_override(raw, assignment)
-    cfg = from_dict(ExperimentConfig, raw, "")
-    absolutize(cfg, path.resolve().parent)
-    return cfg, path.resolve().parent
-
-
-def resolve(path: str, base_dir: Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base_dir / p
-
-
-def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:
-    """Resolve relative data paths against the config file's folder (hub ids stay as they are)."""
-    for task in cfg.tasks:
-        if task.format in ("csv", "jsonl", "parquet"):
-            task.train = str(resolve(task.train, base_dir).resolve())
-            task.eval = str(resolve(task.eval, base_dir).resolve())
-        elif task.format == "hub" and task.path and resolve(task.path, base_dir).is_dir():
-            task.path = str(resolve(task.path, base_dir).resolve())
-    if cfg.perplexity and cfg.perplexity.file:
-        cfg.perplexity.file = str(resolve(cfg.perplexity.file, base_dir).resolve())
-
-
 def resolved_dict(cfg: ExperimentConfig) -> dict:
     """The config as run: defaults filled in, built-in tasks expanded, labels explicit."""
     data = to_dict(cfg)
     data["methods"] = [method_dict(m) for m in cfg.methods]
     return data
-
-
-# Keys a run of an experiment does not share with the others (methods, seeds and orders may grow),
-# and `log`, which only says where progress goes: none of them is part of what the experiment measures.
-RUN_LOCAL_KEYS = ("name", "seeds", "methods", "cache_dir", "orders", "log")
-
-
-def experiment_settings(resolved: dict) -> dict:
-    """The part of a resolved config every run of an experiment shares, as plain JSON data."""
-    return json.loads(json.dumps({k: v for k, v in resolved.items() if k not in RUN_LOCAL_KEYS}))
-
-
-# Train keys that change how a run executes or what it logs (memory, speed, train_log.jsonl),
-# never its numbers: the settings record them, but a run keeps its identity (settings hash, run
-# key, the folder's config check, its finished stages) when only these change.
-EXECUTION_KEYS = ("gradient_checkpointing", "log_every")
-
-
-def without_execution_keys(part: dict) -> dict:
-    """Experiment settings or a method's options as far as they decide the numbers."""
-    if not isinstance(part.get("train"), dict):
-        return part
-    return {**part, "train": {k: v for k, v in part["train"].items() if k not in EXECUTION_KEYS}}
-
-
-def _digest(data: dict) -> str:
-    data = {**data, "experiment": without_execution_keys(data["experiment"]),
-            "method": without_execution_keys(data["method"])}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def settings_hash(cfg: ExperimentConfig, method: AdapterConfig) -> str:
-    """What one point of an experiment is: its settings and the method's options (not the seed)."""
-    return _digest({"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method)})
-
-
-def run_key(cfg: ExperimentConfig, method: AdapterConfig, seed: int, order: list[str] | None = None) -> str:
-    """Identity of one run: the experiment's settings, the method's options, the seed and the
-    task order when it is not the listed one."""
-    extra = {"order": order} if order is not None else {}
-    return _digest({"experiment": experiment_settings(resolved_dict(cfg)), "method": method_dict(method),
-                    "seed": seed, **extra})
 
 
 def task_orders(orders: int | list[list[str]], names: list[str], seed: int) -> list[list[str]]:

@@ -11,22 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import BenchError
+from ..core.parse import short_value
 
 # short names of train keys in labels: lora-r8-lr3e-4
 SHORT = {"lr": "lr", "epochs": "ep", "weight_decay": "wd", "warmup_steps": "wu", "batch_size": "bs",
          "scheduler": "", "max_grad_norm": "clip"}
-
-
-def short_value(v: Any) -> str:
-    """3e-4 -> '3e-4', 0.01 -> '0.01', 8 -> '8', True -> 'true'."""
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        if v != 0 and abs(v) < 0.01:
-            mantissa, exp = f"{v:.2e}".split("e")
-            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
-        return f"{v:g}"
-    return str(v)
 
 
 def train_suffix(train: dict[str, Any] | None) -> str:

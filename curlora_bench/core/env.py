@@ -1,29 +1,39 @@
-"""Seeds, device, environment facts recorded with every run."""
+"""Seeds, device, threads, memory and the environment facts recorded with every run.
+
+torch is imported where it is used: this module sits in the foundation, which the CLI's
+`--help` and `report` import without torch.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import os
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-
-import torch
-import transformers
+from typing import TYPE_CHECKING
 
 from .errors import BenchError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def set_seed(seed: int) -> int:
     """Seed Python, NumPy and torch (all devices) with transformers' own; return the seed."""
+    import transformers
+
     transformers.set_seed(seed)
     return seed
 
 
 def resolve_device(name: str) -> torch.device:
     """`auto` -> the best available accelerator, else CPU; explicit names are checked."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -47,6 +57,8 @@ def resolve_device(name: str) -> torch.device:
 def configure_threads(threads: int | None = None) -> int:
     """`threads` intra-op threads if given; else every core the process may run on, unless the
     user set OMP_NUM_THREADS."""
+    import torch
+
     if threads:
         torch.set_num_threads(threads)
     elif "OMP_NUM_THREADS" not in os.environ:
@@ -56,6 +68,13 @@ def configure_threads(threads: int | None = None) -> int:
 
 
 _LIBC: list = []  # glibc's handle once looked up; [None] where there is none (macOS, musl)
+
+
+def module_seed(seed: int, name: str) -> int:
+    """A seed derived from the run seed and a name (a module, `head:<task>`, `replay:<task>`):
+    stable across runs and processes, independent of any global RNG."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def release_memory() -> bool:

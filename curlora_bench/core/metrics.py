@@ -4,8 +4,8 @@ Pure functions over the accuracy matrix A[i][j]: the accuracy on task j after tr
 i (0-based, j <= i); entries with j > i are None. T is the number of stages. Every metric a
 run summarises is declared once in `MATRIX_METRICS` (key, row title, format, function), so
 adding one is one entry here; `summary_rows` lays out the report's rows in the paper's order.
-This module imports nothing else from the package (adapters declare their own rows with
-`Row` too).
+This module imports nothing else from the package; adapters declare their own rows as
+`DiagnosticRow` data.
 """
 
 from __future__ import annotations
@@ -114,6 +114,31 @@ class Row:
     read: Callable[[Any], float | None]
     baseline: float | None = None
     paper_key: str | None = None
+
+
+@dataclass(frozen=True)
+class DiagnosticRow:
+    """A report row an adapter declares as data: the value at `paths[0]` of a run summary's
+    `diagnostics` (a path is a tuple of keys), or the sum of the values at several paths;
+    None where the run has none of them."""
+
+    name: str
+    kind: Kind
+    paths: tuple[tuple[str, ...], ...]
+
+    def read(self, summary: Any) -> float | None:
+        values = []
+        for path in self.paths:
+            node = summary.diagnostics
+            for key in path:
+                if not isinstance(node, dict) or key not in node:
+                    return None
+                node = node[key]
+            values.append(node)
+        return sum(values) if values else None
+
+    def row(self) -> Row:
+        return Row(self.name, self.kind, self.read)
 
 
 @dataclass(frozen=True)

@@ -180,3 +180,15 @@ def positive(where: str, name: str, value: float | int | None, allow_zero: bool 
         bound = ">= 0" if allow_zero else "> 0"
         prefix = f"{where}." if where else ""
         raise BenchError(f"{prefix}{name}: must be {bound}, got {value!r}")
+
+
+def short_value(v: Any) -> str:
+    """3e-4 -> '3e-4', 0.01 -> '0.01', 8 -> '8', True -> 'true'."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if v != 0 and abs(v) < 0.01:
+            mantissa, exp = f"{v:.2e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+        return f"{v:g}"
+    return str(v)

@@ -37,11 +37,18 @@ class PreparedTask:
     train: Split
     eval: Split
     info: TaskData
+    kind: str = "classification"  # its task kind (run/kinds): how it trains and is scored
 
     @property
     def majority(self) -> float:
         """Accuracy of always predicting the eval split's most frequent class."""
         return max(Counter(self.eval.labels).values()) / len(self.eval)
+
+
+def task_data(task, train: Split, eval: Split) -> TaskData:
+    """What a run records about a task's data: its definition's version, source and rows used."""
+    return TaskData(version=task.version, source=task.path or task.builder or task.train, train_records=len(train),
+                    eval_records=len(eval), train_fingerprint=train.fingerprint(), eval_fingerprint=eval.fingerprint())
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,11 @@ from pathlib import Path
 
 import yaml
 
-from ..adapters import method_dict
-from ..config.experiment import (
-    ExperimentConfig,
-    experiment_settings,
-    resolved_dict,
-    run_key,
-    without_execution_keys,
-)
+from ..config.experiment import ExperimentConfig, resolved_dict
+from ..config.identity import comparable, differing
 from ..core.env import release_memory
 from ..core.errors import BenchError
+from ..core.layout import CONFIG
 from ..store import checkpoint
 from ..store.folders import FolderLock, finished_summary, write_atomic
 from ..store.schema import RunSummary
@@ -33,14 +28,14 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     of the runs that finished (a run whose worker died is left to resume on the next call).
 
     `fresh` starts every run of `cfg` over; `force` accepts a folder that holds another config;
-    `executor` says where the runs execute (default: here, one after another).
+    `executor` says where the runs execute (default: the config's `execution:` section).
     """
     events = events or RunEvents()
-    executor = executor or Executor()
+    executor = executor or Executor.of(cfg.execution)
     executor.validate()
     if executor.kind == "ray":
         ray_available()
-    check_trackers(cfg.log)
+    check_trackers(cfg.execution.log)
     check_writable(out)
     with FolderLock(out):  # a second run on this folder is refused, not interleaved
         return _run_locked(cfg, out, events, fresh, force, executor)
@@ -51,22 +46,18 @@ def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
-    orders = range(len(cfg.orders)) if cfg.orders else [None]
-    specs = [RunSpec.of(cfg, i, seed, out, order) for i in range(len(cfg.methods)) for order in orders
-             for seed in cfg.seeds]
+    specs = run_specs(cfg, out)
     if not fresh:
-        check_runs_unchanged(cfg, specs, other_settings_ok=force)
-    write_atomic(out / "config.yaml", yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
-    if "mlflow" in cfg.log:  # the store and experiment exist before runs (maybe in parallel) log there
+        check_runs_unchanged(specs, other_settings_ok=force)
+    write_atomic(out / CONFIG, yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
+    if "mlflow" in cfg.execution.log:  # the store and experiment exist before runs (maybe in parallel) log there
         mlflow_experiment(mlflow_client(out), cfg.name, out)
     if fresh:  # set aside, deleted only once each new run has checkpointed its first stage
         for spec in specs:
-            checkpoint.set_aside(spec.folder(cfg))
+            checkpoint.set_aside(spec.folder)
     if executor.kind == "ray":
-        labels = [f"{s.method(cfg).display_label} seed {s.seed}" + (f" order {s.order}" if s.order else "")
-                  for s in specs]
         del prepared  # each Ray task prepares its own data and model
-        return run_ray(specs, executor, labels, len(cfg.tasks), events)
+        return run_ray(specs, executor, [spec.name for spec in specs], len(cfg.tasks), events)
     prepared.initial_perplexity(events)
     release_memory()
     summaries = []
@@ -74,6 +65,13 @@ def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool
         summaries.append(run_one(spec, prepared, events))
         release_memory()  # injected adapters can hold reference cycles: free the run's model now
     return summaries
+
+
+def run_specs(cfg: ExperimentConfig, out: Path) -> list[RunSpec]:
+    """Every (method, order, seed) of the experiment, in config order."""
+    orders = range(len(cfg.orders)) if cfg.orders else [None]
+    return [RunSpec.of(cfg, i, seed, out, order) for i in range(len(cfg.methods)) for order in orders
+            for seed in cfg.seeds]
 
 
 def check_writable(out: Path) -> None:
@@ -86,37 +84,28 @@ def check_writable(out: Path) -> None:
         raise BenchError(f"output directory {out}: cannot write there ({exc.strerror})") from None
 
 
-def check_runs_unchanged(cfg: ExperimentConfig, specs: list[RunSpec], other_settings_ok: bool = False) -> None:
+def check_runs_unchanged(specs: list[RunSpec], other_settings_ok: bool = False) -> None:
     """Refuse to replace a label's finished or started work that has other settings (its run key),
     and to keep a complete run whose files are damaged; each is one line naming the file and --fresh."""
     for spec in specs:
-        method = spec.method(cfg)
-        folder = spec.folder(cfg)
-        stored = checkpoint.stored_work(folder)
+        stored = checkpoint.stored_work(spec.folder)
         if stored is None:
             continue
         path, key, old_method, old_settings = stored
-        if key == run_key(cfg, method, spec.seed, spec.task_order(cfg)):
-            finished_summary(folder, key)  # a complete run's records are checked before it is kept
+        if key == spec.identity.run_key:
+            finished_summary(spec.folder, key)  # a complete run's records are checked before it is kept
             continue
         if other_settings_ok:
             continue
-        old_method, new_method = without_execution_keys(old_method), without_execution_keys(method_dict(method))
-        differ = sorted(k for k in set(old_method) | set(new_method) if old_method.get(k) != new_method.get(k))
-        if old_settings is not None:
-            old_settings = without_execution_keys(old_settings)
-            new_settings = without_execution_keys(experiment_settings(resolved_dict(cfg)))
-            differ += sorted(k for k in set(old_settings) | set(new_settings)
-                             if old_settings.get(k) != new_settings.get(k))
-        name = f"{method.display_label} seed {spec.seed}" + (f" order {spec.order}" if spec.order else "")
-        raise BenchError(f"{name}: {folder} holds work of other settings "
+        differ = spec.identity.differences(old_method, old_settings)
+        raise BenchError(f"{spec.name}: {spec.folder} holds work of other settings "
                          f"(differs in: {', '.join(differ) or 'run key'}; see {path.name}); pass --fresh to "
                          "replace it, or give the method another `label:`")
 
 
 def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None:
     """Refuse to mix runs of different experiments in one folder (adding methods/seeds is fine)."""
-    path = out / "config.yaml"
+    path = out / CONFIG
     if force or not path.is_file():
         return
     try:
@@ -126,9 +115,7 @@ def check_same_experiment(cfg: ExperimentConfig, out: Path, force: bool) -> None
     if not isinstance(old, dict):
         raise BenchError(f"{path}: unreadable (damaged?); use --force to run into {out} anyway, or --fresh "
                          "with --force to start it over")
-    old = without_execution_keys(experiment_settings(old))
-    new = without_execution_keys(experiment_settings(resolved_dict(cfg)))
-    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    differ = differing(comparable(old), comparable(resolved_dict(cfg)))
     if differ:
         raise BenchError(f"{out} holds results of a different config (differs in: {', '.join(differ)}); "
                          f"choose another --output, or pass --force to run there anyway")

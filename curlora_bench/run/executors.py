@@ -19,27 +19,44 @@ from .spec import RunSpec
 
 @dataclass(frozen=True)
 class Executor:
-    """How to execute the runs of an experiment."""
+    """How to execute the runs of an experiment (the config's `execution:` section, or `run`'s flags)."""
 
     kind: Literal["local", "ray"] = "local"
     workers: int | None = None  # ray: concurrent runs of a local cluster (default: cores // cpus_per_run)
     address: str | None = None  # ray: join this cluster (auto | HOST:PORT) instead of starting one
     cpus_per_run: int | None = None  # torch threads of a run (ray: also its CPU resource); default all/1
     gpus_per_run: float = 0.0  # ray: GPU resource of a run
+    # where each setting came from, for error messages: a `run` flag or an `execution.` key
+    names: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, execution: Any, **flags: Any) -> Executor:
+        """The config's execution settings, each overridden by the `run` flag given for it (not None)."""
+        values, names = {}, []
+        for key in ("executor", "workers", "address", "cpus_per_run", "gpus_per_run"):
+            flag = flags.get(key)
+            values[key] = flag if flag is not None else getattr(execution, key)
+            names.append((key, f"--{key.replace('_', '-')}" if flag is not None else f"execution.{key}"))
+        return cls(values.pop("executor"), **values, names=tuple(names))
+
+    def name(self, key: str) -> str:
+        return dict(self.names).get(key, f"--{key.replace('_', '-')}")
 
     def validate(self) -> None:
         if self.kind not in ("local", "ray"):
-            raise BenchError(f"--executor: expected local or ray, got {self.kind!r}")
-        for name in ("workers", "cpus_per_run"):
-            value = getattr(self, name)
+            raise BenchError(f"{self.name('executor')}: expected local or ray, got {self.kind!r}")
+        for key in ("workers", "cpus_per_run"):
+            value = getattr(self, key)
             if value is not None and value < 1:
-                raise BenchError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+                raise BenchError(f"{self.name(key)}: must be >= 1, got {value}")
         if self.gpus_per_run < 0:
-            raise BenchError(f"--gpus-per-run: must be >= 0, got {self.gpus_per_run}")
+            raise BenchError(f"{self.name('gpus_per_run')}: must be >= 0, got {self.gpus_per_run}")
         if self.kind == "local" and (self.workers or self.address or self.gpus_per_run):
-            raise BenchError("--workers, --address and --gpus-per-run need --executor ray")
+            given = [self.name(k) for k in ("workers", "address", "gpus_per_run") if getattr(self, k)]
+            raise BenchError(f"{' and '.join(given)}: need --executor ray (or execution.executor: ray)")
         if self.address and self.workers:
-            raise BenchError("--workers sizes a local Ray cluster; with --address the cluster has its own size")
+            raise BenchError(f"{self.name('workers')} sizes a local Ray cluster; with {self.name('address')} the "
+                             "cluster has its own size")
 
     def threads(self) -> int:
         if self.cpus_per_run:
@@ -86,7 +103,7 @@ def _run_remote(spec: dict, threads: int, board: Any) -> dict:
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
-    run = RunSpec(**spec)
+    run = RunSpec.from_dict(spec)
     key = f"{run.method_index}:{run.seed}:{run.order}"
     board.update.remote(key, state="running", started=time.time())
     summary = run_one(run, events=BoardEvents(board, key), threads=threads)

@@ -3,7 +3,6 @@ the initial perplexity. Built once per process; a run in another process builds 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -13,13 +12,14 @@ from ..adapters import ADAPTERS
 from ..config.experiment import ExperimentConfig, corpus_config
 from ..core.env import configure_threads, resolve_device
 from ..core.errors import BenchError
+from ..core.protocol import Protocol
 from ..sources.models import auto_targets, load_model
 from ..sources.tasks.loaders import load_corpus_text, load_splits
-from ..store.schema import TaskData
-from .data import Batching, PreparedTask, encode, subsample
+from ..strategies.base import strategies
+from .data import Batching, PreparedTask, subsample
 from .evaluate import PerplexityResult, perplexity
 from .events import RunEvents
-from .spec import Protocol
+from .kinds import KINDS
 
 
 @dataclass
@@ -44,13 +44,13 @@ class Prepared:
     def take_model(self) -> nn.Module:
         """A pristine fp32 model: the one loaded for setup the first time, a fresh load after."""
         model, self._model = self._model, None
-        return model if model is not None else load_model(self.cfg.model, self.cfg.cache_dir).model
+        return model if model is not None else load_model(self.cfg.model, self.cfg.execution.cache_dir).model
 
     def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
         """The base model's perplexity, measured once. Every adapter is an exact identity at init
         (tested), so it is every run's perplexity before the first stage."""
         if not self._measured and self.corpus_tokens is not None:
-            model = self._model if self._model is not None else load_model(self.cfg.model, self.cfg.cache_dir).model
+            model = self._model if self._model is not None else load_model(self.cfg.model, self.cfg.execution.cache_dir).model
             self._base_ppl = measure_perplexity(self, model.to(self.device))
             events.message(f"  initial perplexity {self._base_ppl.perplexity:.3f} ({self._base_ppl.tokens} tokens)")
         self._measured = True
@@ -87,23 +87,22 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     configure_threads(threads)
     protocol = Protocol.of(cfg.protocol)
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
-    lm = load_model(cfg.model, cfg.cache_dir, protocol.padding_side)
+    lm = load_model(cfg.model, cfg.execution.cache_dir, protocol.padding_side)
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
     check_lengths(cfg, lm, protocol)
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
         ADAPTERS.get(method.method).check(lm.model, targets, method, f"methods[{i}]")
-        check_strategy(method.strategy, tasks, f"methods[{i}].strategy")
+        if method.strategy:
+            strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"methods[{i}].strategy")
     for t in tasks:
         events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
                        f"majority baseline {t.majority:.3f}")
     corpus_tokens = None
     if cfg.perplexity:
-        corpus = corpus_config(cfg.perplexity)
-        if protocol.task_overrides and corpus.paper:
-            corpus = dataclasses.replace(corpus, **corpus.paper)
-        text = load_corpus_text(corpus, cfg.cache_dir, "perplexity")
+        corpus = protocol.overridden(corpus_config(cfg.perplexity))
+        text = load_corpus_text(corpus, cfg.execution.cache_dir, "perplexity")
         corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
         check_corpus(cfg, protocol, corpus_tokens, bos_id)
@@ -111,45 +110,19 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
                     _model=lm.model)
 
 
-def check_strategy(strategy: dict | None, tasks: list[PreparedTask], where: str) -> None:
-    """Replay must be able to keep `per_task` examples of every task it will replay."""
-    if strategy and strategy["name"] == "replay":
-        for t in tasks[:-1]:  # the last task is never replayed
-            if strategy["per_task"] > len(t.train):
-                raise BenchError(f"{where}.per_task: {strategy['per_task']} is larger than task {t.name!r} "
-                                 f"({len(t.train)} training examples)")
-
-
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
+    """Every task's splits read, subsetted (the same rows for every method and seed) and tokenised
+    by its task kind."""
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
     out = []
     for i, task in enumerate(cfg.tasks):
-        if protocol.task_overrides and task.paper:
-            task = dataclasses.replace(task, **task.paper)
+        task = protocol.overridden(task)
         where = f"tasks[{i}]"
-        splits = load_splits(task, cfg.cache_dir, where)
+        splits = load_splits(task, cfg.execution.cache_dir, where)
         seed = None if protocol.first_rows else cfg.data_seed
-        train_ds = subsample(splits["train"], cfg.train.limit, seed)
-        eval_ds = subsample(splits["eval"], cfg.eval.limit, seed)
-        num_classes = task.num_classes or max(splits["train"]["label"]) + 1
-        distinct = sorted(set(train_ds["label"]))
-        if num_classes < 2 or len(distinct) < 2:
-            raise BenchError(f"{where}: the train labels are all {distinct[0]}: a classifier needs at least 2 "
-                             "classes in its training data (check the label column and label_map)")
-        bad = [y for y in eval_ds["label"] if y >= num_classes]
-        if bad:
-            raise BenchError(f"{where}: eval label {bad[0]} but the train labels give {num_classes} classes; set num_classes")
-        train = encode(lm.tokenizer, train_ds, task.text, cfg.train.max_length, bos_id)
-        ev = encode(lm.tokenizer, eval_ds, task.text, cfg.train.max_length, bos_id)
-        for split_name, split in (("train", train), ("eval", ev)):
-            empty = next((k for k, ids in enumerate(split.ids) if len(ids) == (1 if bos_id is not None else 0)), None)
-            if empty is not None:
-                raise BenchError(f"{where}.{split_name}: example {empty + 1} of the split (after subsetting) has "
-                                 f"no text: its {' and '.join(task.text)} tokenise(s) to nothing")
-        info = TaskData(version=task.version, source=task.path or task.builder or task.train,
-                        train_records=len(train), eval_records=len(ev), train_fingerprint=train.fingerprint(),
-                        eval_fingerprint=ev.fingerprint())
-        out.append(PreparedTask(task.name, num_classes, train, ev, info))
+        train = subsample(splits["train"], cfg.train.limit, seed)
+        ev = subsample(splits["eval"], cfg.eval.limit, seed)
+        out.append(KINDS.get(task.kind).prepare(task, train, ev, lm.tokenizer, cfg.train.max_length, bos_id, where))
     return out
 
 
@@ -201,10 +174,7 @@ def check_corpus(cfg: ExperimentConfig, protocol: Protocol, tokens: list[int], b
 
 def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:
     p = cfg.perplexity
-    if protocol.single_window:  # the reference: one window over the first max_length tokens
-        n = cfg.train.max_length
-        return {"window": n, "stride": n, "max_tokens": n, "batch_size": 1}
-    return {"window": p.window, "stride": p.stride, "max_tokens": p.max_tokens, "batch_size": p.batch_size}
+    return protocol.perplexity_settings(p.window, p.stride, p.max_tokens, p.batch_size, cfg.train.max_length)
 
 
 def measure_perplexity(prepared: Prepared, model: nn.Module) -> PerplexityResult:

@@ -1,31 +1,28 @@
-"""One run, top to bottom: a method and a seed over the whole task sequence.
+"""One run, as named phases: a method and a seed over the whole task sequence.
 
 `run_one(spec)` is the unit an executor schedules: a serialisable `RunSpec` in, a typed
-`RunSummary` out, its files in its own folder. It opens the run (model + adapter + heads),
-resumes from the last checkpoint if there is one, and then, stage by stage: train ->
-evaluate every task so far -> perplexity -> weight drift -> checkpoint; at the end it
-summarises. Progress goes to `RunEvents` callbacks.
+`RunSummary` out, its files in its own folder. `Recipe.execute` reads top to bottom, as
+torchtune's recipes do (setup / train / save_checkpoint / cleanup): keep a finished run, or
+open the run (model + adapter + strategy) and resume it from its last checkpoint; then, for
+every stage of its regime, `run_stage`: before-stage hooks, train, after-stage hooks,
+evaluate every task so far, perplexity, weight drift, checkpoint; at the end summarise. What
+a task trains and how it is scored is its task kind's (`run/kinds`); what a method or a
+strategy does around a stage are their hooks (`core.hooks`). Progress goes to `RunEvents`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from ..adapters import ADAPTERS, Adapter, AdapterConfig, method_dict, uses_conv1d
-from ..adapters.base import module_seed
-from ..config.experiment import (
-    ExperimentConfig,
-    experiment_settings,
-    resolved_dict,
-    run_key,
-    settings_hash,
-)
-from ..core.env import git_commit, package_versions, release_memory, set_seed
+from ..adapters import ADAPTERS, uses_conv1d
+from ..config.experiment import resolved_dict
+from ..config.methods import method_dict, regime_of
+from ..config.regimes import REGIMES, Stage
+from ..core.env import git_commit, module_seed, package_versions, release_memory, set_seed
+from ..core.layout import RECORDS, SUMMARY, TRAIN_LOG, stage_dir
 from ..core.metrics import (
     MATRIX_METRICS,
     average_accuracy,
@@ -33,18 +30,11 @@ from ..core.metrics import (
     matrix_metrics,
     perplexity_drift,
 )
+from ..core.parse import to_dict
 from ..sources.heads import TaskHeads
 from ..sources.models import backbone, enable_checkpointing, hidden_size
 from ..store import checkpoint
-from ..store.folders import (
-    RECORDS,
-    SUMMARY,
-    TRAIN_LOG,
-    RecordWriter,
-    finished_summary,
-    keep_records,
-    write_summary,
-)
+from ..store.folders import RecordWriter, finished_summary, keep_records, write_summary
 from ..store.schema import (
     SCHEMA_VERSION,
     HeadInfo,
@@ -60,17 +50,16 @@ from ..store.schema import (
     read_records,
     read_train_log,
 )
-from ..strategies.base import strategy_of
-from ..strategies.runtime_tmp import StrategyState
+from ..strategies import make_strategy
 from . import drift
-from .evaluate import accuracy
+from .context import StageContext
 from .events import Fanout, RunEvents, RunStart
-from .joint import joint_steps, train_joint
+from .kinds import KINDS
 from .observe import PeakMemory, TrainLog
 from .prepare import Prepared, in_order, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
 from .trackers import open_trackers
-from .train import NonFiniteLoss, stage_steps, train_stage
+from .train import NonFiniteLoss, TrainStats, steps_of, train_stage
 
 
 def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None,
@@ -80,266 +69,273 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
     `prepared` shares tokenised data between the runs of one process; without it the run
     prepares its own (as in another process), with `threads` torch threads (default: all cores).
     """
-    events = events or RunEvents()
-    cfg = spec.experiment()
-    method = spec.method(cfg)
-    order = spec.task_order(cfg)
-    folder, key = spec.folder(cfg), run_key(cfg, method, spec.seed, order)
-    train_cfg = cfg.train_for(method)
-    name = f"{method.display_label} seed {spec.seed}" + (f" order {spec.order}" if order else "")
-    kept = finished_summary(folder, key)
-    if kept is not None:
-        events.message(f"  {name}: already complete, kept (--fresh reruns it)")
-        return kept
-    prepared = in_order(prepared or prepare(cfg, events, threads), order)
-    base_ppl = prepared.initial_perplexity(events)
-    start = time.perf_counter()
-
-    run = open_run(cfg, method, spec, prepared)
-    progress, resumed_from = resume(folder, key, run, prepared, events)
-    # trackers live with the run, in whatever process runs it; they replay what was kept
-    events = Fanout([events, *open_trackers(cfg.log, Path(spec.out))])
-    config = {k: v for k, v in resolved_dict(cfg).items() if k not in ("methods", "seeds")}
-    events.run_started(RunStart(
-        cfg.name, folder, method.display_label, spec.seed, key,
-        {**config, "seed": spec.seed, "method": method_dict(method)}, resumed_from,
-        read_train_log(folder / TRAIN_LOG), read_records(folder / RECORDS)))
-    writer, log_writer = RecordWriter(folder / RECORDS), RecordWriter(folder / TRAIN_LOG, sync_each=False)
-
-    def record(rec: Record) -> None:
-        writer.write(rec)
-        progress.records += 1
-        events.record(rec)
-
-    def log(entry: TrainLogEntry) -> None:
-        log_writer.write(entry)
-        progress.train_log += 1
-        events.logged(entry)
-
-    corpus = (cfg.perplexity.corpus or cfg.perplexity.file) if cfg.perplexity else None
-    if base_ppl is not None and not resumed_from:
-        record(Record(0, None, corpus, "perplexity", base_ppl.perplexity, base_ppl.tokens,
-                      protocol=base_ppl.protocol, measured_once=True))
-    status, error = "complete", None
-    T = len(prepared.tasks)
-    by_name = {t.name: t for t in prepared.tasks}
-    joint = method.method == "joint"  # one stage over every task; its matrix is the last row only
-    memory = PeakMemory(prepared.device)
-    try:
-        for i in range(len(progress.stages), 1 if joint else T):
-            task = prepared.tasks[i]
-            t_stage = time.perf_counter()
-            memory.reset()
-            # 1. train
-            done = sum(s.steps for s in progress.stages)  # optimizer steps of the finished stages
-            try:
-                if joint:
-                    i = T - 1  # the joint run's one row sits where the sequence's final row does
-                    for t in prepared.tasks:
-                        run.heads.add(t.name, run.hidden, t.num_classes, seed=head_seed(spec.seed, t.name))
-                    run.heads.to(prepared.device)
-                    steps = joint_steps(prepared.tasks, train_cfg)
-                    events.stage_started(name, T, "joint", steps)
-                    on_step = TrainLog(T, "joint", steps, train_cfg.log_every, done, log, events.step)
-                    stats = train_joint(run.model, run.heads, prepared.tasks, train_cfg, prepared.batching,
-                                        prepared.protocol, spec.seed, on_step=on_step)
-                else:
-                    run.adapter.before_stage(run.model, run.modules, run.method, i + 1, spec.where)
-                    head = run.heads.add(task.name, run.hidden, task.num_classes,
-                                         seed=head_seed(spec.seed, task.name))
-                    head.to(prepared.device)
-                    steps = stage_steps(len(task.train), train_cfg)
-                    events.stage_started(name, i + 1, task.name, steps)
-                    on_step = TrainLog(i + 1, task.name, steps, train_cfg.log_every, done, log, events.step)
-                    stats = train_stage(run.model, run.heads, task, train_cfg, prepared.batching, prepared.protocol,
-                                        spec.seed + i, on_step=on_step,
-                                        replay=run.strategy.replay(by_name, i + 1, train_cfg.batch_size),
-                                        penalty=run.strategy.penalty(run.model))
-            except NonFiniteLoss as exc:
-                status = "failed"
-                error = f"{name} stage {i + 1} ({'joint' if joint else task.name}) step {exc.step}: {exc}"
-                events.stage_finished(name, i + 1)
-                events.message(f"[red]stopped[/]: {error}; finished stages are kept")
-                break
-            after = "joint" if joint else task.name
-            release_memory()  # training's freed activations leave the heap before evaluation
-            run.strategy.after_stage(run.model, run.heads, task, train_cfg.batch_size, prepared.batching,
-                                     prepared.protocol.train_pooling)
-            # 2. evaluate every task so far, each through its own (frozen) head
-            t_eval = time.perf_counter()
-            batch_size = prepared.protocol.eval_batch_size or cfg.eval.batch_size
-            for j, prev in enumerate(prepared.tasks[: i + 1]):
-                acc = accuracy(run.model, run.heads, prev.name, prev.eval, batch_size, prepared.device,
-                               prepared.batching.pad_id, padding_side=prepared.batching.padding_side)
-                progress.matrix[i][j] = acc
-                record(Record(i + 1, after, prev.name, "accuracy", acc, len(prev.eval),
-                              majority_baseline=prev.majority))
-            # 3. perplexity with the model's own LM head
-            release_memory()
-            if prepared.corpus_tokens is not None:
-                res = measure_perplexity(prepared, run.model)
-                progress.ppl_after[i] = res.perplexity
-                record(Record(i + 1, after, corpus, "perplexity", res.perplexity, res.tokens,
-                              protocol=res.protocol))
-            # 4. how far the adapted weights moved
-            per_module = drift.relative_drift(run.model, run.modules, run.reference)
-            mean, top = drift_summary(per_module)
-            progress.drift.append(StageDrift(i + 1, mean, top, len(per_module), per_module))
-            progress.stages.append(StageStats(
-                stage=i + 1, task=after, train_seconds=round(stats.seconds, 3),
-                eval_seconds=round(time.perf_counter() - t_eval, 3), steps=stats.steps, examples=stats.examples,
-                train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss,
-                wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=memory.peak(),
-                memory_kind=memory.kind))
-            # 5. checkpoint
-            release_memory()
-            log_writer.sync()  # the lines the checkpoint counts are on disk
-            save_checkpoint(folder, i + 1, key, spec.seed, run, cfg, prepared, progress)
-            checkpoint.drop_previous(folder)
-            events.stage_finished(name, i + 1)
-            events.message(f"  {name} stage {i + 1}/{T} {after}: "
-                           + ", ".join(f"{prepared.tasks[j].name} {progress.matrix[i][j]:.3f}" for j in range(i + 1))
-                           + (f", ppl {progress.ppl_after[i]:.3f}" if progress.ppl_after[i] is not None else "")
-                           + f", drift {mean:.2e} ({stats.seconds:.1f}s train)")
-    except BaseException:
-        events.close()  # interrupted: trackers mark their run so
-        raise
-    finally:
-        writer.close()
-        log_writer.close()
-        # no stage of its own (a NaN, a signal): the work this run was to replace is put back
-        restored = not progress.stages and checkpoint.restore_previous(folder)
-    if restored:
-        events.message(f"  {name}: no stage finished; the results it was to replace are restored")
-        if (folder / SUMMARY).is_file():
-            return load(RunSummary, folder / SUMMARY)
-    summary = summarise(cfg, spec, run, prepared, progress, status, error, resumed_from,
-                        time.perf_counter() - start)
-    write_summary(folder, summary)
-    events.run_finished(summary)
-    events.close()
-    return summary
-
-
-@dataclass
-class OpenRun:
-    """A model with its adapter attached, the heads so far, and the weights at init."""
-
-    model: nn.Module
-    adapter: Adapter
-    method: AdapterConfig
-    modules: list[str]
-    heads: TaskHeads
-    hidden: int
-    reference: dict[str, torch.Tensor]  # effective weights at init, for the drift
-    trainable_parameters: int
-    strategy: StrategyState
-
-
-def open_run(cfg: ExperimentConfig, method: AdapterConfig, spec: RunSpec, prepared: Prepared) -> OpenRun:
-    set_seed(spec.seed)
-    model = prepared.take_model()
-    adapter = ADAPTERS.get(method.method)
-    modules = adapter.attach(model, target_modules(cfg, model), method, spec.seed, spec.where)
-    model.to(prepared.device)
-    reference = drift.snapshot(model, modules)
-    if cfg.train_for(method).gradient_checkpointing:
-        enable_checkpointing(model)
-    if cfg.train_for(method).compile:
-        # in place, so names, state dicts and checkpoints stay those of the plain model
-        backbone(model).compile(dynamic=True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return OpenRun(model, adapter, method, modules, TaskHeads().to(prepared.device), hidden_size(model), reference,
-                   trainable, StrategyState(strategy_of(method.strategy), spec.seed))
-
-
-def resume(folder: Path, key: str, run: OpenRun, prepared: Prepared,
-           events: RunEvents) -> tuple[RunProgress, int | None]:
-    """Restore the last checkpoint of this run (adapter, heads, progress, RNG), or start clean."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stage = checkpoint.latest(folder, key)
-    if not stage:
-        checkpoint.set_aside(folder)  # deleted once this run checkpoints its first stage
-        return RunProgress.empty(len(prepared.tasks)), None
-    state, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
-    where = str(checkpoint.stage_dir(folder, stage))
-    run.adapter.structure_for(run.model, run.modules, run.method, stage, where, adapter_sd)
-    checkpoint.load_weights(run.model, adapter_sd, run.adapter.state_dict(run.model, run.modules, run.method), where)
-    run.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks], run.hidden, heads_sd,
-                                  prepared.device)
-    run.strategy.load_state_dict(checkpoint.load_strategy(folder, stage), [h.name for h in state.tasks],
-                                 prepared.device)
-    keep_records(folder / RECORDS, state.progress.records)
-    keep_records(folder / TRAIN_LOG, state.progress.train_log)
-    checkpoint.restore_rng(state.rng, rng)
-    events.message(f"  {run.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(prepared.tasks)}")
-    return state.progress, stage
-
-
-def save_checkpoint(folder: Path, stage: int, key: str, seed: int, run: OpenRun, cfg: ExperimentConfig,
-                    prepared: Prepared, progress: RunProgress) -> None:
-    state = StageCheckpoint(
-        schema_version=SCHEMA_VERSION, stage=stage, run_key=key, label=run.method.display_label,
-        method=method_dict(run.method), seed=seed, model=cfg.model,
-        modules=run.modules, conv1d=uses_conv1d(run.model, run.modules), protocol=prepared.protocol.name,
-        pooling=prepared.protocol.train_pooling,
-        tasks=[HeadInfo(t.name, t.num_classes) for t in prepared.tasks[:stage]], hidden_size=run.hidden,
-        adapter_tensors={}, progress=progress, rng={})
-    checkpoint.save_stage(folder, state, run.adapter.state_dict(run.model, run.modules, run.method),
-                          run.heads.state_dict(), run.strategy.state_dict())
-
-
-def summarise(cfg: ExperimentConfig, spec: RunSpec, run: OpenRun, prepared: Prepared, progress: RunProgress,
-              status: str, error: str | None, resumed_from: int | None, seconds: float) -> RunSummary:
-    base = prepared.initial_perplexity(RunEvents())
-    ppl0 = base.perplexity if base else None
-    done = len(progress.stages)
-    joint = run.method.method == "joint"
-    last = len(prepared.tasks) - 1 if joint else done - 1  # joint: one stage, the final row
-    final = progress.ppl_after[last] if done and base else None
-    if joint:  # one row: a final average accuracy, nothing learned or forgotten along a sequence
-        metrics = {m.key: None for m in MATRIX_METRICS} if done else {}
-        if done:
-            metrics.update(average_accuracy=average_accuracy(progress.matrix[: last + 1]),
-                           perplexity_drift=perplexity_drift(ppl0, final))
-    else:
-        metrics = matrix_metrics(progress.matrix[:done], ppl0, final)
-    return RunSummary(
-        schema_version=SCHEMA_VERSION,
-        label=run.method.display_label,
-        method=method_dict(run.method),
-        seed=spec.seed,
-        run_key=run_key(cfg, run.method, spec.seed, spec.task_order(cfg)),
-        order=spec.order if spec.task_order(cfg) is not None else None,
-        settings_hash=settings_hash(cfg, run.method),
-        settings=experiment_settings(resolved_dict(cfg)),
-        status=status,
-        error=error,
-        model=cfg.model,
-        protocol=prepared.protocol.name,
-        padding_side=prepared.batching.padding_side,
-        tasks=[t.name for t in prepared.tasks],
-        num_classes={t.name: t.num_classes for t in prepared.tasks},
-        majority_baseline={t.name: t.majority for t in prepared.tasks},
-        data={t.name: t.info for t in prepared.tasks},
-        accuracy_matrix=progress.matrix,
-        perplexity=PerplexitySummary(ppl0, progress.ppl_after, final, base.protocol if base else None),
-        metrics=metrics,
-        drift=progress.drift,
-        diagnostics=run.adapter.diagnostics(run.model, run.modules),
-        trainable_parameters=run.trainable_parameters,
-        head_parameters={t.name: run.hidden * t.num_classes + t.num_classes for t in prepared.tasks},
-        adapted_modules=len(run.modules),
-        stages=progress.stages,
-        resumed_from_stage=resumed_from,
-        wall_seconds=round(seconds, 3),
-        device=str(prepared.device),
-        threads=torch.get_num_threads(),
-        versions=package_versions(),
-        git_commit=git_commit(),
-        strategy=run.strategy.summary({t.name: t for t in prepared.tasks}),
-    )
+    return Recipe(spec, events).execute(prepared, threads)
 
 
 def head_seed(seed: int, task: str) -> int:
     return module_seed(seed, "head:" + task)
+
+
+class Recipe:
+    """The phases of one run; `execute` calls them in order."""
+
+    def __init__(self, spec: RunSpec, events: RunEvents | None = None) -> None:
+        self.spec, self.cfg, self.method = spec, spec.experiment, spec.method
+        self.train_cfg = self.cfg.train_for(self.method)
+        self.regime = REGIMES.get(regime_of(self.method))
+        self.folder, self.key, self.name = spec.folder, spec.identity.run_key, spec.name
+        self.events = events or RunEvents()
+        self.corpus = (self.cfg.perplexity.corpus or self.cfg.perplexity.file) if self.cfg.perplexity else None
+
+    # -- the run, top to bottom ----------------------------------------------------------------
+    def execute(self, prepared: Prepared | None = None, threads: int | None = None) -> RunSummary:
+        kept = finished_summary(self.folder, self.key)
+        if kept is not None:
+            self.events.message(f"  {self.name}: already complete, kept (--fresh reruns it)")
+            return kept
+        self.prepared = in_order(prepared or prepare(self.cfg, self.events, threads), self.spec.task_order)
+        self.base_ppl = self.prepared.initial_perplexity(self.events)
+        start = time.perf_counter()
+        self.open()
+        self.resume()
+        self.start_logging()
+        status, error = "complete", None
+        try:
+            for stage in self.regime.stages([t.name for t in self.prepared.tasks])[len(self.progress.stages):]:
+                error = self.run_stage(stage)
+                if error is not None:
+                    status = "failed"
+                    break
+        except BaseException:
+            self.events.close()  # interrupted: trackers mark their run so
+            raise
+        finally:
+            restored = self.close_files()
+        if restored:
+            self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
+            if (self.folder / SUMMARY).is_file():
+                return load(RunSummary, self.folder / SUMMARY)
+        summary = self.summarise(status, error, time.perf_counter() - start)
+        write_summary(self.folder, summary)
+        self.events.run_finished(summary)
+        self.events.close()
+        return summary
+
+    def run_stage(self, stage: Stage) -> str | None:
+        """One stage; returns the error line when its training diverged (finished stages are kept)."""
+        t_stage = time.perf_counter()
+        self.memory.reset()
+        ctx = self.context(stage)
+        try:
+            stats = self.train(ctx)
+        except NonFiniteLoss as exc:
+            error = f"{self.name} stage {stage.number} ({stage.name}) step {exc.step}: {exc}"
+            self.events.stage_finished(self.name, stage.number)
+            self.events.message(f"[red]stopped[/]: {error}; finished stages are kept")
+            return error
+        release_memory()  # training's freed activations leave the heap before evaluation
+        for plugin in self.plugins:
+            plugin.after_stage(ctx)
+        t_eval = time.perf_counter()
+        self.evaluate(stage)
+        release_memory()
+        self.perplexity(stage)
+        mean = self.weight_drift(stage)
+        self.progress.stages.append(StageStats(
+            stage=stage.number, task=stage.name, train_seconds=round(stats.seconds, 3),
+            eval_seconds=round(time.perf_counter() - t_eval, 3), steps=stats.steps, examples=stats.examples,
+            train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss,
+            wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=self.memory.peak(),
+            memory_kind=self.memory.kind))
+        release_memory()
+        self.checkpoint(stage)
+        self.events.stage_finished(self.name, stage.number)
+        row, ppl = self.progress.matrix[stage.row], self.progress.ppl_after[stage.row]
+        self.events.message(
+            f"  {self.name} stage {stage.number}/{len(self.prepared.tasks)} {stage.name}: "
+            + ", ".join(f"{t.name} {row[j]:.3f}" for j, t in enumerate(self.prepared.tasks[: stage.row + 1]))
+            + (f", ppl {ppl:.3f}" if ppl is not None else "") + f", drift {mean:.2e} ({stats.seconds:.1f}s train)")
+        return None
+
+    # -- open and resume -------------------------------------------------------------------------
+    def open(self) -> None:
+        """A model with its adapter attached, the weights at init (for the drift), the strategy."""
+        cfg, spec, device = self.cfg, self.spec, self.prepared.device
+        set_seed(spec.seed)
+        model = self.prepared.take_model()
+        self.adapter = ADAPTERS.get(self.method.method)
+        self.modules = self.adapter.attach(model, target_modules(cfg, model), self.method, spec.seed, spec.where)
+        model.to(device)
+        self.reference = drift.snapshot(model, self.modules)
+        if cfg.execution.gradient_checkpointing:
+            enable_checkpointing(model)
+        if cfg.execution.compile:
+            # in place, so names, state dicts and checkpoints stay those of the plain model
+            backbone(model).compile(dynamic=True)
+        self.model, self.hidden = model, hidden_size(model)
+        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.heads = TaskHeads().to(device)
+        self.strategy = make_strategy(self.method.strategy, spec.seed)
+        self.plugins = [self.adapter, self.strategy]  # each hook: the adapter's first, then the strategy's
+        self.memory = PeakMemory(device)
+
+    def resume(self) -> None:
+        """Restore the last checkpoint of this run (adapter, heads, strategy, progress, RNG), or start clean."""
+        folder, tasks = self.folder, self.prepared.tasks
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = checkpoint.latest(folder, self.key)
+        if not stage:
+            checkpoint.set_aside(folder)  # deleted once this run checkpoints its first stage
+            self.progress, self.resumed_from = RunProgress.empty(len(tasks)), None
+            return
+        state, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
+        where = str(stage_dir(folder, stage))
+        position = self.regime.position(stage, len(tasks))
+        self.adapter.structure_for(self.model, self.modules, self.method, position, where, adapter_sd)
+        checkpoint.load_weights(self.model, adapter_sd, self.adapter.state_dict(self.model, self.modules, self.method),
+                                where)
+        self.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks], self.hidden, heads_sd,
+                                       self.prepared.device)
+        self.strategy.load_state_dict(checkpoint.load_strategy(folder, stage), [h.name for h in state.tasks],
+                                      self.prepared.device)
+        keep_records(folder / RECORDS, state.progress.records)
+        keep_records(folder / TRAIN_LOG, state.progress.train_log)
+        checkpoint.restore_rng(state.rng, rng)
+        self.events.message(f"  {self.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(tasks)}")
+        self.progress, self.resumed_from = state.progress, stage
+
+    def start_logging(self) -> None:
+        """Trackers (opened here, in whatever process runs the run), the run's JSONL files, the
+        initial perplexity record of a fresh run."""
+        cfg, spec, folder = self.cfg, self.spec, self.folder
+        # trackers replay what the files kept, so each step reaches them once
+        self.events = Fanout([self.events, *open_trackers(cfg.execution.log, Path(spec.out))])
+        config = {k: v for k, v in resolved_dict(cfg).items() if k not in ("methods", "seeds")}
+        self.events.run_started(RunStart(
+            cfg.name, folder, self.method.display_label, spec.seed, self.key,
+            {**config, "seed": spec.seed, "method": method_dict(self.method)}, self.resumed_from,
+            read_train_log(folder / TRAIN_LOG), read_records(folder / RECORDS)))
+        self.writer = RecordWriter(folder / RECORDS)
+        self.log_writer = RecordWriter(folder / TRAIN_LOG, sync_each=False)
+        if self.base_ppl is not None and not self.resumed_from:
+            b = self.base_ppl
+            self.record(Record(0, None, self.corpus, "perplexity", b.perplexity, b.tokens, protocol=b.protocol,
+                               measured_once=True))
+
+    def record(self, rec: Record) -> None:
+        self.writer.write(rec)
+        self.progress.records += 1
+        self.events.record(rec)
+
+    def log(self, entry: TrainLogEntry) -> None:
+        self.log_writer.write(entry)
+        self.progress.train_log += 1
+        self.events.logged(entry)
+
+    def close_files(self) -> bool:
+        """Close the JSONL files; a run without a stage of its own (a NaN, a signal) puts back the
+        work it was to replace. True when it did."""
+        self.writer.close()
+        self.log_writer.close()
+        return not self.progress.stages and checkpoint.restore_previous(self.folder)
+
+    # -- one stage -----------------------------------------------------------------------------
+    def context(self, stage: Stage) -> StageContext:
+        p = self.prepared
+        return StageContext(self.model, self.modules, self.method, self.heads, stage, [p.tasks[k] for k in stage.tasks],
+                            {t.name: t for t in p.tasks}, self.train_cfg, self.cfg.execution, p.batching, p.protocol,
+                            self.spec.seed, self.spec.where)
+
+    def train(self, ctx: StageContext) -> TrainStats:
+        """Before-stage hooks, the stage's tasks' new state (heads), then the training loop."""
+        for plugin in self.plugins:
+            plugin.before_stage(ctx)
+        new = [m for t in ctx.tasks for m in KINDS.get(t.kind).add(self.heads, t, self.hidden,
+                                                                     head_seed(self.spec.seed, t.name))]
+        for module in new:
+            module.to(self.prepared.device)
+        steps = steps_of(ctx.tasks, self.train_cfg)
+        done = sum(s.steps for s in self.progress.stages)  # optimizer steps of the finished stages
+        self.events.stage_started(self.name, ctx.stage.number, ctx.stage.name, steps)
+        on_step = TrainLog(ctx.stage.number, ctx.stage.name, steps, self.cfg.execution.log_every, done, self.log,
+                           self.events.step)
+        # the paper protocol counts the schedule in examples (the reference's bug)
+        total = (self.train_cfg.epochs * sum(len(t.train) for t in ctx.tasks)
+                 if self.prepared.protocol.steps_in_examples else steps)
+        return train_stage(ctx, new, self.plugins, total, on_step)
+
+    def evaluate(self, stage: Stage) -> None:
+        """Every task so far, each through its own kind (and its own frozen head)."""
+        p = self.prepared
+        batch_size = p.protocol.eval_batch_size or self.cfg.eval.batch_size
+        for j, task in enumerate(p.tasks[: stage.row + 1]):
+            scores = KINDS.get(task.kind).score(self.model, self.heads, task, batch_size, p.batching)
+            self.progress.matrix[stage.row][j] = scores[0].value
+            for s in scores:
+                self.record(Record(stage.number, stage.name, task.name, s.metric, s.value, s.n,
+                                   majority_baseline=s.baseline))
+
+    def perplexity(self, stage: Stage) -> None:
+        """Perplexity with the model's own LM head on the experiment's corpus."""
+        if self.prepared.corpus_tokens is None:
+            return
+        res = measure_perplexity(self.prepared, self.model)
+        self.progress.ppl_after[stage.row] = res.perplexity
+        self.record(Record(stage.number, stage.name, self.corpus, "perplexity", res.perplexity, res.tokens,
+                           protocol=res.protocol))
+
+    def weight_drift(self, stage: Stage) -> float:
+        """How far the adapted weights moved (‖ΔW‖/‖W‖ per matrix); returns the mean."""
+        per_module = drift.relative_drift(self.model, self.modules, self.reference)
+        mean, top = drift_summary(per_module)
+        self.progress.drift.append(StageDrift(stage.number, mean, top, len(per_module), per_module))
+        return mean
+
+    def checkpoint(self, stage: Stage) -> None:
+        self.log_writer.sync()  # the lines the checkpoint counts are on disk
+        p = self.prepared
+        state = StageCheckpoint(
+            schema_version=SCHEMA_VERSION, stage=stage.number, run_key=self.key, label=self.method.display_label,
+            method=method_dict(self.method), seed=self.spec.seed, model=self.cfg.model, modules=self.modules,
+            conv1d=uses_conv1d(self.model, self.modules), protocol=p.protocol.name, pooling=p.protocol.train_pooling,
+            tasks=[HeadInfo(t.name, t.num_classes) for t in p.tasks[: stage.number]], hidden_size=self.hidden,
+            adapter_tensors={}, progress=self.progress, rng={})
+        checkpoint.save_stage(self.folder, state, self.adapter.state_dict(self.model, self.modules, self.method),
+                              self.heads.state_dict(), self.strategy.state_dict())
+        checkpoint.drop_previous(self.folder)
+
+    # -- the end ---------------------------------------------------------------------------------
+    def metrics(self, ppl0: float | None, final: float | None) -> dict[str, float | None]:
+        """The matrix metrics; a regime without a sequence (joint) has one row: its final average
+        accuracy and perplexity drift, nothing learned or forgotten along a sequence."""
+        done, progress = len(self.progress.stages), self.progress
+        last = progress.stages[-1].stage - 1 if done else -1  # the row of the last finished stage
+        if self.regime.sequence:
+            return matrix_metrics(progress.matrix[:done], ppl0, final)
+        if not done:
+            return {}
+        return {**{m.key: None for m in MATRIX_METRICS}, "average_accuracy": average_accuracy(progress.matrix[: last + 1]),
+                "perplexity_drift": perplexity_drift(ppl0, final)}
+
+    def summarise(self, status: str, error: str | None, seconds: float) -> RunSummary:
+        cfg, spec, p, progress = self.cfg, self.spec, self.prepared, self.progress
+        ppl0 = self.base_ppl.perplexity if self.base_ppl else None
+        # the perplexity after the last finished stage (its matrix row: joint's is the last)
+        final = progress.ppl_after[progress.stages[-1].stage - 1] if progress.stages and self.base_ppl else None
+        return RunSummary(
+            schema_version=SCHEMA_VERSION, label=self.method.display_label, method=method_dict(self.method),
+            seed=spec.seed, run_key=self.key, order=spec.order if spec.task_order is not None else None,
+            settings_hash=spec.identity.settings_hash, settings=spec.identity.settings, status=status, error=error,
+            model=cfg.model, protocol=p.protocol.name, padding_side=p.batching.padding_side,
+            tasks=[t.name for t in p.tasks], num_classes={t.name: t.num_classes for t in p.tasks},
+            majority_baseline={t.name: t.majority for t in p.tasks}, data={t.name: t.info for t in p.tasks},
+            accuracy_matrix=progress.matrix,
+            perplexity=PerplexitySummary(ppl0, progress.ppl_after, final,
+                                         self.base_ppl.protocol if self.base_ppl else None),
+            metrics=self.metrics(ppl0, final), drift=progress.drift, diagnostics=self.adapter.diagnostics(self.model, self.modules),
+            trainable_parameters=self.trainable,
+            head_parameters={t.name: self.hidden * t.num_classes + t.num_classes for t in p.tasks},
+            adapted_modules=len(self.modules), stages=progress.stages, resumed_from_stage=self.resumed_from,
+            wall_seconds=round(seconds, 3), device=str(p.device), threads=torch.get_num_threads(),
+            versions=package_versions(), git_commit=git_commit(), strategy=self.strategy.summary({t.name: t for t in p.tasks}),
+            regime=self.regime.name, execution=to_dict(cfg.execution))

@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from ..core.errors import BenchError
-from ..store.folders import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG, write_atomic
+from ..core.layout import RECORDS, REPORT, SUMMARY, TENSORBOARD, TRAIN_LOG
+from ..store.folders import write_atomic
 from ..store.schema import Record, RunSummary, TrainLogEntry
 from .events import RunEvents, RunStart
 
@@ -230,8 +231,8 @@ class MlflowEvents(RunEvents):
             if (self.run_folder / name).is_file():
                 self.client.log_artifact(self.run_id, str(self.run_folder / name))
         with tempfile.TemporaryDirectory() as tmp:  # the run's own report, not a file in its folder
-            write_atomic(Path(tmp) / "report.md", render([Run(self.run_folder, summary)], "md"))
-            self.client.log_artifact(self.run_id, str(Path(tmp) / "report.md"))
+            write_atomic(Path(tmp) / REPORT, render([Run(self.run_folder, summary)], "md"))
+            self.client.log_artifact(self.run_id, str(Path(tmp) / REPORT))
         self.client.set_terminated(self.run_id, "FINISHED" if summary.status == "complete" else "FAILED")
         self.run_id = None
 

@@ -1,4 +1,11 @@
-"""One stage of training: the adapter and the current task's head, AdamW, warm-up + schedule."""
+"""The one training loop of every regime: a stage's tasks, AdamW, warm-up + schedule, clipping.
+
+`train_stage` trains the adapter and the state the stage's tasks added (their heads) on the
+stage's batches: one task's (sequential) or every task's interleaved in one seeded order
+(joint). Each step's loss goes through the task's kind, then through every plugin's `step`
+hook (replay mixes in remembered examples, EWC adds its penalty), then `optimizer_step`:
+backward, clipping, AdamW, scheduler. `bench` times this same step.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +20,8 @@ from torch import nn
 from transformers import get_scheduler
 
 from ..config.experiment import TrainConfig
-from ..sources.heads import TaskHeads, classify
 from ..sources.models import checkpointed_layers
-from .data import Batching, PreparedTask, Split, batches, collate
-from .spec import Protocol
+from .data import PreparedTask, batches
 
 
 class NonFiniteLoss(RuntimeError):
@@ -62,14 +67,15 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def enter_training(model: nn.Module, head: nn.Module, cfg: TrainConfig) -> None:
-    """The modes a stage trains in: the head in training mode; the body too only under
+def enter_training(model: nn.Module, new: list[nn.Module], dropout: str | None, checkpointing: bool) -> None:
+    """The modes a stage trains in: the new task state in training mode; the body too only under
     `dropout: model`, else in eval mode with, under checkpointing, its transformer layers (not
     their submodules) in training mode, as transformers checkpoints a layer only then."""
-    head.train()
-    if cfg.dropout == "model":
+    for module in new:
+        module.train()
+    if dropout == "model":
         model.train()
-    elif cfg.gradient_checkpointing:
+    elif checkpointing:
         for layer in checkpointed_layers(model):
             layer.training = True
 
@@ -94,79 +100,76 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedul
 
 
 def stage_steps(examples: int, cfg: TrainConfig) -> int:
-    """Optimizer steps of one stage."""
+    """Optimizer steps of one task's training in a stage."""
     return cfg.epochs * math.ceil(examples / cfg.batch_size)
 
 
-def train_stage(
-    model: nn.Module,
-    heads: TaskHeads,
-    task: PreparedTask,
-    cfg: TrainConfig,
-    batching: Batching,
-    protocol: Protocol,
-    seed: int,
-    on_step: Callable[[StepInfo], None] | None = None,
-    replay: Callable[[], list[tuple[str, Split, list[int]]]] | None = None,
-    penalty: Callable[[], torch.Tensor] | None = None,
-) -> TrainStats:
-    """Train adapter + `task`'s head for cfg.epochs over its training split.
+def steps_of(tasks: list[PreparedTask], cfg: TrainConfig) -> int:
+    """Optimizer steps of a stage over `tasks` (joint: those of the whole sequence)."""
+    return sum(stage_steps(len(t.train), cfg) for t in tasks)
 
-    Under the paper protocol the scheduler's length is counted in examples instead of
-    batches (the reference code's bug) and logits are read at position -1 of the padded batch. `cfg.dropout == "model"` trains with
-    the model's own dropout on (the reference's `model.train()`); otherwise the body stays in
-    eval mode. Either way it ends in eval mode.
 
-    A strategy joins through two hooks: `replay()` gives each step's replayed rows (task, split,
-    rows), classified by their own tasks' frozen heads, the loss becoming the mean over current
-    and replayed examples; `penalty()` is added to every step's loss (EWC, L2).
-    """
-    split, device = task.train, batching.device
-    head = heads.heads[task.name]
-    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+def epoch_batches(tasks: list[PreparedTask], batch_size: int, interleave: bool,
+                  generator: torch.Generator) -> list[tuple[int, list[int]]]:
+    """One epoch of a stage: (index into `tasks`, rows) per batch. Each task's batches are drawn
+    as its own stage would draw them (shuffled, length-pooled); with `interleave` every task's
+    batches are then mixed in one seeded order, each batch still holding one task's examples."""
+    out = [(k, idx) for k, t in enumerate(tasks)
+           for idx in batches([len(s) for s in t.train.ids], batch_size, shuffle=True, generator=generator)]
+    if not interleave:
+        return out
+    order = torch.randperm(len(out), generator=generator).tolist()
+    return [out[i] for i in order]
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total: int):
+    """AdamW over `params` and its warm-up + schedule over `total` optimizer steps."""
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * len(split) if protocol.steps_in_examples else stage_steps(len(split), cfg)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
-    gen = torch.Generator().manual_seed(seed)
-    lengths = [len(s) for s in split.ids]
-    enter_training(model, head, cfg)
+    return optimizer, scheduler
+
+
+def train_step(ctx, task: PreparedTask, rows: list[int], plugins: list, optimizer: torch.optim.Optimizer,
+               scheduler, params: list[nn.Parameter], step: int) -> tuple[float, float, Callable[[], float], int]:
+    """One optimizer step on `rows` of `task`'s training split: its kind's loss, every plugin's
+    `step` hook, backward, clipping, AdamW, scheduler. Returns (loss, lr, grad norm, real tokens)."""
+    batch = ctx.collate(task, rows)
+    loss = ctx.batch_loss(task, batch)
+    for plugin in plugins:
+        loss = plugin.step(ctx, loss, len(rows))
+    loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, ctx.train, step)
+    return loss_value, lr, norm_of, int(batch["attention_mask"].sum())
+
+
+def train_stage(ctx, new: list[nn.Module], plugins: list, scheduler_total: int,
+                on_step: Callable[[StepInfo], None] | None = None) -> TrainStats:
+    """Train the adapter and the stage's `new` task state for cfg.epochs over the stage's tasks.
+
+    `ctx` is the stage's `StageContext`; `scheduler_total` the schedule's length (optimizer steps;
+    the paper protocol counts examples). With `train.dropout: model` the body trains with its own
+    dropout on (the reference's `model.train()`); otherwise it stays in eval mode. Either way it
+    ends in eval mode, and the new state is frozen: earlier tasks' state never trains again.
+    """
+    cfg, model = ctx.train, ctx.model
+    params = [p for p in model.parameters() if p.requires_grad] + [p for m in new for p in m.parameters()]
+    optimizer, scheduler = make_optimizer(params, cfg, scheduler_total)
+    gen = torch.Generator().manual_seed(ctx.seed + ctx.stage.seed_offset)
+    enter_training(model, new, cfg.dropout, ctx.execution.gradient_checkpointing)
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0
     loss_value = float("nan")
     start = time.perf_counter()
     for _epoch in range(cfg.epochs):
-        for idx in batches(lengths, cfg.batch_size, shuffle=True, generator=gen):
-            batch = collate(split, idx, batching.pad_id, device, batching.padding_side)
-            with autocast(device, cfg.precision):
-                logits = classify(model, heads, task.name, batch["input_ids"], batch["attention_mask"],
-                                  protocol.train_pooling)
-            loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
-            if replay is not None:
-                loss = with_replayed(loss, len(idx), replay(), model, heads, batching, protocol, cfg.precision)
-            if penalty is not None:
-                loss = loss + penalty()
-            loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, cfg, step)
+        for k, idx in epoch_batches(ctx.tasks, cfg.batch_size, ctx.stage.interleave, gen):
+            loss_value, lr, norm_of, batch_tokens = train_step(ctx, ctx.tasks[k], idx, plugins, optimizer, scheduler,
+                                                               params, step)
             step += 1
             seen += len(idx)
-            batch_tokens = int(batch["attention_mask"].sum())
             tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
                 on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
     model.eval()
-    head.eval()
-    head.requires_grad_(False)  # earlier heads are never trained again
+    for module in new:
+        module.eval()
+        module.requires_grad_(False)
     return TrainStats(step, seen, loss_value, loss_sum / max(step, 1), time.perf_counter() - start, tokens)
-
-
-def with_replayed(loss: torch.Tensor, n: int, replayed: list[tuple[str, Split, list[int]]], model: nn.Module,
-                  heads: TaskHeads, batching: Batching, protocol: Protocol, precision: str) -> torch.Tensor:
-    """The mean cross-entropy over the current batch (mean `loss` over `n`) and the replayed rows."""
-    total, count = loss * n, n
-    for name, split, rows in replayed:
-        batch = collate(split, rows, batching.pad_id, batching.device, batching.padding_side)
-        with autocast(batching.device, precision):
-            logits = classify(model, heads, name, batch["input_ids"], batch["attention_mask"],
-                              protocol.train_pooling)
-        total = total + nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")
-        count += len(rows)
-    return total / count

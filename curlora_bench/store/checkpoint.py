@@ -22,15 +22,21 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..core.errors import BenchError, first_line, signals_deferred
-from .folders import RECORDS, SUMMARY, TENSORBOARD, TRAIN_LOG
+from ..core.layout import (
+    ADAPTER,
+    CHECKPOINTS,
+    HEADS,
+    PREVIOUS,
+    RECORDS,
+    RNG,
+    STATE,
+    STRATEGY,
+    SUMMARY,
+    TENSORBOARD,
+    TRAIN_LOG,
+    stage_dir,
+)
 from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
-
-STATE = "state.json"
-STRATEGY = "strategy.safetensors"  # replay memory indices, EWC Fisher and anchors (absent for naive)
-
-
-def stage_dir(run: Path, stage: int) -> Path:
-    return run / "checkpoints" / f"stage-{stage}"
 
 
 def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -73,9 +79,9 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
     state.strategy_tensors = {k: list(v.shape) for k, v in (strategy or {}).items()}
     try:
         tmp.mkdir(parents=True)
-        save_file(_tensors(adapter), tmp / "adapter.safetensors", metadata={"format": str(SCHEMA_VERSION)})
-        save_file(_tensors(heads), tmp / "heads.safetensors")
-        save_file(_tensors(rng_tensors), tmp / "rng.safetensors")
+        save_file(_tensors(adapter), tmp / ADAPTER, metadata={"format": str(SCHEMA_VERSION)})
+        save_file(_tensors(heads), tmp / HEADS)
+        save_file(_tensors(rng_tensors), tmp / RNG)
         if strategy:
             save_file(_tensors(strategy), tmp / STRATEGY)
         (tmp / STATE).write_text(dump(state), encoding="utf-8")
@@ -95,7 +101,7 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
 def stages(run: Path) -> list[int]:
     """Finished stages that have a complete checkpoint, ascending."""
     found = []
-    for d in (run / "checkpoints").glob("stage-*"):
+    for d in (run / CHECKPOINTS).glob("stage-*"):
         if d.is_dir() and d.name.split("-", 1)[1].isdigit() and (d / STATE).is_file():
             found.append(int(d.name.split("-", 1)[1]))
     return sorted(found)
@@ -122,7 +128,7 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
     d = stage_dir(run, stage)
     state = read_state(run, stage)
     tensors = []
-    for name in ("adapter.safetensors", "heads.safetensors", "rng.safetensors"):
+    for name in (ADAPTER, HEADS, RNG):
         try:
             tensors.append(load_file(d / name))
         except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
@@ -131,7 +137,7 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
     if state.adapter_tensors and saved != state.adapter_tensors:
         missing = sorted(set(state.adapter_tensors) - set(saved))
         what = f"{len(missing)} of the method's tensors are missing (first: {missing[0]})" if missing else "tensors differ from state.json"
-        raise BenchError(f"{d / 'adapter.safetensors'}: {what}; rerun with --fresh")
+        raise BenchError(f"{d / ADAPTER}: {what}; rerun with --fresh")
     heads = {k: list(v.shape) for k, v in tensors[1].items()}
     expected = {}
     for h in state.tasks:
@@ -139,7 +145,7 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
         expected[f"heads.{h.name}.bias"] = [h.num_classes]
     if heads != expected:
         wrong = sorted(k for k in set(heads) | set(expected) if heads.get(k) != expected.get(k))
-        raise BenchError(f"{d / 'heads.safetensors'}: {wrong[0]} is not what {STATE} records; rerun with --fresh")
+        raise BenchError(f"{d / HEADS}: {wrong[0]} is not what {STATE} records; rerun with --fresh")
     return state, tensors[0], tensors[1], tensors[2]
 
 
@@ -166,7 +172,7 @@ def load_strategy(run: Path, stage: int) -> dict[str, torch.Tensor]:
 
 def clear(run: Path) -> None:
     """Forget a run's progress: checkpoints, records, training log, TensorBoard events and summary."""
-    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run / TENSORBOARD, ignore_errors=True)
     for name in (RECORDS, TRAIN_LOG, SUMMARY):
         (run / name).unlink(missing_ok=True)
@@ -174,8 +180,7 @@ def clear(run: Path) -> None:
 
 # A run that starts over moves its earlier work here first; the work is deleted only once the
 # new run has checkpointed its first stage, and put back if the new run fails before that.
-PREVIOUS = ".previous"
-_WORK = ("checkpoints", RECORDS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+_WORK = (CHECKPOINTS, RECORDS, TRAIN_LOG, TENSORBOARD, SUMMARY)
 
 
 def set_aside(run: Path) -> bool:

@@ -14,22 +14,24 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..adapters import ADAPTERS, parse_method
+from ..adapters import ADAPTERS
+from ..config.methods import parse_method, regime_of
+from ..config.regimes import REGIMES
 from ..core.errors import BenchError, first_line
+from ..core.layout import ADAPTER, CHECKPOINTS, HEADS
+from ..core.layout import EXPORT_META as META
 from ..sources.heads import TaskHeads
 from ..sources.models import hidden_size
 from . import checkpoint
 from .folders import write_atomic
 from .schema import SCHEMA_VERSION
 
-META = "curlora_bench.json"
-
 
 def pick_run(experiment: Path, method: str | None, seed: int | None) -> Path:
     """The single run folder under `experiment` matching --method/--seed (or the folder itself)."""
-    if (experiment / "checkpoints").is_dir():
+    if (experiment / CHECKPOINTS).is_dir():
         return experiment
-    runs = sorted(p.parent for p in experiment.glob("*/seed-*/checkpoints"))
+    runs = sorted(p.parent for p in experiment.glob(f"*/seed-*/{CHECKPOINTS}"))
     if not runs:
         raise BenchError(f"{experiment}: no run with checkpoints here (run folders look like <method>/seed-<k>/)")
     if method is not None:
@@ -61,8 +63,8 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
     cfg = parse_method(state.method, f"{run}: method")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        save_file(adapter_sd, out / "adapter.safetensors")
-        save_file(heads_sd, out / "heads.safetensors")
+        save_file(adapter_sd, out / ADAPTER)
+        save_file(heads_sd, out / HEADS)
         extras = ADAPTERS.get(cfg.method).export_extras(out, cfg, state.modules, state.conv1d, state.model,
                                                         adapter_sd)
     except OSError as exc:
@@ -111,16 +113,17 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     method = parse_method(meta["method"], f"{where}: method")
     adapter = ADAPTERS.get(method.method)
     modules = adapter.attach(model, meta["modules"], method, meta["seed"], where)
-    tensors = _load(folder / "adapter.safetensors")
-    adapter.structure_for(model, modules, method, meta["stage"], where, tensors)
+    tensors = _load(folder / ADAPTER)
+    position = REGIMES.get(regime_of(method)).position(meta["stage"], len(meta["tasks"]))
+    adapter.structure_for(model, modules, method, position, where, tensors)
     checkpoint.load_weights(model, tensors, adapter.state_dict(model, modules, method),
-                            str(folder / "adapter.safetensors"))
+                            str(folder / ADAPTER))
     if hidden_size(model) != meta["hidden_size"]:
         raise BenchError(f"{where}: heads expect hidden size {meta['hidden_size']}, the model has {hidden_size(model)}")
     try:
         heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"]], meta["hidden_size"],
-                                  _load(folder / "heads.safetensors"), next(model.parameters()).device)
+                                  _load(folder / HEADS), next(model.parameters()).device)
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise BenchError(f"{folder / 'heads.safetensors'}: does not match {META} ({first_line(exc)})") from None
+        raise BenchError(f"{folder / HEADS}: does not match {META} ({first_line(exc)})") from None
     model.eval()
     return heads

@@ -9,12 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import BenchError
+from ..core.layout import CONFIG, LOCK, RECORDS, SUMMARY, SUMMARY_GLOBS
 from .schema import Record, RunSummary, TrainLogEntry, dump, load
-
-SUMMARY = "summary.json"
-RECORDS = "records.jsonl"
-TRAIN_LOG = "train_log.jsonl"
-TENSORBOARD = "tensorboard"  # the run's event files, with `log: [tensorboard]`
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -48,7 +44,7 @@ class FolderLock:
     folder is refused with the holder's pid. The kernel drops the lock when its process dies,
     however it dies, so a stale file never blocks; the file is removed on release."""
 
-    NAME = ".lock"
+    NAME = LOCK
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / self.NAME
@@ -151,11 +147,6 @@ def _parses(line: str) -> object | None:
         return None
 
 
-def run_dir(experiment_dir: Path, label: str, seed: int, order: int | None = None) -> Path:
-    """<label>/seed-<k>, or <label>/seed-<k>-order-<o> for a task order other than the config's."""
-    return experiment_dir / label / (f"seed-{seed}" if order is None else f"seed-{seed}-order-{order}")
-
-
 def write_summary(run: Path, summary: RunSummary) -> None:
     write_atomic(run / SUMMARY, dump(summary))
 
@@ -214,8 +205,8 @@ def find_runs(paths: list[Path]) -> list[Run]:
         if (p / SUMMARY).is_file():
             found.append(p / SUMMARY)
         else:
-            found.extend(sorted(p.glob(f"*/seed-*/{SUMMARY}")))
-            found.extend(sorted(p.glob(f"*/*/seed-*/{SUMMARY}")))
+            for pattern in SUMMARY_GLOBS:
+                found.extend(sorted(p.glob(pattern)))
     if not found:
         raise BenchError(f"no finished runs ({SUMMARY}) under {', '.join(map(str, paths))}")
     return [Run(s.parent, load(RunSummary, s)) for s in dict.fromkeys(found)]
@@ -226,7 +217,7 @@ def experiment_labels(experiment_dir: Path) -> list[str]:
     import yaml
 
     try:
-        data = yaml.safe_load((experiment_dir / "config.yaml").read_text())
+        data = yaml.safe_load((experiment_dir / CONFIG).read_text())
         return [m["label"] for m in data["methods"] if isinstance(m, dict) and "label" in m]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return []

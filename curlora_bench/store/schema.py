@@ -167,6 +167,23 @@ class RunSummary:
     # index into the config's `orders` when the tasks ran in another order than listed
     # (`tasks` above is always the order they ran in); None = as listed
     order: int | None = None
+    # the training regime (config.regimes): sequential, or joint (one stage over every task)
+    regime: str = "sequential"
+    # how the run executed (the config's `execution:` section): no part of its identity
+    execution: dict[str, Any] | None = None
+
+    @staticmethod
+    def upgrade(data: dict) -> dict:
+        """A summary written before regimes existed: joint training was the method `joint`
+        wrapping its adapter; read it as the adapter's entry with `regime: joint`."""
+        method = data.get("method")
+        if "regime" not in data and isinstance(method, dict) and method.get("method") == "joint" \
+                and isinstance(method.get("adapter"), dict):
+            inner = {k: v for k, v in method["adapter"].items() if k != "label"}
+            extra = {k: method[k] for k in ("train",) if method.get(k) is not None}
+            data = {**data, "regime": "joint", "method": {**inner, "label": method.get("label"), **extra,
+                                                          "regime": "joint"}}
+        return data
 
     def validate(self, where: str) -> None:
         expected = {m.key for m in MATRIX_METRICS}
@@ -216,6 +233,9 @@ def parse(cls: type, data: Any, path: Path | str) -> Any:
         if version != SCHEMA_VERSION:
             raise BenchError(f"{path}: results schema version {version!r}, this curlora-bench reads "
                              f"version {SCHEMA_VERSION}; rerun with --fresh (or use the version that wrote it)")
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None and isinstance(data, dict):
+        data = upgrade(data)
     try:
         return from_dict(cls, data, cls.__name__)
     except BenchError as exc:

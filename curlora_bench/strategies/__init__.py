@@ -1,1 +1,12 @@
-"""strategies"""
+"""Continual-learning strategies (naive, replay, EWC, L2): options and run-time behaviour."""
+
+from .base import (
+    STRATEGIES,
+    Strategy,
+    make_strategy,
+    parse_strategy,
+    reference_lines,
+    strategy_suffix,
+)
+
+__all__ = ["STRATEGIES", "Strategy", "make_strategy", "parse_strategy", "reference_lines", "strategy_suffix"]

@@ -1,109 +1,152 @@
-"""Continual-learning strategies, as options: `strategy: {name: replay, per_task: 64}` on a
-method entry, applied to whatever adapter that entry trains.
+"""Continual-learning strategies: `strategy: {name: replay, per_task: 64}` on a method entry,
+applied to whatever adapter that entry trains.
 
-The strategy is stored on the method as the normalised mapping this module returns (every
-option explicit), so run keys, labels and `config.yaml` show it; `naive` (today's behaviour)
-is stored as nothing, so entries without a strategy keep their run keys.
+A strategy is one class: its options (parsed and labelled here) and, as a `Plugin` of the run
+loop, what it does before, during and after each stage, plus the state it keeps between stages
+(saved with every checkpoint, so a resumed run continues exactly). The options are stored on
+the method as the normalised mapping `parse_strategy` returns (every option explicit), so run
+keys, labels and `config.yaml` show them; `naive` (no strategy) is stored as nothing, so entries
+without one keep their run keys.
+
+Adding a strategy: a module here with a `Strategy` subclass decorated `@register`, imported in
+`STRATEGY_MODULES`. Every random draw uses its own generator seeded from the run seed, so
+`naive` runs draw exactly what they drew before strategies existed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import importlib
+from typing import Any, ClassVar
 
 from ..core.errors import BenchError
-from ..core.parse import coerce, positive
+from ..core.hooks import Plugin
+from ..core.parse import coerce, positive, short_value
 
-# name -> {option: (type, default, help)}; `None` default = required
-STRATEGIES: dict[str, dict[str, tuple[type, Any, str]]] = {
-    "naive": {},
-    "replay": {
-        "per_task": (int, None, "training examples kept of every finished task (seeded), mixed into later "
-                                "stages' batches through their own task's head"),
-        "batch_size": (int, None, "replayed examples per step; null = the stage's batch size"),
-    },
-    "ewc": {
-        "lambda": (float, None, "weight L of the penalty L/2 * sum F (theta - theta*)^2"),
-        "decay": (float, 1.0, "online EWC: F <- decay * F + F_new after each stage (Schwarz et al. 2018)"),
-    },
-    "l2": {
-        "lambda": (float, None, "weight L of the penalty L/2 * sum (theta - theta*)^2 (EWC with F = 1)"),
-    },
-}
-
-HELP = {
-    "naive": "train each stage on its own task only (the default)",
-    "replay": "experience replay from a per-task episodic memory (Rolnick et al. 2019; Chaudhry et al. 2019)",
-    "ewc": "online elastic weight consolidation, diagonal Fisher (Kirkpatrick et al. 2017; Schwarz et al. 2018)",
-    "l2": "L2 pull towards the weights after the previous stage (EWC with F = 1)",
-}
+STRATEGY_MODULES = ("replay", "ewc")
 
 
-@dataclass(frozen=True)
-class Strategy:
-    """A parsed strategy: its name and its options (every one explicit)."""
+class Strategy(Plugin):
+    """One strategy of one run: its options and the state it keeps between stages."""
 
-    name: str
-    options: dict[str, Any]
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    # option -> (type, default, help); a default of None is required, unless listed in `optional`
+    options_spec: ClassVar[dict[str, tuple[type, Any, str]]] = {}
+    optional: ClassVar[tuple[str, ...]] = ()
 
-    @property
-    def suffix(self) -> str:
+    def __init__(self, options: dict[str, Any], seed: int) -> None:
+        self.options = options  # every option explicit, `name` left out
+        self.seed = seed
+
+    @classmethod
+    def suffix(cls, options: dict[str, Any]) -> str:
         """The label suffix: '+replay64', '+ewc100', '+l2-0.5'."""
-        from ..config.grid import short_value  # grid imports nothing of ours
+        sep = "-" if cls.name[-1].isdigit() else ""  # l2-0.5, not l20.5
+        return f"+{cls.name}{sep}{short_value(options['lambda'])}"
 
-        if self.name == "replay":
-            return f"+replay{self.options['per_task']}"
-        sep = "-" if self.name[-1].isdigit() else ""  # l2-0.5, not l20.5
-        return f"+{self.name}{sep}{short_value(self.options['lambda'])}"
+    @classmethod
+    def check(cls, options: dict[str, Any], where: str) -> None:
+        """Constraints between or beyond the options' types (one line naming the key)."""
+
+    @classmethod
+    def check_tasks(cls, options: dict[str, Any], tasks: list[Any], where: str) -> None:
+        """Before any run starts: whether the options fit the experiment's prepared tasks."""
+
+    # -- checkpoints and summary -----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The tensors this strategy keeps (saved as strategy.safetensors with each checkpoint)."""
+        return {}
+
+    def load_state_dict(self, tensors: dict[str, Any], tasks: list[str], device: Any) -> None:
+        """Restore from a checkpoint (`tasks`: the finished ones, in order)."""
+
+    def summary(self, tasks: dict[str, Any]) -> dict | None:
+        """What the strategy kept, for summary.json; None for naive."""
+        return {"name": self.name, **self.options}
+
+
+class Naive(Strategy):
+    name = "naive"
+    help = "train each stage on its own task only (the default)"
+
+    def summary(self, tasks: dict[str, Any]) -> dict | None:
+        return None
+
+
+STRATEGIES: dict[str, type[Strategy]] = {"naive": Naive}  # in the order the reference lists them
+_loaded: list[bool] = []
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    if cls.name in STRATEGIES:
+        raise ValueError(f"strategy {cls.name!r} is registered twice")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategies() -> dict[str, type[Strategy]]:
+    """Every strategy by name (their modules imported on first use)."""
+    if not _loaded:
+        _loaded.append(True)
+        for module in STRATEGY_MODULES:
+            importlib.import_module(f"{__package__}.{module}")
+    return STRATEGIES
 
 
 def parse_strategy(raw: Any, where: str) -> dict[str, Any] | None:
     """A `strategy:` value -> its normalised mapping (None for naive); bad options name their key."""
+    known = strategies()
     if raw is None:
         return None
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict) or "name" not in raw:
-        raise BenchError(f"{where}: expected a mapping with a 'name' key ({' | '.join(STRATEGIES)}), got {raw!r}")
+        raise BenchError(f"{where}: expected a mapping with a 'name' key ({' | '.join(known)}), got {raw!r}")
     name = raw["name"]
-    if name not in STRATEGIES:
-        raise BenchError(f"{where}.name: unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
-    spec = STRATEGIES[name]
+    if name not in known:
+        raise BenchError(f"{where}.name: unknown strategy {name!r} (known: {', '.join(known)})")
+    cls = known[name]
     for key in raw:
-        if key != "name" and key not in spec:
-            known = ", ".join(["name", *spec])
-            raise BenchError(f"{where}.{key}: unknown key for strategy {name} (expected one of: {known})")
+        if key != "name" and key not in cls.options_spec:
+            expected = ", ".join(["name", *cls.options_spec])
+            raise BenchError(f"{where}.{key}: unknown key for strategy {name} (expected one of: {expected})")
     out: dict[str, Any] = {"name": name}
-    for key, (tp, default, _help) in spec.items():
+    for key, (tp, default, _help) in cls.options_spec.items():
         value = raw.get(key, default)
         if value is None:
-            if key == "batch_size":
+            if key in cls.optional:
                 out[key] = None
                 continue
             raise BenchError(f"{where}.{key}: required key is missing for strategy {name}")
         value = coerce(tp, value, f"{where}.{key}")
         positive(where, key, value, allow_zero=key in ("lambda", "decay"))
         out[key] = value
-    if name == "ewc" and out["decay"] > 1:
-        raise BenchError(f"{where}.decay: must be <= 1, got {out['decay']!r}")
+    cls.check(out, where)
     return None if name == "naive" else out
 
 
-def strategy_of(options: dict[str, Any] | None) -> Strategy:
-    """The `Strategy` of a normalised mapping (naive for None)."""
+def make_strategy(options: dict[str, Any] | None, seed: int) -> Strategy:
+    """The run-time strategy of a normalised mapping (naive for None)."""
     if not options:
-        return Strategy("naive", {})
-    return Strategy(options["name"], {k: v for k, v in options.items() if k != "name"})
+        return Naive({}, seed)
+    return strategies()[options["name"]]({k: v for k, v in options.items() if k != "name"}, seed)
+
+
+def strategy_suffix(options: dict[str, Any] | None) -> str:
+    """'+replay64' for a method with a strategy, '' for naive."""
+    if not options:
+        return ""
+    return strategies()[options["name"]].suffix({k: v for k, v in options.items() if k != "name"})
 
 
 def reference_lines(indent: str) -> list[str]:
     """The strategy options for the config reference."""
     lines = [f"{indent[:-2]}# every entry above may also carry:",
              f"{indent}strategy: null".ljust(33) + "# naive | {name: replay|ewc|l2, ...}, applied to its adapter"]
-    for name, spec in STRATEGIES.items():
-        lines.append(f"{indent}  name: {name}".ljust(33) + f"# {HELP[name]}")
-        for key, (_tp, default, help_) in spec.items():
-            shown = "(required)" if default is None and key != "batch_size" else \
+    for name, cls in strategies().items():
+        lines.append(f"{indent}  name: {name}".ljust(33) + f"# {cls.help}")
+        for key, (_tp, default, help_) in cls.options_spec.items():
+            shown = "(required)" if default is None and key not in cls.optional else \
                 "null" if default is None else repr(default)
             lines.append(f"{indent}    {key}: {shown}".ljust(33) + f"# {help_}")
     return lines

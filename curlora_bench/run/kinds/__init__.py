@@ -1,1 +1,5 @@
-"""run/kinds"""
+"""Task kinds (see `base.py`): classification through a head of the task's own."""
+
+from .base import KINDS, Score, TaskKind
+
+__all__ = ["KINDS", "Score", "TaskKind"]

@@ -1,4 +1,8 @@
-"""Task and corpus definitions: built-ins are versioned YAML files beside this module."""
+"""Task and corpus definitions: built-ins are versioned YAML files beside this module.
+
+Embedded tasks and corpora are built from their asset's files by a builder of `embedded.py`,
+found by name in `EMBEDDED_TASKS` / `EMBEDDED_CORPORA` (filled on first lookup).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,11 @@ class TaskConfig:
     paper: dict[str, Any] | None = field(
         default=None, metadata={"help": "overrides applied under `protocol: paper` (the reference code's splits)"}
     )
+
+    @property
+    def kind(self) -> str:
+        """How the task trains and is scored (`run/kinds`): classification through a head of its own."""
+        return "classification"
 
     def validate(self, where: str) -> None:
         check_name(f"{where}.name", self.name, "task name")
@@ -117,6 +126,16 @@ TASKS: Registry[TaskConfig] = Registry("task")
 CORPORA: Registry[CorpusConfig] = Registry("corpus")
 
 
+def _load_builders() -> None:
+    from . import embedded  # noqa: F401  (registers the builders)
+
+
+# name -> function(asset folder) returning {"train": Dataset, "eval": Dataset}
+EMBEDDED_TASKS: Registry[Any] = Registry("embedded task builder", load=_load_builders)
+# name -> function(asset folder) returning the corpus text
+EMBEDDED_CORPORA: Registry[Any] = Registry("embedded corpus builder", load=_load_builders)
+
+
 def _load_builtins() -> None:
     for path in sorted(Path(__file__).parent.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
@@ -128,5 +147,3 @@ def _load_builtins() -> None:
 
 
 _load_builtins()
-
-from . import embedded  # noqa: E402,F401  (registers the embedded builders)

@@ -17,7 +17,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .. import assets
-from .loaders import EMBEDDED_CORPORA, EMBEDDED_TASKS
+from . import EMBEDDED_CORPORA, EMBEDDED_TASKS
 
 
 def is_eval(key: str, percent: int = 20) -> bool:
@@ -147,20 +147,18 @@ def brown(folder: Path) -> str:
     return "\n\n".join(detag_brown(p.read_text(encoding="utf-8", errors="replace")) for p in files[::10])
 
 
-EMBEDDED_TASKS.update({
-    "rt-sentiment": rt_sentiment,
-    "tweet-sentiment": tweet_sentiment,
-    "tweet-sentiment-3": tweet_sentiment_3,
-    "bible-paraphrase": bible_paraphrase,
-})
-EMBEDDED_CORPORA.update({"nyt-editorials": nyt_editorials, "brown": brown})
+for _name, _build in (("rt-sentiment", rt_sentiment), ("tweet-sentiment", tweet_sentiment),
+                      ("tweet-sentiment-3", tweet_sentiment_3), ("bible-paraphrase", bible_paraphrase)):
+    EMBEDDED_TASKS.register(_name, _build)
+for _name, _build in (("nyt-editorials", nyt_editorials), ("brown", brown)):
+    EMBEDDED_CORPORA.register(_name, _build)
 
 
 def card_stats(task) -> list[str]:
     """Lines for `curlora-bench tasks`: sizes, class balance, majority baseline (built data)."""
     from collections import Counter
 
-    splits = EMBEDDED_TASKS[task.builder](assets.ensure(task.asset))
+    splits = EMBEDDED_TASKS.get(task.builder)(assets.ensure(task.asset))
     lines = []
     for name, ds in splits.items():
         counts = Counter(ds["label"])

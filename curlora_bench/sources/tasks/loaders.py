@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -10,12 +9,7 @@ from datasets import Dataset, load_dataset
 
 from ...core.errors import BenchError, first_line
 from ..assets import ensure
-from . import CorpusConfig, TaskConfig
-
-# name -> function(asset folder) returning {"train": Dataset, "eval": Dataset}; see embedded.py
-EMBEDDED_TASKS: dict[str, Callable[[Path], dict[str, Dataset]]] = {}
-# name -> function(asset folder) returning the corpus text
-EMBEDDED_CORPORA: dict[str, Callable[[Path], str]] = {}
+from . import EMBEDDED_CORPORA, EMBEDDED_TASKS, CorpusConfig, TaskConfig
 
 datasets.disable_progress_bars()  # the runner shows its own progress
 # its parsers log their own error lines; ours (which names the line, `locate_problem`) is the one
@@ -92,9 +86,7 @@ def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str
 
     File paths are already absolute (`config.absolutize`)."""
     if task.format == "embedded":
-        if task.builder not in EMBEDDED_TASKS:
-            raise BenchError(f"{where}.builder: unknown embedded builder {task.builder!r}")
-        splits = EMBEDDED_TASKS[task.builder](ensure(task.asset, cache_dir))
+        splits = EMBEDDED_TASKS.get(task.builder, f"{where}.builder")(ensure(task.asset, cache_dir))
         sources = {"train": f"{task.name} (embedded train)", "eval": f"{task.name} (embedded eval)"}
     elif task.format == "hub":
         splits = {s: _load_hub(task, getattr(task, s), where) for s in ("train", "eval")}
@@ -153,7 +145,7 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
 
 def load_corpus_text(corpus: CorpusConfig, cache_dir: str | None, where: str) -> str:
     if corpus.format == "embedded":
-        return EMBEDDED_CORPORA[corpus.builder](ensure(corpus.asset, cache_dir))
+        return EMBEDDED_CORPORA.get(corpus.builder, f"{where}.builder")(ensure(corpus.asset, cache_dir))
     if corpus.format == "hub":
         ds = _load_hub(corpus, corpus.split, where)
         if corpus.column not in ds.column_names:

@@ -1,0 +1,163 @@
+"""Reading a config: YAML (checked for alias bombs and duplicate keys) -> legacy positions moved
+-> `--set` overrides -> validated `ExperimentConfig`, data paths made absolute."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from ..core.errors import BenchError
+from ..core.parse import from_dict
+from .experiment import ExperimentConfig
+from .identity import LEGACY_EXECUTION
+
+
+def move_legacy_keys(raw: dict, where: str) -> None:
+    """Execution options where they lived before `execution:` existed (`train.log_every`, `log`,
+    `cache_dir`, ...) move into `execution:`, so older configs and config.yaml files still load."""
+    for path, key in LEGACY_EXECUTION.items():
+        node = raw
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or path[-1] not in node:
+            continue
+        value = node.pop(path[-1])
+        execution = raw.setdefault("execution", {})
+        if not isinstance(execution, dict):
+            return  # the schema names it
+        if key in execution and execution[key] != value:
+            raise BenchError(f"{where}{'.'.join(path)}: also set as execution.{key} (to {execution[key]!r}); "
+                             f"keep one (execution.{key})")
+        execution[key] = value
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `--set a.b=value` (list items by index: `methods.0.rank=16`)."""
+    if "=" not in assignment:
+        raise BenchError(f"--set {assignment}: expected KEY=VALUE")
+    key, _, value = assignment.partition("=")
+    parts = key.strip().split(".")
+    moved = LEGACY_EXECUTION.get(tuple(parts))
+    if moved is not None:  # an execution option under the name it had before `execution:` existed
+        parts = ["execution", moved]
+    # check the key against the schema so a typo is named, not silently added
+    cls: Any = ExperimentConfig
+    for depth, part in enumerate(parts):
+        if cls is None:
+            break
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            known = ", ".join(fields)
+            raise BenchError(f"--set {key}: unknown key {'.'.join(parts[: depth + 1])!r} (expected one of: {known})")
+        hint = get_type_hints(cls)[part]
+        cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise BenchError(f"--set {key}: no list item {part!r}")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise BenchError(f"--set {key}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise BenchError(f"--set {key}: no list item {last!r}")
+        node[int(last)] = _parse_value(value)
+    elif isinstance(node, dict):
+        node[last] = _parse_value(value)
+    else:
+        raise BenchError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+# anchors and aliases may share a subtree; expanded, a config never needs more nodes than this
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, path: Path) -> int:
+    """Nodes of the document with every alias expanded; refuses an alias bomb before loading it."""
+    count, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise BenchError(f"{path}: more than {MAX_YAML_NODES:,} values once its anchors/aliases are "
+                             "expanded (an alias bomb?)")
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:  # YAML would keep the last silently
+                        raise BenchError(f"{path}: line {k.start_mark.line + 1}: key {k.value!r} appears twice "
+                                         "in one mapping")
+                    seen.add(k.value)
+                stack.extend((k, v))
+    return count
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise BenchError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _expanded_size(node, path)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BenchError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Read, override and validate a config; return it and the folder relative paths resolve from."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: expected a mapping at the top level")
+    move_legacy_keys(raw, "")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    cfg = from_dict(ExperimentConfig, raw, "")
+    absolutize(cfg, path.resolve().parent)
+    return cfg, path.resolve().parent
+
+
+def resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
+def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:
+    """Resolve relative data paths against the config file's folder (hub ids stay as they are)."""
+    for task in cfg.tasks:
+        if task.format in ("csv", "jsonl", "parquet"):
+            task.train = str(resolve(task.train, base_dir).resolve())
+            task.eval = str(resolve(task.eval, base_dir).resolve())
+        elif task.format == "hub" and task.path and resolve(task.path, base_dir).is_dir():
+            task.path = str(resolve(task.path, base_dir).resolve())
+    if cfg.perplexity and cfg.perplexity.file:
+        cfg.perplexity.file = str(resolve(cfg.perplexity.file, base_dir).resolve())

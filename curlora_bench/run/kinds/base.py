@@ -1,0 +1,71 @@
+"""Task kinds: how a task's examples become a loss, what trainable state a task adds, and how
+it is scored after each stage.
+
+The run loop, the strategies and the report see a task only through its kind: `prepare`
+tokenises its splits, `add` gives it its trainable state (the classification kind: a linear
+head of its own), `loss` is its training loss on a batch, `score` its measurements after a
+stage (the first is its primary metric: the accuracy matrix's entry). Adding a kind is one
+module in `run/kinds/` registered in `KINDS`, and a `TaskConfig.kind` that names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ...core.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from torch import nn
+
+    from ...sources.heads import TaskHeads
+    from ...sources.tasks import TaskConfig
+    from ..data import Batching, PreparedTask
+
+
+@dataclass(frozen=True)
+class Score:
+    """One measurement of a task after a stage: a record of records.jsonl."""
+
+    metric: str  # accuracy, ...
+    value: float
+    n: int  # examples scored
+    baseline: float | None = None  # what a trivial predictor scores (the majority class)
+
+
+class TaskKind:
+    name: str = ""
+    metric: str = ""  # the primary metric, the accuracy matrix's entries
+
+    def prepare(self, task: TaskConfig, train: Dataset, eval: Dataset, tokenizer: Any, max_length: int,
+                bos_id: int | None, where: str) -> PreparedTask:
+        """Tokenise a task's (subsetted) splits, checking what this kind needs of them."""
+        raise NotImplementedError
+
+    def add(self, heads: TaskHeads, task: PreparedTask, hidden: int, seed: int) -> list[nn.Module]:
+        """Give the task its trainable state before the stage that learns it; return the new modules."""
+        return []
+
+    def loss(self, model: nn.Module, heads: TaskHeads, task: PreparedTask, batch: dict[str, torch.Tensor],
+             pooling: str, reduction: str = "mean") -> torch.Tensor:
+        """The training loss on a collated batch of the task's rows."""
+        raise NotImplementedError
+
+    def score(self, model: nn.Module, heads: TaskHeads, task: PreparedTask, batch_size: int,
+              batching: Batching) -> list[Score]:
+        """The task's measurements on its eval split; the first is the primary metric."""
+        raise NotImplementedError
+
+
+def _load_kinds() -> None:
+    from . import classification  # noqa: F401  (registers itself)
+
+
+KINDS: Registry[TaskKind] = Registry("task kind", load=_load_kinds)
+
+
+def register(cls: type[TaskKind]) -> type[TaskKind]:
+    KINDS.register(cls.name, cls())
+    return cls
