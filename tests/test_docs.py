@@ -150,7 +150,7 @@ def test_site_home_page_is_the_readme(site):
 
 
 def test_site_includes_architecture_and_figures(site):
-    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    arch = re.sub(r"^```.*?^```", "", (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8"), flags=re.M | re.S)
     extending = _plain_html((site / "extending" / "index.html").read_text(encoding="utf-8"))
     for heading in re.findall(r"^#{1,3} (.+)$", arch, re.M):
         assert _plain_html(heading.replace("`", "")) in extending, f"ARCHITECTURE.md's {heading!r} is not included"
@@ -161,7 +161,9 @@ def test_site_includes_architecture_and_figures(site):
 def _docstring(dotted: str) -> str:
     """The docstring of `package.module.function`, read from the source without importing it."""
     module, name = dotted.rsplit(".", 1)
-    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+    base = ROOT / module.replace(".", "/")
+    source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     node = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
     return ast.get_docstring(node)
 
