@@ -1,4 +1,5 @@
-# curlora-bench. `make run` = the default experiment, `make test` = the test suite.
+# curlora-bench. `make run` = the default experiment, `make test` = the test suite (the
+# documentation's strict build included: tests/test_docs.py).
 PYTHON ?= python3
 # A pinned torch first: here it is the CPU wheel already on disk; on a Linux GPU machine the
 # same pin pulls the CUDA build. Use TORCH_SPEC="" to keep the torch you already have.
@@ -6,11 +7,11 @@ TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/seq.yaml
 BENCH_ARGS ?=
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench docs docs-gen docs-serve clean
 
 install:
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PYTHON) -m pip install -q -e ".[dev,trackers]"
+	$(PYTHON) -m pip install -q -e ".[dev,trackers,docs]"
 
 run: install
 	curlora-bench run $(CONFIG)
@@ -27,5 +28,17 @@ lint:
 bench: install
 	curlora-bench bench $(BENCH_ARGS)
 
+# The documentation site (mkdocs.yml, docs/): regenerate the CLI and config references from the
+# code, build the site into site/ (--strict: a broken link or a page missing from the nav fails),
+# or serve it locally with live reload.
+docs-gen:
+	$(PYTHON) scripts/gen_docs.py --write
+
+docs: docs-gen
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
+
+docs-serve: docs-gen
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs serve
+
 clean:
-	rm -rf build *.egg-info .pytest_cache
+	rm -rf build site *.egg-info .pytest_cache
