@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["load_adapter"]
+__all__ = ["load_adapter", "load_model"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from .store.export import load_adapter
 
         return load_adapter
+    if name == "load_model":
+        from .sources.models import load_model
+
+        return load_model
     raise AttributeError(f"module 'curlora_bench' has no attribute {name!r}")

@@ -196,10 +196,30 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     result = BenchResult(config={"model": model_name, "rank": rank, "batch_size": batch_size, "seq_len": seq_len,
                                  "steps": steps, "warmup": warmup, "device": str(device), "precision": precision,
                                  "compile": compile_model})
+    model, heads = bench_training(result, lm, rank, data, labels, warmup, device, precision, compile_model, say)
+    split = eval_split(lm, eval_task, eval_examples, seq_len, cache_dir, gen, vocab)
+    bench_evaluation(result, model, heads, split, eval_task, eval_batch, lm.tokenizer.pad_token_id, device, say)
+    bench_perplexity(result, lm, model, gen, vocab, device, say)
+    for name, num, den, minimum in TARGETS:
+        r = result.figures[num] / result.figures[den]
+        result.ratios[name] = {"ratio": r, "target": minimum, "met": r >= minimum}
+    result.memory["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        result.memory["peak_device_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    result.environment = {"device": str(device), "device_name": torch.cuda.get_device_name(device)
+                          if device.type == "cuda" else "cpu", "dtype": "float32",
+                          "autocast": precision if device.type == "cuda" else "none",
+                          "threads": torch.get_num_threads(), "versions": package_versions()}
+    return result
 
-    # --- training: interleaved, one step of each variant per round -----------------------
-    # each step is the run's own (`run.train.train_step`): collate, the task kind's loss, the
-    # plugins' step hooks, backward, clipping, AdamW and the scheduler
+
+def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor], labels: list[torch.Tensor],
+                   warmup: int, device: torch.device, precision: str, compile_model: bool, say):
+    """Every training variant, interleaved one step each per round; returns CURLoRA's model and heads.
+
+    Each step is the run's own (`run.train.train_step`): collate, the task kind's loss, the
+    plugins' step hooks, backward, clipping, AdamW and the scheduler."""
+    n_batches, (batch_size, seq_len) = len(data), data[0].shape
     train_cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, max_length=seq_len, limit=None,
                             warmup_steps=warmup, precision=precision, dropout="off")
     rows = [row.tolist() for b in data for row in b]
@@ -224,7 +244,6 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
         state[name] = (ctx, plugins, params, *make_optimizer(params, train_cfg, n_batches))
         result.seconds[f"train {name}"] = []
     say(f"training: {len(variants)} variants x {n_batches} steps of {batch_size}x{seq_len} tokens on {device}")
-    mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
     for step in range(n_batches):
         idx = list(range(step * batch_size, (step + 1) * batch_size))
         for name, (ctx, plugins, params, optimizer, scheduler) in state.items():
@@ -234,10 +253,10 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
             _sync(device)
             if step >= warmup:
                 result.seconds[f"train {name}"].append(time.perf_counter() - t0)
-    tokens = batch_size * seq_len
     for name in variants:
-        result.figures[f"train {name}"] = tokens / statistics.median(result.seconds[f"train {name}"])
+        result.figures[f"train {name}"] = batch_size * seq_len / statistics.median(result.seconds[f"train {name}"])
     # memory kept for backward, measured once per variant outside the timed steps
+    mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
     for name, (ctx, *_) in state.items():
         mb = activation_bytes(ctx.model, ctx.heads, data[0].to(device), labels[0].to(device), mask, device,
                               precision) / 2**20
@@ -249,11 +268,13 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     model, heads = state["curlora"][0].model, state["curlora"][0].heads
     del state, variants  # free the other variants' models before evaluating
     model.eval()
+    return model, heads
 
-    # --- evaluation: the run's length-sorted buckets vs a bare forward over the real tokens -----
-    split = eval_split(lm, eval_task, eval_examples, seq_len, cache_dir, gen, vocab)
+
+def bench_evaluation(result: BenchResult, model: nn.Module, heads: TaskHeads, split: Split, eval_task: str | None,
+                     eval_batch: int, pad: int, device: torch.device, say) -> None:
+    """The run's length-sorted eval buckets against a bare forward over the same real tokens."""
     real = sum(len(s) for s in split.ids)
-    pad = lm.tokenizer.pad_token_id
     body = backbone(model)
 
     @torch.inference_mode()
@@ -272,7 +293,10 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     say(f"evaluation: {len(split)} examples of {eval_task or 'random lengths'}, {real} real tokens, "
         f"{padded} with the buckets' padding")
 
-    # --- perplexity vs a bare forward pass over the same windows -----------------------------
+
+def bench_perplexity(result: BenchResult, lm, model: nn.Module, gen: torch.Generator, vocab: int,
+                     device: torch.device, say) -> None:
+    """The run's perplexity against a bare forward pass over the same windows."""
     window = min(1024, getattr(lm.model.config, "max_position_embeddings", 1024) or 1024)
     n_windows, ppl_batch = 4, 2
     corpus = torch.randint(0, vocab, (n_windows * window,), generator=gen).tolist()
@@ -290,15 +314,3 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
         result.seconds[name] = _timed(fn, device)
         result.figures[name] = n_windows * window / statistics.median(result.seconds[name])
     say(f"perplexity: {n_windows} windows of {window} tokens")
-
-    for name, num, den, minimum in TARGETS:
-        r = result.figures[num] / result.figures[den]
-        result.ratios[name] = {"ratio": r, "target": minimum, "met": r >= minimum}
-    result.memory["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device.type == "cuda":
-        result.memory["peak_device_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    result.environment = {"device": str(device), "device_name": torch.cuda.get_device_name(device)
-                          if device.type == "cuda" else "cpu", "dtype": "float32",
-                          "autocast": precision if device.type == "cuda" else "none",
-                          "threads": torch.get_num_threads(), "versions": package_versions()}
-    return result

@@ -98,3 +98,16 @@ def cli(monkeypatch, capsys):
         return code, out.out, out.err
 
     return _run
+
+
+def train_one(model, heads, task, cfg, batching, protocol, seed: int = 0, on_step=None, execution=None):
+    """Train the stage that learns `task` (its head already in `heads`) through the run's own loop."""
+    from curlora_bench.config.experiment import ExecutionConfig
+    from curlora_bench.config.regimes import REGIMES
+    from curlora_bench.run.context import StageContext
+    from curlora_bench.run.train import schedule_length, train_stage
+
+    (stage,) = REGIMES.get("sequential").stages([task.name])
+    ctx = StageContext(model, [], None, heads, stage, [task], {task.name: task}, cfg, execution or ExecutionConfig(),
+                       batching, protocol, seed, "test")
+    return train_stage(ctx, [heads.heads[task.name]], [], schedule_length([task], cfg, protocol), on_step)

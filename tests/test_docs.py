@@ -79,7 +79,7 @@ def test_every_command_argument_and_option_is_in_the_cli_reference():
 def _schema_keys() -> list[tuple[str, str]]:
     """(what, YAML pattern) for every key of the config schema, read from the dataclasses."""
     from curlora_bench.config import reference as ref
-    from curlora_bench.config.strategy import STRATEGIES
+    from curlora_bench.strategies.base import strategies
 
     keys = []
     for f in dataclasses.fields(ref.ExperimentConfig):
@@ -96,9 +96,9 @@ def _schema_keys() -> list[tuple[str, str]]:
         if f.name not in ref.TASK_SKIP:
             keys.append((f"tasks[].{f.name}", rf"^  (?:- |  ){f.name}:"))
     keys.append(("strategy", r"^    strategy:"))
-    for name, options in STRATEGIES.items():
+    for name, cls in strategies().items():
         keys.append((f"strategy {name}", rf"^      name: {re.escape(name)}\b"))
-        keys += [(f"strategy {name}.{key}", rf"^        {re.escape(key)}:") for key in options]
+        keys += [(f"strategy {name}.{key}", rf"^        {re.escape(key)}:") for key in cls.options_spec]
     return keys
 
 

@@ -126,3 +126,13 @@ def test_report_of_published_runs_imports_no_torch(folder):
             f"r = CliRunner().invoke(cli.app, ['report', 'results/published/{folder}'])\n"
             "assert r.exit_code == 0 and 'Plasticity' in r.output, r.output")
     assert _heavy_after(code) == []
+
+
+def test_run_functions_read_in_one_screen():
+    """The run layer reads top to bottom: no function in run/ is over 60 lines."""
+    long = []
+    for path in sorted((PACKAGE / "run").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

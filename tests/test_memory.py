@@ -50,7 +50,7 @@ def _grads(model_name: str, method: dict, checkpointing: bool, dropout: str = "o
     first_attn = next(m for n, m in model.named_modules() if n.endswith("attn"))  # GPT-2 attn, Llama self_attn
     first_attn.register_forward_hook(lambda *_: calls.append(1))
     model.eval()
-    enter_training(model, head, TrainConfig(dropout=dropout, gradient_checkpointing=checkpointing))
+    enter_training(model, [head], TrainConfig(dropout=dropout).dropout, checkpointing)
     gen = torch.Generator().manual_seed(2)
     ids = torch.randint(3, 200, (4, 12), generator=gen)
     mask = torch.ones_like(ids)
@@ -101,11 +101,11 @@ def test_records_equal_with_checkpointing_on_and_off(toy_data, write_config, tmp
     runs = {}
     for flag in (False, True):
         cfg, _ = load_config(write_config(tiny_config(toy_data, model, methods=methods, train={
-            "epochs": 1, "batch_size": 8, "lr": 1e-2, "max_length": 32, "limit": 24, "warmup_steps": 1,
-            "gradient_checkpointing": flag}), f"exp-{flag}.yaml"))
+            "epochs": 1, "batch_size": 8, "lr": 1e-2, "max_length": 32, "limit": 24, "warmup_steps": 1},
+            execution={"gradient_checkpointing": flag}), f"exp-{flag}.yaml"))
         runs[flag] = run_experiment(cfg, tmp_path / str(flag))
     for off, on in zip(runs[False], runs[True], strict=True):
-        assert on.settings["train"]["gradient_checkpointing"] is True
+        assert on.execution["gradient_checkpointing"] is True and "gradient_checkpointing" not in on.settings["train"]
         assert on.run_key == off.run_key  # an execution choice: the run keeps its identity
         a = read_records(tmp_path / "False" / off.label / "seed-0" / "records.jsonl")
         b = read_records(tmp_path / "True" / on.label / "seed-0" / "records.jsonl")
@@ -120,7 +120,7 @@ def test_turning_checkpointing_on_keeps_finished_runs(toy_data, write_config, tm
     assert code == 0, err
     summary = next((tmp_path / "exp").rglob("summary.json"))
     before = json.loads(summary.read_text())
-    code, out, err = cli("run", write_config(cfg), "-o", tmp_path / "exp", "--set", "train.gradient_checkpointing=true")
+    code, out, err = cli("run", write_config(cfg), "-o", tmp_path / "exp", "--set", "execution.gradient_checkpointing=true")
     assert code == 0, err
     assert "already complete, kept" in out
     assert json.loads(summary.read_text()) == before

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import run_killed, tiny_config
+from tests.conftest import run_killed, tiny_config, train_one
 
 pytest.importorskip("tensorboard", reason="pip install 'curlora-bench[trackers]'")
 pytest.importorskip("mlflow", reason="pip install 'curlora-bench[trackers]'")
@@ -129,7 +129,7 @@ def test_log_every_changes_only_the_log(logged, tmp_path, cli):
     """Every 2 steps (and each stage's last): mean losses of the steps in between; same records."""
     cfg_path, reference = logged
     out = tmp_path / "o"
-    code, _, err = cli("run", cfg_path, "--output", out, "--set", "train.log_every=2", "--log", "none")
+    code, _, err = cli("run", cfg_path, "--output", out, "--set", "execution.log_every=2", "--log", "none")
     assert code == 0, err
     run, ref = out / "lora-r2" / "seed-0", reference / "lora-r2" / "seed-0"
     assert (run / "records.jsonl").read_bytes() == (ref / "records.jsonl").read_bytes()
@@ -213,7 +213,6 @@ def test_grad_norm_without_clipping_is_the_norm_clipping_returns(toy_data, write
     from curlora_bench.core.protocol import Protocol
     from curlora_bench.run.data import Batching
     from curlora_bench.run.prepare import prepare_tasks
-    from curlora_bench.run.train import train_stage
     from curlora_bench.sources.heads import TaskHeads
     from curlora_bench.sources.models import hidden_size, load_model
 
@@ -229,8 +228,8 @@ def test_grad_norm_without_clipping_is_the_norm_clipping_returns(toy_data, write
         heads.add(task.name, hidden_size(lm.model), 2, seed=0)
         cfg.train.max_grad_norm = bound
         steps = []
-        train_stage(lm.model, heads, task, cfg.train, Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0,
-                    on_step=lambda info, steps=steps: steps.append((info.loss, info.lr, info.grad_norm())))
+        train_one(lm.model, heads, task, cfg.train, Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0,
+                  on_step=lambda info, steps=steps: steps.append((info.loss, info.lr, info.grad_norm())))
         logs.append(steps)
     assert len(logs[0]) == STEPS
     assert [(loss, lr) for loss, lr, _ in logs[0]] == [(loss, lr) for loss, lr, _ in logs[1]]

@@ -24,12 +24,11 @@ from curlora_bench.run.data import Batching, PreparedTask, Split, collate
 from curlora_bench.run.evaluate import accuracy, perplexity
 from curlora_bench.run.events import RunEvents
 from curlora_bench.run.prepare import prepare
-from curlora_bench.run.train import train_stage
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.sources.models import auto_targets, backbone, hidden_size, load_model
 from curlora_bench.sources.tasks import CORPORA
 from curlora_bench.store.schema import TaskData
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_one
 from tests.test_hub_tasks import _hub_folder
 
 
@@ -206,8 +205,8 @@ def _train(dropout: str | None, seed: int = 0):
     hook = backbone(model).register_forward_pre_hook(lambda m, _: modes.append(m.training))
     cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-2, warmup_steps=0, dropout=dropout)
     task = PreparedTask("t", 2, split, split, TaskData(1, None, 16, 16, "", ""))
-    train_stage(model, heads, task, cfg, Batching(torch.device("cpu"), lm.tokenizer.pad_token_id),
-                Protocol.of("standard"), 0)
+    train_one(model, heads, task, cfg, Batching(torch.device("cpu"), lm.tokenizer.pad_token_id),
+              Protocol.of("standard"), 0)
     hook.remove()
     lora_sd = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
     return model, heads, split, modes, lora_sd

@@ -14,7 +14,7 @@ from curlora_bench.run.prepare import ppl_settings, prepare_tasks
 from curlora_bench.sources.heads import TaskHeads
 from curlora_bench.sources.models import hidden_size, load_model
 from curlora_bench.store.schema import TaskData
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_one
 
 
 def test_protocols_differ_exactly_where_the_reference_code_does():
@@ -31,7 +31,9 @@ def test_protocols_differ_exactly_where_the_reference_code_does():
 @pytest.mark.parametrize("name", ["standard", "paper"])
 def test_training_pools_and_schedules_as_the_protocol_says(monkeypatch, name):
     seen = {}
-    real_scheduler, real_classify = train_mod.get_scheduler, train_mod.classify
+    from curlora_bench.run.kinds import classification
+
+    real_scheduler, real_classify = train_mod.get_scheduler, classification.classify
 
     def scheduler(kind, opt, num_warmup_steps, num_training_steps):
         seen["total"] = num_training_steps
@@ -42,7 +44,7 @@ def test_training_pools_and_schedules_as_the_protocol_says(monkeypatch, name):
         return real_classify(*args)
 
     monkeypatch.setattr(train_mod, "get_scheduler", scheduler)
-    monkeypatch.setattr(train_mod, "classify", classify)
+    monkeypatch.setattr(classification, "classify", classify)
     lm = load_model("tiny-gpt2")
     heads = TaskHeads()
     heads.add("t", hidden_size(lm.model), 2, seed=0)
@@ -51,8 +53,7 @@ def test_training_pools_and_schedules_as_the_protocol_says(monkeypatch, name):
     from curlora_bench.config.experiment import TrainConfig
 
     cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_steps=0, dropout="off")
-    stats = train_mod.train_stage(lm.model, heads, task, cfg, Batching(torch.device("cpu"), 0),
-                                  Protocol.of(name), 0)
+    stats = train_one(lm.model, heads, task, cfg, Batching(torch.device("cpu"), 0), Protocol.of(name), 0)
     assert stats.steps == 2 * 3  # ceil(20 / 8) batches per epoch either way
     # the reference's scheduler counts examples (2 x 20), so its cosine barely decays
     assert seen["total"] == (2 * 20 if name == "paper" else 6)

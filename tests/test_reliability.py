@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_killed, tiny_config
+from tests.conftest import ROOT, run_killed, tiny_config, train_one
 
 
 def records(run: Path) -> list[dict]:
@@ -322,7 +322,7 @@ def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
     from curlora_bench.core.protocol import Protocol
     from curlora_bench.run.data import Batching
     from curlora_bench.run.prepare import prepare_tasks
-    from curlora_bench.run.train import NonFiniteLoss, train_stage
+    from curlora_bench.run.train import NonFiniteLoss
     from curlora_bench.sources.heads import TaskHeads
     from curlora_bench.sources.models import hidden_size, load_model
 
@@ -335,7 +335,7 @@ def test_huge_lr_gives_nonfinite_loss_error(toy_data, write_config):
     heads.add(task.name, hidden_size(lm.model), 2, seed=0)
     cfg.train.lr, cfg.train.max_grad_norm = 1e30, None
     with pytest.raises(NonFiniteLoss, match=r"at step \d+ \(learning rate \d"):
-        train_stage(lm.model, heads, task, cfg.train, Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0)
+        train_one(lm.model, heads, task, cfg.train, Batching(torch.device("cpu"), 0), Protocol.of("standard"), 0)
 
 
 def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, monkeypatch):
@@ -346,7 +346,7 @@ def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, mon
     real = runner.train_stage
 
     def failing_second_stage_of_first_run(*args, **kwargs):
-        calls.append(args[2].name)
+        calls.append(args[0].stage.name)  # the stage's context
         if len(calls) == 2:
             raise NonFiniteLoss(3, float("nan"))
         return real(*args, **kwargs)

@@ -1,7 +1,7 @@
 """The config reference, generated from the schema's own fields, defaults and help texts.
 
-The README embeds `reference_yaml()` verbatim (a test keeps them equal), so the documented
-defaults are the code's. Regenerate with `python scripts/config_reference.py --write`.
+docs/reference/config.md embeds `reference_yaml()` verbatim (a test keeps them equal), so the
+documented defaults are the code's. Regenerate with `python scripts/gen_docs.py --write`.
 """
 
 from __future__ import annotations

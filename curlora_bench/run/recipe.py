@@ -59,7 +59,7 @@ from .observe import PeakMemory, TrainLog
 from .prepare import Prepared, in_order, measure_perplexity, prepare, target_modules
 from .spec import RunSpec
 from .trackers import open_trackers
-from .train import NonFiniteLoss, TrainStats, steps_of, train_stage
+from .train import NonFiniteLoss, TrainStats, schedule_length, steps_of, train_stage
 
 
 def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None,
@@ -259,9 +259,7 @@ class Recipe:
         self.events.stage_started(self.name, ctx.stage.number, ctx.stage.name, steps)
         on_step = TrainLog(ctx.stage.number, ctx.stage.name, steps, self.cfg.execution.log_every, done, self.log,
                            self.events.step)
-        # the paper protocol counts the schedule in examples (the reference's bug)
-        total = (self.train_cfg.epochs * sum(len(t.train) for t in ctx.tasks)
-                 if self.prepared.protocol.steps_in_examples else steps)
+        total = schedule_length(ctx.tasks, self.train_cfg, self.prepared.protocol)
         return train_stage(ctx, new, self.plugins, total, on_step)
 
     def evaluate(self, stage: Stage) -> None:

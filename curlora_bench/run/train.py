@@ -109,6 +109,12 @@ def steps_of(tasks: list[PreparedTask], cfg: TrainConfig) -> int:
     return sum(stage_steps(len(t.train), cfg) for t in tasks)
 
 
+def schedule_length(tasks: list[PreparedTask], cfg: TrainConfig, protocol) -> int:
+    """The learning-rate schedule's length of a stage over `tasks`: its optimizer steps, or under
+    the paper protocol its examples (the reference code's bug: warm-up then barely ends)."""
+    return cfg.epochs * sum(len(t.train) for t in tasks) if protocol.steps_in_examples else steps_of(tasks, cfg)
+
+
 def epoch_batches(tasks: list[PreparedTask], batch_size: int, interleave: bool,
                   generator: torch.Generator) -> list[tuple[int, list[int]]]:
     """One epoch of a stage: (index into `tasks`, rows) per batch. Each task's batches are drawn
