@@ -24,7 +24,8 @@ METHODS = [
     {"method": "peft", "type": "DORA", "r": 4},
     {"method": "peft", "type": "VERA", "r": 4},
     {"method": "peft", "type": "PISSA", "r": 4, "lora_alpha": 4},
-    {"method": "joint", "adapter": {"method": "curlora", "rank": 4}},
+    {"method": "curlora", "rank": 4, "cr": "random"},
+    {"method": "curlora", "rank": 4, "regime": "joint"},
 ]
 
 
@@ -57,7 +58,7 @@ def test_only_adapter_tensors_train(base, spec):
         assert trainable == []
         return
     assert trainable, "an adapter must train something"
-    markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda"), "joint": "curlora_U"}
+    markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda")}
     for n in trainable:
         assert any(n.startswith(m + ".") for m in names), n
         if cfg.method == "full":

@@ -9,8 +9,9 @@ import torch
 from curlora_bench.config.loading import load_config
 from curlora_bench.core.protocol import Protocol
 from curlora_bench.run import train as train_mod
+from curlora_bench.run.corpora import ppl_settings
 from curlora_bench.run.data import Batching, PreparedTask, Split
-from curlora_bench.run.prepare import ppl_settings, prepare_tasks
+from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.sources.heads import TaskHeads
 from curlora_bench.sources.models import hidden_size, load_model
 from curlora_bench.store.schema import TaskData
@@ -92,5 +93,6 @@ def test_task_paper_overrides_apply_only_under_paper(toy_data, write_config):
 
 def test_paper_perplexity_is_one_window_over_the_first_max_length_tokens(toy_data, write_config):
     cfg, _ = load_config(write_config(tiny_config(toy_data)))
-    assert ppl_settings(cfg, Protocol.of("paper")) == {"window": 64, "stride": 64, "max_tokens": 64, "batch_size": 1}
-    assert ppl_settings(cfg, Protocol.of("standard"))["window"] == 128
+    p, n = cfg.perplexity, cfg.train.max_length
+    assert ppl_settings(p, n, Protocol.of("paper")) == {"window": 64, "stride": 64, "max_tokens": 64, "batch_size": 1}
+    assert ppl_settings(p, n, Protocol.of("standard"))["window"] == 128

@@ -101,5 +101,9 @@ def test_publish_script_copies_finished_runs_only(tmp_path):
     assert "published 1 finished run(s)" in out.stdout
     assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == [
         "config.yaml", "lora-r8/seed-0/records.jsonl", "lora-r8/seed-0/summary.json"]
+    (done / "predictions.jsonl").write_text('{"stage": 1}\n')  # kept by runs since predictions exist
+    subprocess.run([str(script), str(src), str(dst)], capture_output=True, text=True, check=True)
+    assert (dst / "lora-r8" / "seed-0" / "predictions.jsonl").read_text() == '{"stage": 1}\n'
+
     bad = subprocess.run([str(script), str(tmp_path / "nothing"), str(dst)], capture_output=True, text=True)
     assert bad.returncode == 2 and "config.yaml: not an experiment folder" in bad.stderr

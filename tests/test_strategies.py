@@ -12,7 +12,7 @@ from curlora_bench.core.errors import BenchError
 from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.sources.heads import TaskHeads, classify
-from curlora_bench.store.schema import read_records
+from curlora_bench.store.schema import read_predictions, read_records
 from curlora_bench.strategies import make_strategy
 from curlora_bench.strategies.base import parse_strategy
 from curlora_bench.strategies.ewc import quadratic_penalty
@@ -196,6 +196,16 @@ def _records(run):
     return [r.to_json() for r in read_records(run / "records.jsonl")]
 
 
+def _predictions(run):
+    lines = read_predictions(run / "predictions.jsonl")
+    # one line per (stage, task evaluated), its scores averaging to that accuracy record's value
+    accuracies = {(r.stage, r.task): r.value for r in read_records(run / "records.jsonl") if r.metric == "accuracy"}
+    assert {(p.stage, p.task) for p in lines} == set(accuracies) and len(lines) == len(accuracies)
+    for p in lines:
+        assert sum(p.scores) / len(p.scores) == accuracies[(p.stage, p.task)]
+    return [p.to_json() for p in lines]
+
+
 def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_path, cli):
     methods = [{"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}},
                {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 1e4}},
@@ -215,6 +225,7 @@ def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_pa
         assert "resuming after stage 1/2" in stdout
         for s in whole:
             assert _records(out / s.label / "seed-0") == _records(tmp_path / "whole" / s.label / "seed-0"), s.label
+            assert _predictions(out / s.label / "seed-0") == _predictions(tmp_path / "whole" / s.label / "seed-0")
 
 
 def test_joint_sees_every_task_with_the_sequences_steps():

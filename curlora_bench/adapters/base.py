@@ -98,6 +98,9 @@ class Adapter(Plugin):
         for key in ("train", "strategy", "regime"):
             if data[key] is None:
                 del data[key]  # absent unless set, so run keys of plain entries stay as they were
+        for f in dataclasses.fields(cfg):  # options added after runs were published: absent at their default
+            if f.metadata.get("omitted_at_default") and data.get(f.name) == f.default:
+                del data[f.name]
         return data
 
     def attach(self, model: nn.Module, targets: list[str], cfg: AdapterConfig, seed: int, where: str) -> list[str]:

@@ -35,6 +35,10 @@ class CURLoRAConfig(RankedConfig):
         metadata={"help": "inverse: q ~ 1/(p+eps) (paper); normal: q = p (classic CUR); uniform"},
     )
     replacement: bool = field(default=True, metadata={"help": "sample indices with replacement (paper)"})
+    cr: Literal["sampled", "random"] = field(default="sampled", metadata={
+        "omitted_at_default": True,
+        "help": "sampled: C and R are columns and rows of W (the paper); random: a control, Gaussian C and R "
+                "with W's scale (its RMS entry), so the r x r bottleneck can be told apart from the CUR selection"})
 
     def default_label(self) -> str:
         label = f"curlora-r{self.rank}"
@@ -44,6 +48,8 @@ class CURLoRAConfig(RankedConfig):
             label += f"-eps{self.eps:g}"
         if not self.replacement:
             label += "-norepl"
+        if self.cr == "random":
+            label += "-randcr"
         return label
 
     def validate(self, where: str) -> None:
@@ -76,7 +82,7 @@ class CURLoRA(Adapter):
         check_rank(model, targets, cfg.rank, where)
 
     def attach(self, model, targets, cfg, seed, where):
-        from .curlora_layer import CURLoRALayer, cur_indices
+        from .curlora_layer import CURLoRALayer, cur_indices, random_cr
 
         self.check(model, targets, cfg, where)
         names = find_targets(model, targets, where)
@@ -86,7 +92,9 @@ class CURLoRA(Adapter):
             cols, rows, q_cols, q_rows = cur_indices(
                 base.weight, cfg.rank, cfg.sampling, cfg.eps, cfg.replacement, module_seed(seed, name)
             )
-            set_module(model, name, CURLoRALayer(base, cfg.rank, cfg.alpha, cols, rows, q_cols, q_rows))
+            c, r = random_cr(base.weight, cfg.rank, module_seed(seed, "random-cr:" + name)) \
+                if cfg.cr == "random" else (None, None)
+            set_module(model, name, CURLoRALayer(base, cfg.rank, cfg.alpha, cols, rows, q_cols, q_rows, c, r))
         for pname, p in model.named_parameters():
             p.requires_grad_("curlora_U" in pname)
         return names

@@ -33,21 +33,35 @@ def cur_indices(
     return cols, rows, q_cols.float(), q_rows.float()
 
 
+def random_cr(weight: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The control for the CUR selection: C (m x r) and R (r x n) Gaussian, each entry with W's
+    RMS entry as its scale (so their columns and rows are as long as W's on average), from a
+    generator seeded by `seed`."""
+    w = weight.detach()
+    scale = float(w.double().pow(2).mean().sqrt())
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    m, n = w.shape
+    c = torch.randn(m, rank, generator=gen, dtype=torch.float64) * scale
+    r = torch.randn(rank, n, generator=gen, dtype=torch.float64) * scale
+    return c.to(w.dtype).to(w.device), r.to(w.dtype).to(w.device)
+
+
 class CURLoRALayer(nn.Module):
     """base(x) + alpha * x (C U R), computed factored: never the m x n product.
 
     C = W[:, cols] and R = W[rows, :] of the *stored* weight W (out x in for nn.Linear,
-    in x out for GPT-2 Conv1D), so the update has the stored weight's shape and orientation.
+    in x out for GPT-2 Conv1D), so the update has the stored weight's shape and orientation;
+    `c`/`r`, when given, replace them (the random control, `cr: random`).
     """
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float, cols, rows, q_cols, q_rows):
+    def __init__(self, base: nn.Module, rank: int, alpha: float, cols, rows, q_cols, q_rows, c=None, r=None):
         super().__init__()
         self.base_layer = base
         self.alpha = alpha
         self.transposed = isinstance(base, Conv1D)  # Conv1D: y = x W; Linear: y = x W^T
         w = base.weight.detach()
-        self.register_buffer("curlora_C", w[:, cols].clone().contiguous())
-        self.register_buffer("curlora_R", w[rows, :].clone().contiguous())
+        self.register_buffer("curlora_C", (w[:, cols] if c is None else c).clone().contiguous())
+        self.register_buffer("curlora_R", (w[rows, :] if r is None else r).clone().contiguous())
         self.register_buffer("curlora_col_idx", cols.clone())
         self.register_buffer("curlora_row_idx", rows.clone())
         # sampling distributions kept (non-persistent) for the drift diagnostics

@@ -88,6 +88,7 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
     first = runs[0].summary
     columns = group_columns(runs)
     rows = metrics.summary_rows(first.tasks, first.majority_baseline)
+    rows += corpus_rows(first)
     for name in dict.fromkeys(r.summary.method["method"] for r in runs):
         rows += [d.row() for d in ADAPTERS.get(name).report_rows]
     cells = {}
@@ -109,6 +110,22 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
             names = [c.name for c in columns if c.runs and c.runs[0].summary.regime == regime]
             notes.append(f"{', '.join(names)}: {REGIMES.get(regime).note}")
     return Table(columns, rows, cells, notes, failures, tradeoff(columns), base, paired, order_spread(columns))
+
+
+def corpus_rows(first) -> list[Row]:
+    """Rows of the corpora after the primary one: final perplexity and drift per corpus."""
+    rows = []
+    for name in first.perplexities or {}:
+        def read(key, name=name):
+            def get(s):
+                p = (s.perplexities or {}).get(name)
+                if p is None:
+                    return None
+                return p.final if key == "final" else metrics.perplexity_drift(p.initial, p.final)
+            return get
+        rows += [Row(f"Final perplexity ({name})", "perplexity", read("final")),
+                 Row(f"Perplexity drift ({name}, final/initial)", "ratio", read("drift"))]
+    return rows
 
 
 def first_method(runs: list[Run], columns: list[Column]) -> str | None:

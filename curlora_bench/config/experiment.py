@@ -30,6 +30,10 @@ class TrainConfig:
     epochs: int = field(default=3, metadata={"help": "passes over each task's training records"})
     batch_size: int = field(default=8, metadata={"help": "examples per optimizer step"})
     lr: float = field(default=2.5e-4, metadata={"help": "AdamW peak learning rate"})
+    head_lr: float | None = field(default=None, metadata={
+        "help": "peak learning rate of the task heads (their own AdamW group, the same schedule), so a sweep "
+                "over the adapter's lr keeps the heads' learning fixed; null = lr (the heads learn at the "
+                "adapter's rate)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (torch default)"})
     max_length: int = field(default=128, metadata={"help": "tokens per example (truncated)"})
     limit: int | None = field(default=1000, metadata={"help": "train records per task (seeded subset); null = all"})
@@ -48,7 +52,7 @@ class TrainConfig:
     )
 
     def validate(self, where: str) -> None:
-        for key in ("epochs", "batch_size", "lr", "max_length", "limit"):
+        for key in ("epochs", "batch_size", "lr", "head_lr", "max_length", "limit"):
             positive(where, key, getattr(self, key))
         for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
             positive(where, key, getattr(self, key), allow_zero=True)
@@ -141,7 +145,9 @@ class ExperimentConfig:
         default="auto", metadata={"help": "auto = attention Q/K/V of the architecture, or module names"}
     )
     tasks: list[Any] = field(default_factory=list, metadata={"help": "training order: names or inline tasks"})
-    perplexity: PerplexityConfig | None = field(default=None, metadata={"help": "null = no perplexity"})
+    perplexity: PerplexityConfig | list[PerplexityConfig] | None = field(default=None, metadata={
+        "help": "a corpus, or a list of them (the first is the primary one: perplexity drift; each further one "
+                "is measured alike and reported in a row of its own); null = no perplexity"})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     protocol: Literal["standard", "paper"] = field(
@@ -186,6 +192,13 @@ class ExperimentConfig:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
         if self.orders is not None:
             self.orders = task_orders(self.orders, names, self.data_seed)
+        if isinstance(self.perplexity, list):
+            if not self.perplexity:
+                raise BenchError("perplexity: the list is empty; give a corpus, or null for no perplexity")
+            names = [p.corpus or p.file for p in self.perplexity]
+            for i, n in enumerate(names):
+                if names.index(n) != i:
+                    raise BenchError(f"perplexity[{i}]: corpus {n!r} is listed twice")
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
 
@@ -299,7 +312,7 @@ def task_orders(orders: int | list[list[str]], names: list[str], seed: int) -> l
     return [list(p) for p in orders]
 
 
-def corpus_config(p: PerplexityConfig) -> CorpusConfig:
+def corpus_config(p: PerplexityConfig, where: str = "perplexity") -> CorpusConfig:
     if p.corpus is not None:
-        return CORPORA.get(p.corpus, "perplexity.corpus")
+        return CORPORA.get(p.corpus, f"{where}.corpus")
     return CorpusConfig(name=Path(p.file).name, format="text", file=p.file)

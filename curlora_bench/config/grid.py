@@ -14,7 +14,7 @@ from ..core.errors import BenchError
 from ..core.parse import short_value
 
 # short names of train keys in labels: lora-r8-lr3e-4
-SHORT = {"lr": "lr", "epochs": "ep", "weight_decay": "wd", "warmup_steps": "wu", "batch_size": "bs",
+SHORT = {"lr": "lr", "head_lr": "hlr", "epochs": "ep", "weight_decay": "wd", "warmup_steps": "wu", "batch_size": "bs",
          "scheduler": "", "max_grad_norm": "clip"}
 
 

@@ -30,12 +30,18 @@ LEGACY_EXECUTION = {("train", "gradient_checkpointing"): "gradient_checkpointing
                     ("log",): "log", ("cache_dir",): "cache_dir"}
 # the part of the settings hashed as a constant: compile at its default when it was a train key
 HASHED_CONSTANTS = {"train": {"compile": False}}
+# settings added since runs were first published, left out of an identity at their default (the
+# behaviour before they existed), so those runs keep their keys
+OMITTED_AT_DEFAULT = {("train", "head_lr"): None}
 
 
 def _without_legacy(data: dict) -> dict:
-    out = {k: v for k, v in data.items() if (k,) not in LEGACY_EXECUTION}
-    if isinstance(out.get("train"), dict):
-        out["train"] = {k: v for k, v in out["train"].items() if ("train", k) not in LEGACY_EXECUTION}
+    out = {k: v for k, v in data.items()
+           if (k,) not in LEGACY_EXECUTION and not ((k,) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(k,)])}
+    for section, value in list(out.items()):
+        if isinstance(value, dict):
+            out[section] = {k: v for k, v in value.items() if (section, k) not in LEGACY_EXECUTION and not (
+                (section, k) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(section, k)])}
     return out
 
 

@@ -159,5 +159,6 @@ def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:
             task.eval = str(resolve(task.eval, base_dir).resolve())
         elif task.format == "hub" and task.path and resolve(task.path, base_dir).is_dir():
             task.path = str(resolve(task.path, base_dir).resolve())
-    if cfg.perplexity and cfg.perplexity.file:
-        cfg.perplexity.file = str(resolve(cfg.perplexity.file, base_dir).resolve())
+    for p in cfg.perplexity if isinstance(cfg.perplexity, list) else [cfg.perplexity] if cfg.perplexity else []:
+        if p.file:
+            p.file = str(resolve(p.file, base_dir).resolve())

@@ -49,8 +49,12 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        if len(options) == 1:  # Optional[X]: X's own, more precise error
-            return coerce(options[0], value, where)
+        # the one option of the value's own shape (a mapping for a dataclass, a list for a list):
+        # its own, more precise error (Optional[X] is the case of one option)
+        shaped = [a for a in options if (isinstance(value, dict) and dataclasses.is_dataclass(a))
+                  or (isinstance(value, list) and get_origin(a) is list)]
+        if len(options) == 1 or len(shaped) == 1:
+            return coerce((shaped or options)[0], value, where)
         for arg in options:
             try:
                 return coerce(arg, value, where)

@@ -14,7 +14,7 @@ from .data import Split, batches, collate
 
 
 @torch.inference_mode()
-def accuracy(
+def predictions(
     model: nn.Module,
     heads: TaskHeads,
     task: str,
@@ -24,18 +24,24 @@ def accuracy(
     pad_id: int,
     pooling: str = "last",
     padding_side: str = "right",
-) -> float:
-    """Fraction of `split` whose argmax head prediction equals the label (length-sorted batches).
-
-    `batch_size=1` is the paper's one-example-at-a-time evaluation (no padding at all).
-    """
+) -> list[int]:
+    """The head's predicted class for every example of `split`, in the split's order (computed in
+    length-sorted batches; `batch_size=1` is the paper's one-example-at-a-time evaluation)."""
     model.eval()  # never dropout here, whatever mode the caller left the model in
-    correct = 0
+    out = [0] * len(split)
     for idx in batches([len(s) for s in split.ids], batch_size, shuffle=False):
         batch = collate(split, idx, pad_id, device, padding_side)
         logits = classify(model, heads, task, batch["input_ids"], batch["attention_mask"], pooling)
-        correct += int((logits.argmax(-1) == batch["labels"]).sum())
-    return correct / len(split)
+        for i, p in zip(idx, logits.argmax(-1).tolist()):
+            out[i] = p
+    return out
+
+
+def accuracy(model: nn.Module, heads: TaskHeads, task: str, split: Split, batch_size: int, device: torch.device,
+             pad_id: int, pooling: str = "last", padding_side: str = "right") -> float:
+    """Fraction of `split` whose argmax head prediction equals the label."""
+    preds = predictions(model, heads, task, split, batch_size, device, pad_id, pooling, padding_side)
+    return sum(p == y for p, y in zip(preds, split.labels)) / len(split)
 
 
 @dataclass

@@ -9,15 +9,16 @@ import torch
 from torch import nn
 
 from ..adapters import ADAPTERS
-from ..config.experiment import ExperimentConfig, corpus_config
+from ..config.experiment import ExperimentConfig
 from ..core.env import configure_threads, resolve_device
 from ..core.errors import BenchError
 from ..core.protocol import Protocol
 from ..sources.models import auto_targets, load_model
-from ..sources.tasks.loaders import load_corpus_text, load_splits
+from ..sources.tasks.loaders import load_splits
 from ..strategies.base import strategies
+from .corpora import Corpus, check_windows, measure, prepare_corpora
 from .data import Batching, PreparedTask, subsample
-from .evaluate import PerplexityResult, perplexity
+from .evaluate import PerplexityResult
 from .events import RunEvents
 from .kinds import KINDS
 
@@ -30,12 +31,11 @@ class Prepared:
     protocol: Protocol
     batching: Batching
     tasks: list[PreparedTask]
-    corpus_tokens: list[int] | None
+    corpora: list[Corpus]  # the first is the primary one
     bos_id: int | None
     # the model loaded for setup, handed to the first run that asks (it is adapted in place)
     _model: nn.Module | None = field(default=None, repr=False)
-    _base_ppl: PerplexityResult | None = field(default=None, repr=False)
-    _measured: bool = False
+    _base_ppl: list[PerplexityResult] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -46,15 +46,33 @@ class Prepared:
         model, self._model = self._model, None
         return model if model is not None else load_model(self.cfg.model, self.cfg.execution.cache_dir).model
 
-    def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
-        """The base model's perplexity, measured once. Every adapter is an exact identity at init
-        (tested), so it is every run's perplexity before the first stage."""
-        if not self._measured and self.corpus_tokens is not None:
-            model = self._model if self._model is not None else load_model(self.cfg.model, self.cfg.execution.cache_dir).model
-            self._base_ppl = measure_perplexity(self, model.to(self.device))
-            events.message(f"  initial perplexity {self._base_ppl.perplexity:.3f} ({self._base_ppl.tokens} tokens)")
-        self._measured = True
+    @property
+    def corpus_tokens(self) -> list[int] | None:
+        """The primary corpus's tokens (None: no perplexity)."""
+        return self.corpora[0].tokens if self.corpora else None
+
+    def initial_perplexities(self, events: RunEvents) -> list[PerplexityResult]:
+        """The base model's perplexity on every corpus, measured once. Every adapter is an exact
+        identity at init (tested), so it is every run's perplexity before the first stage."""
+        if self._base_ppl is None:
+            self._base_ppl = []
+            if self.corpora:
+                model = self._model if self._model is not None else \
+                    load_model(self.cfg.model, self.cfg.execution.cache_dir).model
+                for corpus in self.corpora:
+                    res = self.measure(corpus, model.to(self.device))
+                    self._base_ppl.append(res)
+                    events.message(f"  initial perplexity {res.perplexity:.3f} ({res.tokens} tokens"
+                                   + (f" of {corpus.name})" if len(self.corpora) > 1 else ")"))
         return self._base_ppl
+
+    def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
+        """The base model's perplexity on the primary corpus (None: no perplexity)."""
+        measured = self.initial_perplexities(events)
+        return measured[0] if measured else None
+
+    def measure(self, corpus: Corpus, model: nn.Module) -> PerplexityResult:
+        return measure(corpus, model, self.bos_id, self.device, self.protocol)
 
 
 class Reordered:
@@ -99,15 +117,9 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     for t in tasks:
         events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
                        f"majority baseline {t.majority:.3f}")
-    corpus_tokens = None
-    if cfg.perplexity:
-        corpus = protocol.overridden(corpus_config(cfg.perplexity))
-        text = load_corpus_text(corpus, cfg.execution.cache_dir, "perplexity")
-        corpus_tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        corpus_tokens = corpus_tokens[: ppl_settings(cfg, protocol)["max_tokens"]]
-        check_corpus(cfg, protocol, corpus_tokens, bos_id)
-    return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks, corpus_tokens, bos_id,
-                    _model=lm.model)
+    corpora = prepare_corpora(cfg, lm.tokenizer, protocol, bos_id)
+    return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks,
+                    corpora, bos_id, _model=lm.model)
 
 
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
@@ -124,10 +136,6 @@ def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[Prepare
         ev = subsample(splits["eval"], cfg.eval.limit, seed)
         out.append(KINDS.get(task.kind).prepare(task, train, ev, lm.tokenizer, cfg.train.max_length, bos_id, where))
     return out
-
-
-# a perplexity over fewer scored tokens than this is noise, not a measurement
-MIN_PPL_TOKENS = 16
 
 
 def max_positions(model: nn.Module) -> int | None:
@@ -152,36 +160,4 @@ def check_lengths(cfg: ExperimentConfig, lm, protocol: Protocol) -> None:
     if limit is not None and cfg.train.max_length > limit:
         raise BenchError(f"train.max_length: {cfg.train.max_length} is longer than the {limit} positions of "
                          f"model {cfg.model}")
-    if cfg.perplexity:
-        window = ppl_settings(cfg, protocol)["window"]
-        key = "train.max_length (the paper protocol's perplexity window)" if protocol.single_window \
-            else "perplexity.window"
-        if window <= bos:
-            raise BenchError(f"{key}: {window} leaves no corpus token in a window (BOS takes one)")
-        if limit is not None and window > limit:
-            raise BenchError(f"{key}: {window} is longer than the {limit} positions of model {cfg.model}")
-
-
-def check_corpus(cfg: ExperimentConfig, protocol: Protocol, tokens: list[int], bos_id: int | None) -> None:
-    from .evaluate import sliding_windows
-
-    s = ppl_settings(cfg, protocol)
-    scored = sum(len(w.ids) - w.first_target for w in sliding_windows(tokens, s["window"], s["stride"], bos_id))
-    if scored < MIN_PPL_TOKENS:
-        raise BenchError(f"perplexity: the corpus leaves {scored} token(s) to score ({len(tokens)} tokens); "
-                         f"at least {MIN_PPL_TOKENS} are needed for a perplexity")
-
-
-def ppl_settings(cfg: ExperimentConfig, protocol: Protocol) -> dict:
-    p = cfg.perplexity
-    return protocol.perplexity_settings(p.window, p.stride, p.max_tokens, p.batch_size, cfg.train.max_length)
-
-
-def measure_perplexity(prepared: Prepared, model: nn.Module) -> PerplexityResult:
-    cfg = prepared.cfg
-    s = ppl_settings(cfg, prepared.protocol)
-    return perplexity(
-        model, prepared.corpus_tokens, s["window"], s["stride"], prepared.bos_id, s["batch_size"], prepared.device,
-        protocol={"corpus": cfg.perplexity.corpus or cfg.perplexity.file, "max_tokens": s["max_tokens"],
-                  "protocol_name": prepared.protocol.name},
-    )
+    check_windows(cfg, protocol, bos, limit)

@@ -22,7 +22,7 @@ from ..config.experiment import resolved_dict
 from ..config.methods import method_dict, regime_of
 from ..config.regimes import REGIMES, Stage
 from ..core.env import git_commit, module_seed, package_versions, release_memory, set_seed
-from ..core.layout import RECORDS, SUMMARY, TRAIN_LOG, stage_dir
+from ..core.layout import PREDICTIONS, RECORDS, SUMMARY, TRAIN_LOG, stage_dir
 from ..core.metrics import (
     MATRIX_METRICS,
     average_accuracy,
@@ -39,6 +39,7 @@ from ..store.schema import (
     SCHEMA_VERSION,
     HeadInfo,
     PerplexitySummary,
+    Prediction,
     Record,
     RunProgress,
     RunSummary,
@@ -56,7 +57,7 @@ from .context import StageContext
 from .events import Fanout, RunEvents, RunStart
 from .kinds import KINDS
 from .observe import PeakMemory, TrainLog
-from .prepare import Prepared, in_order, measure_perplexity, prepare, target_modules
+from .prepare import Prepared, in_order, prepare, target_modules
 from .spec import RunSpec
 from .trackers import open_trackers
 from .train import NonFiniteLoss, TrainStats, schedule_length, steps_of, train_stage
@@ -85,7 +86,6 @@ class Recipe:
         self.regime = REGIMES.get(regime_of(self.method))
         self.folder, self.key, self.name = spec.folder, spec.identity.run_key, spec.name
         self.events = events or RunEvents()
-        self.corpus = (self.cfg.perplexity.corpus or self.cfg.perplexity.file) if self.cfg.perplexity else None
 
     # -- the run, top to bottom ----------------------------------------------------------------
     def execute(self, prepared: Prepared | None = None, threads: int | None = None) -> RunSummary:
@@ -94,7 +94,8 @@ class Recipe:
             self.events.message(f"  {self.name}: already complete, kept (--fresh reruns it)")
             return kept
         self.prepared = in_order(prepared or prepare(self.cfg, self.events, threads), self.spec.task_order)
-        self.base_ppl = self.prepared.initial_perplexity(self.events)
+        self.base_ppls = self.prepared.initial_perplexities(self.events)
+        self.base_ppl = self.base_ppls[0] if self.base_ppls else None  # the primary corpus's
         start = time.perf_counter()
         self.open()
         self.resume()
@@ -200,6 +201,7 @@ class Recipe:
                                       self.prepared.device)
         keep_records(folder / RECORDS, state.progress.records)
         keep_records(folder / TRAIN_LOG, state.progress.train_log)
+        keep_records(folder / PREDICTIONS, state.progress.predictions)
         checkpoint.restore_rng(state.rng, rng)
         self.events.message(f"  {self.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(tasks)}")
         self.progress, self.resumed_from = state.progress, stage
@@ -217,15 +219,20 @@ class Recipe:
             read_train_log(folder / TRAIN_LOG), read_records(folder / RECORDS)))
         self.writer = RecordWriter(folder / RECORDS)
         self.log_writer = RecordWriter(folder / TRAIN_LOG, sync_each=False)
-        if self.base_ppl is not None and not self.resumed_from:
-            b = self.base_ppl
-            self.record(Record(0, None, self.corpus, "perplexity", b.perplexity, b.tokens, protocol=b.protocol,
-                               measured_once=True))
+        self.prediction_writer = RecordWriter(folder / PREDICTIONS, sync_each=False)
+        if not self.resumed_from:
+            for corpus, b in zip(self.prepared.corpora, self.base_ppls):
+                self.record(Record(0, None, corpus.name, "perplexity", b.perplexity, b.tokens, protocol=b.protocol,
+                                   measured_once=True))
 
     def record(self, rec: Record) -> None:
         self.writer.write(rec)
         self.progress.records += 1
         self.events.record(rec)
+
+    def predicted(self, line: Prediction) -> None:
+        self.prediction_writer.write(line)
+        self.progress.predictions += 1
 
     def log(self, entry: TrainLogEntry) -> None:
         self.log_writer.write(entry)
@@ -235,8 +242,8 @@ class Recipe:
     def close_files(self) -> bool:
         """Close the JSONL files; a run without a stage of its own (a NaN, a signal) puts back the
         work it was to replace. True when it did."""
-        self.writer.close()
-        self.log_writer.close()
+        for writer in (self.writer, self.log_writer, self.prediction_writer):
+            writer.close()
         return not self.progress.stages and checkpoint.restore_previous(self.folder)
 
     # -- one stage -----------------------------------------------------------------------------
@@ -272,15 +279,20 @@ class Recipe:
             for s in scores:
                 self.record(Record(stage.number, stage.name, task.name, s.metric, s.value, s.n,
                                    majority_baseline=s.baseline))
+                if s.per_example is not None:
+                    self.predicted(Prediction(stage.number, stage.name, task.name, s.metric, s.per_example))
 
     def perplexity(self, stage: Stage) -> None:
-        """Perplexity with the model's own LM head on the experiment's corpus."""
-        if self.prepared.corpus_tokens is None:
-            return
-        res = measure_perplexity(self.prepared, self.model)
-        self.progress.ppl_after[stage.row] = res.perplexity
-        self.record(Record(stage.number, stage.name, self.corpus, "perplexity", res.perplexity, res.tokens,
-                           protocol=res.protocol))
+        """Perplexity with the model's own LM head on every corpus of the experiment."""
+        for k, corpus in enumerate(self.prepared.corpora):
+            res = self.prepared.measure(corpus, self.model)
+            if k == 0:
+                self.progress.ppl_after[stage.row] = res.perplexity
+            else:
+                after = self.progress.extra_ppl.setdefault(corpus.name, [None] * len(self.prepared.tasks))
+                after[stage.row] = res.perplexity
+            self.record(Record(stage.number, stage.name, corpus.name, "perplexity", res.perplexity, res.tokens,
+                               protocol=res.protocol))
 
     def weight_drift(self, stage: Stage) -> float:
         """How far the adapted weights moved (‖ΔW‖/‖W‖ per matrix); returns the mean."""
@@ -291,6 +303,7 @@ class Recipe:
 
     def checkpoint(self, stage: Stage) -> None:
         self.log_writer.sync()  # the lines the checkpoint counts are on disk
+        self.prediction_writer.sync()
         p = self.prepared
         state = StageCheckpoint(
             schema_version=SCHEMA_VERSION, stage=stage.number, run_key=self.key, label=self.method.display_label,
@@ -336,4 +349,15 @@ class Recipe:
             adapted_modules=len(self.modules), stages=progress.stages, resumed_from_stage=self.resumed_from,
             wall_seconds=round(seconds, 3), device=str(p.device), threads=torch.get_num_threads(),
             versions=package_versions(), git_commit=git_commit(), strategy=self.strategy.summary({t.name: t for t in p.tasks}),
-            regime=self.regime.name, execution=to_dict(cfg.execution))
+            regime=self.regime.name, execution=to_dict(cfg.execution), perplexities=self.further_perplexities())
+
+    def further_perplexities(self) -> dict[str, PerplexitySummary] | None:
+        """The corpora after the primary one (None when there is one corpus or none)."""
+        if len(self.prepared.corpora) < 2:
+            return None
+        out = {}
+        for corpus, base in zip(self.prepared.corpora[1:], self.base_ppls[1:]):
+            after = self.progress.extra_ppl.get(corpus.name, [None] * len(self.prepared.tasks))
+            final = after[self.progress.stages[-1].stage - 1] if self.progress.stages else None
+            out[corpus.name] = PerplexitySummary(base.perplexity, after, final, base.protocol)
+        return out

@@ -128,9 +128,18 @@ def epoch_batches(tasks: list[PreparedTask], batch_size: int, interleave: bool,
     return [out[i] for i in order]
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total: int):
-    """AdamW over `params` and its warm-up + schedule over `total` optimizer steps."""
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total: int, heads: int = 0):
+    """AdamW over `params` and its warm-up + schedule over `total` optimizer steps. With
+    `train.head_lr` the last `heads` parameters (the task heads') are a group of their own at that
+    rate; without it every parameter is in one group, as before the option existed."""
+    split = len(params) - heads
+    if cfg.head_lr is None or not heads:
+        groups = params
+    elif not split:  # nothing but heads trains (head-only): the logged rate is theirs
+        groups = [{"params": params, "lr": cfg.head_lr}]
+    else:
+        groups = [{"params": params[:split]}, {"params": params[split:], "lr": cfg.head_lr}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
     return optimizer, scheduler
 
@@ -157,8 +166,9 @@ def train_stage(ctx, new: list[nn.Module], plugins: list, scheduler_total: int,
     ends in eval mode, and the new state is frozen: earlier tasks' state never trains again.
     """
     cfg, model = ctx.train, ctx.model
-    params = [p for p in model.parameters() if p.requires_grad] + [p for m in new for p in m.parameters()]
-    optimizer, scheduler = make_optimizer(params, cfg, scheduler_total)
+    head_params = [p for m in new for p in m.parameters()]
+    params = [p for p in model.parameters() if p.requires_grad] + head_params
+    optimizer, scheduler = make_optimizer(params, cfg, scheduler_total, heads=len(head_params))
     gen = torch.Generator().manual_seed(ctx.seed + ctx.stage.seed_offset)
     enter_training(model, new, cfg.dropout, ctx.execution.gradient_checkpointing)
     step, seen, tokens, loss_sum = 0, 0, 0, 0.0

@@ -26,6 +26,7 @@ from ..core.layout import (
     ADAPTER,
     CHECKPOINTS,
     HEADS,
+    PREDICTIONS,
     PREVIOUS,
     RECORDS,
     RNG,
@@ -174,13 +175,13 @@ def clear(run: Path) -> None:
     """Forget a run's progress: checkpoints, records, training log, TensorBoard events and summary."""
     shutil.rmtree(run / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run / TENSORBOARD, ignore_errors=True)
-    for name in (RECORDS, TRAIN_LOG, SUMMARY):
+    for name in (RECORDS, PREDICTIONS, TRAIN_LOG, SUMMARY):
         (run / name).unlink(missing_ok=True)
 
 
 # A run that starts over moves its earlier work here first; the work is deleted only once the
 # new run has checkpointed its first stage, and put back if the new run fails before that.
-_WORK = (CHECKPOINTS, RECORDS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+_WORK = (CHECKPOINTS, RECORDS, PREDICTIONS, TRAIN_LOG, TENSORBOARD, SUMMARY)
 
 
 def set_aside(run: Path) -> bool:

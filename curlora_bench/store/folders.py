@@ -182,10 +182,11 @@ def check_records(run: Path, summary: RunSummary) -> None:
 
 
 def expected_records(summary: RunSummary) -> int:
-    """Records a run writes: the initial perplexity, then per stage its accuracies and perplexity."""
-    has_ppl = summary.perplexity.initial is not None
+    """Records a run writes: each corpus's initial perplexity, then per stage its accuracies and
+    each corpus's perplexity."""
+    corpora = (summary.perplexity.initial is not None) + len(summary.perplexities or {})
     accuracies = sum(v is not None for row in summary.accuracy_matrix for v in row)
-    return int(has_ppl) * (1 + len(summary.stages)) + accuracies
+    return corpora * (1 + len(summary.stages)) + accuracies
 
 
 @dataclass

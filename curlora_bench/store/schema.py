@@ -41,6 +41,22 @@ class Record:
 
 
 @dataclass
+class Prediction:
+    """One line of predictions.jsonl: every eval example's score on one task after one stage, in
+    the eval split's order (accuracy: 1 correct, 0 wrong), so a report can resample eval examples
+    and pair two runs example by example."""
+
+    stage: int
+    after_task: str
+    task: str
+    metric: str
+    scores: list[float]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+
+@dataclass
 class TaskData:
     """Where a task's data came from and which rows were used."""
 
@@ -120,6 +136,8 @@ class RunProgress:
     drift: list[StageDrift] = field(default_factory=list)
     records: int = 0
     train_log: int = 0  # lines of train_log.jsonl
+    predictions: int = 0  # lines of predictions.jsonl
+    extra_ppl: dict[str, list[float | None]] = field(default_factory=dict)  # corpora after the primary one
 
     @classmethod
     def empty(cls, T: int) -> RunProgress:
@@ -171,6 +189,8 @@ class RunSummary:
     regime: str = "sequential"
     # how the run executed (the config's `execution:` section): no part of its identity
     execution: dict[str, Any] | None = None
+    # the further perplexity corpora (after the primary one, `perplexity`), by name; None: one or none
+    perplexities: dict[str, PerplexitySummary] | None = None
 
     @staticmethod
     def upgrade(data: dict) -> dict:
@@ -273,6 +293,11 @@ def read_lines(cls: type, path: Path) -> list[Any]:
 def read_records(path: Path) -> list[Record]:
     """Every record of a records.jsonl, each line checked."""
     return read_lines(Record, path)
+
+
+def read_predictions(path: Path) -> list[Prediction]:
+    """Every line of a predictions.jsonl ([] for a run made before they were kept)."""
+    return read_lines(Prediction, path)
 
 
 def read_train_log(path: Path) -> list[TrainLogEntry]:

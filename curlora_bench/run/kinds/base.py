@@ -33,6 +33,7 @@ class Score:
     value: float
     n: int  # examples scored
     baseline: float | None = None  # what a trivial predictor scores (the majority class)
+    per_example: list[float] | None = None  # each eval example's score (accuracy: 1 correct, 0 not), in order
 
 
 class TaskKind:

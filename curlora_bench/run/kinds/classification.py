@@ -13,7 +13,7 @@ from torch import nn
 from ...core.errors import BenchError
 from ...sources.heads import classify
 from ..data import PreparedTask, encode, task_data
-from ..evaluate import accuracy
+from ..evaluate import predictions
 from .base import Score, TaskKind, register
 
 
@@ -49,6 +49,7 @@ class Classification(TaskKind):
         return nn.functional.cross_entropy(logits.float(), batch["labels"], reduction=reduction)
 
     def score(self, model, heads, task, batch_size, batching):
-        acc = accuracy(model, heads, task.name, task.eval, batch_size, batching.device, batching.pad_id,
-                       padding_side=batching.padding_side)
-        return [Score(self.metric, acc, len(task.eval), task.majority)]
+        preds = predictions(model, heads, task.name, task.eval, batch_size, batching.device, batching.pad_id,
+                            padding_side=batching.padding_side)
+        correct = [int(p == y) for p, y in zip(preds, task.eval.labels)]
+        return [Score(self.metric, sum(correct) / len(correct), len(correct), task.majority, correct)]
