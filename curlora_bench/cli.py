@@ -32,6 +32,11 @@ def _report_formats() -> list[str]:
 ReportFormat = Enum("ReportFormat", {f: f for f in _report_formats()}, type=str)
 
 
+class PlasticityAxis(str, Enum):
+    absolute = "absolute"
+    gain = "gain"
+
+
 class ExecutorKind(str, Enum):
     local = "local"
     ray = "ray"
@@ -90,16 +95,34 @@ def report(
     baseline: Annotated[str | None, typer.Option(
         "--baseline", help="column the paired differences (same seeds and orders) are taken against; "
                            "default: the first method")] = None,
+    plasticity: Annotated[PlasticityAxis, typer.Option(
+        "--plasticity", help="the trade-off's learning axis: absolute, or gain over head-only at the same head "
+                             "learning rate (needs head-only points at those rates)")] = PlasticityAxis("absolute"),
+    drift_corpus: Annotated[str | None, typer.Option(
+        "--drift-corpus", help="the trade-off's drift corpus, when the runs measured several (default: the primary)")] = None,
+    draws: Annotated[int, typer.Option("--draws", min=0, help="resampling draws of the matched-plasticity verdict "
+                                                                "(0: none)")] = 2000,
+    effect: Annotated[float, typer.Option("--effect", min=0.0, help="the effect of interest for 'seeds for E': "
+                                          "forgetting in accuracy, drift as a relative change (0.02 = 2%)")] = 0.02,
+    margin: Annotated[float | None, typer.Option("--margin", min=0.0, help="an equivalence margin: the matched "
+                                                 "verdict adds a TOST column (within ±margin, drift relative)")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
-    from .analysis.report import render
+    from .analysis.report import Options, render
     from .store.folders import find_runs, write_atomic
 
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
         raise BenchError("no results folders given and none under results/")
     runs = find_runs(paths)
-    text = render(runs, format.value, baseline)
+    corpora = {c for r in runs for c in (r.summary.perplexities or {})}
+    if drift_corpus is not None and drift_corpus not in corpora:
+        primary = next((r.summary.perplexity.protocol or {} for r in runs), {}).get("corpus")
+        hint = "" if drift_corpus != primary else " (that is the primary corpus: leave the option out)"
+        raise BenchError(f"--drift-corpus {drift_corpus!r}: no run measured it as a further corpus{hint} (they "
+                         f"measured: {', '.join(sorted(corpora)) or 'the primary corpus only'})")
+    options = Options(baseline, plasticity.value, drift_corpus, draws, effect, margin)
+    text = render(runs, format.value, baseline, options)
     if out:
         write_atomic(out, text)
         console.print(f"wrote {out}")
@@ -108,7 +131,7 @@ def report(
     if plots:
         from .analysis.plots import write_plots
 
-        for path in write_plots(runs, plots):
+        for path in write_plots(runs, plots, plasticity=plasticity.value, corpus=drift_corpus):
             console.print(f"wrote {path}")
 
 

@@ -48,6 +48,14 @@ def test_new_options_at_their_default_keep_every_identity(toy_data, write_config
     assert "cr" not in method_dict(b.methods[0]) and "head_lr" not in a.identity(a.methods[0], 0).settings["train"]
     c, _ = load_config(write_config({**base, "train": {**base["train"], "head_lr": 1e-2}}, "c.yaml"))
     assert c.identity(c.methods[0], 0).run_key != a.identity(a.methods[0], 0).run_key
+    # a head_lr equal to the run's lr is the run without one (the same single AdamW group)
+    d, _ = load_config(write_config({**base, "train": {**base["train"], "head_lr": base["train"]["lr"]}}, "d.yaml"))
+    assert d.identity(d.methods[0], 0).run_key == a.identity(a.methods[0], 0).run_key
+    e, _ = load_config(write_config({**base, "train": {**base["train"], "head_lr": 1e-2}, "methods": [
+        {"method": "curlora", "rank": 2, "train": {"lr": 1e-2}}]}, "e.yaml"))
+    f, _ = load_config(write_config({**base, "methods": [{"method": "curlora", "rank": 2, "train": {"lr": 1e-2}}]},
+                                    "f.yaml"))
+    assert e.identity(e.methods[0], 0).run_key == f.identity(f.methods[0], 0).run_key
 
 
 def test_random_cr_has_ws_scale_and_is_no_column_of_w():

@@ -4,7 +4,9 @@ Two runs pair when they have the same seed and the same task order (every method
 experiment runs the same seeds and orders, so their data subsets, heads and batch orders
 match); the difference per pair removes what the pair shares, which is why a paired t-test
 is the right test. Per quantity: the mean difference (method minus baseline), its 95%
-t-interval, the paired t-test p-value and n, the number of pairs.
+t-interval, the paired t-test p-value, its Holm-adjusted value over the whole table, the
+minimum detectable effect at this n and n, the number of pairs. Perplexity drift, a ratio, is
+compared on the log scale: the mean of log(drift_method / drift_baseline), shown as a ratio.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 
 from ..core import metrics
 from ..core.errors import BenchError
+from . import stats
 
 # summary.metrics keys compared, with their report names
 QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forgetting",
               "perplexity_drift": "perplexity drift"}
+LOG = ("perplexity_drift",)  # ratios: compared as log ratios
 
 
 @dataclass
@@ -25,9 +29,12 @@ class PairedDifference:
     baseline: str
     quantity: str  # a key of QUANTITIES
     n: int  # pairs
-    mean: float | None  # column minus baseline
+    mean: float | None  # column minus baseline (a ratio: the mean log ratio)
     ci95: tuple[float, float] | None
     p_value: float | None  # two-sided paired t-test
+    p_holm: float | None = None  # Holm-adjusted over every difference of the table
+    mde: float | None = None  # smallest true difference detectable at 80% power at this n
+    log: bool = False  # mean and interval are of log ratios (show exp: a ratio)
 
 
 def pair_key(summary) -> tuple:
@@ -56,10 +63,17 @@ def paired_differences(columns: list, baseline: str | None) -> tuple[str | None,
                       if r.summary.status == "complete"}
             keys = sorted(k for k in ours if k in theirs and ours[k] is not None and theirs[k] is not None)
             if not keys:
-                out.append(PairedDifference(col.name, base.name, q, 0, None, None, None))
+                out.append(PairedDifference(col.name, base.name, q, 0, None, None, None, log=q in LOG))
                 continue
-            mean, ci, p = metrics.paired_difference([ours[k] for k in keys], [theirs[k] for k in keys])
-            out.append(PairedDifference(col.name, base.name, q, len(keys), mean, ci, p))
+            a, b = [ours[k] for k in keys], [theirs[k] for k in keys]
+            if q in LOG:
+                a, b = stats.log_values(a), stats.log_values(b)
+            mean, ci, p = metrics.paired_difference(a, b)
+            sd = metrics.mean_std([x - y for x, y in zip(a, b)])[1]
+            out.append(PairedDifference(col.name, base.name, q, len(keys), mean, ci, p,
+                                        mde=stats.mde(sd, len(keys)), log=q in LOG))
+    for d, adjusted in zip(out, stats.holm([d.p_value for d in out])):
+        d.p_holm = adjusted
     return base.name, out
 
 
@@ -96,4 +110,60 @@ def order_spread(columns: list) -> list[OrderSpread]:
             out.append(OrderSpread(col.name, q, len(by_order), max(len(v) for v in by_order.values()),
                                    metrics.mean_std(means)[0], metrics.mean_std(means)[1],
                                    sum(within) / len(within) if within else None))
+    return out
+
+
+@dataclass
+class ExamplePairs:
+    """Two columns on the same eval examples of one task after the final stage, summed over the
+    runs they share: the exact McNemar test of the discordant examples."""
+
+    column: str
+    baseline: str
+    task: str
+    runs: int
+    both: int  # examples both got right
+    ours: int  # only the column got right
+    theirs: int  # only the baseline got right
+    p_value: float
+    p_holm: float | None = None
+
+
+def example_pairs(columns: list, baseline: str | None, scores: dict) -> list[ExamplePairs]:
+    """Per column and task, McNemar against `baseline` over the final stage's per-example scores
+    (`scores`: column -> per run (as `column.runs`), {(row, task index): scores} or None)."""
+    base = next((c for c in columns if c.name == baseline and c.runs), None)
+    if base is None or not scores.get(base.name):
+        return []
+
+    def finals(col):
+        out = {}
+        for run, s in zip(col.runs, scores.get(col.name) or []):
+            if s is None or run.summary.status != "complete":
+                continue
+            tasks = run.summary.tasks
+            out[pair_key(run.summary)] = {t: s.get((len(tasks) - 1, j)) for j, t in enumerate(tasks)}
+        return out
+
+    theirs = finals(base)
+    out = []
+    for col in columns:
+        if col is base or not col.runs:
+            continue
+        ours = finals(col)
+        for task in col.runs[0].summary.tasks:
+            both = a_only = b_only = runs = 0
+            for key, mine in ours.items():
+                a, b = mine.get(task), theirs.get(key, {}).get(task)
+                if a is None or b is None or len(a) != len(b):
+                    continue
+                runs += 1
+                both += int(((a > 0) & (b > 0)).sum())
+                a_only += int(((a > 0) & (b <= 0)).sum())
+                b_only += int(((a <= 0) & (b > 0)).sum())
+            if runs:
+                out.append(ExamplePairs(col.name, base.name, task, runs, both, a_only, b_only,
+                                        stats.mcnemar_exact(a_only, b_only)))
+    for e, adjusted in zip(out, stats.holm([e.p_value for e in out])):
+        e.p_holm = adjusted
     return out

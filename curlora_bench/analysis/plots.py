@@ -128,49 +128,13 @@ def weight_drift(runs: list[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
-    """Plasticity (x) against perplexity drift (log y), one colour per family, frontiers drawn,
-    95% intervals over seeds as error bars."""
+def tradeoff_plot(runs: list[Run], path: Path, **options) -> Path | None:
+    """The learning–forgetting trade-off in two panels (`analysis/tradeoff_plot.py`)."""
+    from .tradeoff_plot import draw
+
     check_one_experiment(runs)
-    to = tradeoff(group_columns(runs))
-    if to is None or not any(p.stats["perplexity_drift"] for p in to.points):
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, fam in enumerate(to.frontiers):
-        pts = [p for p in to.points if p.family == fam and p.stats["plasticity"] and p.stats["perplexity_drift"]]
-        colour = colours[k % len(colours)]
-        flat = [p for p in to.points if p.family == fam and not p.stats["plasticity"] and p.stats["perplexity_drift"]]
-        for p in flat:  # joint training: one stage, so a drift but no plasticity: a level, not a point
-            ax.axhline(p.stats["perplexity_drift"].mean, color=colour, linestyle=":",
-                       label=f"{p.column} (drift only: no plasticity)")
-        for p in pts:
-            x, y = p.stats["plasticity"], p.stats["perplexity_drift"]
-            xerr = [[x.mean - x.ci95[0]], [x.ci95[1] - x.mean]] if x.ci95 else None
-            yerr = [[max(y.mean - y.ci95[0], 0)], [y.ci95[1] - y.mean]] if y.ci95 else None
-            ax.errorbar([x.mean], [y.mean], xerr=xerr, yerr=yerr, fmt="o" if p.on_frontier else "x", color=colour,
-                        capsize=2, alpha=1.0 if p.on_frontier else 0.5)
-            ax.annotate(p.column, (x.mean, y.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        front = [p for p in pts if p.on_frontier]
-        if not front:
-            continue
-        ax.plot([p.stats["plasticity"].mean for p in front], [p.stats["perplexity_drift"].mean for p in front],
-                "-", color=colour, label=f"{fam} (frontier)")
-    ax.set_yscale("log")
-    means = [p.stats["perplexity_drift"].mean for p in to.points if p.stats["perplexity_drift"]]
-    # an interval reaching 0 or below runs off the bottom instead of stretching the axis to it
-    ax.set_ylim(bottom=min(means) / 1.15)
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
-    # label the minor ticks only within a decade; over several decades they would overlap
-    wide = max(means) / min(means) > 10
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter() if wide
-                                 else matplotlib.ticker.FormatStrFormatter("%.3g"))
-    ax.set_xlabel("plasticity: mean accuracy of each task right after it was learned")
-    ax.set_ylabel("perplexity drift (final / initial)")
-    ax.set_title("Learning vs forgetting: up is forgetting, right is learning", fontsize=11)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    to = tradeoff(group_columns(runs), draws=0, **options)
+    return draw(to, path) if to is not None else None
 
 
 def training_loss(runs: list[Run], path: Path) -> Path | None:
@@ -232,14 +196,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(runs: list[Run], folder: Path) -> list[Path]:
-    """Every figure for these runs into `folder`; returns the files written."""
+def write_plots(runs: list[Run], folder: Path, **tradeoff_options) -> list[Path]:
+    """Every figure for these runs into `folder`; returns the files written (`tradeoff_options`:
+    the trade-off's `plasticity` axis and drift `corpus`)."""
     out = [
         accuracy_heatmaps(runs, folder / "accuracy_matrix.png"),
         perplexity_per_stage(runs, folder / "perplexity.png"),
         earlier_tasks(runs, folder / "earlier_tasks.png"),
         weight_drift(runs, folder / "weight_drift.png"),
-        tradeoff_plot(runs, folder / "tradeoff.png"),
+        tradeoff_plot(runs, folder / "tradeoff.png", **tradeoff_options),
         training_loss(runs, folder / "training_loss.png"),
     ]
     return [p for p in out if p is not None]

@@ -12,10 +12,12 @@ import csv
 import dataclasses
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
+import numpy as np
 from rich.table import Table as RichTable
 
 from ..adapters import ADAPTERS
@@ -23,10 +25,21 @@ from ..config.identity import comparable, differing
 from ..config.regimes import REGIMES
 from ..core import metrics
 from ..core.errors import BenchError
+from ..core.layout import PREDICTIONS
 from ..core.metrics import Row
 from ..store.folders import Run, experiment_labels
-from .paired import QUANTITIES, OrderSpread, PairedDifference, order_spread, paired_differences
-from .tradeoff import TradeOff, tradeoff
+from ..store.schema import read_predictions
+from . import stats
+from .markdown import mcnemar_markdown, orders_markdown, paired_markdown, tradeoff_markdown
+from .paired import (
+    ExamplePairs,
+    OrderSpread,
+    PairedDifference,
+    example_pairs,
+    order_spread,
+    paired_differences,
+)
+from .tradeoff import DRAWS, TradeOff, tradeoff
 
 
 @dataclass
@@ -51,6 +64,9 @@ class Table:
     baseline: str | None = None  # the column the paired differences are taken against
     paired: list[PairedDifference] = field(default_factory=list)
     orders: list[OrderSpread] = field(default_factory=list)  # order vs seed spread, columns with > 1 order
+    mcnemar: list[ExamplePairs] = field(default_factory=list)  # example by example, where runs kept their scores
+    effect: float = 0.02  # the effect of interest for "seeds needed" (drift: a relative change)
+    margin: float | None = None  # an equivalence margin (TOST) for the matched verdict
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -81,9 +97,35 @@ def group_columns(runs: list[Run]) -> list[Column]:
     return columns
 
 
-def build_table(runs: list[Run], baseline: str | None = None) -> Table:
+@dataclass(frozen=True)
+class Options:
+    """How the report reads the runs (every `report` option but its format and output)."""
+
+    baseline: str | None = None  # the column of the paired differences (default: the config's first method)
+    plasticity: str = "absolute"  # or "gain": over head-only at the same head learning rate
+    drift_corpus: str | None = None  # the trade-off's drift corpus (default: the primary)
+    draws: int = DRAWS  # resampling draws of the matched verdict
+    effect: float = 0.02  # for "seeds needed"
+    margin: float | None = None  # for an equivalence test
+
+
+def run_scores(run: Run) -> dict[tuple[int, int], np.ndarray] | None:
+    """A run's per-example eval scores, (matrix row, task index) -> scores; None if it kept none."""
+    path = run.path / PREDICTIONS if run.path is not None else None
+    if path is None or not path.is_file():
+        return None
+    lines = read_predictions(path)
+    if not lines:
+        return None
+    tasks = run.summary.tasks
+    return {(p.stage - 1, tasks.index(p.task)): np.asarray(p.scores, dtype=float) for p in lines}
+
+
+def build_table(runs: list[Run], baseline: str | None = None, options: Options | None = None) -> Table:
     """The report's one table: rows in the paper's order, then metrics and method diagnostics;
     paired differences against column `baseline` (default: the first)."""
+    options = options or Options(baseline=baseline)
+    baseline = options.baseline
     check_one_experiment(runs)
     first = runs[0].summary
     columns = group_columns(runs)
@@ -104,12 +146,16 @@ def build_table(runs: list[Run], baseline: str | None = None) -> Table:
                 cells[(row.name, name)] = [numbers[row.paper_key]]
     failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
     base, paired = paired_differences(columns, baseline or first_method(runs, columns))
+    scores = {c.name: [run_scores(r) for r in c.runs] for c in columns if c.runs}
+    scores = {k: v for k, v in scores.items() if any(x is not None for x in v)}
     notes = [describe(runs, columns)]
     for regime in dict.fromkeys(c.runs[0].summary.regime for c in columns if c.runs):
         if REGIMES.get(regime).note:
             names = [c.name for c in columns if c.runs and c.runs[0].summary.regime == regime]
             notes.append(f"{', '.join(names)}: {REGIMES.get(regime).note}")
-    return Table(columns, rows, cells, notes, failures, tradeoff(columns), base, paired, order_spread(columns))
+    to = tradeoff(columns, options.plasticity, options.drift_corpus, options.draws, scores or None)
+    return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
+                 example_pairs(columns, base, scores), options.effect, options.margin)
 
 
 def corpus_rows(first) -> list[Row]:
@@ -124,7 +170,7 @@ def corpus_rows(first) -> list[Row]:
                 return p.final if key == "final" else metrics.perplexity_drift(p.initial, p.final)
             return get
         rows += [Row(f"Final perplexity ({name})", "perplexity", read("final")),
-                 Row(f"Perplexity drift ({name}, final/initial)", "ratio", read("drift"))]
+                 Row(f"Perplexity drift ({name}, final/initial)", "drift", read("drift"))]
     return rows
 
 
@@ -201,6 +247,9 @@ def fmt_value(kind: str, v: float) -> str:
 def fmt_cell(kind: str, vals: list[float]) -> str:
     if not vals:
         return "-"
+    if kind == "drift":  # a ratio: geometric mean ×/÷ geometric sd
+        g, gsd = geometric_mean_sd(vals)
+        return fmt_value("ratio", g) + (f" ×/÷ {gsd:.3f}" if len(vals) > 1 else "")
     m, s = metrics.mean_std(vals)
     if len(vals) == 1 or kind == "count":
         return fmt_value(kind, m)
@@ -216,9 +265,19 @@ def header(col: Column) -> str:
     return col.name + (" †" if col.failed else "")
 
 
-def _stats(vals: list[float]) -> dict:
+def geometric_mean_sd(vals: list[float]) -> tuple[float, float]:
+    m, s = metrics.mean_std(stats.log_values(vals))
+    return math.exp(m), math.exp(s)
+
+
+def _stats(vals: list[float], kind: str = "") -> dict:
+    """A cell's numbers for csv/json: mean, sd, n, 95% t-interval (a drift's: geometric, on logs)."""
     if not vals:
         return {"mean": None, "std": None, "n": 0, "ci95": None, "values": []}
+    if kind == "drift":
+        g, ci = stats.geometric(vals)
+        return {"mean": g, "std": geometric_mean_sd(vals)[1], "n": len(vals), "ci95": list(ci) if ci else None,
+                "values": vals, "scale": "geometric"}
     m, s = metrics.mean_std(vals)
     ci = metrics.t_interval(vals)
     return {"mean": m, "std": s, "n": len(vals), "ci95": list(ci) if ci else None, "values": vals}
@@ -235,81 +294,11 @@ def to_markdown(t: Table) -> str:
     notes = t.notes + [f"† FAILED {f}" for f in t.failures]
     text = "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
     text += paired_markdown(t) if t.paired else ""
+    text += mcnemar_markdown(t) if t.mcnemar else ""
     text += orders_markdown(t) if t.orders else ""
-    return text + (tradeoff_markdown(t.tradeoff) if t.tradeoff and len(t.tradeoff.frontiers) > 1 else "")
-
-
-def _p(p: float | None) -> str:
-    return "-" if p is None else f"{p:.3g}" if p >= 1e-4 else "<1e-4"
-
-
-def orders_markdown(t: Table) -> str:
-    """Spread due to the task order (sd of the per-order means) beside spread due to the seed."""
-    lines = ["", "### Task order vs seed (seeds and orders pooled above)", "",
-             "| method | quantity | orders | seeds per order | mean | sd across orders | sd across seeds (mean over orders) |",
-             "|---|---|---|---|---|---|---|"]
-    for o in t.orders:
-        seed_sd = "-" if o.seed_sd is None else f"{o.seed_sd:.3f}"
-        lines.append(f"| {o.column} | {QUANTITIES[o.quantity]} | {o.orders} | {o.seeds} | {o.mean:.3f} | "
-                     f"{o.order_sd:.3f} | {seed_sd} |")
-    return "\n".join(lines) + "\n"
-
-
-def paired_markdown(t: Table) -> str:
-    """Each method minus the baseline on the runs they share (same seed and task order)."""
-    lines = ["", f"### Paired differences against {t.baseline} (same seeds and orders; method minus baseline)", "",
-             "| method | quantity | n | mean difference [95% CI] | p (paired t-test) |", "|---|---|---|---|---|"]
-    for d in t.paired:
-        diff = "-" if d.mean is None else _diff((d.mean, d.ci95))
-        lines.append(f"| {d.column} | {QUANTITIES[d.quantity]} | {d.n} | {diff} | {_p(d.p_value)} |")
-    return "\n".join(lines) + "\n"
-
-
-def _ci(stat) -> str:
-    if stat is None:
-        return "-"
-    if stat.ci95 is None:
-        return f"{stat.mean:.3f}"
-    return f"{stat.mean:.3f} [{stat.ci95[0]:.3f}, {stat.ci95[1]:.3f}]"
-
-
-def _diff(d) -> str:
-    diff, ci = d
-    return f"{diff:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
-
-
-def tradeoff_markdown(to: TradeOff) -> str:
-    """The trade-off per method point, each family's frontier, and the matched-plasticity verdict."""
-    lines = ["", "### Learning vs forgetting (seeds pooled: mean [95% CI])", "",
-             "| point | family | n | plasticity | final avg accuracy | forgetting | perplexity drift | trainable | frontier |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for p in to.points:
-        n = max((s.n for s in p.stats.values() if s), default=0)
-        lines.append(f"| {p.column} | {p.family} | {n} | " + " | ".join(_ci(p.stats[q]) for q in (
-            "plasticity", "final_accuracy", "forgetting", "perplexity_drift")) +
-            f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
-    lines += ["", "### At matched plasticity (the other family's frontier, interpolated)", ""]
-    inside = [m for m in to.matched if m.in_range]
-    if inside:
-        lines += ["| point | vs | at plasticity | their perplexity drift | drift difference | their forgetting | "
-                  "forgetting difference |", "|---|---|---|---|---|---|---|"]
-    else:
-        lines.append("No point falls within another family's plasticity range, so nothing is matched: a family "
-                     "measured at one setting spans a single plasticity; a grid over learning rates or ranks "
-                     "(configs/sweep.yaml) gives it a range.")
-    for m in inside:
-        cells = []
-        for q in ("perplexity_drift", "forgetting"):
-            cells += [f"{m.values[q][0]:.3f}", _diff(m.differences[q])] if q in m.values else ["-", "-"]
-        lines.append(f"| {m.column} | {m.other} | {m.plasticity:.3f} | " + " | ".join(cells) + " |")
-    outside: dict[str, list[str]] = {}
-    for m in to.matched:
-        if not m.in_range:
-            outside.setdefault(f"{m.column} ({m.plasticity:.3f})", []).append(m.other)
-    if outside:
-        lines += ["", "Out of the other family's plasticity range (not matched): " + "; ".join(
-            f"{point} vs {', '.join(others)}" for point, others in outside.items()) + "."]
-    return "\n".join(lines) + "\n"
+    if t.tradeoff and len(t.tradeoff.frontiers) > 1:
+        text += tradeoff_markdown(t.tradeoff, t.effect, t.margin)
+    return text
 
 
 def to_csv(t: Table) -> str:
@@ -319,16 +308,19 @@ def to_csv(t: Table) -> str:
                 "p_value", "failed_runs"])
     for row in t.rows:
         for c in t.columns:
-            st = _stats(t.values(row, c))
+            st = _stats(t.values(row, c), row.kind)
             ci = st["ci95"] or [None, None]
             w.writerow([row.name, c.name, c.settings_hash, st["mean"], st["std"], st["n"], ci[0], ci[1],
                         row.baseline, None, len(c.failed)])
     for m in t.tradeoff.matched if t.tradeoff else []:
         col = next(c for c in t.columns if c.name == m.column)
-        for q, (diff, ci) in m.differences.items():
-            lo, hi = ci or (None, None)
-            w.writerow([f"{q} minus {m.other}'s at matched plasticity {m.plasticity:.3f}", m.column,
-                        col.settings_hash, diff, None, len(col.runs), lo, hi, None, None, len(col.failed)])
+        for q, diff in m.differences.items():
+            r = m.resampled.get(q)
+            lo, hi = r.ci95 if r and r.ci95 else (None, None)
+            scale = " (log ratio)" if q == "perplexity_drift" else ""
+            w.writerow([f"{q}{scale} minus {m.other}'s at matched {t.tradeoff.axis} {m.plasticity:.3f}", m.column,
+                        col.settings_hash, diff, None, m.n, lo, hi, None, r.p_value if r else None,
+                        len(col.failed)])
     for o in t.orders:
         col = next(c for c in t.columns if c.name == o.column)
         w.writerow([f"{o.quantity} sd across orders", o.column, col.settings_hash, o.order_sd, None, o.orders,
@@ -338,8 +330,9 @@ def to_csv(t: Table) -> str:
     for d in t.paired:
         col = next(c for c in t.columns if c.name == d.column)
         lo, hi = d.ci95 or (None, None)
-        w.writerow([f"{d.quantity} minus {d.baseline} (paired)", d.column, col.settings_hash, d.mean, None, d.n,
-                    lo, hi, None, d.p_value, len(col.failed)])
+        scale = " (log ratio)" if d.log else ""
+        w.writerow([f"{d.quantity}{scale} minus {d.baseline} (paired)", d.column, col.settings_hash, d.mean, None,
+                    d.n, lo, hi, None, d.p_value, len(col.failed)])
     return buf.getvalue()
 
 
@@ -350,12 +343,26 @@ def to_json(t: Table) -> str:
         "note": "; ".join(t.notes),
         "failures": t.failures,
         "rows": [{"row": r.name, "kind": r.kind, "majority_baseline": r.baseline,
-                  "cells": {c.name: _stats(t.values(r, c)) for c in t.columns}} for r in t.rows],
-        "tradeoff": dataclasses.asdict(t.tradeoff) if t.tradeoff else None,
+                  "cells": {c.name: _stats(t.values(r, c), r.kind) for c in t.columns}} for r in t.rows],
+        "tradeoff": tradeoff_json(t.tradeoff) if t.tradeoff else None,
         "paired": {"baseline": t.baseline, "differences": [dataclasses.asdict(d) for d in t.paired]},
+        "example_pairs": [dataclasses.asdict(e) for e in t.mcnemar],
         "orders": [dataclasses.asdict(o) for o in t.orders],
     }
     return json.dumps(data, indent=2) + "\n"
+
+
+def tradeoff_json(to: TradeOff) -> dict:
+    """The trade-off as data (its points without their per-run resampling material)."""
+    return {
+        "axis": to.axis, "drift_corpus": to.drift_corpus, "draws": to.draws, "eval_resampled": to.eval_resampled,
+        "notes": to.notes, "frontiers": to.frontiers,
+        "points": [{"column": p.column, "family": p.family, "settings_hash": p.settings_hash,
+                    "trainable_parameters": p.trainable_parameters, "on_frontier": p.on_frontier, "epochs": p.epochs,
+                    "stats": {q: dataclasses.asdict(s) if s else None for q, s in p.stats.items()}}
+                   for p in to.points],
+        "matched": [dataclasses.asdict(m) for m in to.matched],
+    }
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
@@ -385,8 +392,8 @@ def to_latex(t: Table) -> str:
 FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
 
 
-def render(runs: list[Run], fmt: str, baseline: str | None = None) -> str:
-    return FORMATS[fmt](build_table(runs, baseline))
+def render(runs: list[Run], fmt: str, baseline: str | None = None, options: Options | None = None) -> str:
+    return FORMATS[fmt](build_table(runs, baseline, options))
 
 
 def rich_table(runs: list[Run]) -> RichTable:

@@ -98,7 +98,7 @@ def drift_summary(per_module: dict[str, float]) -> tuple[float, float]:
 
 # ---- report rows -------------------------------------------------------------------------
 
-Kind = str  # how a value is formatted: accuracy | perplexity | count | signed | ratio | small | kl
+Kind = str  # how a value is formatted: accuracy | perplexity | count | signed | ratio | drift (a ratio summarised on the log scale) | small | kl
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ MATRIX_METRICS = [
     MatrixMetric("average_accuracy", "Average accuracy (final)", "accuracy", lambda A, p0, p1: average_accuracy(A)),
     MatrixMetric("backward_transfer", "Backward transfer", "signed", lambda A, p0, p1: backward_transfer(A)),
     MatrixMetric("forgetting", "Forgetting", "signed", lambda A, p0, p1: forgetting(A)),
-    MatrixMetric("perplexity_drift", "Perplexity drift (final/initial)", "ratio",
+    MatrixMetric("perplexity_drift", "Perplexity drift (final/initial)", "drift",
                  lambda A, p0, p1: perplexity_drift(p0, p1)),
 ]
 

@@ -133,7 +133,7 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total: int, hea
     `train.head_lr` the last `heads` parameters (the task heads') are a group of their own at that
     rate; without it every parameter is in one group, as before the option existed."""
     split = len(params) - heads
-    if cfg.head_lr is None or not heads:
+    if cfg.head_lr is None or cfg.head_lr == cfg.lr or not heads:
         groups = params
     elif not split:  # nothing but heads trains (head-only): the logged rate is theirs
         groups = [{"params": params, "lr": cfg.head_lr}]

@@ -1,0 +1,142 @@
+"""tradeoff.png: what the matched-plasticity verdict compares, drawn so the answer can be seen.
+
+Two panels against plasticity (or its gain over head-only): perplexity drift as (drift - 1)% on
+a linear axis zoomed to the stable points (those past x1.5 are listed in the panel instead), and
+task forgetting. Each seed is a dot, each point's mean a larger marker (filled when on its
+family's frontier) with its 95% interval, frontiers as lines (from two points), duration paths
+dashed with their epochs, head-only's plasticity a vertical line, joint training (no
+plasticity) a dotted drift level; labels are moved apart where they would overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .tradeoff import TradeOff  # noqa: E402
+
+UNSTABLE = 1.5  # drift beyond x1.5 is listed, not drawn: it would squash every stable point
+
+
+def pct(log_drift: float) -> float:
+    return 100 * (math.exp(log_drift) - 1)
+
+
+def place_labels(ax, items: list[tuple[float, float, str, str]]) -> None:
+    """Annotate (x, y, text, colour) without overlaps: each label moves up in small steps (axes
+    fractions) until it clears the ones already placed."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    placed: list[tuple[float, float, float]] = []
+    for x, y, text, colour in sorted(items, key=lambda i: (i[1], i[0])):
+        fx, fy = (x - x0) / (x1 - x0 or 1), (y - y0) / (y1 - y0 or 1)
+        width = 0.012 * len(text)
+        ly = fy + 0.02
+        for _ in range(40):
+            if not any(abs(ly - py) < 0.04 and fx < px + pw and px < fx + width for px, py, pw in placed):
+                break
+            ly += 0.035
+        placed.append((fx, ly, width))
+        ax.annotate(text, (x, y), xytext=(fx + 0.01, ly), textcoords="axes fraction", fontsize=6, color=colour,
+                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.4, "alpha": 0.6}
+                    if ly - fy > 0.03 else None)
+
+
+def draw(to: TradeOff, path: Path) -> Path | None:
+    drawable = [p for p in to.points if p.stats["perplexity_drift"]]
+    if not drawable:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    colours = dict(zip(dict.fromkeys(p.family for p in to.points),
+                       plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    unstable, labels, shown_y = [], {left: [], right: []}, []
+    for p in drawable:
+        colour, px = colours[p.family], p.stats["plasticity"]
+        if px is None:  # joint training: a drift, no plasticity: a level
+            left.axhline(pct(p.stats["perplexity_drift"].mean), color=colour, linestyle=":",
+                         label=f"{p.column} (drift only: no plasticity)")
+            continue
+        if p.stats["perplexity_drift"].shown > UNSTABLE:
+            unstable.append(f"{p.column} ×{p.stats['perplexity_drift'].shown:.3g}")
+        for ax, q in ((left, "perplexity_drift"), (right, "forgetting")):
+            s = p.stats[q]
+            if s is None or (q == "perplexity_drift" and s.shown > UNSTABLE):
+                continue
+            f = pct if q == "perplexity_drift" else (lambda v: v)
+            seeds = [(r.values["plasticity"], f(r.values[q])) for r in p.runs
+                     if r.values["plasticity"] is not None and r.values[q] is not None]
+            ax.scatter(*zip(*seeds), s=10, color=colour, alpha=0.35, linewidths=0)
+            y = f(s.mean)
+            if ax is left:
+                shown_y += [y, *(v for _, v in seeds if v <= pct(math.log(UNSTABLE)))]
+            xerr = [[px.mean - px.ci95[0]], [px.ci95[1] - px.mean]] if px.ci95 else None
+            yerr = [[y - f(s.ci95[0])], [f(s.ci95[1]) - y]] if s.ci95 else None
+            ax.errorbar([px.mean], [y], xerr=xerr, yerr=yerr, fmt="o", ms=6, color=colour, capsize=2, lw=0.8,
+                        mfc=colour if p.on_frontier else "white", mec="black", mew=0.7, zorder=3)
+            labels[ax].append((px.mean, y, p.column, colour))
+    for fam, cols in to.frontiers.items():
+        by_name = {p.column: p for p in to.points}
+        front = [by_name[c] for c in cols if by_name[c].stats["perplexity_drift"].shown <= UNSTABLE]
+        if len(front) < 2:
+            continue  # one point is a point, not a frontier
+        left.plot([p.stats["plasticity"].mean for p in front], [pct(p.stats["perplexity_drift"].mean) for p in front],
+                  "-", color=colours[fam], label=f"{fam} (frontier)")
+    draw_durations(to, left, right, colours)
+    floor = [p for p in to.points if p.family == "head-only" and p.stats["plasticity"]]
+    for p in floor:
+        for ax in (left, right):
+            ax.axvline(p.stats["plasticity"].mean, color="grey", linestyle="--", lw=0.8,
+                       label="head-only (the heads alone)" if ax is left else None)
+    if to.axis != "plasticity":
+        for ax in (left, right):
+            ax.axvline(0, color="grey", linestyle="--", lw=0.8)
+    if shown_y:  # zoomed to the stable points: intervals reaching further are cut at the frame
+        lo, hi = min(shown_y + [0.0]), max(shown_y + [0.0])
+        pad = 0.12 * (hi - lo or 1.0)
+        left.set_ylim(lo - pad, hi + 2 * pad)
+    for ax in (left, right):
+        place_labels(ax, labels[ax])
+        ax.set_xlabel(f"{to.axis}: mean accuracy of each task right after it was learned"
+                      + (" minus head-only's" if to.axis != "plasticity" else ""))
+        ax.grid(alpha=0.3)
+    corpus = f" on {to.drift_corpus}" if to.drift_corpus else ""
+    left.set_ylabel(f"perplexity drift{corpus}: final / initial − 1 (%)")
+    right.set_ylabel("forgetting of earlier tasks (accuracy)")
+    right.axhline(0, color="black", lw=0.5)
+    left.axhline(0, color="black", lw=0.5)
+    if unstable:
+        left.text(0.02, 0.98, f"past ×{UNSTABLE:g}, not drawn:\n" + "\n".join(unstable), transform=left.transAxes, fontsize=7,
+                  va="top", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "grey"})
+    left.set_title("Learning vs drift of general text: up is forgetting", fontsize=10)
+    right.set_title("Learning vs forgetting of the earlier tasks", fontsize=10)
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=7, loc="upper right")
+    fig.suptitle("dots: seeds; markers: means with 95% intervals (filled: on the family's frontier)", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_durations(to: TradeOff, left, right, colours) -> None:
+    """Points that differ only in their epochs, joined in order of training duration."""
+    paths: dict[tuple, list] = {}
+    for p in to.points:
+        if p.path is not None and p.stats["plasticity"] and p.stats["perplexity_drift"].shown <= UNSTABLE:
+            paths.setdefault(p.path, []).append(p)
+    for pts in paths.values():
+        if len({p.epochs for p in pts}) < 2:
+            continue
+        pts = sorted(pts, key=lambda p: p.epochs or 1)
+        xs = [p.stats["plasticity"].mean for p in pts]
+        for ax, ys in ((left, [pct(p.stats["perplexity_drift"].mean) for p in pts]),
+                       (right, [p.stats["forgetting"].mean if p.stats["forgetting"] else math.nan for p in pts])):
+            ax.plot(xs, ys, "--", color=colours[pts[0].family], lw=1, alpha=0.8)
+            for x, y, p in zip(xs, ys, pts):
+                ax.annotate(f"{p.epochs or 1}×", (x, y), xytext=(-8, -9), textcoords="offset points", fontsize=6,
+                            color=colours[p.family])
