@@ -92,3 +92,55 @@ def test_report_cli_baseline_option(tmp_path, cli):
     assert "### Paired differences against curlora-r8" in out and "| lora-r8 | final average accuracy | 3 |" in out
     code, out, err = cli("report", tmp_path / "exp", "--baseline", "nope")
     assert code == 2 and "--baseline 'nope': no such column" in err
+
+
+def test_drift_is_paired_as_a_log_ratio_with_holm_and_mde():
+    runs = _runs([0.70, 0.60, 0.80], [0.75, 0.70, 0.81])
+    for r, drift in zip(runs, [1.2, 1.1, 5.4, 1.0, 1.05, 1.2]):  # lora seeds 0-2, then curlora's
+        r.summary.metrics = {**r.summary.metrics, "perplexity_drift": drift}
+    t = build_table(runs)
+    d = next(d for d in t.paired if d.quantity == "perplexity_drift")
+    import math
+
+    logs = [math.log(1.0 / 1.2), math.log(1.05 / 1.1), math.log(1.2 / 5.4)]
+    mean, ci, p = paired_difference([math.log(x) for x in (1.0, 1.05, 1.2)], [math.log(x) for x in (1.2, 1.1, 5.4)])
+    assert d.log and d.mean == pytest.approx(sum(logs) / 3) and d.ci95 == pytest.approx(ci) and d.p_value == pytest.approx(p)
+    assert math.exp(d.ci95[0]) > 0  # a ratio's interval: never below 0 once shown
+    from curlora_bench.analysis import stats as ours
+
+    assert [x.p_holm for x in t.paired] == ours.holm([x.p_value for x in t.paired])  # over the whole table
+    sd = __import__("statistics").stdev(logs)
+    assert d.mde == pytest.approx(ours.mde(sd, 3))
+    md = render(runs, "md")
+    assert f"| curlora-r8 | perplexity drift | 3 | ×{math.exp(d.mean):.3f} [×{math.exp(ci[0]):.3f}, ×{math.exp(ci[1]):.3f}]" in md
+    assert "exact sign-flip test cannot give p below 0.25" in md
+
+
+def test_example_by_example_mcnemar_from_kept_predictions(toy_data, write_config, tmp_path):
+    """Runs that kept predictions.jsonl are compared example by example on the final stage."""
+    from curlora_bench.analysis import stats as ours
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.store.folders import find_runs
+    from curlora_bench.store.schema import read_predictions
+    from tests.conftest import tiny_config
+
+    cfg, _ = load_config(write_config(tiny_config(toy_data, perplexity=None, seeds=[0, 1])))
+    run_experiment(cfg, tmp_path / "o")
+    runs = find_runs([tmp_path / "o"])
+    t = build_table(runs)
+    assert t.tradeoff.eval_resampled  # every run kept its per-example scores
+    pairs = {(e.column, e.task): e for e in t.mcnemar}
+    assert set(pairs) == {("curlora-r2", "pairs"), ("curlora-r2", "polarity")}
+    e = pairs[("curlora-r2", "polarity")]
+    final = {}
+    for label in ("lora-r2", "curlora-r2"):
+        for seed in (0, 1):
+            lines = read_predictions(tmp_path / "o" / label / f"seed-{seed}" / "predictions.jsonl")
+            final[label, seed] = next(p.scores for p in lines if p.stage == 2 and p.task == "polarity")
+    ours_right = sum(a and not b for s in (0, 1) for a, b in zip(final["curlora-r2", s], final["lora-r2", s]))
+    theirs_right = sum(b and not a for s in (0, 1) for a, b in zip(final["curlora-r2", s], final["lora-r2", s]))
+    assert (e.runs, e.ours, e.theirs) == (2, ours_right, theirs_right)
+    assert e.both + e.ours + e.theirs <= 2 * len(final["lora-r2", 0])
+    assert e.p_value == pytest.approx(ours.mcnemar_exact(ours_right, theirs_right))
+    assert "### Example by example against lora-r2" in render(runs, "md")

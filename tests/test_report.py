@@ -32,7 +32,7 @@ def summary_dict(label, seed, method, A=A, ppl=(10.0, [11.0, 12.0, 13.0]), drift
         "drift": drift or [], "diagnostics": diagnostics or {}, "trainable_parameters": 100,
         "head_parameters": {t: 10 for t in tasks}, "adapted_modules": 4, "stages": [], "resumed_from_stage": None,
         "wall_seconds": 1.0, "device": "cpu", "threads": 2, "versions": {}, "git_commit": None, "strategy": None,
-        "order": None, "regime": "sequential", "execution": None,
+        "order": None, "regime": "sequential", "execution": None, "perplexities": None,
     }
 
 
@@ -167,7 +167,7 @@ def test_schema_reading_is_strict(tmp_path):
     assert load(RunSummary, path).label == "lora-r8"
     assert json.loads(dump(load(RunSummary, path))) == good  # write(read(x)) == x
     # a summary written before regimes and `execution:` existed reads with their defaults
-    older = {k: v for k, v in good.items() if k not in ("regime", "execution")}
+    older = {k: v for k, v in good.items() if k not in ("regime", "execution", "perplexities")}
     path.write_text(json.dumps(older))
     assert (load(RunSummary, path).regime, load(RunSummary, path).execution) == ("sequential", None)
     for broken, match in (
@@ -204,7 +204,7 @@ def test_a_joint_summary_of_before_regimes_reads_as_regime_joint():
     results/published/baselines) reads as the adapter's entry with regime joint, run key kept."""
     inner = {"method": "lora", "label": "lora-r8", "rank": 8, "alpha": 1.0, "dropout": 0.0, "init": "peft"}
     old = summary_dict("joint-lora-r8", 0, {"method": "joint", "label": "joint-lora-r8", "adapter": inner})
-    del old["regime"], old["execution"]
+    del old["regime"], old["execution"], old["perplexities"]
     s = parse(RunSummary, old, "old")
     assert s.regime == "joint" and s.run_key == "joint-lora-r8-0"
     assert s.method == {"method": "lora", "label": "joint-lora-r8", "rank": 8, "alpha": 1.0, "dropout": 0.0,

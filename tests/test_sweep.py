@@ -162,6 +162,12 @@ def test_stat_is_mean_se_and_t_interval():
     s = Stat.of([1.0, 2.0, 3.0])
     assert s.mean == 2.0 and s.se == pytest.approx(1 / math.sqrt(3)) and s.n == 3
     assert s.ci95 == pytest.approx((2 - 4.302653 * 1 / math.sqrt(3), 2 + 4.302653 * 1 / math.sqrt(3)), rel=1e-5)
+    ratio = Stat.of([1.1, 1.21, 1.331], log=True)  # a ratio: on the log scale, shown back-transformed
+    assert ratio.mean == pytest.approx(math.log(1.21)) and ratio.shown == pytest.approx(1.21)
+    lo, hi = ratio.shown_ci
+    half = 4.302653 / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(n), the sd of the logs being log(1.1)
+    assert lo == pytest.approx(1.21 / 1.1 ** half, rel=1e-5) and hi == pytest.approx(1.21 * 1.1 ** half, rel=1e-5)
+    assert Stat.of([0.9, 5.38, 1.18], log=True).shown_ci[0] > 0  # never an impossible ratio below 0
 
 
 def test_frontier_keeps_the_undominated_points():
@@ -171,103 +177,152 @@ def test_frontier_keeps_the_undominated_points():
     assert [p.column for p in frontier(pts)] == ["a", "b", "d"]  # c: b learns more and drifts less
 
 
-def test_interpolation_along_a_frontier_with_its_uncertainty():
+def test_interpolation_along_a_frontier_is_on_log_drift():
     lora = {"method": "lora", "rank": 8}
     front = frontier([_point("a", lora, 0.6, 1.1), _point("b", lora, 0.8, 1.5)])
-    value, se = interpolate(front, 0.7, "perplexity_drift")
-    assert value == pytest.approx(1.3)
-    se_a = front[0].stats["perplexity_drift"].se
-    assert se == pytest.approx(math.hypot(0.5 * se_a, 0.5 * front[1].stats["perplexity_drift"].se))
+    value = interpolate(front, 0.7, "perplexity_drift")
+    assert math.exp(value) == pytest.approx(math.sqrt(1.1 * 1.5))  # halfway in log drift: the geometric mean
     assert interpolate(front, 0.9, "perplexity_drift") is None and interpolate(front, 0.5, "perplexity_drift") is None
 
 
-def test_matched_plasticity_verdict():
+def _columns(spec, seeds=(0, 1, 2), jitter=0.01):
+    """One column per (name, method, plasticity, drift, forgetting), each point's seeds jittered in
+    its own order, so that the paired differences between points vary from seed to seed."""
+    return [Column(name, runs=[Run(None, s) for s in _summaries(name, method, diag, drift, forg, seeds, jitter, k)])
+            for k, (name, method, diag, drift, forg) in enumerate(spec)]
+
+
+def test_matched_plasticity_verdict_on_a_case_with_a_known_answer():
+    """CURLoRA's cur-a drifts x1.0 where LoRA's frontier drifts x1.28: the resampled verdict is sure
+    it drifts less; cur-mid sits on LoRA's frontier by construction: no difference to find."""
     lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
     assert tradeoff([Column("x", runs=[])]) is None  # no runs: nothing to compare
-
-    runs = {}
-    for name, method, diag, drift, forg in (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04),
-                                             ("cur-a", cur, 0.7, 1.0, 0.0), ("cur-b", cur, 0.9, 1.05, 0.01)):
-        runs[name] = [Run(None, s) for s in _summaries(name, method, diag, drift, forg)]
-    to = tradeoff([Column(n, runs=r) for n, r in runs.items()])
+    mid = math.sqrt(1.1 * 1.5)
+    to = tradeoff(_columns((("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04),
+                            ("cur-a", cur, 0.7, 1.0, 0.0), ("cur-b", cur, 0.9, 1.05, 0.01))), draws=2000)
     assert to.frontiers == {"lora": ["lora-a", "lora-b"], "curlora": ["cur-a", "cur-b"]}
     m = next(x for x in to.matched if x.column == "cur-a" and x.other == "lora")
-    assert m.in_range and m.plasticity == pytest.approx(0.7)
-    assert m.values["perplexity_drift"][0] == pytest.approx(1.3)  # halfway along lora's frontier
-    diff, ci = m.differences["perplexity_drift"]
-    assert diff == pytest.approx(1.0 - 1.3) and ci[0] < diff < ci[1] < 0  # CURLoRA drifts less, significantly
-    assert m.differences["forgetting"][0] == pytest.approx(0.0 - 0.03)
+    assert m.in_range and m.plasticity == pytest.approx(0.7) and m.n == 3
+    assert math.exp(m.values["perplexity_drift"]) == pytest.approx(mid)
+    assert m.differences["perplexity_drift"] == pytest.approx(math.log(1.0) - math.log(mid))
+    r = m.resampled["perplexity_drift"]
+    assert r.ci95[0] < m.differences["perplexity_drift"] < r.ci95[1] < 0 and r.p_better > 0.99
+    assert r.p_value == pytest.approx(2 / 27)  # as sure as resampling 3 seeds can be
+    assert m.p_in_range > 0.95 and r.draws > 1900
+    assert m.differences["forgetting"] == pytest.approx(0.0 - 0.03)
     out = next(x for x in to.matched if x.column == "cur-b" and x.other == "lora")
-    assert not out.in_range  # 0.9 is beyond what LoRA reached
+    assert not out.in_range and out.p_in_range < 0.05  # 0.9 is beyond what LoRA reached
+    # a point on LoRA's frontier: its difference straddles 0, neither side more likely
+    even = tradeoff(_columns((("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04),
+                              ("cur-mid", cur, 0.7, mid, 0.03))), draws=2000)
+    m = next(x for x in even.matched if x.column == "cur-mid")
+    r = m.resampled["perplexity_drift"]
+    assert abs(m.differences["perplexity_drift"]) < 1e-9 and r.ci95[0] < 0 < r.ci95[1]
+    assert 0.2 < r.p_better < 0.8 and r.p_value > 0.3
+
+
+def test_resampling_is_seeded_and_widens_with_fewer_seeds():
+    lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
+    spec = (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04), ("cur-a", cur, 0.7, 1.2, 0.0))
+    a, b = (tradeoff(_columns(spec, jitter=0.03), draws=500) for _ in range(2))
+    ra, rb = (next(m for m in t.matched if m.column == "cur-a").resampled["perplexity_drift"] for t in (a, b))
+    assert ra == rb  # the same report twice: the same numbers
+    many = tradeoff(_columns(spec, seeds=tuple(range(8)), jitter=0.03), draws=500)
+    rm = next(m for m in many.matched if m.column == "cur-a").resampled["perplexity_drift"]
+    assert rm.mde < ra.mde and rm.p_value < ra.p_value
 
 
 def test_strategies_are_families_and_joint_is_never_matched():
     """lora+ewc points form their own frontier (a grid over lambda traces it), so naive LoRA is
     matched against EWC at its plasticity; joint training has no plasticity, so it is a point of
     the table but no family anyone is matched against."""
-    lora, joint = {"method": "lora", "rank": 8}, {"method": "joint", "adapter": {"method": "lora", "rank": 8}}
+    lora, joint = {"method": "lora", "rank": 8}, {"method": "lora", "rank": 8, "regime": "joint"}
     ewc = {**lora, "strategy": {"name": "ewc", "lambda": 1000.0, "decay": 1.0}}
-    runs = {}
-    for name, method, diag, drift, forg in (("lora-r8", lora, 0.8, 2.0, 0.07), ("ewc-a", ewc, 0.7, 1.1, 0.0),
-                                             ("ewc-b", ewc, 0.9, 1.3, 0.0)):
-        runs[name] = [Run(None, s) for s in _summaries(name, method, diag, drift, forg)]
-    for s in (joint_runs := _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0)):
-        s.accuracy_matrix = [[None, None], [0.9, 0.9]]
-    runs["joint-lora-r8"] = [Run(None, s) for s in joint_runs]
-    to = tradeoff([Column(n, runs=r) for n, r in runs.items()])
+    cols = _columns((("lora-r8", lora, 0.8, 2.0, 0.07), ("ewc-a", ewc, 0.7, 1.1, 0.0), ("ewc-b", ewc, 0.9, 1.3, 0.0)))
+    joint_runs = _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0)
+    for s in joint_runs:
+        s.accuracy_matrix, s.regime = [[None, None], [0.9, 0.9]], "joint"
+    cols.append(Column("joint-lora-r8", runs=[Run(None, s) for s in joint_runs]))
+    to = tradeoff(cols, draws=0)
     assert {p.column: p.family for p in to.points} == {
         "lora-r8": "lora", "ewc-a": "lora+ewc", "ewc-b": "lora+ewc", "joint-lora-r8": "joint"}
     assert to.frontiers["lora+ewc"] == ["ewc-a", "ewc-b"] and to.frontiers["joint"] == []
     assert all(m.other != "joint" and m.column != "joint-lora-r8" for m in to.matched)
     m = next(x for x in to.matched if x.column == "lora-r8" and x.other == "lora+ewc")
-    assert m.in_range and m.values["perplexity_drift"][0] == pytest.approx(1.2)
-    assert m.differences["forgetting"][0] == pytest.approx(0.07)
+    assert m.in_range and math.exp(m.values["perplexity_drift"]) == pytest.approx(math.sqrt(1.1 * 1.3))
+    assert m.differences["forgetting"] == pytest.approx(0.07)
+
+
+def test_random_cr_is_a_family_of_its_own():
+    from curlora_bench.analysis.tradeoff import family
+
+    assert family({"method": "curlora", "rank": 8, "cr": "random"}) == "curlora+randcr"
+    assert family({"method": "curlora", "rank": 8}) == "curlora"
+
+
+def test_gain_over_head_only_subtracts_the_heads_learning_at_the_same_head_rate():
+    lora, head = {"method": "lora", "rank": 8}, {"method": "head-only"}
+    cols = _columns((("head-only", head, 0.6, 1.0, 0.0), ("lora-a", lora, 0.7, 1.1, 0.0), ("lora-b", lora, 0.9, 1.3, 0.0)))
+    other = _columns((("lora-c", {**lora, "train": {"lr": 1e-2}}, 0.8, 1.2, 0.0),))  # heads at another rate
+    to = tradeoff(cols + other, plasticity="gain", draws=0)
+    assert to.axis == "gain over head-only"
+    gains = {p.column: p.stats["plasticity"].mean for p in to.points}
+    assert gains == pytest.approx({"lora-a": 0.1, "lora-b": 0.3})  # seed by seed minus head-only's
+    assert "head-only" not in gains and "lora-c" in to.notes[0]
 
 
 def test_matched_markdown_lists_unmatched_points_in_one_line():
-    from curlora_bench.analysis.report import tradeoff_markdown
+    from curlora_bench.analysis.markdown import tradeoff_markdown
 
     lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
-    runs = {name: [Run(None, s) for s in _summaries(name, method, diag, drift, 0.0)]
-            for name, method, diag, drift in (("lora-a", lora, 0.6, 1.1), ("lora-b", lora, 0.8, 1.5),
-                                              ("cur-a", cur, 0.7, 1.0), ("cur-b", cur, 0.9, 1.05))}
-    text = tradeoff_markdown(tradeoff([Column(n, runs=r) for n, r in runs.items()]))
-    assert "| cur-a | lora | 0.700 | 1.300 |" in text and "| cur-b | lora |" not in text
+    spec = (("lora-a", lora, 0.6, 1.1, 0.0), ("lora-b", lora, 0.8, 1.5, 0.0), ("cur-a", cur, 0.7, 1.0, 0.0),
+            ("cur-b", cur, 0.9, 1.05, 0.0))
+    text = tradeoff_markdown(tradeoff(_columns(spec), draws=200))
+    assert "| cur-a | lora | perplexity drift | 0.700 | 1.00 | ×1.285 | ×0.778 [" in text
+    assert "| cur-b | lora |" not in text
     assert text.rstrip().endswith("(not matched): lora-a (0.600) vs curlora; cur-b (0.900) vs lora.")
-    single = {name: runs[name] for name in ("lora-b", "cur-a")}  # one point per family: no range
-    text = tradeoff_markdown(tradeoff([Column(n, runs=r) for n, r in single.items()]))
+    single = [c for c in _columns(spec) if c.name in ("lora-b", "cur-a")]  # one point per family: no range
+    text = tradeoff_markdown(tradeoff(single, draws=200))
     assert "No point falls within another family's plasticity range" in text and "| point | vs |" not in text
 
 
 def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
-    """Joint training has a drift but no plasticity: a dotted level in the legend, no empty
-    'joint (frontier)' entry."""
-    from curlora_bench.analysis import plots
+    """Joint training has a drift but no plasticity: a dotted level (in %) in the legend, no
+    'frontier' of a single point; unstable points are listed, not drawn."""
+    from curlora_bench.analysis import tradeoff_plot
 
-    lora, joint = {"method": "lora", "rank": 8}, {"method": "joint", "adapter": {"method": "lora", "rank": 8}}
-    runs = [Run(None, s) for s in _summaries("lora-r8", lora, 0.8, 2.0, 0.07)]
+    lora, joint = {"method": "lora", "rank": 8}, {"method": "lora", "rank": 8, "regime": "joint"}
+    runs = [Run(None, s) for s in _summaries("lora-r8", lora, 0.8, 1.2, 0.07)]
+    runs += [Run(None, s) for s in _summaries("lora-r4", lora, 0.7, 1.1, 0.03)]
+    runs += [Run(None, s) for s in _summaries("lora-r2", lora, 0.9, 9.0, 0.03)]
     for s in _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0):
-        s.accuracy_matrix = [[None, None], [0.9, 0.9]]
+        s.accuracy_matrix, s.regime = [[None, None], [0.9, 0.9]], "joint"
         runs.append(Run(None, s))
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
-    assert plots.tradeoff_plot(runs, tmp_path / "t.png") == tmp_path / "t.png"
-    ax = figures[0].axes[0]
-    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+    monkeypatch.setattr(tradeoff_plot.plt.Figure, "savefig", lambda fig, path, **k: figures.append(fig))
+    from curlora_bench.analysis.plots import tradeoff_plot as plot
+
+    assert plot(runs, tmp_path / "t.png") == tmp_path / "t.png"
+    left, right = figures[0].axes
+    assert sorted(t.get_text() for t in left.get_legend().get_texts()) == [
         "joint-lora-r8 (drift only: no plasticity)", "lora (frontier)"]
-    level = next(line for line in ax.get_lines() if line.get_linestyle() == ":")
-    assert level.get_ydata()[0] == pytest.approx(1.3)
+    level = next(line for line in left.get_lines() if line.get_linestyle() == ":")
+    assert level.get_ydata()[0] == pytest.approx(100 * (1.3 - 1))
+    assert any("lora-r2 ×9" in t.get_text() for t in left.texts)  # past x1.5: listed
+    assert right.get_ylabel().startswith("forgetting")
 
 
-def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01):
+def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01, shift=0):
     from curlora_bench.store.schema import RunSummary
 
     out = []
-    for k, seed in enumerate(seeds):
-        d = diag + jitter * (k - 1)
+    for i, seed in enumerate(seeds):
+        half = (len(seeds) - 1) / 2 or 1
+        k = ((i + shift) % len(seeds) - half) / half  # in [-1, 1], rotated per point (shift 0: as listed)
+        d = diag + jitter * k
         s = summary_dict(column, seed, method, A=[[d, None], [d - forgetting, d]], tasks=["a", "b"],
                          ppl=(10.0, [10.0, 10.0 * drift]), protocol="standard", settings_hash=column)
         s["metrics"] = {"average_accuracy": d - forgetting / 2, "backward_transfer": -forgetting,
-                        "forgetting": forgetting, "perplexity_drift": drift + 0.01 * (k - 1)}
+                        "forgetting": forgetting, "perplexity_drift": drift * math.exp(jitter * k)}
         out.append(parse(RunSummary, s, "x"))
     return out
