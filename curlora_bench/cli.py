@@ -32,6 +32,10 @@ def _report_formats() -> list[str]:
 ReportFormat = Enum("ReportFormat", {f: f for f in _report_formats()}, type=str)
 
 
+class SelectOn(str, Enum):
+    validation = "validation"
+
+
 class PlasticityAxis(str, Enum):
     absolute = "absolute"
     gain = "gain"
@@ -106,6 +110,9 @@ def report(
                                           "forgetting in accuracy, drift as a relative change (0.02 = 2%)")] = 0.02,
     margin: Annotated[float | None, typer.Option("--margin", min=0.0, help="an equivalence margin: the matched "
                                                  "verdict adds a TOST column (within ±margin, drift relative)")] = None,
+    select_on: Annotated[SelectOn | None, typer.Option("--select-on", help="validation: per family, the point that "
+                                                       "did best on its validation rows (runs made with "
+                                                       "eval.validation), reported on eval")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
     from .analysis.report import Options, render
@@ -121,7 +128,8 @@ def report(
         hint = "" if drift_corpus != primary else " (that is the primary corpus: leave the option out)"
         raise BenchError(f"--drift-corpus {drift_corpus!r}: no run measured it as a further corpus{hint} (they "
                          f"measured: {', '.join(sorted(corpora)) or 'the primary corpus only'})")
-    options = Options(baseline, plasticity.value, drift_corpus, draws, effect, margin)
+    options = Options(baseline, plasticity.value, drift_corpus, draws, effect, margin,
+                      select_on.value if select_on else None)
     text = render(runs, format.value, baseline, options)
     if out:
         write_atomic(out, text)

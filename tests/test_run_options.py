@@ -97,3 +97,47 @@ def test_several_corpora_each_measured_and_reported(toy_data, write_config, tmp_
     assert f"Perplexity drift ({other}, final/initial)" in md
     with pytest.raises(Exception, match=r"perplexity\[1\]: corpus .* is listed twice"):
         load_config(write_config(tiny_config(toy_data, perplexity=[ppl[0], ppl[0]]), "twice.yaml"))
+
+
+def test_validation_rows_are_scored_apart_and_never_train_or_eval_rows(toy_data, write_config, tmp_path, cli):
+    from curlora_bench.config.loading import load_config as load
+    from curlora_bench.core.protocol import Protocol
+    from curlora_bench.run.prepare import prepare_tasks
+
+    base = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}],
+                       perplexity=None, seeds=[0, 1])
+    base["train"] = {**base["train"], "limit": 32}  # of the toy split's 48 train rows: 16 left over
+    cfg, _ = load(write_config({**base, "eval": {**base["eval"], "validation": 8}}))
+    lm = load_model("tiny-gpt2")
+    plain = prepare_tasks(load(write_config(base, "plain.yaml"))[0], lm, Protocol.of("standard"))
+    tasks = prepare_tasks(cfg, lm, Protocol.of("standard"))
+    for with_val, without in zip(tasks, plain):
+        assert with_val.train == without.train and with_val.eval == without.eval  # the same rows as before
+        rows = {tuple(x) for x in with_val.val.ids}
+        assert len(with_val.val) == 8 and not rows & {tuple(x) for x in with_val.train.ids}
+    summaries = run_experiment(cfg, tmp_path / "o")
+    s = summaries[0]
+    assert s.validation_matrix[1][0] is not None and s.validation_matrix[0][1] is None
+    val = [r for r in read_records(tmp_path / "o" / s.label / "seed-0" / "records.jsonl") if r.split == "validation"]
+    assert {(r.stage, r.task) for r in val} == {(1, "pairs"), (2, "pairs"), (2, "polarity")} and all(r.n == 8 for r in val)
+    code, out, err = cli("report", tmp_path / "o", "--select-on", "validation")
+    assert code == 0 and "### Chosen on validation" in out, err
+    code, _, err = cli("report", tmp_path / "o", "--select-on", "validation", "--draws", "0")
+    assert code == 0
+    too_many = {**base, "eval": {**base["eval"], "validation": 10_000}}
+    with pytest.raises(Exception, match=r"tasks\[0\]: eval.validation 10000 after 32 train rows"):
+        prepare_tasks(load(write_config(too_many, "many.yaml"))[0], lm, Protocol.of("standard"))
+
+
+def test_per_run_data_draws_each_seeds_train_rows_and_keeps_eval_rows(toy_data, write_config, tmp_path):
+    base = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}], perplexity=None, seeds=[0, 1])
+    base["train"] = {**base["train"], "limit": 24}  # half the toy split: each seed draws its own half
+    cfg, _ = load_config(write_config({**base, "data_seed": "per-run"}))
+    plain, _ = load_config(write_config(base, "plain.yaml"))
+    assert cfg.identity(cfg.methods[0], 0).run_key != plain.identity(plain.methods[0], 0).run_key
+    a, b = run_experiment(cfg, tmp_path / "o")
+    for t in ("pairs", "polarity"):
+        assert a.data[t].train_fingerprint != b.data[t].train_fingerprint
+        assert a.data[t].eval_fingerprint == b.data[t].eval_fingerprint
+    with pytest.raises(Exception, match="data_seed: per-run draws seeded subsets; the paper protocol"):
+        load_config(write_config({**base, "data_seed": "per-run", "protocol": "paper"}, "paper.yaml"))

@@ -106,7 +106,7 @@ def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None =
         lines.append(f"| {p.column} | {p.family} | {n} | " + " | ".join(_stat(p.stats[q]) for q in (
             "plasticity", "final_accuracy", "forgetting", "perplexity_drift")) +
             f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
-    lines += [f"_{n}_  " for n in to.notes]
+    lines += ["", *(f"_{n}_  " for n in to.notes)] if to.notes else []
     lines += duration_lines(to)
     lines += matched_lines(to, effect, margin)
     return "\n".join(lines) + "\n"
@@ -135,8 +135,9 @@ def matched_lines(to: TradeOff, effect: float, margin: float | None) -> list[str
     if len(to.frontiers) < 2:
         return []
     resampled = "seeds" + (" and eval examples" if to.eval_resampled else "")
-    lines = ["", f"### At matched {to.axis} (the other family's frontier, interpolated; {to.draws} draws "
-             f"resampling {resampled}, every frontier recomputed in each)", ""]
+    how = (f"{to.draws} draws resampling {resampled}, every frontier recomputed in each" if to.draws
+           else "not resampled: no intervals")
+    lines = ["", f"### At matched {to.axis} (the other family's frontier, interpolated; {how})", ""]
     inside = [m for m in to.matched if m.in_range]
     if not inside:
         lines.append("No point falls within another family's plasticity range, so nothing is matched: a family "
@@ -203,3 +204,16 @@ def tost(r, margin: float, log: bool) -> str:
         return "-"
     lo, hi = (math.log(1 - margin), math.log(1 + margin)) if log else (-margin, margin)
     return "equivalent" if lo < r.ci90[0] and r.ci90[1] < hi else "not shown"
+
+
+def selection_markdown(selections) -> str:
+    """Settings chosen on the validation rows, reported on the eval rows (never chosen on them)."""
+    lines = ["", "### Chosen on validation (per family: the point of highest validation final average accuracy; its "
+             "eval numbers)", "",
+             "| family | chosen | of points | validation final avg | eval plasticity | eval final avg | eval forgetting | "
+             "eval perplexity drift |", "|---|---|---|---|---|---|---|---|"]
+    for sel in selections:
+        lines.append(f"| {sel.family} | {sel.column} | {sel.candidates} | {sel.validation:.3f} | "
+                     + " | ".join(_stat(sel.stats[q]) for q in ("plasticity", "final_accuracy", "forgetting",
+                                                                "perplexity_drift")) + " |")
+    return "\n".join(lines) + "\n"

@@ -30,7 +30,13 @@ from ..core.metrics import Row
 from ..store.folders import Run, experiment_labels
 from ..store.schema import read_predictions
 from . import stats
-from .markdown import mcnemar_markdown, orders_markdown, paired_markdown, tradeoff_markdown
+from .markdown import (
+    mcnemar_markdown,
+    orders_markdown,
+    paired_markdown,
+    selection_markdown,
+    tradeoff_markdown,
+)
 from .paired import (
     ExamplePairs,
     OrderSpread,
@@ -39,7 +45,7 @@ from .paired import (
     order_spread,
     paired_differences,
 )
-from .tradeoff import DRAWS, TradeOff, tradeoff
+from .tradeoff import DRAWS, Selection, TradeOff, select_on_validation, tradeoff
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Table:
     mcnemar: list[ExamplePairs] = field(default_factory=list)  # example by example, where runs kept their scores
     effect: float = 0.02  # the effect of interest for "seeds needed" (drift: a relative change)
     margin: float | None = None  # an equivalence margin (TOST) for the matched verdict
+    selections: list[Selection] = field(default_factory=list)  # `--select-on validation`
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -107,6 +114,7 @@ class Options:
     draws: int = DRAWS  # resampling draws of the matched verdict
     effect: float = 0.02  # for "seeds needed"
     margin: float | None = None  # for an equivalence test
+    select_on: str | None = None  # "validation": per family, the point that does best on validation
 
 
 def run_scores(run: Run) -> dict[tuple[int, int], np.ndarray] | None:
@@ -154,8 +162,13 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             names = [c.name for c in columns if c.runs and c.runs[0].summary.regime == regime]
             notes.append(f"{', '.join(names)}: {REGIMES.get(regime).note}")
     to = tradeoff(columns, options.plasticity, options.drift_corpus, options.draws, scores or None)
+    selections = []
+    if options.select_on == "validation" and to is not None:
+        selections = select_on_validation(to.points, {c.name: [r.summary for r in c.runs] for c in columns if c.runs})
+        if not selections:
+            raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
-                 example_pairs(columns, base, scores), options.effect, options.margin)
+                 example_pairs(columns, base, scores), options.effect, options.margin, selections)
 
 
 def corpus_rows(first) -> list[Row]:
@@ -298,6 +311,7 @@ def to_markdown(t: Table) -> str:
     text += orders_markdown(t) if t.orders else ""
     if t.tradeoff and len(t.tradeoff.frontiers) > 1:
         text += tradeoff_markdown(t.tradeoff, t.effect, t.margin)
+    text += selection_markdown(t.selections) if t.selections else ""
     return text
 
 

@@ -299,6 +299,36 @@ def gain_over_head_only(points: list[Point], columns: list) -> tuple[list[Point]
     return kept, notes
 
 
+# ---- choosing settings on validation ------------------------------------------------------------
+
+@dataclass
+class Selection:
+    """Per family, the point whose runs did best on their validation rows, and its eval numbers."""
+
+    family: str
+    column: str
+    candidates: int  # the family's points that had validation rows
+    validation: float  # mean final average accuracy on validation
+    stats: dict[str, Stat | None]  # its eval numbers (QUANTITIES)
+
+
+def select_on_validation(points: list[Point], summaries: dict[str, list]) -> list[Selection]:
+    """The point of each family with the highest mean validation final average accuracy (points
+    whose runs kept no validation matrix, and regimes without a sequence, take no part)."""
+    out = []
+    for fam in dict.fromkeys(p.family for p in points):
+        scored = []
+        for p in points:
+            runs = [s for s in summaries[p.column] if s.validation_matrix and s.status == "complete"]
+            if p.family != fam or not runs or p.stats["plasticity"] is None:
+                continue
+            scored.append((sum(metrics.average_accuracy(s.validation_matrix) for s in runs) / len(runs), p))
+        if scored:
+            best, p = max(scored, key=lambda x: x[0])
+            out.append(Selection(fam, p.column, len(scored), best, p.stats))
+    return out
+
+
 # ---- resampling --------------------------------------------------------------------------------
 
 def _run_draws(run: RunValues, eval_idx: dict[str, np.ndarray] | None, draws: int) -> dict[str, np.ndarray]:

@@ -64,10 +64,15 @@ class EvalConfig:
 
     batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
     limit: int | None = field(default=500, metadata={"help": "eval records per task (seeded subset); null = all"})
+    validation: int | None = field(default=None, metadata={
+        "help": "validation examples per task, scored after every stage beside eval (to choose settings on, "
+                "`report --select-on validation`): a task's own `val` split, else the training rows after the train "
+                "subset (never a train or eval row); null = none"})
 
     def validate(self, where: str) -> None:
         positive(where, "batch_size", self.batch_size)
         positive(where, "limit", self.limit)
+        positive(where, "validation", self.validation)
 
 
 @dataclass
@@ -153,7 +158,9 @@ class ExperimentConfig:
     protocol: Literal["standard", "paper"] = field(
         default="standard", metadata={"help": "standard (corrected) or paper (reference code's choices)"}
     )
-    data_seed: int = field(default=0, metadata={"help": "seed of the train/eval subsets (fixed across runs)"})
+    data_seed: int | Literal["per-run"] = field(default=0, metadata={
+        "help": "seed of the train/eval subsets (the same rows for every run); per-run: each run seed draws its own "
+                "train subset (eval and validation rows stay data_seed 0's, so runs still pair example by example)"})
     orders: int | list[list[str]] | None = field(default=None, metadata={
         "help": "task orders: N (the listed order, then N-1 seeded distinct permutations) or a list of "
                 "permutations of the task names; every method and seed runs each; null = as listed"})
@@ -166,7 +173,8 @@ class ExperimentConfig:
             raise BenchError("seeds: the list is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise BenchError(f"seeds: duplicate seeds in {self.seeds}")
-        for key, seed in [*((f"seeds[{i}]", s) for i, s in enumerate(self.seeds)), ("data_seed", self.data_seed)]:
+        data_seed = [("data_seed", self.data_seed)] if isinstance(self.data_seed, int) else []
+        for key, seed in [*((f"seeds[{i}]", s) for i, s in enumerate(self.seeds)), *data_seed]:
             if not 0 <= seed < 2**32:  # NumPy's and datasets' seed range
                 raise BenchError(f"{key}: {seed} is outside 0 .. 2**32 - 1")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
@@ -175,6 +183,8 @@ class ExperimentConfig:
             raise BenchError("methods: the list is empty; give at least one method")
         if not self.tasks:
             raise BenchError("tasks: the list is empty; give at least one task")
+        if self.data_seed == "per-run" and self.protocol == "paper":
+            raise BenchError("data_seed: per-run draws seeded subsets; the paper protocol takes the first rows")
         if self.train.dropout is None:
             self.train.dropout = Protocol.of(self.protocol).dropout
         self.methods = self._expand_methods(self.methods)
@@ -191,7 +201,7 @@ class ExperimentConfig:
             if names.index(n) != i:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
         if self.orders is not None:
-            self.orders = task_orders(self.orders, names, self.data_seed)
+            self.orders = task_orders(self.orders, names, self.subset_seed)
         if isinstance(self.perplexity, list):
             if not self.perplexity:
                 raise BenchError("perplexity: the list is empty; give a corpus, or null for no perplexity")
@@ -239,6 +249,11 @@ class ExperimentConfig:
                     method.label += point_suffix(point, [k for k in point if not k.startswith(("train.", "strategy."))])
             out += [m for m, _ in group]
         return out
+
+    @property
+    def subset_seed(self) -> int:
+        """The seed of the shared subsets: eval and validation rows, and train rows unless per-run."""
+        return self.data_seed if isinstance(self.data_seed, int) else 0
 
     def train_for(self, method: AdapterConfig, where: str = "") -> TrainConfig:
         """The experiment's training settings with the method's own `train:` overrides."""

@@ -32,7 +32,8 @@ LEGACY_EXECUTION = {("train", "gradient_checkpointing"): "gradient_checkpointing
 HASHED_CONSTANTS = {"train": {"compile": False}}
 # settings added since runs were first published, left out of an identity at their default (the
 # behaviour before they existed), so those runs keep their keys
-OMITTED_AT_DEFAULT = {("train", "head_lr"): None}
+# (a `[]` section is a list of mappings: the key of each item, as `tasks[]`)
+OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("eval", "validation"): None, ("tasks[]", "val"): None}
 
 
 def _without_legacy(data: dict) -> dict:
@@ -42,6 +43,11 @@ def _without_legacy(data: dict) -> dict:
         if isinstance(value, dict):
             out[section] = {k: v for k, v in value.items() if (section, k) not in LEGACY_EXECUTION and not (
                 (section, k) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(section, k)])}
+        elif isinstance(value, list):
+            item = f"{section}[]"
+            out[section] = [{k: v for k, v in x.items() if not ((item, k) in OMITTED_AT_DEFAULT
+                                                                and v == OMITTED_AT_DEFAULT[(item, k)])}
+                            if isinstance(x, dict) else x for x in value]
     return out
 
 

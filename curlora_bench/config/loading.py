@@ -157,6 +157,8 @@ def absolutize(cfg: ExperimentConfig, base_dir: Path) -> None:
         if task.format in ("csv", "jsonl", "parquet"):
             task.train = str(resolve(task.train, base_dir).resolve())
             task.eval = str(resolve(task.eval, base_dir).resolve())
+            if task.val is not None:
+                task.val = str(resolve(task.val, base_dir).resolve())
         elif task.format == "hub" and task.path and resolve(task.path, base_dir).is_dir():
             task.path = str(resolve(task.path, base_dir).resolve())
     for p in cfg.perplexity if isinstance(cfg.perplexity, list) else [cfg.perplexity] if cfg.perplexity else []:

@@ -38,6 +38,7 @@ class PreparedTask:
     eval: Split
     info: TaskData
     kind: str = "classification"  # its task kind (run/kinds): how it trains and is scored
+    val: Split | None = None  # validation rows, with `eval.validation`
 
     @property
     def majority(self) -> float:
@@ -68,6 +69,29 @@ def subsample(ds: Dataset, limit: int | None, seed: int | None) -> Dataset:
     if seed is None:
         return ds.select(range(limit))
     return ds.shuffle(seed=seed).select(range(limit))
+
+
+def carve_validation(train: Dataset, limit: int | None, n: int, seed: int | None, per_run: bool,
+                     where: str) -> tuple[Dataset, Dataset]:
+    """(the rows train subsets are drawn from, `n` validation rows) out of a train split.
+
+    Runs sharing their train subset: the validation rows are the shuffle's next `n` rows after the
+    subset, so the subset is what it is without validation. Per-run subsets: the validation rows
+    are the shuffle's last `n`, and every run's subset is drawn from the rest."""
+    from ..core.errors import BenchError
+
+    total = len(train)
+    used = total if limit is None else min(limit, total)
+    order = train if seed is None else train.shuffle(seed=seed)
+    if per_run:
+        if n >= total:
+            raise BenchError(f"{where}: eval.validation {n} leaves no training rows of {total}; lower it or give "
+                             "the task a val split")
+        return order.select(range(total - n)), order.select(range(total - n, total))
+    if used + n > total:
+        raise BenchError(f"{where}: eval.validation {n} after {used} train rows needs {used + n} rows, the train "
+                         f"split has {total}; lower train.limit or eval.validation, or give the task a val split")
+    return train, order.select(range(used, used + n))
 
 
 def encode(tokenizer, ds: Dataset, text_cols: list[str], max_length: int, bos_id: int | None) -> Split:

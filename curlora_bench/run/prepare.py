@@ -3,7 +3,9 @@ the initial perplexity. Built once per process; a run in another process builds 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +19,7 @@ from ..sources.models import auto_targets, load_model
 from ..sources.tasks.loaders import load_splits
 from ..strategies.base import strategies
 from .corpora import Corpus, check_windows, measure, prepare_corpora
-from .data import Batching, PreparedTask, subsample
+from .data import Batching, PreparedTask, carve_validation, subsample
 from .evaluate import PerplexityResult
 from .events import RunEvents
 from .kinds import KINDS
@@ -36,6 +38,8 @@ class Prepared:
     # the model loaded for setup, handed to the first run that asks (it is adapted in place)
     _model: nn.Module | None = field(default=None, repr=False)
     _base_ppl: list[PerplexityResult] | None = field(default=None, repr=False)
+    _lm: Any = field(default=None, repr=False)  # the tokenizer (no model), to tokenise per-run subsets
+    _by_seed: dict = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -45,6 +49,14 @@ class Prepared:
         """A pristine fp32 model: the one loaded for setup the first time, a fresh load after."""
         model, self._model = self._model, None
         return model if model is not None else load_model(self.cfg.model, self.cfg.execution.cache_dir).model
+
+    def for_seed(self, seed: int) -> Prepared:
+        """These inputs with the train subsets of run seed `seed` (`data_seed: per-run`; else themselves)."""
+        if self.cfg.data_seed != "per-run":
+            return self
+        if seed not in self._by_seed:
+            self._by_seed[seed] = PerSeed(self, prepare_tasks(self.cfg, self._lm, self.protocol, train_seed=seed))
+        return self._by_seed[seed]
 
     @property
     def corpus_tokens(self) -> list[int] | None:
@@ -73,6 +85,17 @@ class Prepared:
 
     def measure(self, corpus: Corpus, model: nn.Module) -> PerplexityResult:
         return measure(corpus, model, self.bos_id, self.device, self.protocol)
+
+
+class PerSeed:
+    """A `Prepared` whose tasks hold one run seed's train subsets; everything else is the original's."""
+
+    def __init__(self, base: Prepared, tasks: list[PreparedTask]) -> None:
+        self._base = base
+        self.tasks = tasks
+
+    def __getattr__(self, name: str):
+        return getattr(self._base, name)
 
 
 class Reordered:
@@ -119,22 +142,31 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
                        f"majority baseline {t.majority:.3f}")
     corpora = prepare_corpora(cfg, lm.tokenizer, protocol, bos_id)
     return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks,
-                    corpora, bos_id, _model=lm.model)
+                    corpora, bos_id, _model=lm.model, _lm=dataclasses.replace(lm, model=None))
 
 
-def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol) -> list[PreparedTask]:
+def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol, train_seed: int | None = None) -> list[PreparedTask]:
     """Every task's splits read, subsetted (the same rows for every method and seed) and tokenised
-    by its task kind."""
+    by its task kind. With `data_seed: per-run`, `train_seed` (a run's seed) draws the train
+    subsets; eval and validation rows are always the shared seed's."""
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
+    per_run = cfg.data_seed == "per-run"
     out = []
     for i, task in enumerate(cfg.tasks):
         task = protocol.overridden(task)
         where = f"tasks[{i}]"
         splits = load_splits(task, cfg.execution.cache_dir, where)
-        seed = None if protocol.first_rows else cfg.data_seed
-        train = subsample(splits["train"], cfg.train.limit, seed)
+        seed = None if protocol.first_rows else cfg.subset_seed
+        pool, val = splits["train"], None
+        if cfg.eval.validation:
+            if "val" in splits:
+                val = subsample(splits["val"], cfg.eval.validation, seed)
+            else:
+                pool, val = carve_validation(pool, cfg.train.limit, cfg.eval.validation, seed, per_run, where)
+        train = subsample(pool, cfg.train.limit, train_seed if per_run and train_seed is not None else seed)
         ev = subsample(splits["eval"], cfg.eval.limit, seed)
-        out.append(KINDS.get(task.kind).prepare(task, train, ev, lm.tokenizer, cfg.train.max_length, bos_id, where))
+        out.append(KINDS.get(task.kind).prepare(task, train, ev, lm.tokenizer, cfg.train.max_length, bos_id, where,
+                                                val=val))
     return out
 
 

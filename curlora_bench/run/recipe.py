@@ -12,6 +12,7 @@ strategy does around a stage are their hooks (`core.hooks`). Progress goes to `R
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -93,7 +94,8 @@ class Recipe:
         if kept is not None:
             self.events.message(f"  {self.name}: already complete, kept (--fresh reruns it)")
             return kept
-        self.prepared = in_order(prepared or prepare(self.cfg, self.events, threads), self.spec.task_order)
+        prepared = (prepared or prepare(self.cfg, self.events, threads)).for_seed(self.spec.seed)
+        self.prepared = in_order(prepared, self.spec.task_order)
         self.base_ppls = self.prepared.initial_perplexities(self.events)
         self.base_ppl = self.base_ppls[0] if self.base_ppls else None  # the primary corpus's
         start = time.perf_counter()
@@ -270,17 +272,30 @@ class Recipe:
         return train_stage(ctx, new, self.plugins, total, on_step)
 
     def evaluate(self, stage: Stage) -> None:
-        """Every task so far, each through its own kind (and its own frozen head)."""
+        """Every task so far, each through its own kind (and its own frozen head), on its eval rows
+        and, with `eval.validation`, its validation rows."""
         p = self.prepared
         batch_size = p.protocol.eval_batch_size or self.cfg.eval.batch_size
         for j, task in enumerate(p.tasks[: stage.row + 1]):
-            scores = KINDS.get(task.kind).score(self.model, self.heads, task, batch_size, p.batching)
-            self.progress.matrix[stage.row][j] = scores[0].value
-            for s in scores:
-                self.record(Record(stage.number, stage.name, task.name, s.metric, s.value, s.n,
-                                   majority_baseline=s.baseline))
-                if s.per_example is not None:
-                    self.predicted(Prediction(stage.number, stage.name, task.name, s.metric, s.per_example))
+            for split, rows in (("eval", task.eval), ("validation", task.val)):
+                if rows is None:
+                    continue
+                view = task if split == "eval" else dataclasses.replace(task, eval=rows)
+                scores = KINDS.get(task.kind).score(self.model, self.heads, view, batch_size, p.batching)
+                matrix = self.progress.matrix if split == "eval" else self.validation_matrix()
+                matrix[stage.row][j] = scores[0].value
+                tag = None if split == "eval" else split
+                for s in scores:
+                    self.record(Record(stage.number, stage.name, task.name, s.metric, s.value, s.n,
+                                       majority_baseline=s.baseline, split=tag))
+                    if s.per_example is not None:
+                        self.predicted(Prediction(stage.number, stage.name, task.name, s.metric, s.per_example, tag))
+
+    def validation_matrix(self) -> list[list[float | None]]:
+        if self.progress.val_matrix is None:
+            T = len(self.prepared.tasks)
+            self.progress.val_matrix = [[None] * T for _ in range(T)]
+        return self.progress.val_matrix
 
     def perplexity(self, stage: Stage) -> None:
         """Perplexity with the model's own LM head on every corpus of the experiment."""
@@ -349,7 +364,8 @@ class Recipe:
             adapted_modules=len(self.modules), stages=progress.stages, resumed_from_stage=self.resumed_from,
             wall_seconds=round(seconds, 3), device=str(p.device), threads=torch.get_num_threads(),
             versions=package_versions(), git_commit=git_commit(), strategy=self.strategy.summary({t.name: t for t in p.tasks}),
-            regime=self.regime.name, execution=to_dict(cfg.execution), perplexities=self.further_perplexities())
+            regime=self.regime.name, execution=to_dict(cfg.execution), perplexities=self.further_perplexities(),
+            validation_matrix=progress.val_matrix)
 
     def further_perplexities(self) -> dict[str, PerplexitySummary] | None:
         """The corpora after the primary one (None when there is one corpus or none)."""

@@ -48,8 +48,10 @@ def train_scalars(entry: TrainLogEntry) -> list[tuple[str, float, int]]:
 
 
 def record_scalar(record: Record) -> tuple[str, float, int]:
-    """(tag, value, step) of one record: accuracy/<task> or perplexity/<corpus> at its stage."""
-    return f"{record.metric}/{_tag(Path(record.task or 'corpus').name)}", float(record.value), record.stage
+    """(tag, value, step) of one record: accuracy/<task> or perplexity/<corpus> at its stage
+    (validation records: accuracy/<task>/validation)."""
+    split = f"/{record.split}" if record.split else ""
+    return f"{record.metric}/{_tag(Path(record.task or 'corpus').name)}{split}", float(record.value), record.stage
 
 
 def summary_scalars(summary: RunSummary) -> list[tuple[str, float, int]]:

@@ -185,7 +185,8 @@ def expected_records(summary: RunSummary) -> int:
     """Records a run writes: each corpus's initial perplexity, then per stage its accuracies and
     each corpus's perplexity."""
     corpora = (summary.perplexity.initial is not None) + len(summary.perplexities or {})
-    accuracies = sum(v is not None for row in summary.accuracy_matrix for v in row)
+    accuracies = sum(v is not None for matrix in (summary.accuracy_matrix, summary.validation_matrix or [])
+                     for row in matrix for v in row)
     return corpora * (1 + len(summary.stages)) + accuracies
 
 

@@ -33,10 +33,11 @@ class Record:
     majority_baseline: float | None = None  # accuracy records
     protocol: dict[str, Any] | None = None  # perplexity records: how it was measured
     measured_once: bool | None = None  # the initial perplexity, shared by every run
+    split: Literal["validation"] | None = None  # None: the eval split (what every report reads)
 
     def to_json(self) -> str:
         """One JSON line; the optional fields only where they apply."""
-        optional = ("majority_baseline", "protocol", "measured_once")
+        optional = ("majority_baseline", "protocol", "measured_once", "split")
         return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in optional})
 
 
@@ -51,9 +52,13 @@ class Prediction:
     task: str
     metric: str
     scores: list[float]
+    split: Literal["validation"] | None = None  # None: the eval split
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        data = dataclasses.asdict(self)
+        if data["split"] is None:
+            del data["split"]
+        return json.dumps(data, separators=(",", ":"))
 
 
 @dataclass
@@ -138,6 +143,7 @@ class RunProgress:
     train_log: int = 0  # lines of train_log.jsonl
     predictions: int = 0  # lines of predictions.jsonl
     extra_ppl: dict[str, list[float | None]] = field(default_factory=dict)  # corpora after the primary one
+    val_matrix: list[list[float | None]] | None = None  # with eval.validation: the matrix on validation rows
 
     @classmethod
     def empty(cls, T: int) -> RunProgress:
@@ -191,6 +197,8 @@ class RunSummary:
     execution: dict[str, Any] | None = None
     # the further perplexity corpora (after the primary one, `perplexity`), by name; None: one or none
     perplexities: dict[str, PerplexitySummary] | None = None
+    # with eval.validation: the accuracy matrix on the validation rows (to choose settings on)
+    validation_matrix: list[list[float | None]] | None = None
 
     @staticmethod
     def upgrade(data: dict) -> dict:

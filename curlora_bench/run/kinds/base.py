@@ -41,8 +41,9 @@ class TaskKind:
     metric: str = ""  # the primary metric, the accuracy matrix's entries
 
     def prepare(self, task: TaskConfig, train: Dataset, eval: Dataset, tokenizer: Any, max_length: int,
-                bos_id: int | None, where: str) -> PreparedTask:
-        """Tokenise a task's (subsetted) splits, checking what this kind needs of them."""
+                bos_id: int | None, where: str, val: Dataset | None = None) -> PreparedTask:
+        """Tokenise a task's (subsetted) splits, checking what this kind needs of them (`val`: the
+        validation rows, with `eval.validation`)."""
         raise NotImplementedError
 
     def add(self, heads: TaskHeads, task: PreparedTask, hidden: int, seed: int) -> list[nn.Module]:

@@ -22,7 +22,7 @@ class Classification(TaskKind):
     name = "classification"
     metric = "accuracy"
 
-    def prepare(self, task, train, eval, tokenizer, max_length, bos_id, where):
+    def prepare(self, task, train, eval, tokenizer, max_length, bos_id, where, val=None):
         num_classes = task.num_classes or max(train["label"]) + 1
         distinct = sorted(set(train["label"]))
         if num_classes < 2 or len(distinct) < 2:
@@ -32,14 +32,17 @@ class Classification(TaskKind):
         if bad:
             raise BenchError(f"{where}: eval label {bad[0]} but the train labels give {num_classes} classes; set num_classes")
         splits = {name: encode(tokenizer, ds, task.text, max_length, bos_id) for name, ds in
-                  (("train", train), ("eval", eval))}
+                  (("train", train), ("eval", eval), ("val", val)) if ds is not None}
         for split_name, split in splits.items():
             empty = next((k for k, ids in enumerate(split.ids) if len(ids) == (1 if bos_id is not None else 0)), None)
             if empty is not None:
                 raise BenchError(f"{where}.{split_name}: example {empty + 1} of the split (after subsetting) has "
                                  f"no text: its {' and '.join(task.text)} tokenise(s) to nothing")
+        if val is not None and any(y >= num_classes for y in val["label"]):
+            raise BenchError(f"{where}: a validation label is {max(val['label'])} but the train labels give "
+                             f"{num_classes} classes; set num_classes")
         return PreparedTask(task.name, num_classes, splits["train"], splits["eval"],
-                            task_data(task, splits["train"], splits["eval"]), self.name)
+                            task_data(task, splits["train"], splits["eval"]), self.name, splits.get("val"))
 
     def add(self, heads, task, hidden, seed):
         return [heads.add(task.name, hidden, task.num_classes, seed=seed)]

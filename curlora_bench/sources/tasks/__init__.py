@@ -28,6 +28,8 @@ class TaskConfig:
     format: Format = field(default="csv", metadata={"help": "csv | jsonl | parquet | hub | embedded"})
     train: str | None = field(default=None, metadata={"help": "train file (hub: split name)"})
     eval: str | None = field(default=None, metadata={"help": "eval file (hub: split name)"})
+    val: str | None = field(default=None, metadata={
+        "help": "validation file (hub: split name), read with `eval.validation`; null = rows of the train split"})
     path: str | None = field(default=None, metadata={"help": "hub dataset id or local dataset folder"})
     config: str | None = field(default=None, metadata={"help": "hub dataset config name"})
     builder: str | None = field(default=None, metadata={"help": "embedded: the builder's name"})
@@ -73,6 +75,9 @@ class TaskConfig:
             for key in ("builder", "asset"):
                 if not getattr(self, key):
                     raise BenchError(f"{where}.{key}: required for format 'embedded'")
+            if self.val is not None:
+                raise BenchError(f"{where}.val: an embedded task's validation rows come from its train split; "
+                                 "leave val unset")
         elif self.format == "hub":
             if not self.path:
                 raise BenchError(f"{where}.path: required for format 'hub' (a hub dataset id)")

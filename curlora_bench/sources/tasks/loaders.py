@@ -82,17 +82,19 @@ def _load_hub(task: TaskConfig | CorpusConfig, split: str, where: str) -> Datase
 
 
 def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str, Dataset]:
-    """Raw train/eval splits with the task's columns checked and labels mapped to 0..K-1.
+    """Raw train/eval (and val, when the task names one) splits with the task's columns checked and
+    labels mapped to 0..K-1.
 
     File paths are already absolute (`config.absolutize`)."""
+    names = ("train", "eval", "val") if task.val is not None else ("train", "eval")
     if task.format == "embedded":
         splits = EMBEDDED_TASKS.get(task.builder, f"{where}.builder")(ensure(task.asset, cache_dir))
         sources = {"train": f"{task.name} (embedded train)", "eval": f"{task.name} (embedded eval)"}
     elif task.format == "hub":
-        splits = {s: _load_hub(task, getattr(task, s), where) for s in ("train", "eval")}
-        sources = {s: f"{task.path}:{getattr(task, s)}" for s in ("train", "eval")}
+        splits = {s: _load_hub(task, getattr(task, s), where) for s in names}
+        sources = {s: f"{task.path}:{getattr(task, s)}" for s in names}
     else:
-        paths = {s: Path(getattr(task, s)) for s in ("train", "eval")}
+        paths = {s: Path(getattr(task, s)) for s in names}
         splits = {s: _load_file(task.format, p, f"{where}.{s}") for s, p in paths.items()}
         sources = {s: str(p) for s, p in paths.items()}
     for split, rows in (("train", task.train_rows), ("eval", task.eval_rows)):
