@@ -97,3 +97,19 @@ def test_eval_lengths_come_from_the_real_task():
     split = eval_split(lm, "rt-sentiment", 48, 64, None, torch.Generator().manual_seed(0), 256)
     lengths = [len(s) for s in split.ids]
     assert len(split) == 48 and max(lengths) <= 64 and len(set(lengths)) > 5  # real, varied lengths (bytes here)
+
+
+def test_gpu_check_without_cuda_is_one_line_and_exit_0():
+    """scripts/gpu_check.sh on a machine without CUDA (CI, this suite) says so and stops."""
+    import subprocess
+
+    import torch
+
+    from tests.conftest import ROOT
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs the whole check (minutes), not this test")
+    done = subprocess.run([str(ROOT / "scripts" / "gpu_check.sh"), "/nonexistent/out.json"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().splitlines() == [
+        "gpu_check: no CUDA device here (torch.cuda.is_available() is false); nothing to check"]

@@ -141,3 +141,15 @@ def test_per_run_data_draws_each_seeds_train_rows_and_keeps_eval_rows(toy_data, 
         assert a.data[t].eval_fingerprint == b.data[t].eval_fingerprint
     with pytest.raises(Exception, match="data_seed: per-run draws seeded subsets; the paper protocol"):
         load_config(write_config({**base, "data_seed": "per-run", "protocol": "paper"}, "paper.yaml"))
+
+
+def test_points_of_one_experiment_share_their_settings_whatever_their_head_lr(toy_data, write_config):
+    """A head_lr equal to a point's own lr is hashed as none (the same run), but every point keeps
+    the experiment's own settings, so the report sees one experiment."""
+    base = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2, "grid": {"train.lr": [1e-3, 1e-2]}}])
+    cfg, _ = load_config(write_config({**base, "train": {**base["train"], "head_lr": 1e-3}}))
+    same, other = (cfg.identity(m, 0) for m in cfg.methods)
+    assert same.settings == other.settings and same.settings["train"]["head_lr"] == 1e-3
+    plain, _ = load_config(write_config({**base, "methods": [{"method": "lora", "rank": 2, "train": {"lr": 1e-3},
+                                                               "label": "lora-r2-lr1e-3"}]}, "plain.yaml"))
+    assert same.run_key == plain.identity(plain.methods[0], 0).run_key

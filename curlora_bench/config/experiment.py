@@ -265,15 +265,16 @@ class ExperimentConfig:
         """The identity of one run of this experiment (see `config.identity`). A `head_lr` equal to
         the run's own `lr` computes what no `head_lr` computes, so it is the same run."""
         settings, entry = resolved_dict(self), method_dict(method)
+        hashed_settings, hashed = settings, method
         train = self.train_for(method)
         if train.head_lr is not None and train.head_lr == train.lr:
-            settings["train"] = {**settings["train"], "head_lr": None}
+            hashed_settings = {**settings, "train": {**settings["train"], "head_lr": None}}
             if method.train and "head_lr" in method.train:
-                method = copy.deepcopy(method)
-                method.train = {k: v for k, v in method.train.items() if k != "head_lr"} or None
-                entry = {**entry, "train": method.train} if method.train else \
-                    {k: v for k, v in entry.items() if k != "train"}
-        return RunIdentity.of(settings, entry, seed, order, hashed_method=hashed_form(method, self.protocol))
+                hashed = copy.deepcopy(method)
+                hashed.train = {k: v for k, v in method.train.items() if k != "head_lr"} or None
+        return RunIdentity.of(settings, entry, seed, order, hashed_method=hashed_form(hashed, self.protocol)
+                              or (method_dict(hashed) if hashed is not method else None),
+                              hashed_settings=hashed_settings)
 
 
 # Train keys that shape the tokenised data, shared by every method of an experiment.

@@ -93,10 +93,12 @@ class RunIdentity:
 
     @classmethod
     def of(cls, settings: dict, method: dict, seed: int, order: list[str] | None = None,
-           hashed_method: dict | None = None) -> RunIdentity:
-        """`hashed_method`: the form the method entry is hashed in, when it is not `method` itself."""
+           hashed_method: dict | None = None, hashed_settings: dict | None = None) -> RunIdentity:
+        """`hashed_method` / `hashed_settings`: the forms hashed, when they are not `method` and
+        `settings` themselves (the identity keeps the experiment's own settings either way)."""
         settings = comparable(settings)
-        point = {"experiment": _hashed(settings), "method": comparable_method(hashed_method or method)}
+        hashed = comparable(hashed_settings) if hashed_settings is not None else settings
+        point = {"experiment": _hashed(hashed), "method": comparable_method(hashed_method or method)}
         key = {**point, "seed": seed, **({"order": order} if order is not None else {})}
         return cls(settings, method, seed, order, _digest(point), _digest(key))
 
