@@ -42,16 +42,19 @@ def mde_text(mde: float | None, log: bool) -> str:
     return ratio(math.exp(mde)) if log else f"{mde:.3f}"
 
 
+def section(title: str, header: list[str], rows: list[list]) -> list[str]:
+    """A `###` section with one Markdown table (its lines, a blank line first)."""
+    return ["", f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
 def paired_markdown(t) -> str:
     """Each method minus the baseline on the runs they share (same seed and task order)."""
-    lines = ["", f"### Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
-             "drift as method / baseline)", "",
-             "| method | quantity | n | difference [95% CI] | p (paired t) | p (Holm) | MDE (80% power) |",
-             "|---|---|---|---|---|---|---|"]
-    for d in t.paired:
-        diff = "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log)
-        lines.append(f"| {d.column} | {QUANTITIES[d.quantity]} | {d.n} | {diff} | {p_text(d.p_value)} | "
-                     f"{p_text(d.p_holm)} | {mde_text(d.mde, d.log)} |")
+    lines = section(f"Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
+                    "drift as method / baseline)",
+                    ["method", "quantity", "n", "difference [95% CI]", "p (paired t)", "p (Holm)", "MDE (80% power)"],
+                    [[d.column, QUANTITIES[d.quantity], d.n, "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
+                      p_text(d.p_value), p_text(d.p_holm), mde_text(d.mde, d.log)] for d in t.paired])
     ns = [d.n for d in t.paired if d.n]
     notes = ["Holm's adjustment runs over every p of this table. MDE: the smallest true difference a paired "
              "t-test at α = 0.05 detects with 80% power at this n and this spread; a smaller one may well be "
@@ -65,25 +68,21 @@ def paired_markdown(t) -> str:
 
 def orders_markdown(t) -> str:
     """Spread due to the task order (sd of the per-order means) beside spread due to the seed."""
-    lines = ["", "### Task order vs seed (seeds and orders pooled above)", "",
-             "| method | quantity | orders | seeds per order | mean | sd across orders | sd across seeds (mean over orders) |",
-             "|---|---|---|---|---|---|---|"]
-    for o in t.orders:
-        seed_sd = "-" if o.seed_sd is None else f"{o.seed_sd:.3f}"
-        lines.append(f"| {o.column} | {QUANTITIES[o.quantity]} | {o.orders} | {o.seeds} | {o.mean:.3f} | "
-                     f"{o.order_sd:.3f} | {seed_sd} |")
+    lines = section("Task order vs seed (seeds and orders pooled above)",
+                    ["method", "quantity", "orders", "seeds per order", "mean", "sd across orders",
+                     "sd across seeds (mean over orders)"],
+                    [[o.column, QUANTITIES[o.quantity], o.orders, o.seeds, f"{o.mean:.3f}", f"{o.order_sd:.3f}",
+                      "-" if o.seed_sd is None else f"{o.seed_sd:.3f}"] for o in t.orders])
     return "\n".join(lines) + "\n"
 
 
 def mcnemar_markdown(t) -> str:
     """Each method against the baseline example by example on the final stage, per task."""
-    lines = ["", f"### Example by example against {t.baseline} (final stage, same eval examples; exact McNemar, "
-             "discordant pairs summed over the shared seeds)", "",
-             "| method | task | runs | both right | only method right | only baseline right | p | p (Holm) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for m in t.mcnemar:
-        lines.append(f"| {m.column} | {m.task} | {m.runs} | {m.both} | {m.ours} | {m.theirs} | {p_text(m.p_value)} "
-                     f"| {p_text(m.p_holm)} |")
+    lines = section(f"Example by example against {t.baseline} (final stage, same eval examples; exact McNemar, "
+                    "discordant pairs summed over the shared seeds)",
+                    ["method", "task", "runs", "both right", "only method right", "only baseline right", "p", "p (Holm)"],
+                    [[m.column, m.task, m.runs, m.both, m.ours, m.theirs, p_text(m.p_value), p_text(m.p_holm)]
+                     for m in t.mcnemar])
     return "\n".join(lines) + "\n"
 
 
@@ -208,12 +207,11 @@ def tost(r, margin: float, log: bool) -> str:
 
 def selection_markdown(selections) -> str:
     """Settings chosen on the validation rows, reported on the eval rows (never chosen on them)."""
-    lines = ["", "### Chosen on validation (per family: the point of highest validation final average accuracy; its "
-             "eval numbers)", "",
-             "| family | chosen | of points | validation final avg | eval plasticity | eval final avg | eval forgetting | "
-             "eval perplexity drift |", "|---|---|---|---|---|---|---|---|"]
-    for sel in selections:
-        lines.append(f"| {sel.family} | {sel.column} | {sel.candidates} | {sel.validation:.3f} | "
-                     + " | ".join(_stat(sel.stats[q]) for q in ("plasticity", "final_accuracy", "forgetting",
-                                                                "perplexity_drift")) + " |")
+    lines = section("Chosen on validation (per family: the point of highest validation final average accuracy; "
+                    "its eval numbers)",
+                    ["family", "chosen", "of points", "validation final avg", "eval plasticity", "eval final avg",
+                     "eval forgetting", "eval perplexity drift"],
+                    [[sel.family, sel.column, sel.candidates, f"{sel.validation:.3f}",
+                      *(_stat(sel.stats[q]) for q in ("plasticity", "final_accuracy", "forgetting", "perplexity_drift"))]
+                     for sel in selections])
     return "\n".join(lines) + "\n"
