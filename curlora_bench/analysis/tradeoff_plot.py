@@ -48,37 +48,12 @@ def place_labels(ax, items: list[tuple[float, float, str, str]]) -> None:
 
 
 def draw(to: TradeOff, path: Path) -> Path | None:
-    drawable = [p for p in to.points if p.stats["perplexity_drift"]]
-    if not drawable:
+    if not any(p.stats["perplexity_drift"] for p in to.points):
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     colours = dict(zip(dict.fromkeys(p.family for p in to.points),
                        plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
-    unstable, labels, shown_y = [], {left: [], right: []}, []
-    for p in drawable:
-        colour, px = colours[p.family], p.stats["plasticity"]
-        if px is None:  # joint training: a drift, no plasticity: a level
-            left.axhline(pct(p.stats["perplexity_drift"].mean), color=colour, linestyle=":",
-                         label=f"{p.column} (drift only: no plasticity)")
-            continue
-        if p.stats["perplexity_drift"].shown > UNSTABLE:
-            unstable.append(f"{p.column} ×{p.stats['perplexity_drift'].shown:.3g}")
-        for ax, q in ((left, "perplexity_drift"), (right, "forgetting")):
-            s = p.stats[q]
-            if s is None or (q == "perplexity_drift" and s.shown > UNSTABLE):
-                continue
-            f = pct if q == "perplexity_drift" else (lambda v: v)
-            seeds = [(r.values["plasticity"], f(r.values[q])) for r in p.runs
-                     if r.values["plasticity"] is not None and r.values[q] is not None]
-            ax.scatter(*zip(*seeds), s=10, color=colour, alpha=0.35, linewidths=0)
-            y = f(s.mean)
-            if ax is left:
-                shown_y += [y, *(v for _, v in seeds if v <= pct(math.log(UNSTABLE)))]
-            xerr = [[px.mean - px.ci95[0]], [px.ci95[1] - px.mean]] if px.ci95 else None
-            yerr = [[y - f(s.ci95[0])], [f(s.ci95[1]) - y]] if s.ci95 else None
-            ax.errorbar([px.mean], [y], xerr=xerr, yerr=yerr, fmt="o", ms=6, color=colour, capsize=2, lw=0.8,
-                        mfc=colour if p.on_frontier else "white", mec="black", mew=0.7, zorder=3)
-            labels[ax].append((px.mean, y, p.column, colour))
+    unstable, labels, shown_y = draw_points(to, left, right, colours)
     for fam, cols in to.frontiers.items():
         by_name = {p.column: p for p in to.points}
         front = [by_name[c] for c in cols if by_name[c].stats["perplexity_drift"].shown <= UNSTABLE]
@@ -121,6 +96,37 @@ def draw(to: TradeOff, path: Path) -> Path | None:
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def draw_points(to: TradeOff, left, right, colours) -> tuple[list[str], dict, list[float]]:
+    """Each point's seeds and mean with its interval in both panels (joint: a level); returns the
+    points past the drift scale, the labels to place per panel and the drift values drawn."""
+    unstable, labels, shown_y = [], {left: [], right: []}, []
+    for p in (p for p in to.points if p.stats["perplexity_drift"]):
+        colour, px = colours[p.family], p.stats["plasticity"]
+        if px is None:  # joint training: a drift, no plasticity: a level
+            left.axhline(pct(p.stats["perplexity_drift"].mean), color=colour, linestyle=":",
+                         label=f"{p.column} (drift only: no plasticity)")
+            continue
+        if p.stats["perplexity_drift"].shown > UNSTABLE:
+            unstable.append(f"{p.column} ×{p.stats['perplexity_drift'].shown:.3g}")
+        for ax, q in ((left, "perplexity_drift"), (right, "forgetting")):
+            s = p.stats[q]
+            if s is None or (q == "perplexity_drift" and s.shown > UNSTABLE):
+                continue
+            f = pct if q == "perplexity_drift" else (lambda v: v)
+            seeds = [(r.values["plasticity"], f(r.values[q])) for r in p.runs
+                     if r.values["plasticity"] is not None and r.values[q] is not None]
+            ax.scatter(*zip(*seeds), s=10, color=colour, alpha=0.35, linewidths=0)
+            y = f(s.mean)
+            if ax is left:
+                shown_y += [y, *(v for _, v in seeds if v <= pct(math.log(UNSTABLE)))]
+            xerr = [[px.mean - px.ci95[0]], [px.ci95[1] - px.mean]] if px.ci95 else None
+            yerr = [[y - f(s.ci95[0])], [f(s.ci95[1]) - y]] if s.ci95 else None
+            ax.errorbar([px.mean], [y], xerr=xerr, yerr=yerr, fmt="o", ms=6, color=colour, capsize=2, lw=0.8,
+                        mfc=colour if p.on_frontier else "white", mec="black", mew=0.7, zorder=3)
+            labels[ax].append((px.mean, y, p.column, colour))
+    return unstable, labels, shown_y
 
 
 def draw_durations(to: TradeOff, left, right, colours) -> None:

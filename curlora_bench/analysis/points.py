@@ -1,0 +1,207 @@
+"""The trade-off's points: each report column's values over its runs, the families they belong
+to, and the plain-number frontier and interpolation both the observed verdict and every
+resampling draw use (`analysis/tradeoff.py` assembles them)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config.regimes import SEQUENTIAL
+from ..core import metrics
+from . import stats
+
+QUANTITIES = ("plasticity", "final_accuracy", "forgetting", "perplexity_drift")
+LOG = ("perplexity_drift",)  # ratios: analysed on the log scale
+MATCHED = ("perplexity_drift", "forgetting")  # what the verdict compares at matched plasticity
+DRAWS = 2000
+
+
+@dataclass
+class Stat:
+    """Mean, standard error and 95% t-interval over seeds, on the analysis scale (log for ratios)."""
+
+    mean: float
+    se: float  # standard error of the mean (0 for one seed)
+    n: int
+    ci95: tuple[float, float] | None
+    log: bool = False
+
+    @classmethod
+    def of(cls, values: list[float], log: bool = False) -> Stat | None:
+        if not values:
+            return None
+        values = stats.log_values(values) if log else values
+        m, s = metrics.mean_std(values)
+        return cls(m, s / math.sqrt(len(values)), len(values), metrics.t_interval(values), log)
+
+    @property
+    def shown(self) -> float:
+        """The mean as read: a geometric mean for a ratio."""
+        return math.exp(self.mean) if self.log else self.mean
+
+    @property
+    def shown_ci(self) -> tuple[float, float] | None:
+        if self.ci95 is None:
+            return None
+        return (math.exp(self.ci95[0]), math.exp(self.ci95[1])) if self.log else self.ci95
+
+
+@dataclass
+class RunValues:
+    """One run of a point: its identity in the pairing, its values, and what resampling needs."""
+
+    key: tuple  # (seed, task order): runs of different points with equal keys share seed and data
+    values: dict[str, float | None]  # QUANTITIES, on the analysis scale
+    matrix: list[list[float | None]]
+    scores: dict[tuple[int, int], np.ndarray] | None = None  # (row, task) -> each eval example's score
+    offset: float = 0.0  # subtracted from plasticity (gain over head-only: head-only's)
+
+
+@dataclass
+class Point:
+    column: str
+    family: str
+    settings_hash: str | None
+    stats: dict[str, Stat | None]
+    trainable_parameters: int
+    runs: list[RunValues] = field(default_factory=list, repr=False)
+    on_frontier: bool = False
+    path: tuple | None = None  # points of one duration path share it (the entry but its epochs)
+    epochs: int | None = None
+
+
+@dataclass
+class Resampled:
+    """One matched quantity's resampling: over the draws in which the point was in range."""
+
+    ci95: tuple[float, float] | None  # of the difference (X minus Y; log ratio for drift)
+    ci90: tuple[float, float] | None  # for an equivalence test (TOST) against a margin
+    p_better: float | None  # P(X forgets less than Y at X's plasticity)
+    p_value: float | None  # two-sided bootstrap p, 2 min(P(diff < 0), P(diff > 0)), never below the resampling's floor
+    mde: float | None  # smallest true difference detectable at 80% power at this n (t quantiles, resampled SE)
+    draws: int  # draws in range
+
+
+@dataclass
+class Matched:
+    """Point `column` of family X against family `other` at the point's plasticity."""
+
+    column: str
+    other: str
+    plasticity: float
+    in_range: bool
+    n: int = 0  # the fewest seeds among the point and the other family's frontier
+    values: dict[str, float] = field(default_factory=dict)  # quantity -> Y's value there (analysis scale)
+    differences: dict[str, float] = field(default_factory=dict)  # X - Y (log ratio for drift)
+    p_in_range: float | None = None  # over the draws
+    resampled: dict[str, Resampled] = field(default_factory=dict)
+
+
+@dataclass
+class TradeOff:
+    points: list[Point]
+    frontiers: dict[str, list[str]]  # family -> its frontier's columns, by plasticity
+    matched: list[Matched]
+    axis: str = "plasticity"  # or "gain over head-only"
+    drift_corpus: str | None = None  # None: the primary corpus
+    eval_resampled: bool = False  # eval examples were resampled too (every run kept its scores)
+    draws: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def family(method: dict, regime: str = SEQUENTIAL) -> str:
+    """Points of one family differ only in their settings: lora, curlora, peft-dora, ...; a
+    continual-learning strategy makes its own family (lora+ewc, lora+replay): it changes the
+    algorithm, and a grid over its options (strategy.lambda) traces that family's frontier.
+    CURLoRA's random-C/R control is a family of its own (curlora+randcr). A regime other than
+    sequential (joint training) is a family of its own, named after it."""
+    if regime != SEQUENTIAL:
+        return regime
+    name = method["method"] + (f"-{str(method['type']).lower()}" if method["method"] == "peft" else "")
+    if method.get("cr") == "random":
+        name += "+randcr"
+    strategy = method.get("strategy")
+    return name + (f"+{strategy['name']}" if isinstance(strategy, dict) and strategy.get("name") else "")
+
+
+def effective_train(summary, key: str):
+    """A train setting of a run as it ran: the method's own `train:` over the experiment's."""
+    own = (summary.method.get("train") or {})
+    return own[key] if key in own else (summary.settings.get("train") or {}).get(key)
+
+
+def head_lr(summary) -> float | None:
+    """The rate the run's task heads learned at (`train.head_lr`, else `train.lr`)."""
+    return effective_train(summary, "head_lr") or effective_train(summary, "lr")
+
+
+def log_drift(summary, corpus: str | None) -> float | None:
+    if corpus is None:
+        drift = summary.metrics.get("perplexity_drift")
+    else:
+        p = (summary.perplexities or {}).get(corpus)
+        drift = metrics.perplexity_drift(p.initial, p.final) if p else None
+    return math.log(drift) if drift else None
+
+
+def run_values(summary, corpus: str | None, scores=None) -> RunValues:
+    A = summary.accuracy_matrix
+    complete = summary.status == "complete"
+    values = {
+        "plasticity": metrics.plasticity(A) if complete else None,
+        "final_accuracy": summary.metrics.get("average_accuracy") if complete else None,
+        "forgetting": summary.metrics.get("forgetting") if complete else None,
+        "perplexity_drift": log_drift(summary, corpus) if complete else None,
+    }
+    return RunValues((summary.seed, tuple(summary.tasks)), values, A, scores)
+
+
+def point_of(column: str, summaries: list, corpus: str | None = None, scores: list | None = None) -> Point:
+    runs = [run_values(s, corpus, scores[k] if scores else None) for k, s in enumerate(summaries)]
+    point_stats = {}
+    for q in QUANTITIES:
+        vals = [r.values[q] for r in runs if r.values[q] is not None]
+        point_stats[q] = Stat.of([math.exp(v) for v in vals] if q in LOG else vals, log=q in LOG)
+    first = summaries[0]
+    entry = {k: v for k, v in first.method.items() if k != "label"}
+    train = {k: v for k, v in (entry.get("train") or {}).items() if k != "epochs"}
+    path = (family(first.method, first.regime), repr(sorted({**entry, "train": train}.items())))
+    return Point(column, family(first.method, first.regime), first.settings_hash, point_stats,
+                 first.trainable_parameters, runs, path=path, epochs=effective_train(first, "epochs"))
+
+
+# ---- frontiers and interpolation (plain numbers: the observed means, or one draw's) ----------------
+
+def frontier_of(xy: dict[str, tuple[float, float]]) -> list[str]:
+    """The names no other beats on both x (higher) and y (lower), by x."""
+    best = [p for p, (x, y) in xy.items()
+            if not any(q != p and xq >= x and yq <= y and (xq > x or yq < y) for q, (xq, yq) in xy.items())]
+    return sorted(best, key=lambda p: xy[p][0])
+
+
+def interpolate_at(front: list[tuple[float, float]], x: float) -> float | None:
+    """y along a frontier of (x, y) points, linearly between neighbours; None outside its range."""
+    if not front or x < front[0][0] or x > front[-1][0]:
+        return None
+    for (xa, ya), (xb, yb) in zip(front, front[1:] or front):
+        if xa <= x <= xb:
+            w = 0.0 if xb == xa else (x - xa) / (xb - xa)
+            return (1 - w) * ya + w * yb
+    return None
+
+
+def frontier(points: list[Point]) -> list[Point]:
+    """The points no other beats on both plasticity and perplexity drift, by plasticity."""
+    usable = {p.column: p for p in points if p.stats["plasticity"] and p.stats["perplexity_drift"]}
+    xy = {c: (p.stats["plasticity"].mean, p.stats["perplexity_drift"].mean) for c, p in usable.items()}
+    return [usable[c] for c in frontier_of(xy)]
+
+
+def interpolate(front: list[Point], x: float, quantity: str) -> float | None:
+    """`quantity` (analysis scale) along a frontier at plasticity x; None outside it."""
+    if any(p.stats[quantity] is None for p in front):
+        return None
+    return interpolate_at([(p.stats["plasticity"].mean, p.stats[quantity].mean) for p in front], x)
