@@ -205,11 +205,11 @@ def tost(r, margin: float, log: bool) -> str:
     return "equivalent" if lo < r.ci90[0] and r.ci90[1] < hi else "not shown"
 
 
-def selection_markdown(selections) -> str:
+def selection_markdown(selections, axis: str = "plasticity") -> str:
     """Settings chosen on the validation rows, reported on the eval rows (never chosen on them)."""
     lines = section("Chosen on validation (per family: the point of highest validation final average accuracy; "
                     "its eval numbers)",
-                    ["family", "chosen", "of points", "validation final avg", "eval plasticity", "eval final avg",
+                    ["family", "chosen", "of points", "validation final avg", f"eval {axis}", "eval final avg",
                      "eval forgetting", "eval perplexity drift"],
                     [[sel.family, sel.column, sel.candidates, f"{sel.validation:.3f}",
                       *(_stat(sel.stats[q]) for q in ("plasticity", "final_accuracy", "forgetting", "perplexity_drift"))]

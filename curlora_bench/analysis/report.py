@@ -311,7 +311,7 @@ def to_markdown(t: Table) -> str:
     text += orders_markdown(t) if t.orders else ""
     if t.tradeoff and len(t.tradeoff.frontiers) > 1:
         text += tradeoff_markdown(t.tradeoff, t.effect, t.margin)
-    text += selection_markdown(t.selections) if t.selections else ""
+    text += selection_markdown(t.selections, t.tradeoff.axis) if t.selections else ""
     return text
 
 
