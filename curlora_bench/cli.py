@@ -42,13 +42,14 @@ def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.lr=1e-4 (repeatable)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: its labels' checkpoints, records and summaries are replaced (kept until the new run's first stage)")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: each run's checkpoints, records and summary are set aside as that run starts, deleted at its first finished stage, and put back if it stops before (a signal, an error; after kill -9: by the next run)")] = False,
     force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config; a label's runs with other settings are redone (replaced at their first new stage)")] = False,
     executor: Annotated[ExecutorKind | None, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task (default: the config's execution.executor, local)")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus-per-run)")] = None,
-    address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT | ray://HOST:PORT) instead of starting one; one line if nothing answers within 10 s")] = None,
     cpus_per_run: Annotated[int | None, typer.Option("--cpus-per-run", help="torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)")] = None,
-    gpus_per_run: Annotated[float | None, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = None,
+    gpus_per_run: Annotated[float | None, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one); refused if no node has them")] = None,
+    max_runs: Annotated[int | None, typer.Option("--max-runs", help="refuse more runs than this (method points x task orders x seeds, counted before grids are expanded); default execution.max_runs, 1000")] = None,
     log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `execution.log`. Needs `pip install 'curlora-bench\\[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
@@ -62,7 +63,8 @@ def run(
 
     trackers = [] if log is None else \
         [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
-    cfg, _ = load_config(config, [*(set_ or []), *trackers])
+    limit = [] if max_runs is None else [f"execution.max_runs={max_runs}"]
+    cfg, _ = load_config(config, [*(set_ or []), *trackers, *limit])
     out = output or Path("results") / cfg.name
     where = Executor.of(cfg.execution, executor=executor.value if executor else None, workers=workers,
                         address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
@@ -98,7 +100,10 @@ def report(
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
         raise BenchError("no results folders given and none under results/")
-    runs = find_runs(paths)
+    notes: list[str] = []
+    runs = find_runs(paths, notes)
+    for note in notes:  # on stderr: the report itself stays as it is
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     text = render(runs, format.value, baseline)
     if out:
         write_atomic(out, text)

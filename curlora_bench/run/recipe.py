@@ -63,13 +63,15 @@ from .train import NonFiniteLoss, TrainStats, schedule_length, steps_of, train_s
 
 
 def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None,
-            threads: int | None = None) -> RunSummary:
+            threads: int | None = None, fresh: bool = False) -> RunSummary:
     """Run (or resume, or keep) one method and seed; return the summary written to disk.
 
     `prepared` shares tokenised data between the runs of one process; without it the run
     prepares its own (as in another process), with `threads` torch threads (default: all cores).
+    `fresh` starts the run over: its earlier results are set aside as it starts, deleted at its
+    first checkpoint and put back if it ends before that.
     """
-    return Recipe(spec, events).execute(prepared, threads)
+    return Recipe(spec, events).execute(prepared, threads, fresh)
 
 
 def head_seed(seed: int, task: str) -> int:
@@ -88,7 +90,20 @@ class Recipe:
         self.corpus = (self.cfg.perplexity.corpus or self.cfg.perplexity.file) if self.cfg.perplexity else None
 
     # -- the run, top to bottom ----------------------------------------------------------------
-    def execute(self, prepared: Prepared | None = None, threads: int | None = None) -> RunSummary:
+    def execute(self, prepared: Prepared | None = None, threads: int | None = None, fresh: bool = False) -> RunSummary:
+        if checkpoint.recover(self.folder):
+            self.events.message(f"  {self.name}: the results an unfinished replacement had set aside are back")
+        try:
+            if fresh:  # only now, as this run starts: the runs after it keep theirs until they start
+                checkpoint.set_aside(self.folder)
+            return self._execute(prepared, threads)
+        except BaseException:
+            # ended (a signal, an error) before a stage of its own: the results it was to replace go back
+            if checkpoint.recover(self.folder):
+                self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
+            raise
+
+    def _execute(self, prepared: Prepared | None, threads: int | None) -> RunSummary:
         kept = finished_summary(self.folder, self.key)
         if kept is not None:
             self.events.message(f"  {self.name}: already complete, kept (--fresh reruns it)")
@@ -237,7 +252,7 @@ class Recipe:
         work it was to replace. True when it did."""
         self.writer.close()
         self.log_writer.close()
-        return not self.progress.stages and checkpoint.restore_previous(self.folder)
+        return checkpoint.recover(self.folder)
 
     # -- one stage -----------------------------------------------------------------------------
     def context(self, stage: Stage) -> StageContext:

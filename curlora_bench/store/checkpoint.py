@@ -179,8 +179,19 @@ def clear(run: Path) -> None:
 
 
 # A run that starts over moves its earlier work here first; the work is deleted only once the
-# new run has checkpointed its first stage, and put back if the new run fails before that.
+# new run has checkpointed its first stage, and put back if the new run ends before that (an
+# error, a signal, a NaN) or, when the process died (kill -9), by the next `run` (`recover`).
+# Every step leaves the folder in a state `recover` settles, whenever the process dies.
 _WORK = (CHECKPOINTS, RECORDS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+_MOVING = PREVIOUS + ".tmp"  # a set-aside in progress
+_RESTORING = ".restoring"  # inside .previous/: a restore in progress (the attempt's own work is gone)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def set_aside(run: Path) -> bool:
@@ -188,7 +199,8 @@ def set_aside(run: Path) -> bool:
     `.previous/`; True if there were any.
 
     An earlier `.previous/` (a replacement that never finished a stage) is kept: it holds the
-    last finished work, and what is in the folder now is the unfinished attempt, discarded."""
+    last finished work, and what is in the folder now is the unfinished attempt, discarded.
+    A full disk or a read-only folder is one error naming the path, with everything left where it was."""
     with signals_deferred():  # the moves belong together
         present = [n for n in _WORK if (run / n).exists()]
         backup = run / PREVIOUS
@@ -197,12 +209,28 @@ def set_aside(run: Path) -> bool:
             return True
         if not present:
             return False
-        tmp = run / (PREVIOUS + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for name in present:
-            os.replace(run / name, tmp / name)
-        os.replace(tmp, backup)
+        tmp = run / _MOVING
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            for name in present:
+                os.replace(run / name, tmp / name)
+            os.replace(tmp, backup)
+        except OSError as exc:
+            _undo_set_aside(run)
+            raise BenchError(f"{exc.filename or tmp}: cannot set the earlier results aside ({exc.strerror or exc}); "
+                             f"they are left in {run}") from None
     return True
+
+
+def _undo_set_aside(run: Path) -> None:
+    """A set-aside cut short: what it had moved goes back where it was."""
+    tmp = run / _MOVING
+    if not tmp.is_dir():
+        return
+    for item in list(tmp.iterdir()):
+        if not (run / item.name).exists():
+            os.replace(item, run / item.name)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def drop_previous(run: Path) -> None:
@@ -211,17 +239,48 @@ def drop_previous(run: Path) -> None:
 
 
 def restore_previous(run: Path) -> bool:
-    """The new run failed before its first stage: put the earlier work back; True if there was some."""
+    """Put the work set aside back (the new attempt's own is discarded); True if there was some.
+
+    Resumable: a restore cut short (kill -9) is finished by the next call, never started over,
+    so work already moved back is not mistaken for the attempt's and deleted."""
     backup = run / PREVIOUS
     if not backup.is_dir():
         return False
     with signals_deferred():
-        clear(run)
-        for name in _WORK:
-            if (backup / name).exists():
-                os.replace(backup / name, run / name)
-        shutil.rmtree(backup)
+        try:
+            marker = backup / _RESTORING
+            if not marker.exists():
+                clear(run)  # the attempt's own work
+                marker.touch()
+            for name in _WORK:
+                if (backup / name).exists() or (backup / name).is_symlink():
+                    _remove(run / name)
+                    os.replace(backup / name, run / name)
+            shutil.rmtree(backup)
+        except OSError as exc:
+            raise BenchError(f"{exc.filename or backup}: cannot put the earlier results back ({exc.strerror or exc}); "
+                             f"they are in {backup}, and the next run tries again") from None
     return True
+
+
+def recover(run: Path) -> bool:
+    """Settle what an earlier attempt left behind, before anything else touches the folder: a
+    set-aside cut short is undone; work set aside in `.previous/` beside no finished stage of
+    the attempt that replaced it (interrupted, failed or killed before its first checkpoint)
+    is put back; beside one, it goes. True when earlier results were put back."""
+    if not run.is_dir():
+        return False
+    moved_back = (run / _MOVING).is_dir()
+    if moved_back:
+        with signals_deferred():
+            _undo_set_aside(run)
+    backup = run / PREVIOUS
+    if not backup.is_dir():
+        return moved_back
+    if (backup / _RESTORING).exists() or not stages(run):
+        return restore_previous(run)
+    drop_previous(run)
+    return moved_back
 
 
 def stored_work(run: Path) -> tuple[Path, str, dict, dict | None] | None:
