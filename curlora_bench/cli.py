@@ -53,18 +53,20 @@ def run(
     log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `execution.log`. Needs `pip install 'curlora-bench\\[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
-    from .analysis.report import render, rich_table
     from .config.loading import load_config
+
+    trackers = [] if log is None else \
+        [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
+    limit = [] if max_runs is None else [f"execution.max_runs={max_runs}"]
+    cfg, _ = load_config(config, [*(set_ or []), *trackers, *limit])  # a config error: one line, before torch loads
+
+    from .analysis.report import render, rich_table
     from .core.layout import REPORT, run_dir
     from .run.driver import run_experiment
     from .run.events import ConsoleEvents
     from .run.executors import Executor
     from .store.folders import Run, write_atomic
 
-    trackers = [] if log is None else \
-        [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
-    limit = [] if max_runs is None else [f"execution.max_runs={max_runs}"]
-    cfg, _ = load_config(config, [*(set_ or []), *trackers, *limit])
     out = output or Path("results") / cfg.name
     where = Executor.of(cfg.execution, executor=executor.value if executor else None, workers=workers,
                         address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)

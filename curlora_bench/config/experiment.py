@@ -209,10 +209,12 @@ class ExperimentConfig:
             # a folder of results/<name>/ (an explicit empty label is refused, not defaulted)
             check_name(f"{self.origin(i)}.label", label if method.label is None else method.label, "label", plus=True)
             if label in seen:
-                also = self.origin(seen[label])
-                raise BenchError(f"{self.origin(i)}: label {label!r} is used twice"
-                                 f"{f' (also by {also})' if also != self.origin(i) else ''}; set `label:` to tell "
-                                 "them apart")
+                (entry, point), (other, first) = self._origin_parts(i), self._origin_parts(seen[label])
+                if entry == other:  # two points of one grid
+                    raise BenchError(f"{entry}.grid: its points {first} and {point} both get the label {label!r}; "
+                                     "give the grid distinct values (or set `label:` per entry)")
+                raise BenchError(f"{self.origin(i)}: label {label!r} is used twice (also by {self.origin(seen[label])}); "
+                                 "set `label:` to tell them apart")
             seen[label] = i
         self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]
         names = [t.name for t in self.tasks]
@@ -250,15 +252,20 @@ class ExperimentConfig:
             return
         biggest = max(range(len(points)), key=points.__getitem__)
         where = f"methods[{biggest}].grid" if points[biggest] > limit else "orders" if orders > limit else "methods"
-        parts = [f"{sum(points):,} method entries and grid points", *([f"{orders:,} task orders"] if orders > 1 else []),
+        n = sum(points)  # a method point: an entry without a grid, or one point of a grid
+        parts = [f"{n:,} method point{'s' if n != 1 else ''}", *([f"{orders:,} task orders"] if orders > 1 else []),
                  *([f"{len(self.seeds)} seeds"] if len(self.seeds) > 1 else [])]
         raise BenchError(f"{where}: {total:,} runs ({' x '.join(parts)}), more than execution.max_runs ({limit:,}); "
                          "raise the limit (run --max-runs N, or execution.max_runs: N) to run them all")
 
     def origin(self, i: int) -> str:
         """The entry the user wrote for method `i`: `methods[k]`, or a grid point of it."""
+        entry, point = self._origin_parts(i)
+        return f"{entry} (grid point {point})" if point else entry
+
+    def _origin_parts(self, i: int) -> tuple[str, str | None]:
         origins = self.__dict__.get("_origins")
-        return origins[i] if origins is not None and i < len(origins) else f"methods[{i}]"
+        return origins[i] if origins is not None and i < len(origins) else (f"methods[{i}]", None)
 
     def _expand_methods(self, entries: list[Any]) -> list[AdapterConfig]:
         """Grids expanded, options that follow the protocol filled in, labels made explicit."""
@@ -278,8 +285,7 @@ class ExperimentConfig:
                     method.label = (REGIMES.get(regime_of(method)).label_prefix() + method.display_label
                                     + strategy_suffix(method.strategy) + train_suffix(method.train))
                 group.append((method, point))
-                origins.append(where if not point else
-                               f"{where} (grid point {', '.join(f'{k}={short_value(v)}' for k, v in point.items())})")
+                origins.append((where, ", ".join(f"{k}={short_value(v)}" for k, v in point.items()) or None))
             labels = [m.display_label for m, _ in group]
             if len(set(labels)) < len(labels):  # grid keys the default label does not show
                 for method, point in group:

@@ -8,6 +8,7 @@ folder lock and one run folder per (method label, seed[, task order]):
         checkpoints/stage-<N>/  adapter.safetensors heads.safetensors rng.safetensors
                                 strategy.safetensors state.json
         .previous/     the work a --fresh run replaces, until that run has a stage of its own
+                       (.previous.tmp/, .previous.restoring/: while it is moved there and back)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ TRAIN_LOG = "train_log.jsonl"
 TENSORBOARD = "tensorboard"  # the run's event files, with `execution.log: [tensorboard]`
 CHECKPOINTS = "checkpoints"
 PREVIOUS = ".previous"  # work set aside by a run that starts over
+PREVIOUS_MOVING = ".previous.tmp"  # a set-aside in progress (undone if the process died in it)
+PREVIOUS_RESTORING = ".previous.restoring"  # a restore in progress (finished if the process died in it)
 
 # one stage checkpoint (and an export folder: ADAPTER, HEADS)
 STATE = "state.json"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,6 +28,8 @@ from ..core.layout import (
     CHECKPOINTS,
     HEADS,
     PREVIOUS,
+    PREVIOUS_MOVING,
+    PREVIOUS_RESTORING,
     RECORDS,
     RNG,
     STATE,
@@ -42,6 +45,12 @@ from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
 def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors wants contiguous CPU tensors that share no storage
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError's reason, or the first line of another error (safetensors' own)."""
+    text = getattr(exc, "strerror", None) or first_line(exc)
+    return "No space left on device" if "No space left on device" in text else text
 
 
 def capture_rng() -> tuple[dict, dict[str, torch.Tensor]]:
@@ -91,9 +100,9 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BenchError(f"{final}: cannot write the checkpoint ({exc.strerror or exc}); stage {state.stage} is "
+        raise BenchError(f"{final}: cannot write the checkpoint ({_why(exc)}); stage {state.stage} is "
                          "dropped, earlier checkpoints are intact: free space and rerun to resume") from None
     return final
 
@@ -183,8 +192,6 @@ def clear(run: Path) -> None:
 # error, a signal, a NaN) or, when the process died (kill -9), by the next `run` (`recover`).
 # Every step leaves the folder in a state `recover` settles, whenever the process dies.
 _WORK = (CHECKPOINTS, RECORDS, TRAIN_LOG, TENSORBOARD, SUMMARY)
-_MOVING = PREVIOUS + ".tmp"  # a set-aside in progress
-_RESTORING = ".restoring"  # inside .previous/: a restore in progress (the attempt's own work is gone)
 
 
 def _remove(path: Path) -> None:
@@ -209,7 +216,7 @@ def set_aside(run: Path) -> bool:
             return True
         if not present:
             return False
-        tmp = run / _MOVING
+        tmp = run / PREVIOUS_MOVING
         try:
             tmp.mkdir(parents=True, exist_ok=True)
             for name in present:
@@ -224,7 +231,7 @@ def set_aside(run: Path) -> bool:
 
 def _undo_set_aside(run: Path) -> None:
     """A set-aside cut short: what it had moved goes back where it was."""
-    tmp = run / _MOVING
+    tmp = run / PREVIOUS_MOVING
     if not tmp.is_dir():
         return
     for item in list(tmp.iterdir()):
@@ -241,25 +248,26 @@ def drop_previous(run: Path) -> None:
 def restore_previous(run: Path) -> bool:
     """Put the work set aside back (the new attempt's own is discarded); True if there was some.
 
-    Resumable: a restore cut short (kill -9) is finished by the next call, never started over,
-    so work already moved back is not mistaken for the attempt's and deleted."""
-    backup = run / PREVIOUS
-    if not backup.is_dir():
+    Resumable: `.previous/` is first renamed `.previous.restoring/` (a rename, so a full disk
+    cannot stop it), and a restore cut short (kill -9) is finished by the next call, never
+    started over, so work already moved back is not mistaken for the attempt's and deleted."""
+    backup, restoring = run / PREVIOUS, run / PREVIOUS_RESTORING
+    if not backup.is_dir() and not restoring.is_dir():
         return False
     with signals_deferred():
         try:
-            marker = backup / _RESTORING
-            if not marker.exists():
+            if not restoring.is_dir():
                 clear(run)  # the attempt's own work
-                marker.touch()
+                os.replace(backup, restoring)
             for name in _WORK:
-                if (backup / name).exists() or (backup / name).is_symlink():
+                if (restoring / name).exists() or (restoring / name).is_symlink():
                     _remove(run / name)
-                    os.replace(backup / name, run / name)
-            shutil.rmtree(backup)
+                    os.replace(restoring / name, run / name)
+            shutil.rmtree(restoring)
         except OSError as exc:
-            raise BenchError(f"{exc.filename or backup}: cannot put the earlier results back ({exc.strerror or exc}); "
-                             f"they are in {backup}, and the next run tries again") from None
+            raise BenchError(f"{exc.filename or run}: cannot put the earlier results back ({exc.strerror or exc}); "
+                             f"they are in {restoring if restoring.is_dir() else backup}, and the next run tries "
+                             "again") from None
     return True
 
 
@@ -270,14 +278,15 @@ def recover(run: Path) -> bool:
     is put back; beside one, it goes. True when earlier results were put back."""
     if not run.is_dir():
         return False
-    moved_back = (run / _MOVING).is_dir()
+    moved_back = (run / PREVIOUS_MOVING).is_dir()
     if moved_back:
         with signals_deferred():
             _undo_set_aside(run)
-    backup = run / PREVIOUS
-    if not backup.is_dir():
+    if (run / PREVIOUS_RESTORING).is_dir():  # a restore cut short: finished
+        return restore_previous(run)
+    if not (run / PREVIOUS).is_dir():
         return moved_back
-    if (backup / _RESTORING).exists() or not stages(run):
+    if not stages(run):
         return restore_previous(run)
     drop_previous(run)
     return moved_back

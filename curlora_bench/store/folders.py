@@ -100,9 +100,12 @@ class RecordWriter:
     """
 
     def __init__(self, path: Path, sync_each: bool = True) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.sync_each = path, sync_each
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise BenchError(f"{path}: cannot open it to append ({exc.strerror or exc})") from None
 
     def write(self, record: Record | TrainLogEntry) -> None:
         try:
@@ -118,7 +121,10 @@ class RecordWriter:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # what it could not flush failed a write already, which said so naming the file
+            pass
 
 
 def keep_records(path: Path, n: int) -> None:
