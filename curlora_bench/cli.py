@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -74,15 +75,18 @@ def run(
         summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed, s.order), s) for s in summaries]
+    if not runs:  # a Ray sweep whose every worker died: each run said why above
+        raise BenchError(f"no run of {cfg.name} finished (the lines above say why); rerun the same command to "
+                         "resume them")
     console.print(rich_table(runs))
     write_atomic(out / REPORT, render(runs, "md"))
     console.print(f"results in {out}/ ({REPORT}, */seed-*/records.jsonl, train_log.jsonl, summary.json)")
     if "tensorboard" in cfg.execution.log:
-        console.print(f"TensorBoard: tensorboard --logdir {out}")
+        console.print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(out))}", markup=False)
     if "mlflow" in cfg.execution.log:
         from .run.trackers import mlflow_uri
 
-        console.print(f"MLflow: mlflow ui --backend-store-uri {mlflow_uri(out)}")
+        console.print(f"MLflow: mlflow ui --backend-store-uri {shlex.quote(mlflow_uri(out))}", markup=False)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from pathlib import Path
 CONFIG = "config.yaml"  # the resolved config the runs were made with
 REPORT = "report.md"  # what `run` renders when it finishes
 LOCK = ".lock"  # flock'ed while a `run` writes into the folder
+RAY_LOGS = "ray-logs"  # a Ray sweep's logs, kept when one of its runs failed (its worker died)
 
 # run folder
 SUMMARY = "summary.json"

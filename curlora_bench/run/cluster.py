@@ -3,8 +3,9 @@ quiet, and gone when the sweep ends.
 
 Without `address` a local cluster is started for the sweep. Its temp folder (sessions, logs,
 sockets) is a folder of our own in the system temp dir, `curlora-bench-ray-<driver pid>-*`,
-removed when the sweep ends however it ends; one left by a driver that was killed (kill -9)
-is removed by the next sweep. Every process the cluster started is gone when `RayCluster`
+removed when the sweep ends however it ends (when a run failed, its logs are copied to the
+experiment folder's `ray-logs/` first); one left by a driver that was killed (kill -9) is
+removed by the next sweep. Every process the cluster started is gone when `RayCluster`
 exits (those still alive after Ray's own shutdown are killed). Token authentication stays on
 (Ray's default for a local cluster); Ray's start-up notes about it stay off the screen.
 
@@ -131,8 +132,10 @@ def remove_stale_temp_dirs() -> None:
 class RayCluster:
     """`with RayCluster(executor, note) as ray:` a connected Ray, checked; on exit, nothing left."""
 
-    def __init__(self, executor: Any, note: SignalNote) -> None:
+    def __init__(self, executor: Any, note: SignalNote, logs_to: Path | None = None) -> None:
         self.executor, self.note = executor, note
+        self.logs_to = logs_to  # where the local cluster's logs are copied when `keep_logs` is set
+        self.keep_logs = False  # a run failed: its worker's logs outlive the temp folder
         self.temp: Path | None = None
         self.processes: list[Any] = []
 
@@ -199,8 +202,17 @@ class RayCluster:
         finally:
             self._reap()
             if self.temp is not None:
+                self._save_logs()
                 shutil.rmtree(self.temp, ignore_errors=True)
                 self.temp = None
+
+    def _save_logs(self) -> None:
+        """A failed run's worker logs (Ray's message points at them) into the experiment folder."""
+        logs = self.temp / "session_latest" / "logs" if self.temp is not None else None
+        if not (self.keep_logs and self.logs_to and logs and logs.is_dir()):
+            return
+        shutil.rmtree(self.logs_to, ignore_errors=True)
+        shutil.copytree(logs, self.logs_to, ignore=shutil.ignore_patterns("*.sock", "events"), dirs_exist_ok=True)
 
     def _reap(self) -> None:
         """Whatever of the local cluster outlived Ray's shutdown: a grace period, then SIGKILL."""

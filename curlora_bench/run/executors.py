@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ..config.experiment import check_address, check_gpus
 from ..core.errors import BenchError, SignalNote, signals_noted
+from ..core.layout import RAY_LOGS
 from ..store.schema import RunSummary, TrainLogEntry, parse
 from .cluster import RayCluster
 from .events import RunEvents
@@ -124,16 +126,24 @@ def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: 
     from ..store import checkpoint
 
     threads = executor.threads()
+    logs = Path(specs[0].out) / RAY_LOGS if specs else None
     try:
-        with signals_noted() as note, RayCluster(executor, note) as ray:
-            return _sweep(ray, note, specs, executor, threads, labels, tasks, events, fresh)
+        with signals_noted() as note:
+            cluster = RayCluster(executor, note, logs)
+            with cluster as ray:
+                summaries, failed = _sweep(ray, note, specs, executor, threads, labels, tasks, events, fresh)
+                cluster.keep_logs = bool(failed)
+        for i, why in failed.items():
+            where = f"; Ray's logs: {logs}/" if logs and logs.is_dir() else ""
+            events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it{where})")
+        return [summaries[i] for i in range(len(specs)) if i in summaries]
     finally:
         for spec in specs:
             checkpoint.recover(spec.folder)
 
 
 def _sweep(ray: Any, note: SignalNote, specs: list[RunSpec], executor: Executor, threads: int, labels: list[str],
-           tasks: int, events: RunEvents, fresh: bool) -> list[RunSummary]:
+           tasks: int, events: RunEvents, fresh: bool) -> tuple[dict[int, RunSummary], dict[int, str]]:
     board = ray.remote(num_cpus=0)(Board).remote()
     task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
     pending = {task.remote(specs[i].alone(), str(i), threads, board, fresh): i for i in seed_major(specs)}
@@ -162,9 +172,7 @@ def _sweep(ray: Any, note: SignalNote, specs: list[RunSpec], executor: Executor,
             for ref in pending:
                 ray.cancel(ref, force=True)
             ray.wait(list(pending), num_returns=len(pending), timeout=10.0)
-    for i, why in failed.items():
-        events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it)")
-    return [summaries[i] for i in range(len(specs)) if i in summaries]
+    return summaries, failed
 
 
 class Board:
