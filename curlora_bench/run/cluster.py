@@ -16,12 +16,15 @@ each run asks for are checked against its nodes before any run is submitted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,21 +150,31 @@ class RayCluster:
         # its errors still come through as one line
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+        said = tempfile.TemporaryFile()  # what Ray's own (C++) logging writes during start-up
         try:
-            if ex.address:
-                ray.init(address=ex.address, **quiet)
-            else:
-                remove_stale_temp_dirs()
-                self.temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
-                workers = ex.workers or max(1, len(os.sched_getaffinity(0)) // threads)
-                ray.init(num_cpus=workers * threads, num_gpus=local_gpus(), include_dashboard=False,
-                         object_store_memory=100 * 1024 * 1024, _temp_dir=str(self.temp), **quiet)
+            with _stderr_to(said):
+                if ex.address:
+                    ray.init(address=ex.address, **quiet)
+                else:
+                    remove_stale_temp_dirs()
+                    self.temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+                    workers = ex.workers or max(1, len(os.sched_getaffinity(0)) // threads)
+                    ray.init(num_cpus=workers * threads, num_gpus=local_gpus(), include_dashboard=False,
+                             object_store_memory=100 * 1024 * 1024, _temp_dir=str(self.temp), **quiet)
         except BaseException as exc:
             self.__exit__()
             if isinstance(exc, BenchError) or not isinstance(exc, Exception):  # a signal: as it is
                 raise
             what = f"{ex.name('address')} {ex.address}" if ex.address else "a local Ray cluster"
+            said.seek(0)
+            log = said.read().decode(errors="replace")
+            if "InvalidAuthToken" in log or "Unauthenticated" in log:
+                raise BenchError(f"{what}: the cluster refused this driver's token (Ray's token authentication: "
+                                 "the token of `ray get-auth-token` on the head, or the same RAY_AUTH_MODE "
+                                 "on both sides)") from None
             raise BenchError(f"{what}: Ray did not start ({first_line(exc)})") from None
+        finally:
+            said.close()
         self.note.install()  # Ray's init installed SIGTERM handlers of its own
         self._remember_processes()
         try:
@@ -232,6 +245,21 @@ class RayCluster:
             except psutil.Error:
                 pass
         self.processes = []
+
+
+@contextlib.contextmanager
+def _stderr_to(file: Any) -> Iterator[None]:
+    """File descriptor 2 (where Ray's C++ logging writes, retrying for half a minute when a
+    cluster will not take us) into `file` while the block runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _running(process: Any) -> bool:
