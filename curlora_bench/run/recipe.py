@@ -126,10 +126,8 @@ class Recipe:
             raise
         finally:
             restored = self.close_files()
-        if restored:
-            self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
-            if (self.folder / SUMMARY).is_file():
-                return load(RunSummary, self.folder / SUMMARY)
+        if restored and (self.folder / SUMMARY).is_file():
+            return load(RunSummary, self.folder / SUMMARY)
         summary = self.summarise(status, error, time.perf_counter() - start)
         write_summary(self.folder, summary)
         self.events.run_finished(summary)
@@ -252,7 +250,10 @@ class Recipe:
         work it was to replace. True when it did."""
         self.writer.close()
         self.log_writer.close()
-        return checkpoint.recover(self.folder)
+        restored = checkpoint.recover(self.folder)
+        if restored:
+            self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
+        return restored
 
     # -- one stage -----------------------------------------------------------------------------
     def context(self, stage: Stage) -> StageContext:
