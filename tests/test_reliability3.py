@@ -459,7 +459,10 @@ def test_a_joined_cluster_is_checked_before_any_run_is_submitted(toy_data, write
     ray_cli = Path(sys.executable).with_name("ray")
     if not ray_cli.exists():
         pytest.skip("the `ray` command is not beside this Python")
-    port, temp = free_port(), tmp_path / "head"
+    import tempfile
+
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="rh-"))  # short: Ray's socket paths must fit in 107 bytes
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
                              "--num-gpus=0", "--object-store-memory=100000000", "--include-dashboard=false",
@@ -467,11 +470,12 @@ def test_a_joined_cluster_is_checked_before_any_run_is_submitted(toy_data, write
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
                 time.sleep(0.3)
         path = write_config(two_runs(toy_data))
         for args, message in ((["--cpus-per-run", "2"], "--cpus-per-run 2: no node of the cluster at"),
@@ -489,6 +493,7 @@ def test_a_joined_cluster_is_checked_before_any_run_is_submitted(toy_data, write
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # ---- trackers ------------------------------------------------------------------------------
