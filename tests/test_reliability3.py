@@ -487,13 +487,13 @@ def test_a_joined_cluster_is_checked_before_any_run_is_submitted(toy_data, write
             assert not list((tmp_path / "o").glob("*/seed-*"))
         assert head.poll() is None  # someone else's cluster: joined and left, never stopped
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        os.killpg(head.pid, signal.SIGKILL)  # the head this test started (its own session), nothing else
+        head.wait()
+        deadline = time.monotonic() + 30
+        while ray_processes(str(temp)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         shutil.rmtree(temp, ignore_errors=True)
+    assert ray_processes(str(temp)) == []
 
 
 # ---- trackers ------------------------------------------------------------------------------
