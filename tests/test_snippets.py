@@ -10,7 +10,8 @@ Checked, not run, because they take minutes to hours or need the network:
 snippet's own `--set`s: the training itself is the rest of the suite's job), `curlora-bench
 assets fetch`/`verify` (network, the asset cache), `make` (its target exists in the Makefile:
 `make run`/`make test` install and take minutes), `python -m pytest` (its files and markers
-exist: it is this suite) and `git clone` (nothing to clone in a test).
+exist: it is this suite), `ray start` (a cluster on the user's machines) and `git clone`
+(nothing to clone in a test).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ast
 import re
 import shlex
 import shutil
+import textwrap
 
 import pytest
 
@@ -39,9 +41,10 @@ def snippets(langs: tuple[str, ...]) -> list[tuple[str, str]]:
     out = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
-        for m in re.finditer(r"^```(\w*)[^\n]*\n(.*?)^```", text, re.M | re.S):
+        for m in re.finditer(r"^[ \t]*```(\w*)[^\n]*\n(.*?)^[ \t]*```", text, re.M | re.S):  # in a list item too
             if m.group(1) in langs:
-                out.append((f"{page.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}", m.group(2)))
+                out.append((f"{page.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}",
+                            textwrap.dedent(m.group(2))))
     return out
 
 
@@ -104,6 +107,9 @@ def test_shell_snippet(where, line, tiny, cli, monkeypatch):
     words = shlex.split(line.split("&&")[0])
     if words[0] == "git":
         return  # `git clone <this repository>`: nothing to clone in a test
+    if words[0] == "ray":
+        assert words[1] in ("start", "stop", "status"), f"{where}: `ray {words[1]}`?"
+        return  # Ray's own command, starting a cluster on the user's machines: not run here
     if words[0] == "make":
         targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
         assert words[1] in targets, f"{where}: `make {words[1]}`: no such target"

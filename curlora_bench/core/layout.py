@@ -1,7 +1,8 @@
 """The names of everything a run writes: one module, so a file is renamed in one place.
 
 An experiment folder (`results/<name>/` or `--output`) holds `config.yaml`, `report.md`, the
-folder lock and one run folder per (method label, seed[, task order]):
+folder lock, `ray-logs/` (kept when a Ray worker died) and one run folder per (method label,
+seed[, task order]):
 
     <label>/seed-<k>[-order-<o>]/
         records.jsonl  train_log.jsonl  summary.json  tensorboard/
