@@ -10,7 +10,8 @@ Checked, not run, because they take minutes to hours or need the network:
 snippet's own `--set`s: the training itself is the rest of the suite's job), `curlora-bench
 assets fetch`/`verify` (network, the asset cache), `make` (its target exists in the Makefile:
 `make run`/`make test` install and take minutes), `python -m pytest` (its files and markers
-exist: it is this suite), `ray start` (a cluster on the user's machines) and `git clone`
+exist: it is this suite), `ray start` (a cluster on the user's machines), `mlflow ui` and
+`tensorboard` (servers: their command lines parsed by their own CLIs) and `git clone`
 (nothing to clone in a test).
 """
 
@@ -87,16 +88,18 @@ def stand_in(text: str, tiny: dict) -> str:
     return text
 
 
-def parse_cli(words: list[str]):
-    """The (sub)command and its parsed parameters, as the CLI would see them (UsageError if not)."""
+def parse_cli(words: list[str], cmd=None, name: str = "curlora-bench"):
+    """The (sub)command and its parsed parameters, as the CLI (`cmd`, a Click command; default
+    ours) would see them (a UsageError if not)."""
     import typer
 
     from curlora_bench.cli import app
 
-    cmd = typer.main.get_command(app)
-    ctx = cmd.make_context("curlora-bench", list(words))
+    cmd = cmd or typer.main.get_command(app)
+    ctx = cmd.make_context(name, list(words))
     while hasattr(cmd, "commands"):
-        rest = [*getattr(ctx, "_protected_args", getattr(ctx, "protected_args", [])), *ctx.args]
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        rest = [*protected, *ctx.args]
         name, cmd, rest = cmd.resolve_command(ctx, rest)
         ctx = cmd.make_context(name, rest, parent=ctx)
     return ctx
@@ -110,6 +113,12 @@ def test_shell_snippet(where, line, tiny, cli, monkeypatch):
     if words[0] == "ray":
         assert words[1] in ("start", "stop", "status"), f"{where}: `ray {words[1]}`?"
         return  # Ray's own command, starting a cluster on the user's machines: not run here
+    if words[0] == "mlflow":  # a server: its command line parsed by MLflow's own CLI, not served
+        parse_cli(words[1:], pytest.importorskip("mlflow.cli").cli, "mlflow")
+        return
+    if words[0] == "tensorboard":  # a server: its flags parsed by TensorBoard itself, not served
+        pytest.importorskip("tensorboard").program.TensorBoard().configure(argv=words)
+        return
     if words[0] == "make":
         targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
         assert words[1] in targets, f"{where}: `make {words[1]}`: no such target"
