@@ -191,9 +191,6 @@ class RunSummary:
         if rows != [n] * n:
             raise BenchError(f"{where}.accuracy_matrix: {len(rows)} rows of {sorted(set(rows)) or [0]} values, "
                              f"expected {n} x {n} ({n} tasks)")
-        if len(self.perplexity.after_stage) != n:
-            raise BenchError(f"{where}.perplexity.after_stage: {len(self.perplexity.after_stage)} values, "
-                             f"expected {n} ({n} tasks)")
         expected = {m.key for m in MATRIX_METRICS}
         if self.metrics and set(self.metrics) != expected:
             raise BenchError(f"{where}.metrics: keys {sorted(self.metrics)}, expected {sorted(expected)}")
