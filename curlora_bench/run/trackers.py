@@ -52,10 +52,12 @@ MLFLOW_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", 
 
 
 def check_mlflow(experiment_folder: Path) -> None:
-    """MLFLOW_TRACKING_URI (or the default store in the experiment folder) opens: a known scheme,
-    a folder that can be written; a server gets one short try."""
+    """MLFLOW_TRACKING_URI, when set, opens: a known scheme, a folder that can be written, a
+    store that answers (a server gets one short try)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return  # the default: a SQLite file in the experiment folder, which is writable (checked); made with the runs
     uri = mlflow_uri(experiment_folder)
-    where = f"MLFLOW_TRACKING_URI={uri}" if os.environ.get("MLFLOW_TRACKING_URI") else f"MLflow store {uri}"
+    where = f"MLFLOW_TRACKING_URI={uri}"
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if re.match(r"[A-Za-z][\w+.-]*:", uri) else ""
     if len(scheme) == 1:  # a Windows drive letter, not a scheme
         scheme = ""
