@@ -383,7 +383,7 @@ def test_an_address_where_nothing_answers_is_one_line_at_once(toy_data, write_co
     assert code == 2, err
     assert one_line(err) == (f"error: --address 127.0.0.1:{port}: nothing answers there (connection refused); is the "
                              "cluster started (`ray start --head` prints its address)?")
-    assert seconds < 20, seconds  # the probe's timeout is 10 s; refused connections answer at once
+    assert seconds < 40, seconds  # the probe gives up after 10 s; a refused connection answers at once (ms)
 
 
 def ray_processes(temp: str) -> list[str]:
@@ -565,7 +565,7 @@ def test_sizes_are_counted_before_anything_is_expanded(what, message, toy_data, 
     seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert message in str(caught.value) and "--max-runs" in str(caught.value)
-    assert seconds < 10 and peak < 100 * 2**20, (seconds, peak)  # no hang, no gigabytes
+    assert seconds < 30 and peak < 100 * 2**20, (seconds, peak)  # no hang, no gigabytes (about 2 s, 4 MiB)
 
 
 def test_the_limit_is_overridable(toy_data, write_config, tmp_path, cli):
