@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -51,27 +52,31 @@ def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.lr=1e-4 (repeatable)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="experiment folder (default: results/<name>)")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: its labels' checkpoints, records and summaries are replaced (kept until the new run's first stage)")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start every run of this config over: each run's checkpoints, records and summary are set aside as that run starts, deleted at its first finished stage, and put back if it stops before (a signal, an error; after kill -9: by the next run)")] = False,
     force: Annotated[bool, typer.Option("--force", help="run into a folder that holds results of a different config; a label's runs with other settings are redone (replaced at their first new stage)")] = False,
     executor: Annotated[ExecutorKind | None, typer.Option("--executor", help="local: one run after another here; ray: every (method point, seed) as a Ray task (default: the config's execution.executor, local)")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus-per-run)")] = None,
-    address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT) instead of starting one")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="ray: join an existing cluster (auto | HOST:PORT | ray://HOST:PORT) instead of starting one; one line if nothing answers within 10 s")] = None,
     cpus_per_run: Annotated[int | None, typer.Option("--cpus-per-run", help="torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)")] = None,
-    gpus_per_run: Annotated[float | None, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)")] = None,
+    gpus_per_run: Annotated[float | None, typer.Option("--gpus-per-run", help="ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one); refused if no node has them")] = None,
+    max_runs: Annotated[int | None, typer.Option("--max-runs", help="refuse more runs than this (method points x task orders x seeds, counted before grids are expanded); default execution.max_runs, 1000")] = None,
     log: Annotated[str | None, typer.Option("--log", help="trackers besides train_log.jsonl, comma-separated: tensorboard,mlflow (or none); overrides the config's `execution.log`. Needs `pip install 'curlora-bench\\[trackers]'`")] = None,
 ) -> None:
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
-    from .analysis.report import render, rich_table
     from .config.loading import load_config
+
+    trackers = [] if log is None else \
+        [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
+    limit = [] if max_runs is None else [f"execution.max_runs={max_runs}"]
+    cfg, _ = load_config(config, [*(set_ or []), *trackers, *limit])  # a config error: one line, before torch loads
+
+    from .analysis.report import render, rich_table
     from .core.layout import REPORT, run_dir
     from .run.driver import run_experiment
     from .run.events import ConsoleEvents
     from .run.executors import Executor
     from .store.folders import Run, write_atomic
 
-    trackers = [] if log is None else \
-        [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
-    cfg, _ = load_config(config, [*(set_ or []), *trackers])
     out = output or Path("results") / cfg.name
     where = Executor.of(cfg.execution, executor=executor.value if executor else None, workers=workers,
                         address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
@@ -79,15 +84,18 @@ def run(
         summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed, s.order), s) for s in summaries]
+    if not runs:  # a Ray sweep whose every worker died: each run said why above
+        raise BenchError(f"no run of {cfg.name} finished (the lines above say why); rerun the same command to "
+                         "resume them")
     console.print(rich_table(runs))
     write_atomic(out / REPORT, render(runs, "md"))
     console.print(f"results in {out}/ ({REPORT}, */seed-*/records.jsonl, train_log.jsonl, summary.json)")
     if "tensorboard" in cfg.execution.log:
-        console.print(f"TensorBoard: tensorboard --logdir {out}")
+        console.print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(out))}", markup=False)
     if "mlflow" in cfg.execution.log:
         from .run.trackers import mlflow_uri
 
-        console.print(f"MLflow: mlflow ui --backend-store-uri {mlflow_uri(out)}")
+        console.print(f"MLflow: mlflow ui --backend-store-uri {shlex.quote(mlflow_uri(out))}", markup=False)
 
 
 @app.command()
@@ -121,7 +129,10 @@ def report(
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
         raise BenchError("no results folders given and none under results/")
-    runs = find_runs(paths)
+    notes: list[str] = []
+    runs = find_runs(paths, notes)
+    for note in notes:  # on stderr: the report itself stays as it is
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     corpora = {c for r in runs for c in (r.summary.perplexities or {})}
     if drift_corpus is not None and drift_corpus not in corpora:
         primary = next((r.summary.perplexity.protocol or {} for r in runs), {}).get("corpus")

@@ -32,11 +32,12 @@ main()
 """
 
 
-def run_killed(cfg_path: Path, out: Path, kill_at: int, setup: str = "", **env: str) -> None:
-    """`curlora-bench run cfg_path --output out`, SIGKILLed at optimizer step `kill_at` (counted
-    over the whole experiment); `setup` is extra code the child runs before the CLI."""
+def run_killed(cfg_path: Path, out: Path, kill_at: int, setup: str = "", args: tuple[str, ...] = (), **env: str) -> None:
+    """`curlora-bench run cfg_path --output out [args]`, SIGKILLed at optimizer step `kill_at`
+    (counted over the whole experiment); `setup` is extra code the child runs before the CLI
+    (it may SIGKILL the child elsewhere)."""
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLER.format(setup=setup), "run", str(cfg_path), "--output", str(out)],
+        [sys.executable, "-c", _KILLER.format(setup=setup), "run", str(cfg_path), "--output", str(out), *args],
         env={**os.environ, "KILL_AT_STEP": str(kill_at), "PYTHONPATH": str(ROOT), **env},
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr

@@ -1,4 +1,5 @@
-"""A seeded fuzz of broken configs and data files: every case is one line, exit 2, folder untouched.
+"""A seeded fuzz of broken configs and data files, and of executor options and sizes: every
+case is one line, exit 2, folder untouched.
 
 Each case takes the tiny two-task config and breaks it in one way that must be refused: a key
 dropped where it is required, a list item duplicated where duplicates are refused, a value of
@@ -212,3 +213,79 @@ def test_fuzz_cases_are_reproducible(tmp_path, toy_data):
         rng = random.Random(SEED)
         runs.append([make_case(rng, base, toy_data, tmp_path / str(k))[0] for _ in range(40)])
     assert runs[0] == runs[1] and len(set(runs[0])) > 20
+
+
+# ---- executor options and sizes (issue 27): each refused in one line before anything runs -------
+
+BAD_GPUS = ["nan", "inf", "-inf", "-1", "1.5", "2.25", "1e308"]
+BAD_ADDRESSES = ["not a host::", "", "h", "h:", ":1", "h:0", "h:65536", "ray://", "http://h:1", "a b:1", "h:1:2",
+                 f"127.0.0.1:{1}"]  # the last one well formed: nothing answers there
+
+
+def executor_case(rng: random.Random, cfg: dict) -> tuple[str, dict, list[str]]:
+    """(description, config, extra `run` arguments) of one executor or size case that must be refused."""
+    kind = rng.choice(["gpus flag", "address flag", "execution key", "cpus", "grid", "orders", "max runs"])
+    if kind == "gpus flag":
+        value = rng.choice(BAD_GPUS)
+        return f"--gpus-per-run {value}", cfg, ["--executor", "ray", "--gpus-per-run", value]
+    if kind == "address flag":
+        value = rng.choice(BAD_ADDRESSES)
+        return f"--address {value!r}", cfg, ["--executor", "ray", "--address", value]
+    if kind == "execution key":
+        key, value = rng.choice([("gpus_per_run", ".nan"), ("gpus_per_run", ".inf"), ("gpus_per_run", "-0.5"),
+                                 ("gpus_per_run", "3.5"), ("address", "'x y:1'"), ("address", "'::'"),
+                                 ("workers", "0"), ("cpus_per_run", "-2"), ("max_runs", "0"), ("log_every", "0")])
+        return f"execution.{key}={value}", cfg, ["--executor", "ray", "--set", f"execution.{key}={value}"]
+    if kind == "cpus":
+        return "--cpus-per-run 1000000", cfg, ["--executor", "ray", "--cpus-per-run", "1000000"]
+    cfg = copy.deepcopy(cfg)
+    if kind == "grid":
+        lists = rng.randrange(2, 7)
+        length = rng.choice([40, 100, 1000])
+        keys = ["rank", "alpha", "train.lr", "train.epochs", "train.weight_decay", "train.warmup_steps"][:lists]
+        cfg["methods"] = [{"method": "lora", "grid": {k: list(range(1, length + 1)) for k in keys}}]
+        return f"grid of {length}**{lists} points", cfg, []
+    if kind == "orders":
+        tasks = rng.randrange(8, 20)
+        cfg["tasks"] = [dict(cfg["tasks"][0], name=f"t{i}") for i in range(tasks)]
+        cfg["orders"] = rng.choice([10**4, 10**8, 10**12])
+        return f"orders: {cfg['orders']} over {tasks} tasks", cfg, []
+    limit = rng.choice(["0", "-1", "1"])  # 1: fewer runs than the two methods make
+    return f"--max-runs {limit}", cfg, ["--max-runs", limit]
+
+
+def test_fuzz_executor_options_and_sizes(tmp_path, toy_data, cli, monkeypatch):
+    from curlora_bench.run import driver
+
+    def no_run(*args, **kwargs):
+        raise ReachedRun
+
+    monkeypatch.setattr(driver, "run_one", no_run)
+    monkeypatch.setattr(driver, "run_ray", no_run)
+    base = json.loads(json.dumps(tiny_config(toy_data)))
+    rng = random.Random(SEED)
+    failures, kinds = [], set()
+    start = time.perf_counter()
+    for n in range(60):
+        what, cfg, args = executor_case(rng, base)
+        kinds.add(what.split(" ")[0].split("=")[0])
+        path = tmp_path / f"case-{n}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        out = tmp_path / f"out-{n}"
+        case_start = time.perf_counter()
+        try:
+            code, stdout, err = cli("run", path, "--output", out, *args)
+        except ReachedRun:
+            failures.append(f"{what}: accepted")
+            continue
+        lines = err.strip().splitlines()
+        if code != 2 or len(lines) != 1 or not lines[0].startswith("error: ") or "Traceback" in stdout + err:
+            failures.append(f"{what}: exit {code}, {err.strip()[:300]!r}")
+        elif list(out.glob("*/seed-*")) or (out / ".lock").exists():
+            failures.append(f"{what}: left files in the results folder")
+        elif time.perf_counter() - case_start > 20:
+            failures.append(f"{what}: took {time.perf_counter() - case_start:.0f} s")
+    assert not failures, f"{len(failures)} of 60 cases:\n" + "\n".join(failures)
+    assert {"--gpus-per-run", "--address", "--cpus-per-run", "--max-runs", "execution.gpus_per_run",
+            "execution.address", "grid", "orders:"} <= kinds, kinds
+    assert time.perf_counter() - start < 300

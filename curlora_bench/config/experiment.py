@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 from ..adapters import AdapterConfig
 from ..core.errors import BenchError
-from ..core.parse import check_name, from_dict, positive, to_dict
+from ..core.parse import check_name, from_dict, positive, short_value, to_dict
 from ..core.protocol import Protocol
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from ..strategies import strategy_suffix
-from .grid import expand, point_suffix, train_suffix
+from .grid import expand, grid_points, point_suffix, train_suffix
 from .identity import RunIdentity
 from .methods import method_dict, parse_method, regime_of, unwrap_legacy_joint
 from .regimes import REGIMES
@@ -97,6 +97,30 @@ class PerplexityConfig:
             CORPORA.get(self.corpus, f"{where}.corpus")
 
 
+# the default of `execution.max_runs`: more runs than this is a typo more often than a plan
+MAX_RUNS = 1000
+# a cluster to join: `auto` (the one `ray start` left running here), HOST:PORT or a Ray client ray://HOST:PORT
+_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+ADDRESS = re.compile(rf"(?:ray://)?(?P<host>{_HOST}):(?P<port>[0-9]{{1,5}})")
+
+
+def check_address(name: str, value: str | None) -> None:
+    """`auto`, HOST:PORT or ray://HOST:PORT, the port in 1..65535 (None: start a local cluster)."""
+    if value is None or value == "auto":
+        return
+    match = ADDRESS.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise BenchError(f"{name}: {value!r} is not auto, HOST:PORT or ray://HOST:PORT")
+
+
+def check_gpus(name: str, value: float) -> None:
+    """A finite number >= 0; above 1, whole GPUs (Ray shares a GPU only in fractions below 1)."""
+    if not math.isfinite(value) or value < 0:
+        raise BenchError(f"{name}: must be a number >= 0, got {value!r}")
+    if value > 1 and not float(value).is_integer():
+        raise BenchError(f"{name}: {value!r} GPUs; give a fraction below 1 (runs share a GPU) or whole GPUs")
+
+
 @dataclass
 class ExecutionConfig:
     """How the runs execute: never what they measure, so no part of a run's identity."""
@@ -125,15 +149,21 @@ class ExecutionConfig:
         "help": "ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)"})
     cache_dir: str | None = field(default=None, metadata={
         "help": "embedded-asset cache (default: $CURLORA_BENCH_CACHE or ~/.cache/curlora-bench)"})
+    max_runs: int = field(default=MAX_RUNS, metadata={
+        "help": "refuse an experiment of more runs than this (method entries and grid points x task orders x "
+                "seeds), counted before anything is expanded; `run --max-runs` overrides"})
 
     def validate(self, where: str) -> None:
+        prefix = f"{where}." if where else ""
         positive(where, "log_every", self.log_every)
+        positive(where, "max_runs", self.max_runs)
         self.log = list(dict.fromkeys(self.log))
         for key in ("workers", "cpus_per_run"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise BenchError(f"{where}.{key}: must be >= 1, got {value}")
-        positive(where, "gpus_per_run", self.gpus_per_run, allow_zero=True)
+                raise BenchError(f"{prefix}{key}: must be >= 1, got {value}")
+        check_gpus(f"{prefix}gpus_per_run", self.gpus_per_run)
+        check_address(f"{prefix}address", self.address)
 
 
 @dataclass
@@ -187,14 +217,21 @@ class ExperimentConfig:
             raise BenchError("data_seed: per-run draws seeded subsets; the paper protocol takes the first rows")
         if self.train.dropout is None:
             self.train.dropout = Protocol.of(self.protocol).dropout
+        self.check_size()
         self.methods = self._expand_methods(self.methods)
-        labels = [m.display_label for m in self.methods]
-        for i, label in enumerate(labels):
+        seen: dict[str, int] = {}
+        for i, method in enumerate(self.methods):
+            label = method.display_label
             # a folder of results/<name>/ (an explicit empty label is refused, not defaulted)
-            check_name(f"methods[{i}].label", label if self.methods[i].label is None else self.methods[i].label,
-                       "label", plus=True)
-            if labels.index(label) != i:
-                raise BenchError(f"methods[{i}]: label {label!r} is used twice; set `label:` to tell them apart")
+            check_name(f"{self.origin(i)}.label", label if method.label is None else method.label, "label", plus=True)
+            if label in seen:
+                (entry, point), (other, first) = self._origin_parts(i), self._origin_parts(seen[label])
+                if entry == other:  # two points of one grid
+                    raise BenchError(f"{entry}.grid: its points {first} and {point} both get the label {label!r}; "
+                                     "give the grid distinct values (or set `label:` per entry)")
+                raise BenchError(f"{self.origin(i)}: label {label!r} is used twice (also by {self.origin(seen[label])}); "
+                                 "set `label:` to tell them apart")
+            seen[label] = i
         self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]
         names = [t.name for t in self.tasks]
         for i, n in enumerate(names):
@@ -225,9 +262,37 @@ class ExperimentConfig:
         self.train_for(method, where)
         return method
 
+    def check_size(self) -> None:
+        """Refuse more runs than `execution.max_runs`, counted from the grids' list lengths and the
+        `orders:` value before anything is expanded (a typo of a 10**9-point grid is one line, at once)."""
+        limit = self.execution.max_runs
+        points = [grid_points(entry) for entry in self.methods]
+        orders = self.orders if isinstance(self.orders, int) and not isinstance(self.orders, bool) else \
+            len(self.orders) if isinstance(self.orders, list) else 1
+        orders = max(orders, 1)
+        total = sum(points) * orders * len(self.seeds)
+        if total <= limit:
+            return
+        biggest = max(range(len(points)), key=points.__getitem__)
+        where = f"methods[{biggest}].grid" if points[biggest] > limit else "orders" if orders > limit else "methods"
+        n = sum(points)  # a method point: an entry without a grid, or one point of a grid
+        parts = [f"{n:,} method point{'s' if n != 1 else ''}", *([f"{orders:,} task orders"] if orders > 1 else []),
+                 *([f"{len(self.seeds)} seeds"] if len(self.seeds) > 1 else [])]
+        raise BenchError(f"{where}: {total:,} runs ({' x '.join(parts)}), more than execution.max_runs ({limit:,}); "
+                         "raise the limit (run --max-runs N, or execution.max_runs: N) to run them all")
+
+    def origin(self, i: int) -> str:
+        """The entry the user wrote for method `i`: `methods[k]`, or a grid point of it."""
+        entry, point = self._origin_parts(i)
+        return f"{entry} (grid point {point})" if point else entry
+
+    def _origin_parts(self, i: int) -> tuple[str, str | None]:
+        origins = self.__dict__.get("_origins")
+        return origins[i] if origins is not None and i < len(origins) else (f"methods[{i}]", None)
+
     def _expand_methods(self, entries: list[Any]) -> list[AdapterConfig]:
         """Grids expanded, options that follow the protocol filled in, labels made explicit."""
-        out = []
+        out, origins = [], []
         for i, entry in enumerate(entries):
             if isinstance(entry, dict) and entry.get("method") == "joint":  # the spelling before `regime:`
                 entry = unwrap_legacy_joint(entry, f"methods[{i}]")
@@ -243,11 +308,13 @@ class ExperimentConfig:
                     method.label = (REGIMES.get(regime_of(method)).label_prefix() + method.display_label
                                     + strategy_suffix(method.strategy) + train_suffix(method.train))
                 group.append((method, point))
+                origins.append((where, ", ".join(f"{k}={short_value(v)}" for k, v in point.items()) or None))
             labels = [m.display_label for m, _ in group]
             if len(set(labels)) < len(labels):  # grid keys the default label does not show
                 for method, point in group:
                     method.label += point_suffix(point, [k for k in point if not k.startswith(("train.", "strategy."))])
             out += [m for m, _ in group]
+        self.__dict__["_origins"] = origins
         return out
 
     @property
@@ -261,10 +328,12 @@ class ExperimentConfig:
             return self.train
         return from_dict(TrainConfig, {**to_dict(self.train), **method.train}, f"{where or method.display_label}.train")
 
-    def identity(self, method: AdapterConfig, seed: int, order: list[str] | None = None) -> RunIdentity:
-        """The identity of one run of this experiment (see `config.identity`). A `head_lr` equal to
-        the run's own `lr` computes what no `head_lr` computes, so it is the same run."""
-        settings, entry = resolved_dict(self), method_dict(method)
+    def identity(self, method: AdapterConfig, seed: int, order: list[str] | None = None,
+                 resolved: dict[str, Any] | None = None) -> RunIdentity:
+        """The identity of one run of this experiment (see `config.identity`); `resolved`:
+        `resolved_dict(self)`, when the caller has it. A `head_lr` equal to the run's own `lr`
+        computes what no `head_lr` computes, so it is the same run."""
+        settings, entry = resolved if resolved is not None else resolved_dict(self), method_dict(method)
         hashed_settings, hashed = settings, method
         train = self.train_for(method)
         if train.head_lr is not None and train.head_lr == train.lr:
@@ -317,14 +386,16 @@ def task_orders(orders: int | list[list[str]], names: list[str], seed: int) -> l
     """`orders: N` -> the listed order and N-1 seeded distinct permutations; a list is checked."""
     if isinstance(orders, int):
         positive("", "orders", orders)
-        if orders > math.factorial(len(names)):
+        possible = _factorial_up_to(len(names), orders)
+        if orders > possible:
             raise BenchError(f"orders: {orders} distinct orders of {len(names)} tasks do not exist "
-                             f"(at most {math.factorial(len(names))})")
-        out = [list(names)]
+                             f"(at most {possible})")
+        out, seen = [list(names)], {tuple(names)}
         gen = random.Random(seed)
         while len(out) < orders:
             perm = gen.sample(names, len(names))
-            if perm not in out:
+            if tuple(perm) not in seen:
+                seen.add(tuple(perm))
                 out.append(perm)
         return out
     for i, perm in enumerate(orders):
@@ -335,6 +406,16 @@ def task_orders(orders: int | list[list[str]], names: list[str], seed: int) -> l
     if not orders:
         raise BenchError("orders: the list is empty; give at least one order (or null)")
     return [list(p) for p in orders]
+
+
+def _factorial_up_to(n: int, bound: int) -> int:
+    """n!, or the first partial product above `bound` (enough to compare, without the huge number)."""
+    out = 1
+    for k in range(2, n + 1):
+        out *= k
+        if out > bound:
+            break
+    return out
 
 
 def corpus_config(p: PerplexityConfig, where: str = "perplexity") -> CorpusConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,15 @@ def set_key(entry: dict, key: str, value: Any) -> None:
             entry[nested] = {**(entry.get(nested) or {}), key.removeprefix(nested + "."): value}
             return
     entry[key] = value
+
+
+def grid_points(entry: Any) -> int:
+    """How many entries `expand` makes of `entry`, counted from its lists' lengths without making
+    any (a malformed grid counts its well-formed lists: `expand` names the rest)."""
+    grid = entry.get("grid") if isinstance(entry, dict) else None
+    if not isinstance(grid, dict):
+        return 1
+    return math.prod(len(values) for values in grid.values() if isinstance(values, list) and values)
 
 
 def expand(entry: Any, where: str, check: Callable[[dict, str], None]) -> list[tuple[Any, str, dict]]:

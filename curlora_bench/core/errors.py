@@ -43,6 +43,46 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+class SignalNote:
+    """The first SIGINT/SIGTERM that arrived while `signals_noted` was active (None: none)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handler(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def install(self) -> None:
+        """Take SIGINT/SIGTERM (back): a library may have installed handlers of its own (Ray does)."""
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, self.handler)
+
+    def check(self) -> None:
+        """Stop here if a signal arrived: `Interrupted`, raised from ordinary code."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+
+@contextlib.contextmanager
+def signals_noted() -> Iterator[SignalNote]:
+    """SIGINT/SIGTERM noted, not raised, while the block runs; the block calls `check()` where
+    stopping is safe. For code that waits inside a C extension calling back into Python (Ray's
+    driver loop), where an exception raised by a signal handler surfaces as a SystemError."""
+    note = SignalNote()
+    if threading.current_thread() is not threading.main_thread():
+        yield note
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    note.install()
+    try:
+        yield note
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back while a few renames that belong together run (delivered after)."""

@@ -1,13 +1,15 @@
 """The names of everything a run writes: one module, so a file is renamed in one place.
 
 An experiment folder (`results/<name>/` or `--output`) holds `config.yaml`, `report.md`, the
-folder lock and one run folder per (method label, seed[, task order]):
+folder lock, `ray-logs/` (kept when a Ray worker died) and one run folder per (method label,
+seed[, task order]):
 
     <label>/seed-<k>[-order-<o>]/
         records.jsonl  predictions.jsonl  train_log.jsonl  summary.json  tensorboard/
         checkpoints/stage-<N>/  adapter.safetensors heads.safetensors rng.safetensors
                                 strategy.safetensors state.json
         .previous/     the work a --fresh run replaces, until that run has a stage of its own
+                       (.previous.tmp/, .previous.restoring/: while it is moved there and back)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 CONFIG = "config.yaml"  # the resolved config the runs were made with
 REPORT = "report.md"  # what `run` renders when it finishes
 LOCK = ".lock"  # flock'ed while a `run` writes into the folder
+RAY_LOGS = "ray-logs"  # a Ray sweep's logs, kept when one of its runs failed (its worker died)
 
 # run folder
 SUMMARY = "summary.json"
@@ -27,6 +30,8 @@ PREDICTIONS = "predictions.jsonl"  # each eval example's score per stage and tas
 TENSORBOARD = "tensorboard"  # the run's event files, with `execution.log: [tensorboard]`
 CHECKPOINTS = "checkpoints"
 PREVIOUS = ".previous"  # work set aside by a run that starts over
+PREVIOUS_MOVING = ".previous.tmp"  # a set-aside in progress (undone if the process died in it)
+PREVIOUS_RESTORING = ".previous.restoring"  # a restore in progress (finished if the process died in it)
 
 # one stage checkpoint (and an export folder: ADAPTER, HEADS)
 STATE = "state.json"

@@ -14,8 +14,9 @@ from ..core.layout import CONFIG
 from ..store import checkpoint
 from ..store.folders import FolderLock, finished_summary, write_atomic
 from ..store.schema import RunSummary
+from .cluster import preflight
 from .events import RunEvents
-from .executors import Executor, ray_available, run_ray
+from .executors import Executor, run_ray
 from .prepare import prepare
 from .recipe import run_one
 from .spec import RunSpec
@@ -34,43 +35,47 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     executor = executor or Executor.of(cfg.execution)
     executor.validate()
     if executor.kind == "ray":
-        ray_available()
-    check_trackers(cfg.execution.log)
+        preflight(executor)  # Ray installed; the runs' CPUs and GPUs exist; something answers at --address
     check_writable(out)
+    check_trackers(cfg.execution.log, out)  # a tracking store that cannot be opened: one line, before any run
     with FolderLock(out):  # a second run on this folder is refused, not interleaved
         return _run_locked(cfg, out, events, fresh, force, executor)
 
 
 def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool, force: bool,
                 executor: Executor) -> list[RunSummary]:
+    specs = run_specs(cfg, out)
+    # before anything else: results an earlier attempt set aside and never replaced go back
+    restored = [spec.name for spec in specs if checkpoint.recover(spec.folder)]
+    if restored:
+        events.message(f"put back the results an unfinished replacement had set aside: {', '.join(restored)}")
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)
-    specs = run_specs(cfg, out)
     if not fresh:
         check_runs_unchanged(specs, other_settings_ok=force)
     write_atomic(out / CONFIG, yaml.safe_dump(resolved_dict(cfg), sort_keys=False))
     if "mlflow" in cfg.execution.log:  # the store and experiment exist before runs (maybe in parallel) log there
         mlflow_experiment(mlflow_client(out), cfg.name, out)
-    if fresh:  # set aside, deleted only once each new run has checkpointed its first stage
-        for spec in specs:
-            checkpoint.set_aside(spec.folder)
+    # with `fresh`, each run sets its earlier results aside as it starts (run_one), not all of them now
     if executor.kind == "ray":
         del prepared  # each Ray task prepares its own data and model
-        return run_ray(specs, executor, [spec.name for spec in specs], len(cfg.tasks), events)
+        return run_ray(specs, executor, [spec.name for spec in specs], len(cfg.tasks), events, fresh)
     prepared.initial_perplexity(events)
     release_memory()
     summaries = []
     for spec in specs:
-        summaries.append(run_one(spec, prepared, events))
+        summaries.append(run_one(spec, prepared, events, fresh=fresh))
         release_memory()  # injected adapters can hold reference cycles: free the run's model now
     return summaries
 
 
 def run_specs(cfg: ExperimentConfig, out: Path) -> list[RunSpec]:
-    """Every (method, order, seed) of the experiment, in config order."""
+    """Every (method, order, seed) of the experiment, in config order (the resolved config made
+    once and shared: a grid of N points is N specs, not N copies of N entries)."""
     orders = range(len(cfg.orders)) if cfg.orders else [None]
-    return [RunSpec.of(cfg, i, seed, out, order) for i in range(len(cfg.methods)) for order in orders
+    resolved = resolved_dict(cfg)
+    return [RunSpec.of(cfg, i, seed, out, order, resolved) for i in range(len(cfg.methods)) for order in orders
             for seed in cfg.seeds]
 
 

@@ -4,14 +4,17 @@ on a local Ray cluster started for the sweep or on an existing cluster (`address
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from ..core.errors import BenchError
+from ..config.experiment import check_address, check_gpus
+from ..core.errors import BenchError, SignalNote, signals_noted
+from ..core.layout import RAY_LOGS
 from ..store.schema import RunSummary, TrainLogEntry, parse
+from .cluster import RayCluster
 from .events import RunEvents
 from .recipe import run_one
 from .spec import RunSpec
@@ -43,14 +46,15 @@ class Executor:
         return dict(self.names).get(key, f"--{key.replace('_', '-')}")
 
     def validate(self) -> None:
+        """Every option checked as the config's `execution:` section is (the flags override it)."""
         if self.kind not in ("local", "ray"):
             raise BenchError(f"{self.name('executor')}: expected local or ray, got {self.kind!r}")
         for key in ("workers", "cpus_per_run"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise BenchError(f"{self.name(key)}: must be >= 1, got {value}")
-        if self.gpus_per_run < 0:
-            raise BenchError(f"{self.name('gpus_per_run')}: must be >= 0, got {self.gpus_per_run}")
+        check_gpus(self.name("gpus_per_run"), self.gpus_per_run)
+        check_address(self.name("address"), self.address)
         if self.kind == "local" and (self.workers or self.address or self.gpus_per_run):
             given = [self.name(k) for k in ("workers", "address", "gpus_per_run") if getattr(self, k)]
             raise BenchError(f"{' and '.join(given)}: need --executor ray (or execution.executor: ray)")
@@ -62,14 +66,6 @@ class Executor:
         if self.cpus_per_run:
             return self.cpus_per_run
         return 1 if self.kind == "ray" else len(os.sched_getaffinity(0))
-
-
-def ray_available() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise BenchError("--executor ray needs Ray: pip install 'ray>=2.40' (make install installs it)") from None
-    return ray
 
 
 class BoardEvents(RunEvents):
@@ -95,7 +91,7 @@ class BoardEvents(RunEvents):
         self.board.update.remote(self.key, done_stages=stage)
 
 
-def _run_remote(spec: dict, threads: int, board: Any) -> dict:
+def _run_remote(spec: dict, key: str, threads: int, board: Any, fresh: bool) -> dict:
     """A Ray task: one run in a worker process, from plain data to plain data."""
     import torch
 
@@ -104,9 +100,8 @@ def _run_remote(spec: dict, threads: int, board: Any) -> dict:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     run = RunSpec.from_dict(spec)
-    key = f"{run.method_index}:{run.seed}:{run.order}"
     board.update.remote(key, state="running", started=time.time())
-    summary = run_one(run, events=BoardEvents(board, key), threads=threads)
+    summary = run_one(run, events=BoardEvents(board, key), threads=threads, fresh=fresh)
     return to_dict(summary)
 
 
@@ -121,41 +116,63 @@ def seed_major(specs: list[RunSpec]) -> list[int]:
 
 
 def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: int,
-            events: RunEvents) -> list[RunSummary]:
-    """Every spec as one Ray task; returns the summaries of the runs that finished."""
-    ray = ray_available()
-    threads = executor.threads()
-    if executor.address:
-        ray.init(address=executor.address, log_to_driver=False)
-    else:
-        workers = executor.workers or max(1, len(os.sched_getaffinity(0)) // threads)
-        import torch
+            events: RunEvents, fresh: bool = False) -> list[RunSummary]:
+    """Every spec as one Ray task; returns the summaries of the runs that finished.
 
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        ray.init(num_cpus=workers * threads, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=100 * 1024 * 1024)
+    SIGINT/SIGTERM stop the sweep between two waits (`Interrupted`, no traceback); however the
+    sweep ends, once the cluster is gone every run that has not finished a stage gets the
+    results it was to replace back (`checkpoint.recover`), also when its worker died.
+    """
+    from ..store import checkpoint
+
+    threads = executor.threads()
+    logs = Path(specs[0].out) / RAY_LOGS if specs else None
     try:
-        board = ray.remote(num_cpus=0)(Board).remote()
-        task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
-        pending = {task.remote(dataclasses.asdict(specs[i]), threads, board): i for i in seed_major(specs)}
-        summaries: dict[int, RunSummary] = {}
-        failed: dict[int, str] = {}
-        view = LiveView(specs, labels, tasks, events)
+        with signals_noted() as note:
+            cluster = RayCluster(executor, note, logs)
+            with cluster as ray:
+                summaries, failed = _sweep(ray, note, specs, executor, threads, labels, tasks, events, fresh)
+                cluster.keep_logs = bool(failed)
+        for i, why in failed.items():
+            where = f"; Ray's logs: {logs}/" if logs and logs.is_dir() else ""
+            events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it{where})")
+        return [summaries[i] for i in range(len(specs)) if i in summaries]
+    finally:
+        for spec in specs:
+            checkpoint.recover(spec.folder)
+
+
+def _sweep(ray: Any, note: SignalNote, specs: list[RunSpec], executor: Executor, threads: int, labels: list[str],
+           tasks: int, events: RunEvents, fresh: bool) -> tuple[dict[int, RunSummary], dict[int, str]]:
+    board = ray.remote(num_cpus=0)(Board).remote()
+    task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
+    pending = {task.remote(specs[i].alone(), str(i), threads, board, fresh): i for i in seed_major(specs)}
+    summaries: dict[int, RunSummary] = {}
+    failed: dict[int, str] = {}
+    view = LiveView(specs, labels, tasks, events)
+    try:
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            note.check()
+            try:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            except Exception:
+                note.check()  # a Ctrl-C reaches the cluster's processes too: the signal, not their error
+                raise
             for ref in done:
                 i = pending.pop(ref)
                 try:
                     summaries[i] = parse(RunSummary, ray.get(ref), labels[i])
                 except ray.exceptions.RayError as exc:  # the worker died, ran out of memory, or raised
                     failed[i] = str(exc).strip().splitlines()[-1][:200]
+            note.check()
             view.update(ray.get(board.snapshot.remote()), summaries, failed)
-        view.close()
-        for i, why in failed.items():
-            events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it)")
-        return [summaries[i] for i in range(len(specs)) if i in summaries]
     finally:
-        ray.shutdown()
+        view.close()
+        if pending:  # stopped: the runs in flight end now, before their folders are settled
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            ray.wait(list(pending), num_returns=len(pending), timeout=10.0)
+    return summaries, failed
 
 
 class Board:
@@ -191,8 +208,8 @@ class LiveView:
         for col in ("run", "state", "latest", "elapsed", "ETA"):
             table.add_column(col, justify="right" if col in ("elapsed", "ETA") else "left")
         now = time.time()
-        for i, spec in enumerate(self.specs):
-            b = board.get(f"{spec.method_index}:{spec.seed}:{spec.order}", {})
+        for i in range(len(self.specs)):
+            b = board.get(str(i), {})
             elapsed = now - b["started"] if "started" in b else None
             done = b.get("done_stages", 0)
             eta = elapsed / done * (self.tasks - done) if elapsed and done else None

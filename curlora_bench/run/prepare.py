@@ -134,9 +134,9 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
-        ADAPTERS.get(method.method).check(lm.model, targets, method, f"methods[{i}]")
+        ADAPTERS.get(method.method).check(lm.model, targets, method, cfg.origin(i))
         if method.strategy:
-            strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"methods[{i}].strategy")
+            strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"{cfg.origin(i)}.strategy")
     for t in tasks:
         events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
                        f"majority baseline {t.majority:.3f}")

@@ -65,13 +65,15 @@ from .train import NonFiniteLoss, TrainStats, schedule_length, steps_of, train_s
 
 
 def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None,
-            threads: int | None = None) -> RunSummary:
+            threads: int | None = None, fresh: bool = False) -> RunSummary:
     """Run (or resume, or keep) one method and seed; return the summary written to disk.
 
     `prepared` shares tokenised data between the runs of one process; without it the run
     prepares its own (as in another process), with `threads` torch threads (default: all cores).
+    `fresh` starts the run over: its earlier results are set aside as it starts, deleted at its
+    first checkpoint and put back if it ends before that.
     """
-    return Recipe(spec, events).execute(prepared, threads)
+    return Recipe(spec, events).execute(prepared, threads, fresh)
 
 
 def head_seed(seed: int, task: str) -> int:
@@ -89,7 +91,20 @@ class Recipe:
         self.events = events or RunEvents()
 
     # -- the run, top to bottom ----------------------------------------------------------------
-    def execute(self, prepared: Prepared | None = None, threads: int | None = None) -> RunSummary:
+    def execute(self, prepared: Prepared | None = None, threads: int | None = None, fresh: bool = False) -> RunSummary:
+        if checkpoint.recover(self.folder):
+            self.events.message(f"  {self.name}: the results an unfinished replacement had set aside are back")
+        try:
+            if fresh:  # only now, as this run starts: the runs after it keep theirs until they start
+                checkpoint.set_aside(self.folder)
+            return self._execute(prepared, threads)
+        except BaseException:
+            # ended (a signal, an error) before a stage of its own: the results it was to replace go back
+            if checkpoint.recover(self.folder):
+                self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
+            raise
+
+    def _execute(self, prepared: Prepared | None, threads: int | None) -> RunSummary:
         kept = finished_summary(self.folder, self.key)
         if kept is not None:
             self.events.message(f"  {self.name}: already complete, kept (--fresh reruns it)")
@@ -114,10 +129,8 @@ class Recipe:
             raise
         finally:
             restored = self.close_files()
-        if restored:
-            self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
-            if (self.folder / SUMMARY).is_file():
-                return load(RunSummary, self.folder / SUMMARY)
+        if restored and (self.folder / SUMMARY).is_file():
+            return load(RunSummary, self.folder / SUMMARY)
         summary = self.summarise(status, error, time.perf_counter() - start)
         write_summary(self.folder, summary)
         self.events.run_finished(summary)
@@ -246,7 +259,10 @@ class Recipe:
         work it was to replace. True when it did."""
         for writer in (self.writer, self.log_writer, self.prediction_writer):
             writer.close()
-        return not self.progress.stages and checkpoint.restore_previous(self.folder)
+        restored = checkpoint.recover(self.folder)
+        if restored:
+            self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
+        return restored
 
     # -- one stage -----------------------------------------------------------------------------
     def context(self, stage: Stage) -> StageContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +30,27 @@ class RunSpec:
     out: str  # the experiment folder
     order: int | None  # index into the config's `orders`; None: the tasks as listed
     identity: RunIdentity
+    origin: str | None = None  # the entry the user wrote (`methods[0]`, a grid point of it) for messages
 
     @classmethod
-    def of(cls, cfg: ExperimentConfig, method_index: int, seed: int, out: Path, order: int | None = None) -> RunSpec:
+    def of(cls, cfg: ExperimentConfig, method_index: int, seed: int, out: Path, order: int | None = None,
+           resolved: dict[str, Any] | None = None) -> RunSpec:
+        """`resolved`: `resolved_dict(cfg)` when the caller made it already (one for every spec)."""
         names = cfg.orders[order] if order is not None else None
         if names == [t.name for t in cfg.tasks]:
             names = None  # the listed order: no order in the identity
-        identity = cfg.identity(cfg.methods[method_index], seed, names)
-        spec = cls(resolved_dict(cfg), method_index, seed, str(Path(out).resolve()), order, identity)
+        resolved = resolved if resolved is not None else resolved_dict(cfg)
+        identity = cfg.identity(cfg.methods[method_index], seed, names, resolved)
+        spec = cls(resolved, method_index, seed, str(Path(out).resolve()), order, identity, cfg.origin(method_index))
         spec.__dict__["experiment"] = cfg  # the parsed config this spec was made from
         return spec
+
+    def alone(self) -> dict[str, Any]:
+        """The plain form of this spec with only its own method in the config (what a Ray task
+        receives: a sweep of N points sends N small specs, not N copies of N entries)."""
+        config = {**self.config, "methods": [self.config["methods"][self.method_index]]}
+        return {"config": config, "method_index": 0, "seed": self.seed, "out": self.out, "order": self.order,
+                "identity": dataclasses.asdict(self.identity), "origin": self.where}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
@@ -61,7 +73,7 @@ class RunSpec:
 
     @property
     def where(self) -> str:
-        return f"methods[{self.method_index}]"
+        return self.origin or f"methods[{self.method_index}]"
 
     @property
     def name(self) -> str:

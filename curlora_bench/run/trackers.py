@@ -18,10 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import yaml
 
-from ..core.errors import BenchError
+from ..core.errors import BenchError, first_line
 from ..core.layout import RECORDS, REPORT, SUMMARY, TENSORBOARD, TRAIN_LOG
 from ..store.folders import write_atomic
 from ..store.schema import Record, RunSummary, TrainLogEntry
@@ -33,13 +34,63 @@ MLFLOW_DB = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
 
 
-def check_trackers(names: list[str]) -> None:
-    """One line naming what to install if a tracker's package is missing."""
+def check_trackers(names: list[str], experiment_folder: Path | None = None) -> None:
+    """One line naming what to install if a tracker's package is missing; with the experiment
+    folder, one line if MLflow's tracking store cannot be opened (before any run starts)."""
     for name in names:
         package = TRACKERS[name]
         if importlib.util.find_spec(package) is None:
             raise BenchError(f"log: {name} needs the {package} package: pip install 'curlora-bench[trackers]' "
                              "(make install installs it)")
+    if "mlflow" in names and experiment_folder is not None:
+        check_mlflow(experiment_folder)
+
+
+# what MLflow's tracking client accepts: a path, file:, a database, a server
+MLFLOW_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks",
+                  "databricks-uc", "uc")
+
+
+def check_mlflow(experiment_folder: Path) -> None:
+    """MLFLOW_TRACKING_URI, when set, opens: a known scheme, a folder that can be written, a
+    store that answers (a server gets one short try)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return  # the default: a SQLite file in the experiment folder, which is writable (checked); made with the runs
+    uri = mlflow_uri(experiment_folder)
+    where = f"MLFLOW_TRACKING_URI={uri}"
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if re.match(r"[A-Za-z][\w+.-]*:", uri) else ""
+    if len(scheme) == 1:  # a Windows drive letter, not a scheme
+        scheme = ""
+    if scheme not in MLFLOW_SCHEMES:
+        raise BenchError(f"{where}: unknown scheme {scheme!r} (MLflow takes a path, file:, sqlite:, postgresql:, "
+                         "mysql:, mssql:, http(s): or databricks)")
+    if scheme == "sqlite" and ":///" in uri:  # sqlite:///relative.db, sqlite:////absolute.db
+        _check_writable(Path(uri.split(":///", 1)[1].split("?", 1)[0]).parent, where)
+    elif scheme == "file":
+        _check_writable(Path(unquote(urlparse(uri).path)), where)
+    elif scheme == "":
+        _check_writable(Path(uri), where)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")  # one short try
+    try:
+        mlflow_client(experiment_folder).search_experiments(max_results=1)
+    except Exception as exc:  # MLflow raises its own exceptions, the database drivers theirs, OSError
+        raise BenchError(f"{where}: cannot open the tracking store ({first_line(exc)})") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _check_writable(folder: Path, where: str) -> None:
+    """The folder, or the nearest existing folder above it (where it would be made), is writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchError(f"{where}: {existing} is not a folder this process can write")
 
 
 def train_scalars(entry: TrainLogEntry) -> list[tuple[str, float, int]]:
@@ -183,9 +234,12 @@ class MlflowEvents(RunEvents):
         self.run_folder = run.folder
         exp = mlflow_experiment(self.client, run.experiment, self.folder)
         folder = str(run.folder.resolve())
-        # a resumed run replaces the MLflow run the interrupted process began: each step once
-        for old in self.client.search_runs([exp], filter_string=f"tags.curlora_folder = '{folder}'"):
-            self.client.delete_run(old.info.run_id)
+        # a resumed run replaces the MLflow run the interrupted process began: each step once. The
+        # filter holds only the run key (hex digits); the folder, which may hold any character, is
+        # compared here, never written into a filter string
+        for old in self.client.search_runs([exp], filter_string=f"tags.curlora_run_key = '{run.run_key}'"):
+            if old.data.tags.get("curlora_folder") == folder:
+                self.client.delete_run(old.info.run_id)
         tags = {"curlora_folder": folder, "curlora_run_key": run.run_key, "label": run.label, "seed": str(run.seed)}
         self.run_id = self.client.create_run(exp, run_name=f"{run.label} seed {run.seed}", tags=tags).info.run_id
         params = [Param(k[:250], v[:MAX_PARAM_VAL_LENGTH]) for k, v in flatten(run.config).items()]

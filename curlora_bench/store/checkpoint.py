@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -28,6 +29,8 @@ from ..core.layout import (
     HEADS,
     PREDICTIONS,
     PREVIOUS,
+    PREVIOUS_MOVING,
+    PREVIOUS_RESTORING,
     RECORDS,
     RNG,
     STATE,
@@ -43,6 +46,12 @@ from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
 def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors wants contiguous CPU tensors that share no storage
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError's reason, or the first line of another error (safetensors' own)."""
+    text = getattr(exc, "strerror", None) or first_line(exc)
+    return "No space left on device" if "No space left on device" in text else text
 
 
 def capture_rng() -> tuple[dict, dict[str, torch.Tensor]]:
@@ -92,9 +101,9 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BenchError(f"{final}: cannot write the checkpoint ({exc.strerror or exc}); stage {state.stage} is "
+        raise BenchError(f"{final}: cannot write the checkpoint ({_why(exc)}); stage {state.stage} is "
                          "dropped, earlier checkpoints are intact: free space and rerun to resume") from None
     return final
 
@@ -180,8 +189,17 @@ def clear(run: Path) -> None:
 
 
 # A run that starts over moves its earlier work here first; the work is deleted only once the
-# new run has checkpointed its first stage, and put back if the new run fails before that.
+# new run has checkpointed its first stage, and put back if the new run ends before that (an
+# error, a signal, a NaN) or, when the process died (kill -9), by the next `run` (`recover`).
+# Every step leaves the folder in a state `recover` settles, whenever the process dies.
 _WORK = (CHECKPOINTS, RECORDS, PREDICTIONS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def set_aside(run: Path) -> bool:
@@ -189,7 +207,8 @@ def set_aside(run: Path) -> bool:
     `.previous/`; True if there were any.
 
     An earlier `.previous/` (a replacement that never finished a stage) is kept: it holds the
-    last finished work, and what is in the folder now is the unfinished attempt, discarded."""
+    last finished work, and what is in the folder now is the unfinished attempt, discarded.
+    A full disk or a read-only folder is one error naming the path, with everything left where it was."""
     with signals_deferred():  # the moves belong together
         present = [n for n in _WORK if (run / n).exists()]
         backup = run / PREVIOUS
@@ -198,12 +217,28 @@ def set_aside(run: Path) -> bool:
             return True
         if not present:
             return False
-        tmp = run / (PREVIOUS + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for name in present:
-            os.replace(run / name, tmp / name)
-        os.replace(tmp, backup)
+        tmp = run / PREVIOUS_MOVING
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            for name in present:
+                os.replace(run / name, tmp / name)
+            os.replace(tmp, backup)
+        except OSError as exc:
+            _undo_set_aside(run)
+            raise BenchError(f"{exc.filename or tmp}: cannot set the earlier results aside ({exc.strerror or exc}); "
+                             f"they are left in {run}") from None
     return True
+
+
+def _undo_set_aside(run: Path) -> None:
+    """A set-aside cut short: what it had moved goes back where it was."""
+    tmp = run / PREVIOUS_MOVING
+    if not tmp.is_dir():
+        return
+    for item in list(tmp.iterdir()):
+        if not (run / item.name).exists():
+            os.replace(item, run / item.name)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def drop_previous(run: Path) -> None:
@@ -212,17 +247,50 @@ def drop_previous(run: Path) -> None:
 
 
 def restore_previous(run: Path) -> bool:
-    """The new run failed before its first stage: put the earlier work back; True if there was some."""
-    backup = run / PREVIOUS
-    if not backup.is_dir():
+    """Put the work set aside back (the new attempt's own is discarded); True if there was some.
+
+    Resumable: `.previous/` is first renamed `.previous.restoring/` (a rename, so a full disk
+    cannot stop it), and a restore cut short (kill -9) is finished by the next call, never
+    started over, so work already moved back is not mistaken for the attempt's and deleted."""
+    backup, restoring = run / PREVIOUS, run / PREVIOUS_RESTORING
+    if not backup.is_dir() and not restoring.is_dir():
         return False
     with signals_deferred():
-        clear(run)
-        for name in _WORK:
-            if (backup / name).exists():
-                os.replace(backup / name, run / name)
-        shutil.rmtree(backup)
+        try:
+            if not restoring.is_dir():
+                clear(run)  # the attempt's own work
+                os.replace(backup, restoring)
+            for name in _WORK:
+                if (restoring / name).exists() or (restoring / name).is_symlink():
+                    _remove(run / name)
+                    os.replace(restoring / name, run / name)
+            shutil.rmtree(restoring)
+        except OSError as exc:
+            raise BenchError(f"{exc.filename or run}: cannot put the earlier results back ({exc.strerror or exc}); "
+                             f"they are in {restoring if restoring.is_dir() else backup}, and the next run tries "
+                             "again") from None
     return True
+
+
+def recover(run: Path) -> bool:
+    """Settle what an earlier attempt left behind, before anything else touches the folder: a
+    set-aside cut short is undone; work set aside in `.previous/` beside no finished stage of
+    the attempt that replaced it (interrupted, failed or killed before its first checkpoint)
+    is put back; beside one, it goes. True when earlier results were put back."""
+    if not run.is_dir():
+        return False
+    moved_back = (run / PREVIOUS_MOVING).is_dir()
+    if moved_back:
+        with signals_deferred():
+            _undo_set_aside(run)
+    if (run / PREVIOUS_RESTORING).is_dir():  # a restore cut short: finished
+        return restore_previous(run)
+    if not (run / PREVIOUS).is_dir():
+        return moved_back
+    if not stages(run):
+        return restore_previous(run)
+    drop_previous(run)
+    return moved_back
 
 
 def stored_work(run: Path) -> tuple[Path, str, dict, dict | None] | None:

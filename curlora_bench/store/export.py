@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -67,8 +68,9 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
         save_file(heads_sd, out / HEADS)
         extras = ADAPTERS.get(cfg.method).export_extras(out, cfg, state.modules, state.conv1d, state.model,
                                                         adapter_sd)
-    except OSError as exc:
-        raise BenchError(f"{out}: cannot write the export ({exc.strerror or exc}); the run is unchanged") from None
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        why = getattr(exc, "strerror", None) or first_line(exc)
+        raise BenchError(f"{out}: cannot write the export ({why}); the run is unchanged") from None
     meta = {
         "format": SCHEMA_VERSION,
         "base_model": state.model,

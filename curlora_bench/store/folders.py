@@ -75,9 +75,13 @@ class FolderLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk: no lock file is left behind
+            self.__exit__()
+            raise BenchError(f"{self.path}: cannot write the lock file ({exc.strerror or exc})") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,9 +100,12 @@ class RecordWriter:
     """
 
     def __init__(self, path: Path, sync_each: bool = True) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.sync_each = path, sync_each
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise BenchError(f"{path}: cannot open it to append ({exc.strerror or exc})") from None
 
     def write(self, record: Record | TrainLogEntry) -> None:
         try:
@@ -114,7 +121,10 @@ class RecordWriter:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # what it could not flush failed a write already, which said so naming the file
+            pass
 
 
 def keep_records(path: Path, n: int) -> None:
@@ -198,8 +208,12 @@ class Run:
     summary: RunSummary
 
 
-def find_runs(paths: list[Path]) -> list[Run]:
-    """Every run (a folder with summary.json) under the given run or experiment folders."""
+def find_runs(paths: list[Path], notes: list[str] | None = None) -> list[Run]:
+    """Every run (a folder with summary.json) under the given run or experiment folders, each once.
+
+    A run is known by its identity (settings hash, label, seed, task order), not by its path:
+    the same run reached twice (`x` and `x/../x`, a symlink, a byte-identical copy) is kept
+    once and described in `notes`; two different files claiming one identity are refused."""
     found: list[Path] = []
     for p in paths:
         if not p.exists():
@@ -211,7 +225,50 @@ def find_runs(paths: list[Path]) -> list[Run]:
                 found.extend(sorted(p.glob(pattern)))
     if not found:
         raise BenchError(f"no finished runs ({SUMMARY}) under {', '.join(map(str, paths))}")
-    return [Run(s.parent, load(RunSummary, s)) for s in dict.fromkeys(found)]
+    runs: list[Run] = []
+    by_file: dict[Path, Path] = {}  # the real file -> the path it was first reached by
+    by_identity: dict[tuple, tuple[Path, bytes]] = {}
+    twice: list[tuple[Path, Path]] = []  # (path reached again, the path it is the same run as)
+    for path in dict.fromkeys(found):
+        real = path.resolve()
+        if real in by_file:
+            twice.append((path, by_file[real]))
+            continue
+        by_file[real] = path
+        summary = load(RunSummary, path)
+        key = run_identity(summary)
+        if key in by_identity:
+            first, data = by_identity[key]
+            if _read_bytes(path) != data:
+                raise BenchError(f"{path} and {first} are different files for the same run ({describe_identity(summary)}); "
+                                 "report one of them (a rerun? a copy edited by hand?)")
+            twice.append((path, first))
+            continue
+        by_identity[key] = (path, _read_bytes(path))
+        runs.append(Run(path.parent, summary))
+    if twice and notes is not None:
+        again, first = twice[0]
+        more = f" and {len(twice) - 1} more" if len(twice) > 1 else ""
+        notes.append(f"{len(twice)} run{'s' if len(twice) > 1 else ''} reached twice, counted once: {again.parent} is "
+                     f"the same run as {first.parent}{more}")
+    return runs
+
+
+def run_identity(summary: RunSummary) -> tuple:
+    """What tells two runs apart: settings hash, label, seed and the task order it ran in."""
+    return summary.settings_hash, summary.label, summary.seed, summary.order, tuple(summary.tasks)
+
+
+def describe_identity(summary: RunSummary) -> str:
+    order = f" order {summary.order}" if summary.order is not None else ""
+    return f"{summary.label} seed {summary.seed}{order}, settings {summary.settings_hash}"
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def experiment_labels(experiment_dir: Path) -> list[str]:

@@ -214,6 +214,11 @@ class RunSummary:
         return data
 
     def validate(self, where: str) -> None:
+        n = len(self.tasks)  # one row per stage (joint fills one), one column per task
+        rows = [len(row) for row in self.accuracy_matrix]
+        if rows != [n] * n:
+            raise BenchError(f"{where}.accuracy_matrix: {len(rows)} rows of {sorted(set(rows)) or [0]} values, "
+                             f"expected {n} x {n} ({n} tasks)")
         expected = {m.key for m in MATRIX_METRICS}
         if self.metrics and set(self.metrics) != expected:
             raise BenchError(f"{where}.metrics: keys {sorted(self.metrics)}, expected {sorted(expected)}")
