@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..sources.tasks import PROMPT_FIELDS
+
 # keys of a resolved config that are no part of a run's settings: what varies between the runs
 # of one experiment, and how runs execute
 RUN_LOCAL_KEYS = ("name", "seeds", "methods", "orders", "execution")
@@ -31,8 +33,16 @@ LEGACY_EXECUTION = {("train", "gradient_checkpointing"): "gradient_checkpointing
 # the part of the settings hashed as a constant: compile at its default when it was a train key
 HASHED_CONSTANTS = {"train": {"compile": False}}
 # settings added since runs were first published, left out of an identity at their default (the
-# behaviour before they existed), so those runs keep their keys
-OMITTED_AT_DEFAULT = {("train", "head_lr"): None}
+# behaviour before they existed), so those runs keep their keys; a list section's (`tasks`) apply
+# to each of its entries
+OMITTED_AT_DEFAULT = {("train", "head_lr"): None,
+                      # a prompted task's fields: unset on a classification task
+                      **{("tasks", k): None for k in PROMPT_FIELDS}}
+
+
+def _kept(section: str, key: str, value: Any) -> bool:
+    return (section, key) not in LEGACY_EXECUTION and not (
+        (section, key) in OMITTED_AT_DEFAULT and value == OMITTED_AT_DEFAULT[(section, key)])
 
 
 def _without_legacy(data: dict) -> dict:
@@ -40,8 +50,10 @@ def _without_legacy(data: dict) -> dict:
            if (k,) not in LEGACY_EXECUTION and not ((k,) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(k,)])}
     for section, value in list(out.items()):
         if isinstance(value, dict):
-            out[section] = {k: v for k, v in value.items() if (section, k) not in LEGACY_EXECUTION and not (
-                (section, k) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(section, k)])}
+            out[section] = {k: v for k, v in value.items() if _kept(section, k, v)}
+        elif isinstance(value, list) and any(s == section for s, _ in OMITTED_AT_DEFAULT):
+            out[section] = [{k: v for k, v in entry.items() if _kept(section, k, v)} if isinstance(entry, dict)
+                            else entry for entry in value]
     return out
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -38,6 +39,8 @@ class PreparedTask:
     eval: Split
     info: TaskData
     kind: str = "classification"  # its task kind (run/kinds): how it trains and is scored
+    spec: Any = None  # what its kind keeps besides the splits (the prompted kind: a `PromptSpec`)
+    metric: str = "accuracy"  # its primary metric: the accuracy matrix's entries
 
     @property
     def majority(self) -> float:

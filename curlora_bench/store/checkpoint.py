@@ -25,6 +25,7 @@ from ..core.errors import BenchError, first_line, signals_deferred
 from ..core.layout import (
     ADAPTER,
     CHECKPOINTS,
+    GENERATIONS,
     HEADS,
     PREDICTIONS,
     PREVIOUS,
@@ -141,7 +142,7 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
         raise BenchError(f"{d / ADAPTER}: {what}; rerun with --fresh")
     heads = {k: list(v.shape) for k, v in tensors[1].items()}
     expected = {}
-    for h in state.tasks:
+    for h in (h for h in state.tasks if h.head):  # a prompted task has no head
         expected[f"heads.{h.name}.weight"] = [h.num_classes, state.hidden_size]
         expected[f"heads.{h.name}.bias"] = [h.num_classes]
     if heads != expected:
@@ -175,13 +176,13 @@ def clear(run: Path) -> None:
     """Forget a run's progress: checkpoints, records, training log, TensorBoard events and summary."""
     shutil.rmtree(run / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run / TENSORBOARD, ignore_errors=True)
-    for name in (RECORDS, PREDICTIONS, TRAIN_LOG, SUMMARY):
+    for name in (RECORDS, PREDICTIONS, GENERATIONS, TRAIN_LOG, SUMMARY):
         (run / name).unlink(missing_ok=True)
 
 
 # A run that starts over moves its earlier work here first; the work is deleted only once the
 # new run has checkpointed its first stage, and put back if the new run fails before that.
-_WORK = (CHECKPOINTS, RECORDS, PREDICTIONS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+_WORK = (CHECKPOINTS, RECORDS, PREDICTIONS, GENERATIONS, TRAIN_LOG, TENSORBOARD, SUMMARY)
 
 
 def set_aside(run: Path) -> bool:
