@@ -21,8 +21,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..sources.tasks import PROMPT_FIELDS
-
 # keys of a resolved config that are no part of a run's settings: what varies between the runs
 # of one experiment, and how runs execute
 RUN_LOCAL_KEYS = ("name", "seeds", "methods", "orders", "execution")
@@ -36,8 +34,10 @@ HASHED_CONSTANTS = {"train": {"compile": False}}
 # behaviour before they existed), so those runs keep their keys; a list section's (`tasks`) apply
 # to each of its entries
 OMITTED_AT_DEFAULT = {("train", "head_lr"): None,
-                      # a prompted task's fields: unset on a classification task
-                      **{("tasks", k): None for k in PROMPT_FIELDS}}
+                      # a prompted task's fields (sources.tasks.PROMPT_FIELDS; importing it here would import
+                      # torch on the report's path): unset on a classification task
+                      **{("tasks", k): None for k in ("prompt", "choices", "target", "target_prefix",
+                                                      "max_new_tokens", "stop", "metric")}}
 
 
 def _kept(section: str, key: str, value: Any) -> bool:

@@ -16,7 +16,9 @@ to it are kept.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,21 +143,49 @@ def per_example(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tenso
     return torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, rows, values)
 
 
+def left_padded(prompts: list[list[int]], idx: list[int], pad_id: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `idx` of `prompts` as a left-padded batch (real tokens last) and its attention mask."""
+    width = max(len(prompts[i]) for i in idx)
+    input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for r, i in enumerate(idx):
+        input_ids[r, width - len(prompts[i]):] = torch.tensor(prompts[i], dtype=torch.long)
+        mask[r, width - len(prompts[i]):] = 1
+    return input_ids.to(device), mask.to(device)
+
+
 @torch.inference_mode()
 def choice_loglikelihoods(model: nn.Module, split: PromptedSplit, choice_ids: list[list[int]], batch_size: int,
                           pad_id: int, device: torch.device) -> list[list[float]]:
-    """log p(choice | prompt) of every choice for every row: one sequence per (row, choice), in
-    length-sorted right-padded batches of `batch_size` sequences."""
+    """log p(choice | prompt) of every choice for every row. Each batch's prompts run once,
+    left-padded, keeping their KV cache; every choice then continues from that cache (its first
+    token is scored from the prompt's last position, the rest from the choice's own), and the
+    cache is cut back to the prompt before the next choice."""
     model.eval()
-    k = len(choice_ids)
-    seqs = PromptedSplit([split.ids[i] + c for i in range(len(split)) for c in choice_ids],
-                         [0] * (len(split) * k), [split.answer_start[i] for i in range(len(split)) for _ in choice_ids])
-    out = [0.0] * len(seqs)
-    for idx in batches([len(s) for s in seqs.ids], batch_size, shuffle=False):
-        nll, rows = answer_nll(model, collate(seqs, idx, pad_id, device))
-        for i, v in zip(idx, (-per_example(nll, rows, len(idx))).tolist()):
-            out[i] = v
-    return [out[i * k: (i + 1) * k] for i in range(len(split))]
+    body = backbone(model)
+    # transformers 5 calls the KV cache `cache`, 4.x `past_key_values`
+    key = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+    out = [[0.0] * len(choice_ids) for _ in range(len(split))]
+    for idx in batches([len(s) for s in split.ids], batch_size, shuffle=False):
+        ids, mask = left_padded(split.ids, idx, pad_id, device)
+        res = body(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True)
+        cache, last = res[key], res.last_hidden_state[:, -1:]
+        next_pos = positions(mask)[:, -1:] + 1
+        for c, choice in enumerate(choice_ids):
+            target = torch.tensor(choice, dtype=torch.long, device=device).expand(len(idx), -1)
+            hidden = last
+            if len(choice) > 1:  # the choice's own tokens but its last predict the rest, after a copy of the cache
+                rest = len(choice) - 1
+                cont = body(input_ids=target[:, :-1], use_cache=True, **{key: copy.deepcopy(cache)},
+                            attention_mask=torch.cat([mask, mask.new_ones(len(idx), rest)], dim=1),
+                            position_ids=next_pos + torch.arange(rest, device=device))
+                hidden = torch.cat([last, cont.last_hidden_state], dim=1)
+            logp = torch.log_softmax(lm_logits(model, hidden).float(), dim=-1)
+            scores = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1)
+            for i, v in zip(idx, scores.tolist()):
+                out[i][c] = v
+    return out
 
 
 def cut(text: str, stop: list[str]) -> str:
@@ -176,13 +206,9 @@ def generate(model: nn.Module, prompts: list[list[int]], spec: PromptSpec, batch
                               pad_token_id=pad_id, eos_token_id=spec.eos_id, stop_strings=spec.stop or None)
     out = [""] * len(prompts)
     for idx in batches([len(p) for p in prompts], batch_size, shuffle=False):
-        width = max(len(prompts[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            input_ids[r, width - len(prompts[i]):] = torch.tensor(prompts[i], dtype=torch.long)
-            mask[r, width - len(prompts[i]):] = 1
-        res = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config,
+        input_ids, mask = left_padded(prompts, idx, pad_id, device)
+        width = input_ids.shape[1]
+        res = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
                              tokenizer=spec.tokenizer)
         for r, i in enumerate(idx):
             out[i] = cut(spec.tokenizer.decode(res[r, width:].tolist(), skip_special_tokens=True), spec.stop)
