@@ -20,7 +20,12 @@ from curlora_bench.core.protocol import Protocol
 from curlora_bench.run.data import Batching
 from curlora_bench.run.driver import run_experiment
 from curlora_bench.run.kinds import KINDS
-from curlora_bench.run.kinds.prompted import PromptedSplit, PromptSpec, choice_loglikelihoods, collate, generate
+from curlora_bench.run.kinds.prompted import (
+    PromptSpec,
+    choice_loglikelihoods,
+    collate,
+    generate,
+)
 from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.sources.models import load_model
 from curlora_bench.sources.tasks import PROMPT_FIELDS, TaskConfig
@@ -400,3 +405,24 @@ def test_a_finished_prompted_run_is_kept_and_checked(gen_run, tmp_path):
     recs.write_text("".join(lines[:drop] + lines[drop + 1:]))
     with pytest.raises(BenchError, match="primary-metric/perplexity records"):
         run_experiment(copy.deepcopy(cfg), copy_dir)
+
+
+def test_task_orders_and_grids_run_prompted_tasks(toy, write_config, tmp_path):
+    """Every order of a grid's points: the zero-shot scores are each task's, whatever its place."""
+    cfg = prompted_config(toy, methods=[{"method": "lora", "rank": 2, "grid": {"train.lr": [1e-2, 3e-2]}}],
+                          orders=2)
+    summaries = run_experiment(load_config(write_config(cfg))[0], tmp_path / "out")
+    assert len(summaries) == 4 and all(s.status == "complete" for s in summaries)
+    assert {tuple(s.tasks) for s in summaries} == {("polarity", "rewrite"), ("rewrite", "polarity")}
+    assert len({json.dumps(s.zero_shot, sort_keys=True) for s in summaries}) == 1
+    for s in summaries:  # the matrix's entries are each task's primary metric, in the run's order
+        assert s.majority_baseline == {t: s.zero_shot[t][s.primary(t)] for t in s.tasks}
+
+
+def test_trackers_get_every_metric_by_name():
+    from curlora_bench.run.trackers import record_scalar
+    from curlora_bench.store.schema import Record
+
+    assert record_scalar(Record(2, "rewrite", "rewrite", "rouge_l", 0.5, 8)) == ("rouge_l/rewrite", 0.5, 2)
+    assert record_scalar(Record(0, None, "polarity", "exact_match", 0.25, 8, measured_once=True))[0] == \
+        "exact_match/polarity"

@@ -57,7 +57,7 @@ class PromptSpec:
     metric: str  # the primary one
     max_new_tokens: int
     stop: list[str]
-    eos_id: int
+    eos_id: int | None
     tokenizer: Any = field(repr=False)
     choices: list[str] | None = None
     choice_ids: list[list[int]] | None = None
@@ -195,24 +195,33 @@ def cut(text: str, stop: list[str]) -> str:
 
 
 @torch.inference_mode()
-def generate(model: nn.Module, prompts: list[list[int]], spec: PromptSpec, batch_size: int, pad_id: int,
-             device: torch.device) -> list[str]:
-    """Greedy generations of every prompt: length-sorted batches, left-padded, with the KV cache
-    (the prompt is computed once, then one position per new token), ended at EOS or a stop string."""
+def generate_ids(model: nn.Module, prompts: list[list[int]], spec: PromptSpec, batch_size: int, pad_id: int,
+                 device: torch.device, use_cache: bool = True) -> list[list[int]]:
+    """The greedy continuation (token ids, EOS and padding included) of every prompt: length-sorted
+    batches, left-padded, with the KV cache (the prompt is computed once, then one position per
+    new token), ended at EOS (`spec.eos_id`; None: never) or a stop string. `use_cache=False`
+    recomputes every position at every step (only `bench` asks for that, to compare)."""
     from transformers import GenerationConfig
 
     model.eval()
-    config = GenerationConfig(max_new_tokens=spec.max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+    config = GenerationConfig(max_new_tokens=spec.max_new_tokens, do_sample=False, num_beams=1, use_cache=use_cache,
                               pad_token_id=pad_id, eos_token_id=spec.eos_id, stop_strings=spec.stop or None)
-    out = [""] * len(prompts)
+    out: list[list[int]] = [[] for _ in prompts]
     for idx in batches([len(p) for p in prompts], batch_size, shuffle=False):
         input_ids, mask = left_padded(prompts, idx, pad_id, device)
-        width = input_ids.shape[1]
         res = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
-                             tokenizer=spec.tokenizer)
+                             tokenizer=spec.tokenizer if spec.stop else None)
         for r, i in enumerate(idx):
-            out[i] = cut(spec.tokenizer.decode(res[r, width:].tolist(), skip_special_tokens=True), spec.stop)
+            out[i] = res[r, input_ids.shape[1]:].tolist()
     return out
+
+
+def generate(model: nn.Module, prompts: list[list[int]], spec: PromptSpec, batch_size: int, pad_id: int,
+             device: torch.device) -> list[str]:
+    """The greedy generation of every prompt as text (special tokens dropped), cut at the first stop
+    string: what a prompted task is scored on, and what generations.jsonl keeps."""
+    ids = generate_ids(model, prompts, spec, batch_size, pad_id, device)
+    return [cut(spec.tokenizer.decode(new, skip_special_tokens=True), spec.stop) for new in ids]
 
 
 def argmax(values: list[float]) -> int:
