@@ -130,6 +130,19 @@ def test_prompted_fields_are_left_out_of_identities_while_unset(toy, write_confi
     assert settings["tasks"][1]["target"] == "reversed" and "choices" not in settings["tasks"][1]
 
 
+def test_every_task_metric_is_a_record_metric_and_every_prompted_metric_a_task_metric():
+    import dataclasses
+    import typing
+
+    from curlora_bench.sources.tasks import PROMPTED_METRICS
+    from curlora_bench.store.schema import Record
+
+    hint = typing.get_type_hints(Record)["metric"]
+    assert set(typing.get_args(hint)) == set(metrics.TASK_METRICS) | {"perplexity"}
+    assert {m for ms in PROMPTED_METRICS.values() for m in ms} | {"accuracy"} == set(metrics.TASK_METRICS)
+    assert dataclasses.fields(Record)[3].name == "metric"
+
+
 def test_head_only_says_there_is_nothing_to_train_before_any_run(toy, write_config, cli, tmp_path):
     path = write_config(prompted_config(toy, methods=[{"method": "lora", "rank": 2}, {"method": "head-only"}]))
     code, _, err = cli("run", path, "-o", tmp_path / "out")
@@ -426,3 +439,26 @@ def test_trackers_get_every_metric_by_name():
     assert record_scalar(Record(2, "rewrite", "rewrite", "rouge_l", 0.5, 8)) == ("rouge_l/rewrite", 0.5, 2)
     assert record_scalar(Record(0, None, "polarity", "exact_match", 0.25, 8, measured_once=True))[0] == \
         "exact_match/polarity"
+
+
+def test_ray_runs_prompted_tasks_as_the_local_executor_does(toy, write_config, tmp_path, cli):
+    """The same records and generations from a Ray task as from a local run at its thread count,
+    and each metric in TensorBoard where it is installed."""
+    pytest.importorskip("ray")
+    import importlib.util
+
+    log = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    path = write_config(prompted_config(toy, methods=[{"method": "curlora", "rank": 2}], log=log))
+    code, _, err = cli("run", path, "-o", tmp_path / "local", "--cpus-per-run", "1")
+    assert code == 0, err
+    code, _, err = cli("run", path, "-o", tmp_path / "ray", "--executor", "ray", "--workers", "1")
+    assert code == 0, err
+    for name in (RECORDS, GENERATIONS):
+        assert _lines(tmp_path / "ray" / "curlora-r2" / "seed-0" / name) == \
+            _lines(tmp_path / "local" / "curlora-r2" / "seed-0" / name), name
+    if log:
+        from tests.test_observability import scalars
+
+        tags = scalars(tmp_path / "ray" / "curlora-r2" / "seed-0")
+        assert [step for step, _ in tags["rouge_l/rewrite"]] == [0, 2]
+        assert {"accuracy/polarity", "exact_match/polarity", "chrf/rewrite"} <= set(tags)
