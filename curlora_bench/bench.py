@@ -1,8 +1,11 @@
-"""`curlora-bench bench`: throughput of the training, evaluation and perplexity paths, as ratios.
+"""`curlora-bench bench`: throughput of the training, evaluation, perplexity, choice-scoring and
+generation paths, as ratios.
 
 Every variant runs in one process on the same synthetic batches. Training variants are
 interleaved round by round (so background load hits them alike); each figure is the median
-of the timed steps, warm-up steps excluded.
+of the timed steps, warm-up steps excluded. A prompted task's scoring (the log-likelihood of
+each choice) and greedy generation are timed against a bare forward over the same tokens, and
+generation with the KV cache against generation that recomputes every position per new token.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from .core.protocol import Protocol
 from .run.context import StageContext
 from .run.data import Batching, PreparedTask, Split, batches, encode, subsample
 from .run.evaluate import accuracy, perplexity
+from .run.kinds import KINDS
+from .run.kinds.prompted import PromptedSplit, PromptSpec, choice_loglikelihoods, generate_ids
 from .run.train import autocast, enter_training, make_optimizer, train_step
 from .sources.heads import TaskHeads, classify
 from .sources.models import (
@@ -49,6 +54,11 @@ TARGETS = [  # (name, numerator, denominator, minimum ratio)
     ("perplexity / bare forward", "perplexity", "bare forward", 0.90),
     # gradient checkpointing buys memory with a second forward pass: at most ~1.5x slower
     ("lora checkpointed / lora", "train lora+checkpointing", "train lora", 0.65),
+    # choices: one prompt pass per batch, each choice continued from its KV cache
+    ("scoring / bare forward (same tokens)", "scoring (choices)", "scoring bare forward", 0.85),
+    # one position per step after the prompt: sequential, so below a bare forward over the result
+    ("generation / bare forward (same tokens)", "generation (KV cache)", "generation bare forward", 0.25),
+    ("generation cached / uncached", "generation (KV cache)", "generation without cache", 1.5),
 ]
 
 
@@ -182,7 +192,12 @@ def check_inputs(lm, rank: int, seq_len: int, model_name: str) -> None:
 def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, seq_len: int = 128,
           steps: int = 6, warmup: int = 2, device_name: str = "auto", precision: str = "fp32",
           compile_model: bool = False, cache_dir: str | None = None, console=None,
-          eval_task: str | None = "rt-sentiment", eval_examples: int = 256, eval_batch: int = 64) -> BenchResult:
+          eval_task: str | None = "rt-sentiment", eval_examples: int = 256, eval_batch: int = 64,
+          score_task: str | None = "rt-sentiment-prompt", gen_task: str | None = "bible-rewrite",
+          prompted_examples: int = 32, gen_tokens: int = 8) -> BenchResult:
+    for name, answer in ((score_task, "choices"), (gen_task, "target")):
+        if name is not None:
+            prompted_task(name, answer)  # a wrong task name fails before anything is measured
     device = resolve_device(device_name)
     configure_threads()
     say = console.print if console else (lambda *_: None)
@@ -200,6 +215,10 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     split = eval_split(lm, eval_task, eval_examples, seq_len, cache_dir, gen, vocab)
     bench_evaluation(result, model, heads, split, eval_task, eval_batch, lm.tokenizer.pad_token_id, device, say)
     bench_perplexity(result, lm, model, gen, vocab, device, say)
+    split, choices = prompted_split(lm, score_task, "choices", prompted_examples, seq_len, cache_dir, gen, vocab)
+    bench_scoring(result, model, split, choices, score_task, eval_batch, lm.tokenizer.pad_token_id, device, say)
+    split, _ = prompted_split(lm, gen_task, "target", prompted_examples, seq_len - gen_tokens, cache_dir, gen, vocab)
+    bench_generation(result, model, lm.tokenizer, split, gen_task, gen_tokens, eval_batch, device, say)
     for name, num, den, minimum in TARGETS:
         r = result.figures[num] / result.figures[den]
         result.ratios[name] = {"ratio": r, "target": minimum, "met": r >= minimum}
@@ -314,3 +333,88 @@ def bench_perplexity(result: BenchResult, lm, model: nn.Module, gen: torch.Gener
         result.seconds[name] = _timed(fn, device)
         result.figures[name] = n_windows * window / statistics.median(result.seconds[name])
     say(f"perplexity: {n_windows} windows of {window} tokens")
+
+
+def prompted_task(name: str, answer: str):
+    """The built-in prompted task `name`, which must be answered by `answer` (choices | target)."""
+    where = "--score-task" if answer == "choices" else "--gen-task"
+    task = TASKS.get(name, where)
+    if task.answer != answer:
+        raise BenchError(f"{where}: {name} is not a prompted {answer} task (`curlora-bench tasks`)")
+    return task
+
+
+def prompted_split(lm, task_name: str | None, answer: str, n: int, max_length: int, cache_dir: str | None,
+                   gen: torch.Generator, vocab: int) -> tuple[PromptedSplit, list[list[int]] | None]:
+    """`n` eval prompts of a built-in prompted task, tokenised as a run does (within `max_length`),
+    with its choices' ids; `task_name=None`: random prompts of a quarter to half `max_length`
+    tokens, and a one-token and a two-token choice."""
+    if task_name is None:
+        lengths = torch.randint(max(max_length // 4, 1), max(max_length // 2, 2), (n,), generator=gen).tolist()
+        ids = [torch.randint(0, vocab, (k,), generator=gen).tolist() for k in lengths]
+        choices = [torch.randint(0, vocab, (k,), generator=gen).tolist() for k in (1, 2)]
+        return PromptedSplit(ids, [0] * n, lengths, [""] * n), choices if answer == "choices" else None
+    where = "--score-task" if answer == "choices" else "--gen-task"
+    task = prompted_task(task_name, answer)
+    ds = subsample(load_splits(task, cache_dir, where)["eval"], n, 0)
+    prepared = KINDS.get("prompted").prepare(task, ds, ds, lm.tokenizer, max_length,
+                                             lm.tokenizer.bos_token_id if lm.add_bos else None, where)
+    return prepared.eval, prepared.spec.choice_ids
+
+
+def bench_scoring(result: BenchResult, model: nn.Module, split: PromptedSplit, choices: list[list[int]],
+                  task: str | None, batch: int, pad: int, device: torch.device, say) -> None:
+    """The run's choice scoring (one prompt pass per batch, each choice continued from its KV cache)
+    against a bare forward over every prompt + choice sequence alone (no padding, no LM head)."""
+    body = backbone(model)
+    seqs = [p + c for p in split.ids for c in choices]
+    tokens = sum(len(s) for s in seqs)
+
+    @torch.inference_mode()
+    def bare() -> None:
+        for seq in seqs:
+            body(input_ids=torch.tensor([seq], device=device), use_cache=False)
+
+    for name, fn in (("scoring (choices)", lambda: choice_loglikelihoods(model, split, choices, batch, pad, device)),
+                     ("scoring bare forward", bare)):
+        result.seconds[name] = _timed(fn, device, repeats=2)
+        result.figures[name] = tokens / statistics.median(result.seconds[name])
+    result.config["scoring"] = {"task": task, "examples": len(split), "choices": len(choices), "tokens": tokens}
+    say(f"scoring: {len(split)} prompts of {task or 'random tokens'} x {len(choices)} choices, {tokens} tokens")
+
+
+def bench_generation(result: BenchResult, model: nn.Module, tokenizer, split: PromptedSplit, task: str | None,
+                     new_tokens: int, batch: int, device: torch.device, say) -> None:
+    """Greedy generation of `new_tokens` tokens per prompt (no EOS, no stop: the same work every
+    time) with the KV cache and without it, against a bare forward over the finished sequences
+    (prompt + generated tokens, each alone); every figure counts those sequences' tokens."""
+    spec = PromptSpec("target", "rouge_l", new_tokens, [], None, tokenizer)
+    pad = tokenizer.pad_token_id
+    new = generate_ids(model, split.ids, spec, batch, pad, device)  # also the warm-up
+    finished = [p + n for p, n in zip(split.ids, new)]
+    tokens = sum(len(s) for s in finished)
+    body = backbone(model)
+
+    @torch.inference_mode()
+    def bare() -> None:
+        for seq in finished:
+            body(input_ids=torch.tensor([seq], device=device), use_cache=False)
+
+    def once(fn) -> list[float]:
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        return [time.perf_counter() - t0]
+
+    result.seconds["generation (KV cache)"] = _timed(lambda: generate_ids(model, split.ids, spec, batch, pad, device),
+                                                     device, repeats=2)
+    result.seconds["generation without cache"] = once(  # each step recomputes every position: timed once
+        lambda: generate_ids(model, split.ids, spec, batch, pad, device, use_cache=False))
+    result.seconds["generation bare forward"] = _timed(bare, device, repeats=2)
+    for name in ("generation (KV cache)", "generation without cache", "generation bare forward"):
+        result.figures[name] = tokens / statistics.median(result.seconds[name])
+    result.config["generation"] = {"task": task, "examples": len(split), "new_tokens": new_tokens, "tokens": tokens,
+                                   "batch_size": batch}
+    say(f"generation: {len(split)} prompts of {task or 'random tokens'}, {new_tokens} new tokens each, "
+        f"{tokens} tokens in the finished sequences")

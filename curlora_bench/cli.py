@@ -187,10 +187,19 @@ def bench(
                                            "uniform lengths")] = "rt-sentiment",
     eval_examples: Annotated[int, typer.Option("--eval-examples", help="evaluation examples", min=1)] = 256,
     eval_batch: Annotated[int, typer.Option("--eval-batch", help="evaluation batch size (length-sorted "
-                                            "buckets, as a run)", min=1)] = 64,
+                                            "buckets, as a run; also of choice scoring and generation)", min=1)] = 64,
+    score_task: Annotated[str, typer.Option("--score-task", help="built-in prompted choices task whose eval prompts "
+                                            "and choices time the log-likelihood scoring; 'random' = random "
+                                            "prompts and choices")] = "rt-sentiment-prompt",
+    gen_task: Annotated[str, typer.Option("--gen-task", help="built-in prompted target task whose eval prompts time "
+                                          "greedy generation; 'random' = random prompts")] = "bible-rewrite",
+    prompted_examples: Annotated[int, typer.Option("--prompted-examples", help="prompts of the scoring and "
+                                                   "generation measurements", min=1)] = 32,
+    gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens generated per prompt (no EOS, no stop: "
+                                            "the same work each time)", min=1)] = 8,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
 ) -> None:
-    """Measure training/eval/perplexity throughput and print ratios against the targets."""
+    """Measure training/eval/perplexity/scoring/generation throughput and print ratios against the targets."""
     import json
     import statistics
 
@@ -205,7 +214,9 @@ def bench(
         raise BenchError(f"--json {json_out}: is a folder; give a file name")
     res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console,
                     eval_task=None if eval_task == "random" else eval_task, eval_examples=eval_examples,
-                    eval_batch=eval_batch)
+                    eval_batch=eval_batch, score_task=None if score_task == "random" else score_task,
+                    gen_task=None if gen_task == "random" else gen_task, prompted_examples=prompted_examples,
+                    gen_tokens=gen_tokens)
     table = Table(title=f"bench: {model}, rank {rank}, batch {batch_size}x{seq_len}, {res.environment['device']}")
     table.add_column("path")
     table.add_column("tokens/s", justify="right")

@@ -39,6 +39,15 @@ def polarity(rng: random.Random, n: int) -> list[dict]:
     return rows
 
 
+def rewrite(rng: random.Random, n: int) -> list[dict]:
+    """A target task for prompted (generative) configs: the words of `text` in reverse order."""
+    rows = []
+    for _ in range(n):
+        words = rng.sample(FILLER, 4)
+        rows.append({"text": " ".join(words), "reversed": " ".join(reversed(words))})
+    return rows
+
+
 def write(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -55,6 +64,9 @@ def main(out: Path, n_train: int = 200, n_eval: int = 100) -> None:
     write(out / "polarity_dev.csv", polarity(rng, n_eval))
     text = "\n".join(" ".join(rng.choices(FILLER + POS + NEG, k=12)) + "." for _ in range(400))
     (out / "corpus.txt").write_text(text + "\n")
+    rng = random.Random(1)  # its own generator: the files above stay as they were
+    write(out / "rewrite_train.csv", rewrite(rng, n_train))
+    write(out / "rewrite_dev.csv", rewrite(rng, n_eval))
 
 
 if __name__ == "__main__":

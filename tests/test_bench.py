@@ -35,15 +35,23 @@ def test_materialised_variant_equals_factored(name):
 
 def test_bench_reports_every_figure_and_ratio():
     res = bench("tiny-gpt2", rank=2, batch_size=2, seq_len=16, steps=2, warmup=1, device_name="cpu",
-                eval_task=None, eval_examples=24, eval_batch=8)
+                eval_task=None, eval_examples=24, eval_batch=8, score_task=None, gen_task=None, prompted_examples=6,
+                gen_tokens=3)
     assert set(res.figures) == {"train floor", "train lora", "train curlora", "train curlora-materialised",
                                 "train lora+checkpointing", "train curlora+checkpointing",
-                                "eval (run's buckets)", "eval bare forward", "bare forward", "perplexity"}
+                                "eval (run's buckets)", "eval bare forward", "bare forward", "perplexity",
+                                "scoring (choices)", "scoring bare forward", "generation (KV cache)",
+                                "generation without cache", "generation bare forward"}
     assert all(v > 0 for v in res.figures.values())
     assert all(len(res.seconds[k]) == 2 for k in res.figures if k.startswith("train"))
     assert set(res.ratios) == {"curlora / floor", "curlora / materialised", "lora / floor",
                                "eval / bare forward (real tokens)", "perplexity / bare forward",
-                               "lora checkpointed / lora"}
+                               "lora checkpointed / lora", "scoring / bare forward (same tokens)",
+                               "generation / bare forward (same tokens)", "generation cached / uncached"}
+    # scoring: 6 prompts x a 1- and a 2-token choice; generation: every prompt + its 3 new tokens
+    sc, gen = res.config["scoring"], res.config["generation"]
+    assert (sc["examples"], sc["choices"], gen["examples"], gen["new_tokens"]) == (6, 2, 6, 3)
+    assert gen["tokens"] >= 6 * (1 + 3) and sc["tokens"] >= 6 * (2 * 1 + 1 + 2)
     ev = res.config["eval"]  # real tokens counted without padding; the buckets pad a little
     assert ev["examples"] == 24 and ev["real_tokens"] < ev["padded_tokens"] <= 24 * 16
     # checkpointing keeps a fraction of the activations (tiny GPT-2: 2 layers, so a modest one)
@@ -56,11 +64,24 @@ def test_bench_reports_every_figure_and_ratio():
 def test_bench_cli_writes_json(cli, tmp_path):
     code, out, err = cli("bench", "--model", "tiny-gpt2", "--rank", "2", "--batch-size", "2", "--seq-len", "16",
                          "--steps", "1", "--warmup", "0", "--eval-task", "random", "--eval-examples", "16",
-                         "--json", tmp_path / "b.json")
+                         "--score-task", "random", "--gen-task", "random", "--prompted-examples", "4",
+                         "--gen-tokens", "2", "--json", tmp_path / "b.json")
     assert code == 0, err
-    assert "curlora / materialised" in out and "tokens/s" in out
+    assert "curlora / materialised" in out and "tokens/s" in out and "generation cached / uncached" in out
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["config"]["model"] == "tiny-gpt2" and "train curlora" in data["figures"]
+
+
+@pytest.mark.slow
+def test_bench_times_real_prompted_tasks(cli):
+    """The default scoring and generation tasks (embedded assets), tokenised as a run does."""
+    code, out, err = cli("bench", "--model", "tiny-gpt2", "--rank", "2", "--batch-size", "2", "--seq-len", "96",
+                         "--steps", "1", "--warmup", "0", "--eval-task", "random", "--eval-examples", "8",
+                         "--prompted-examples", "4", "--gen-tokens", "2")
+    assert code == 0, err
+    assert "4 prompts of rt-sentiment-prompt x 2 choices" in out and "4 prompts of bible-rewrite" in out
+    code, _, err = cli("bench", "--model", "tiny-gpt2", "--score-task", "bible-rewrite")
+    assert code == 2 and "--score-task: bible-rewrite is not a prompted choices task" in err
 
 
 def test_bench_rejects_bad_precision(cli):

@@ -108,3 +108,35 @@ def test_file_corpus_missing(tmp_path):
 
     with pytest.raises(BenchError, match="corpus file not found"):
         load_corpus_text(corpus_config(PerplexityConfig(file=str(tmp_path / "none.txt"))), None, "perplexity")
+
+
+@pytest.mark.parametrize("name, fields, answers", [
+    ("mrpc-prompt", ("first sentence: a 1\nsecond sentence: b 1\nAnswer:",), [" False", " True"]),
+    ("sst2-prompt", ("Option: Good, Bad \nText: s 1\nAnswer:",), [" Bad", " Good"]),
+])
+def test_prompted_glue_forms_render_o_loras_prompts(glue, name, fields, answers):
+    """The prompted hub forms read the hub's schema and render O-LoRA's prompt around each row;
+    each label's answer is its choice."""
+    from curlora_bench.run.kinds import KINDS
+    from curlora_bench.sources.models import load_model
+
+    task = copy.deepcopy(TASKS.get(name))
+    task.path = str(glue)
+    assert task.kind == "prompted" and task.choices == answers and "O-LoRA" in task.card["prompt"]
+    splits = load_splits(task, None, "tasks[0]")
+    lm = load_model("tiny-gpt2")
+    prepared = KINDS.get("prompted").prepare(task, splits["train"], splits["eval"], lm.tokenizer, 256, None, "t")
+    first = lm.tokenizer.decode(prepared.train.ids[1])
+    assert first.startswith(task.prompt.split("\n")[0]) and fields[0] in first
+    assert first.endswith(answers[1] + lm.tokenizer.eos_token)  # row 1 is labelled 1
+    assert prepared.eval.references == [answers[i % 2] for i in range(len(splits["eval"]))]
+
+
+def test_prompted_sentiment140_keeps_the_standard_splits(tmp_path):
+    root = _hub_folder(tmp_path / "s140-prompt", {"default": {
+        "train": _s140([0, 0, 4, 4]), "test": _s140([0, 2, 4])}})
+    task = copy.deepcopy(TASKS.get("sentiment140-prompt"))
+    task.path = str(root)
+    splits = load_splits(task, None, "tasks[2]")
+    assert splits["train"]["label"] == [0, 0, 1, 1] and splits["eval"]["label"] == [0, 1]
+    assert task.choices == [" Bad", " Good"] and task.paper is None

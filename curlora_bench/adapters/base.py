@@ -87,6 +87,8 @@ class Adapter(Plugin):
     prefixes: tuple[str, ...] = ()
     # report rows read from a run summary's `diagnostics` (data: the report imports no torch)
     report_rows: tuple[DiagnosticRow, ...] = ()
+    # it trains nothing of the model, only task heads (head-only): useless on a prompted task
+    trains_only_heads: bool = False
 
     def parse(self, data: dict[str, Any], where: str) -> AdapterConfig:
         """A `methods:` entry (a mapping with `method:`) -> this method's validated config."""

@@ -9,7 +9,8 @@ from .base import Adapter, AdapterConfig, find_targets, freeze, register
 class HeadOnly(Adapter):
     name = "head-only"
     config_cls = AdapterConfig
-    help = "no adapter: only the task heads train (the floor of forgetting)"
+    help = "no adapter: only the task heads train (the floor of forgetting; nothing to train on a prompted task)"
+    trains_only_heads = True
 
     def attach(self, model, targets, cfg, seed, where):
         freeze(model)

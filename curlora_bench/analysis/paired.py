@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..core import metrics
 from ..core.errors import BenchError
+from ..core.metrics import TASK_METRICS
 from . import stats
 
 # summary.metrics keys compared, with their report names
@@ -152,6 +153,8 @@ def example_pairs(columns: list, baseline: str | None, scores: dict) -> list[Exa
             continue
         ours = finals(col)
         for task in col.runs[0].summary.tasks:
+            if not TASK_METRICS[col.runs[0].summary.primary(task)].binary:
+                continue  # McNemar counts examples right in one run and wrong in the other: 0/1 scores only
             both = a_only = b_only = runs = 0
             for key, mine in ours.items():
                 a, b = mine.get(task), theirs.get(key, {}).get(task)

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 
 from ..core import metrics  # noqa: E402
 from ..core.layout import TRAIN_LOG  # noqa: E402
+from ..core.metrics import TASK_METRICS  # noqa: E402
 from ..store.folders import Run  # noqa: E402
 from ..store.schema import RunSummary, read_train_log  # noqa: E402
 from .report import check_one_experiment, group_columns  # noqa: E402
@@ -55,8 +56,9 @@ def accuracy_heatmaps(runs: list[Run], path: Path) -> Path:
         ax.set_title(f"{label} (n={len(summaries)})", fontsize=10)
         ax.set_xticks(range(T), tasks, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(T), [f"after {t}" for t in tasks] if k == 0 else [], fontsize=8)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
-    fig.suptitle("Accuracy matrix A[i][j]: task j (column) after stage i (row)", fontsize=11)
+    mixed = runs[0].summary.metric is not None  # some task's primary metric is not accuracy
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="each task's primary metric" if mixed else "accuracy")
+    fig.suptitle(f"{'Score' if mixed else 'Accuracy'} matrix A[i][j]: task j (column) after stage i (row)", fontsize=11)
     return _save(fig, path)
 
 
@@ -91,12 +93,15 @@ def earlier_tasks(runs: list[Run], path: Path) -> Path:
         for label, summaries in groups.items():
             stats = [_mean_std([s.accuracy_matrix[i][j] for s in summaries]) for i in x]
             ax.errorbar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
+        first = runs[0].summary
         if task in majority:
-            ax.axhline(majority[task], color="grey", linestyle="--", linewidth=1, label="majority class")
+            floor = "zero-shot" if task in (first.zero_shot or {}) else "majority class"
+            ax.axhline(majority[task], color="grey", linestyle="--", linewidth=1, label=floor)
         ax.set_xticks(x, [f"after {tasks[i]}" for i in x], rotation=20, ha="right", fontsize=8)
-        ax.set_title(task, fontsize=10)
+        ax.set_title(task if first.metric is None else f"{task} ({TASK_METRICS[first.primary(task)].title})",
+                     fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
+    axes[0][0].set_ylabel("accuracy" if runs[0].summary.metric is None else "primary metric")
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.suptitle("Each task's accuracy from the stage it is learned to the end (mean ± std over seeds)", fontsize=11)
     return _save(fig, path)

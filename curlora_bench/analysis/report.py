@@ -74,6 +74,8 @@ class Table:
     effect: float = 0.02  # the effect of interest for "seeds needed" (drift: a relative change)
     margin: float | None = None  # an equivalence margin (TOST) for the matched verdict
     selections: list[Selection] = field(default_factory=list)  # `--select-on validation`
+    # the baseline column's title: the majority class, or (prompted tasks present) a baseline of either kind
+    baseline_title: str = "majority"
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -118,11 +120,12 @@ class Options:
 
 
 def run_scores(run: Run) -> dict[tuple[int, int], np.ndarray] | None:
-    """A run's per-example eval scores, (matrix row, task index) -> scores; None if it kept none."""
+    """A run's per-example eval scores of each task's primary metric (its matrix entries),
+    (matrix row, task index) -> scores; None if it kept none."""
     path = run.path / PREDICTIONS if run.path is not None else None
     if path is None or not path.is_file():
         return None
-    lines = read_predictions(path)
+    lines = [p for p in read_predictions(path) if p.stage > 0 and p.metric == run.summary.primary(p.task)]
     if not lines:
         return None
     tasks = run.summary.tasks
@@ -137,7 +140,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
     check_one_experiment(runs)
     first = runs[0].summary
     columns = group_columns(runs)
-    rows = metrics.summary_rows(first.tasks, first.majority_baseline)
+    rows = metrics.summary_rows(first.tasks, first.majority_baseline, first.metric)
     rows += corpus_rows(first)
     for name in dict.fromkeys(r.summary.method["method"] for r in runs):
         rows += [d.row() for d in ADAPTERS.get(name).report_rows]
@@ -157,6 +160,10 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
     scores = {c.name: [run_scores(r) for r in c.runs] for c in columns if c.runs}
     scores = {k: v for k, v in scores.items() if any(x is not None for x in v)}
     notes = [describe(runs, columns)]
+    if first.zero_shot:
+        notes.append("baseline: a classification task's majority class; a prompted task's base model, zero-shot, "
+                     "on its primary metric" + ("; the average, backward transfer and forgetting are over each "
+                                                 "task's primary metric" if first.metric else ""))
     for regime in dict.fromkeys(c.runs[0].summary.regime for c in columns if c.runs):
         if REGIMES.get(regime).note:
             names = [c.name for c in columns if c.runs and c.runs[0].summary.regime == regime]
@@ -168,7 +175,8 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
         if not selections:
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
-                 example_pairs(columns, base, scores), options.effect, options.margin, selections)
+                 example_pairs(columns, base, scores), options.effect, options.margin, selections,
+                 "baseline" if first.zero_shot else "majority")
 
 
 def corpus_rows(first) -> list[Row]:
@@ -299,7 +307,7 @@ def _stats(vals: list[float], kind: str = "") -> dict:
 # ---- renderers: Table -> text ----------------------------------------------------------------
 
 def to_markdown(t: Table) -> str:
-    head = ["", "majority", *map(header, t.columns)]
+    head = ["", t.baseline_title, *map(header, t.columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in t.rows:
         lines.append("| " + " | ".join([row.name, baseline(row), *(fmt_cell(row.kind, t.values(row, c))
@@ -392,7 +400,7 @@ def tex(s: str) -> str:
 def to_latex(t: Table) -> str:
     n = len(t.columns) + 2
     lines = [r"\begin{tabular}{l" + "r" * (n - 1) + "}", r"\toprule",
-             " & ".join(["", "majority", *(tex(header(c)) for c in t.columns)]) + r" \\", r"\midrule"]
+             " & ".join(["", t.baseline_title, *(tex(header(c)) for c in t.columns)]) + r" \\", r"\midrule"]
     for row in t.rows:
         lines.append(" & ".join([tex(row.name), baseline(row),
                                  *(tex(fmt_cell(row.kind, t.values(row, c))) for c in t.columns)]) + r" \\")
@@ -414,7 +422,7 @@ def rich_table(runs: list[Run]) -> RichTable:
     t = build_table(runs)
     table = RichTable(title="Forgetting table", caption="\n".join(t.notes + [f"† FAILED {f}" for f in t.failures]))
     table.add_column("")
-    table.add_column("majority", justify="right", style="dim")
+    table.add_column(t.baseline_title, justify="right", style="dim")
     for c in t.columns:
         table.add_column(header(c), justify="right")
     for row in t.rows:

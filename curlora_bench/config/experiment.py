@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..adapters import AdapterConfig
+from ..adapters import ADAPTERS, AdapterConfig
 from ..core.errors import BenchError
 from ..core.parse import check_name, from_dict, positive, short_value, to_dict
 from ..core.protocol import Protocol
@@ -237,6 +237,7 @@ class ExperimentConfig:
         for i, n in enumerate(names):
             if names.index(n) != i:
                 raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
+        self._check_prompted()
         if self.orders is not None:
             self.orders = task_orders(self.orders, names, self.subset_seed)
         if isinstance(self.perplexity, list):
@@ -248,6 +249,16 @@ class ExperimentConfig:
                     raise BenchError(f"perplexity[{i}]: corpus {n!r} is listed twice")
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
+
+    def _check_prompted(self) -> None:
+        """A prompted task trains through the model's own LM head and adds no head: a method that
+        trains nothing but task heads (head-only) would have nothing to train there."""
+        prompted = [t.name for t in self.tasks if t.kind == "prompted"]
+        for i, method in enumerate(self.methods):
+            if prompted and ADAPTERS.get(method.method).trains_only_heads:
+                raise BenchError(f"methods[{i}]: {method.display_label} trains only task heads, and prompted task "
+                                 f"{prompted[0]!r} has none (it trains through the model's LM head): nothing to "
+                                 "train; drop that method or use classification tasks")
 
     def _check_method(self, entry: Any, where: str) -> AdapterConfig:
         """One method entry, parsed, with its train overrides checked against the experiment's."""

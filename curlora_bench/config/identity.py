@@ -32,8 +32,17 @@ LEGACY_EXECUTION = {("train", "gradient_checkpointing"): "gradient_checkpointing
 HASHED_CONSTANTS = {"train": {"compile": False}}
 # settings added since runs were first published, left out of an identity at their default (the
 # behaviour before they existed), so those runs keep their keys
-# (a `[]` section is a list of mappings: the key of each item, as `tasks[]`)
-OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("eval", "validation"): None, ("tasks[]", "val"): None}
+# (a `[]` section is a list of mappings: the key of each of its items, as `tasks[]`)
+OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("eval", "validation"): None, ("tasks[]", "val"): None,
+                      # a prompted task's fields (sources.tasks.PROMPT_FIELDS; importing it here would import
+                      # torch on the report's path): unset on a classification task
+                      **{("tasks[]", k): None for k in ("prompt", "choices", "target", "target_prefix",
+                                                        "max_new_tokens", "stop", "metric")}}
+
+
+def _kept(section: str, key: str, value: Any) -> bool:
+    return (section, key) not in LEGACY_EXECUTION and not (
+        (section, key) in OMITTED_AT_DEFAULT and value == OMITTED_AT_DEFAULT[(section, key)])
 
 
 def _without_legacy(data: dict) -> dict:
@@ -41,13 +50,11 @@ def _without_legacy(data: dict) -> dict:
            if (k,) not in LEGACY_EXECUTION and not ((k,) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(k,)])}
     for section, value in list(out.items()):
         if isinstance(value, dict):
-            out[section] = {k: v for k, v in value.items() if (section, k) not in LEGACY_EXECUTION and not (
-                (section, k) in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[(section, k)])}
+            out[section] = {k: v for k, v in value.items() if _kept(section, k, v)}
         elif isinstance(value, list):
             item = f"{section}[]"
-            out[section] = [{k: v for k, v in x.items() if not ((item, k) in OMITTED_AT_DEFAULT
-                                                                and v == OMITTED_AT_DEFAULT[(item, k)])}
-                            if isinstance(x, dict) else x for x in value]
+            out[section] = [{k: v for k, v in x.items() if _kept(item, k, v)} if isinstance(x, dict) else x
+                            for x in value]
     return out
 
 

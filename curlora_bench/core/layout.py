@@ -5,7 +5,7 @@ folder lock, `ray-logs/` (kept when a Ray worker died) and one run folder per (m
 seed[, task order]):
 
     <label>/seed-<k>[-order-<o>]/
-        records.jsonl  predictions.jsonl  train_log.jsonl  summary.json  tensorboard/
+        records.jsonl  predictions.jsonl  generations.jsonl  train_log.jsonl  summary.json  tensorboard/
         checkpoints/stage-<N>/  adapter.safetensors heads.safetensors rng.safetensors
                                 strategy.safetensors state.json
         .previous/     the work a --fresh run replaces, until that run has a stage of its own
@@ -27,6 +27,7 @@ SUMMARY = "summary.json"
 RECORDS = "records.jsonl"
 TRAIN_LOG = "train_log.jsonl"
 PREDICTIONS = "predictions.jsonl"  # each eval example's score per stage and task (bootstrap, McNemar)
+GENERATIONS = "generations.jsonl"  # a prompted task's greedy generations per stage (stage 0: zero-shot)
 TENSORBOARD = "tensorboard"  # the run's event files, with `execution.log: [tensorboard]`
 CHECKPOINTS = "checkpoints"
 PREVIOUS = ".previous"  # work set aside by a run that starts over

@@ -90,6 +90,49 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, tu
     return mean, t_interval(diffs), None if math.isnan(p) else p
 
 
+# ---- task metrics: what a task's records measure ---------------------------------------------
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """A per-task measurement after a stage (a record's `metric`), each example scored in [0, 1]."""
+
+    key: str
+    title: str  # in the report's rows: "<task> <title> (after <stage's task>)"
+    binary: bool  # each example scores 0 or 1 (so McNemar applies to two runs' examples)
+
+
+TASK_METRICS = {m.key: m for m in (
+    TaskMetric("accuracy", "accuracy", True),  # classification; a choices task by log-likelihood
+    TaskMetric("accuracy_norm", "accuracy (length-normalised)", True),
+    TaskMetric("exact_match", "exact match", True),
+    TaskMetric("rouge_l", "ROUGE-L", False),
+    TaskMetric("chrf", "chrF", False),
+)}
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    """1.0 when the texts are equal once their surrounding whitespace is stripped, else 0.0."""
+    return float(prediction.strip() == reference.strip())
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F-measure of each prediction against its reference (the `rouge-score` package:
+    its tokenizer, no stemming); the task's value is their mean."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+
+
+def chrf(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Sentence chrF of each prediction (`sacrebleu`'s defaults), on a 0-1 scale; the task's value is
+    their mean (not sacrebleu's corpus chrF), so eval examples can be resampled like any score."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    return [metric.sentence_score(pred, [ref]).score / 100 for pred, ref in zip(predictions, references)]
+
+
 def drift_summary(per_module: dict[str, float]) -> tuple[float, float]:
     """(mean, max) of ‖ΔW‖/‖W‖ over the adapted matrices; (0, 0) when nothing is adapted."""
     vals = list(per_module.values())
@@ -194,19 +237,26 @@ def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
     return read
 
 
-def summary_rows(tasks: list[str], majority: dict[str, float]) -> list[Row]:
-    """The report's rows in the paper's order, then the matrix metrics and the weight drift."""
+def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str, str] | None = None) -> list[Row]:
+    """The report's rows in the paper's order, then the matrix metrics and the weight drift.
+
+    `metric`: each task's primary metric (None: accuracy throughout). Where a task's is not
+    accuracy its rows say which it is, and the matrix metrics average scores, not accuracies."""
+    metric = metric or {}
+    mixed = any(m != "accuracy" for m in metric.values())
     rows = [Row("Initial perplexity", "perplexity", lambda s: s.perplexity.initial, paper_key="initial_ppl")]
     for i, t in enumerate(tasks):
         for j in [i, *range(i)]:  # the task just learned first, then the earlier ones
-            rows.append(Row(f"{tasks[j]} accuracy (after {t})", "accuracy", _acc(t, tasks[j]), majority.get(tasks[j]),
-                            paper_key=f"{tasks[j]}_acc_after_{t}"))
+            title = TASK_METRICS[metric.get(tasks[j], "accuracy")].title
+            rows.append(Row(f"{tasks[j]} {title} (after {t})", "accuracy", _acc(t, tasks[j]), majority.get(tasks[j]),
+                            paper_key=f"{tasks[j]}_acc_after_{t}" if title == "accuracy" else None))
     rows += [
         Row("Final perplexity", "perplexity", lambda s: s.perplexity.final, paper_key="final_ppl"),
         Row("Trainable parameters", "count", lambda s: s.trainable_parameters),
         Row("Plasticity (each task right after it was learned)", "accuracy",
             lambda s: plasticity(s.accuracy_matrix) if s.status == "complete" else None),
-        *(Row(m.title, m.kind, _metric(m.key)) for m in MATRIX_METRICS),
+        *(Row(m.title.replace("accuracy", "score") if mixed else m.title, m.kind, _metric(m.key))
+          for m in MATRIX_METRICS),
     ]
     rows += [Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")) for i, t in enumerate(tasks)]
     rows.append(Row("‖ΔW‖/‖W‖ max over matrices (final)", "small", _drift(None, "max")))

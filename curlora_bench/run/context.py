@@ -13,7 +13,7 @@ from ..config.experiment import ExecutionConfig, TrainConfig
 from ..config.regimes import Stage
 from ..core.protocol import Protocol
 from ..sources.heads import TaskHeads
-from .data import Batching, PreparedTask, batches, collate
+from .data import Batching, PreparedTask, batches
 from .kinds import KINDS
 from .train import autocast
 
@@ -41,8 +41,8 @@ class StageContext:
         return self.train.batch_size
 
     def collate(self, task: PreparedTask, rows: list[int]) -> dict[str, torch.Tensor]:
-        b = self.batching
-        return collate(task.train, rows, b.pad_id, b.device, b.padding_side)
+        """Rows of a task's training split as one batch, as its kind batches them."""
+        return KINDS.get(task.kind).collate(task, rows, self.batching)
 
     def batch_loss(self, task: PreparedTask, batch: dict[str, torch.Tensor], reduction: str = "mean",
                    mixed: bool = True) -> torch.Tensor:

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -39,6 +40,8 @@ class PreparedTask:
     info: TaskData
     kind: str = "classification"  # its task kind (run/kinds): how it trains and is scored
     val: Split | None = None  # validation rows, with `eval.validation`
+    spec: Any = None  # what its kind keeps besides the splits (the prompted kind: a `PromptSpec`)
+    metric: str = "accuracy"  # its primary metric: the accuracy matrix's entries
 
     @property
     def majority(self) -> float:

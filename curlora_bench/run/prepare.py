@@ -15,6 +15,7 @@ from ..config.experiment import ExperimentConfig
 from ..core.env import configure_threads, resolve_device
 from ..core.errors import BenchError
 from ..core.protocol import Protocol
+from ..sources.heads import TaskHeads
 from ..sources.models import auto_targets, load_model
 from ..sources.tasks.loaders import load_splits
 from ..strategies.base import strategies
@@ -22,7 +23,7 @@ from .corpora import Corpus, check_windows, measure, prepare_corpora
 from .data import Batching, PreparedTask, carve_validation, subsample
 from .evaluate import PerplexityResult
 from .events import RunEvents
-from .kinds import KINDS
+from .kinds import KINDS, Score
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Prepared:
     _base_ppl: list[PerplexityResult] | None = field(default=None, repr=False)
     _lm: Any = field(default=None, repr=False)  # the tokenizer (no model), to tokenise per-run subsets
     _by_seed: dict = field(default_factory=dict, repr=False)
+    _zero_shot: dict[str, list[Score]] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -77,6 +79,23 @@ class Prepared:
                     events.message(f"  initial perplexity {res.perplexity:.3f} ({res.tokens} tokens"
                                    + (f" of {corpus.name})" if len(self.corpora) > 1 else ")"))
         return self._base_ppl
+
+    def zero_shot(self, events: RunEvents) -> dict[str, list[Score]]:
+        """The base model's scores of every task whose kind measures one (prompted tasks), by task
+        name, measured once. Every adapter is an exact identity at init, so they are every run's
+        scores before the first stage: the floor its learning is read against."""
+        if self._zero_shot is None:
+            self._zero_shot = {}
+            tasks = [t for t in self.tasks if KINDS.get(t.kind).zero_shot]
+            if tasks:
+                model = self._model if self._model is not None else \
+                    load_model(self.cfg.model, self.cfg.execution.cache_dir).model
+                batch_size = self.protocol.eval_batch_size or self.cfg.eval.batch_size
+                for t in tasks:
+                    scores = KINDS.get(t.kind).score(model.to(self.device), TaskHeads(), t, batch_size, self.batching)
+                    self._zero_shot[t.name] = scores
+                    events.message(f"  zero-shot {t.name}: " + ", ".join(f"{s.metric} {s.value:.3f}" for s in scores))
+        return self._zero_shot
 
     def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
         """The base model's perplexity on the primary corpus (None: no perplexity)."""
@@ -138,8 +157,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
         if method.strategy:
             strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"{cfg.origin(i)}.strategy")
     for t in tasks:
-        events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.num_classes} classes, "
-                       f"majority baseline {t.majority:.3f}")
+        events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {KINDS.get(t.kind).describe(t)}")
     corpora = prepare_corpora(cfg, lm.tokenizer, protocol, bos_id)
     return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks,
                     corpora, bos_id, _model=lm.model, _lm=dataclasses.replace(lm, model=None))
@@ -184,8 +202,10 @@ def check_lengths(cfg: ExperimentConfig, lm, protocol: Protocol) -> None:
     """Example and window lengths the model can take, before anything is tokenised or written."""
     limit = max_positions(lm.model)
     bos = 1 if lm.add_bos else 0
-    longest_text = max((len(t.text) for t in cfg.tasks), default=1)
+    longest_text = max((len(t.text) for t in cfg.tasks if t.prompt is None), default=1)
     need = bos + 2 * longest_text - 1  # a token of each text column (and EOS between a pair)
+    if any(t.prompt is not None for t in cfg.tasks):
+        need = max(need, bos + 2)  # a prompt token and an answer token
     if cfg.train.max_length < need:
         raise BenchError(f"train.max_length: {cfg.train.max_length} leaves no room for the text "
                          f"(needs >= {need} with this model and {longest_text} text column(s))")

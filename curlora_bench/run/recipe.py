@@ -23,7 +23,7 @@ from ..config.experiment import resolved_dict
 from ..config.methods import method_dict, regime_of
 from ..config.regimes import REGIMES, Stage
 from ..core.env import git_commit, module_seed, package_versions, release_memory, set_seed
-from ..core.layout import PREDICTIONS, RECORDS, SUMMARY, TRAIN_LOG, stage_dir
+from ..core.layout import GENERATIONS, PREDICTIONS, RECORDS, SUMMARY, TRAIN_LOG, stage_dir
 from ..core.metrics import (
     MATRIX_METRICS,
     average_accuracy,
@@ -38,6 +38,7 @@ from ..store import checkpoint
 from ..store.folders import RecordWriter, finished_summary, keep_records, write_summary
 from ..store.schema import (
     SCHEMA_VERSION,
+    Generation,
     HeadInfo,
     PerplexitySummary,
     Prediction,
@@ -113,6 +114,7 @@ class Recipe:
         self.prepared = in_order(prepared, self.spec.task_order)
         self.base_ppls = self.prepared.initial_perplexities(self.events)
         self.base_ppl = self.base_ppls[0] if self.base_ppls else None  # the primary corpus's
+        self.zero_shot = self.prepared.zero_shot(self.events)  # prompted tasks' base-model scores
         start = time.perf_counter()
         self.open()
         self.resume()
@@ -210,13 +212,15 @@ class Recipe:
         self.adapter.structure_for(self.model, self.modules, self.method, position, where, adapter_sd)
         checkpoint.load_weights(self.model, adapter_sd, self.adapter.state_dict(self.model, self.modules, self.method),
                                 where)
-        self.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks], self.hidden, heads_sd,
-                                       self.prepared.device)
+        self.heads = TaskHeads.restore([(h.name, h.num_classes) for h in state.tasks if h.head], self.hidden,
+                                       heads_sd, self.prepared.device)
         self.strategy.load_state_dict(checkpoint.load_strategy(folder, stage), [h.name for h in state.tasks],
                                       self.prepared.device)
         keep_records(folder / RECORDS, state.progress.records)
         keep_records(folder / TRAIN_LOG, state.progress.train_log)
         keep_records(folder / PREDICTIONS, state.progress.predictions)
+        if state.progress.generations or (folder / GENERATIONS).exists():
+            keep_records(folder / GENERATIONS, state.progress.generations)
         checkpoint.restore_rng(state.rng, rng)
         self.events.message(f"  {self.method.display_label} seed {state.seed}: resuming after stage {stage}/{len(tasks)}")
         self.progress, self.resumed_from = state.progress, stage
@@ -235,10 +239,17 @@ class Recipe:
         self.writer = RecordWriter(folder / RECORDS)
         self.log_writer = RecordWriter(folder / TRAIN_LOG, sync_each=False)
         self.prediction_writer = RecordWriter(folder / PREDICTIONS, sync_each=False)
+        # only a run with prompted tasks has generations to keep
+        self.generation_writer = RecordWriter(folder / GENERATIONS, sync_each=False) if self.zero_shot else None
         if not self.resumed_from:
             for corpus, b in zip(self.prepared.corpora, self.base_ppls):
                 self.record(Record(0, None, corpus.name, "perplexity", b.perplexity, b.tokens, protocol=b.protocol,
                                    measured_once=True))
+            for task, scores in self.zero_shot.items():  # in the experiment's task order
+                for s in scores:
+                    self.record(Record(0, None, task, s.metric, s.value, s.n, measured_once=True))
+                    if s.generations is not None:
+                        self.generated(Generation(0, None, task, s.generations))
 
     def record(self, rec: Record) -> None:
         self.writer.write(rec)
@@ -249,6 +260,10 @@ class Recipe:
         self.prediction_writer.write(line)
         self.progress.predictions += 1
 
+    def generated(self, line: Generation) -> None:
+        self.generation_writer.write(line)
+        self.progress.generations += 1
+
     def log(self, entry: TrainLogEntry) -> None:
         self.log_writer.write(entry)
         self.progress.train_log += 1
@@ -257,8 +272,9 @@ class Recipe:
     def close_files(self) -> bool:
         """Close the JSONL files; a run without a stage of its own (a NaN, a signal) puts back the
         work it was to replace. True when it did."""
-        for writer in (self.writer, self.log_writer, self.prediction_writer):
-            writer.close()
+        for writer in (self.writer, self.log_writer, self.prediction_writer, self.generation_writer):
+            if writer is not None:
+                writer.close()
         restored = checkpoint.recover(self.folder)
         if restored:
             self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
@@ -303,15 +319,24 @@ class Recipe:
                 tag = None if split == "eval" else split
                 for s in scores:
                     self.record(Record(stage.number, stage.name, task.name, s.metric, s.value, s.n,
-                                       majority_baseline=s.baseline, split=tag))
+                                       majority_baseline=self.baseline(task.name, s), split=tag))
                     if s.per_example is not None:
                         self.predicted(Prediction(stage.number, stage.name, task.name, s.metric, s.per_example, tag))
+                    if s.generations is not None and tag is None:
+                        self.generated(Generation(stage.number, stage.name, task.name, s.generations))
 
     def validation_matrix(self) -> list[list[float | None]]:
         if self.progress.val_matrix is None:
             T = len(self.prepared.tasks)
             self.progress.val_matrix = [[None] * T for _ in range(T)]
         return self.progress.val_matrix
+
+    def baseline(self, task: str, score) -> float | None:
+        """What a trivial predictor scores on `task`'s metric: the kind's (the majority class), or
+        the base model's zero-shot score of that metric."""
+        if score.baseline is not None or task not in self.zero_shot:
+            return score.baseline
+        return next(z.value for z in self.zero_shot[task] if z.metric == score.metric)
 
     def perplexity(self, stage: Stage) -> None:
         """Perplexity with the model's own LM head on every corpus of the experiment."""
@@ -335,12 +360,15 @@ class Recipe:
     def checkpoint(self, stage: Stage) -> None:
         self.log_writer.sync()  # the lines the checkpoint counts are on disk
         self.prediction_writer.sync()
+        if self.generation_writer is not None:
+            self.generation_writer.sync()
         p = self.prepared
         state = StageCheckpoint(
             schema_version=SCHEMA_VERSION, stage=stage.number, run_key=self.key, label=self.method.display_label,
             method=method_dict(self.method), seed=self.spec.seed, model=self.cfg.model, modules=self.modules,
             conv1d=uses_conv1d(self.model, self.modules), protocol=p.protocol.name, pooling=p.protocol.train_pooling,
-            tasks=[HeadInfo(t.name, t.num_classes) for t in p.tasks[: stage.number]], hidden_size=self.hidden,
+            tasks=[HeadInfo(t.name, t.num_classes, KINDS.get(t.kind).has_head) for t in p.tasks[: stage.number]],
+            hidden_size=self.hidden,
             adapter_tensors={}, progress=self.progress, rng={})
         checkpoint.save_stage(self.folder, state, self.adapter.state_dict(self.model, self.modules, self.method),
                               self.heads.state_dict(), self.strategy.state_dict())
@@ -370,18 +398,26 @@ class Recipe:
             settings_hash=spec.identity.settings_hash, settings=spec.identity.settings, status=status, error=error,
             model=cfg.model, protocol=p.protocol.name, padding_side=p.batching.padding_side,
             tasks=[t.name for t in p.tasks], num_classes={t.name: t.num_classes for t in p.tasks},
-            majority_baseline={t.name: t.majority for t in p.tasks}, data={t.name: t.info for t in p.tasks},
+            majority_baseline={t.name: self.floor(t) for t in p.tasks}, data={t.name: t.info for t in p.tasks},
             accuracy_matrix=progress.matrix,
             perplexity=PerplexitySummary(ppl0, progress.ppl_after, final,
                                          self.base_ppl.protocol if self.base_ppl else None),
             metrics=self.metrics(ppl0, final), drift=progress.drift, diagnostics=self.adapter.diagnostics(self.model, self.modules),
             trainable_parameters=self.trainable,
-            head_parameters={t.name: self.hidden * t.num_classes + t.num_classes for t in p.tasks},
+            head_parameters={t.name: self.hidden * t.num_classes + t.num_classes if KINDS.get(t.kind).has_head
+                             else 0 for t in p.tasks},
             adapted_modules=len(self.modules), stages=progress.stages, resumed_from_stage=self.resumed_from,
             wall_seconds=round(seconds, 3), device=str(p.device), threads=torch.get_num_threads(),
             versions=package_versions(), git_commit=git_commit(), strategy=self.strategy.summary({t.name: t for t in p.tasks}),
             regime=self.regime.name, execution=to_dict(cfg.execution), perplexities=self.further_perplexities(),
-            validation_matrix=progress.val_matrix)
+            validation_matrix=progress.val_matrix,
+            metric={t.name: t.metric for t in p.tasks} if any(t.metric != "accuracy" for t in p.tasks) else None,
+            zero_shot={t: {s.metric: s.value for s in scores} for t, scores in self.zero_shot.items()} or None)
+
+    def floor(self, task) -> float:
+        """The baseline of a task's primary metric: its zero-shot score, else its majority class."""
+        scores = self.zero_shot.get(task.name)
+        return scores[0].value if scores else task.majority
 
     def further_perplexities(self) -> dict[str, PerplexitySummary] | None:
         """The corpora after the primary one (None when there is one corpus or none)."""

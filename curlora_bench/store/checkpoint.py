@@ -26,6 +26,7 @@ from ..core.errors import BenchError, first_line, signals_deferred
 from ..core.layout import (
     ADAPTER,
     CHECKPOINTS,
+    GENERATIONS,
     HEADS,
     PREDICTIONS,
     PREVIOUS,
@@ -150,7 +151,7 @@ def load_stage(run: Path, stage: int) -> tuple[StageCheckpoint, dict[str, torch.
         raise BenchError(f"{d / ADAPTER}: {what}; rerun with --fresh")
     heads = {k: list(v.shape) for k, v in tensors[1].items()}
     expected = {}
-    for h in state.tasks:
+    for h in (h for h in state.tasks if h.head):  # a prompted task has no head
         expected[f"heads.{h.name}.weight"] = [h.num_classes, state.hidden_size]
         expected[f"heads.{h.name}.bias"] = [h.num_classes]
     if heads != expected:
@@ -184,7 +185,7 @@ def clear(run: Path) -> None:
     """Forget a run's progress: checkpoints, records, training log, TensorBoard events and summary."""
     shutil.rmtree(run / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run / TENSORBOARD, ignore_errors=True)
-    for name in (RECORDS, PREDICTIONS, TRAIN_LOG, SUMMARY):
+    for name in (RECORDS, PREDICTIONS, GENERATIONS, TRAIN_LOG, SUMMARY):
         (run / name).unlink(missing_ok=True)
 
 
@@ -192,7 +193,7 @@ def clear(run: Path) -> None:
 # new run has checkpointed its first stage, and put back if the new run ends before that (an
 # error, a signal, a NaN) or, when the process died (kill -9), by the next `run` (`recover`).
 # Every step leaves the folder in a state `recover` settles, whenever the process dies.
-_WORK = (CHECKPOINTS, RECORDS, PREDICTIONS, TRAIN_LOG, TENSORBOARD, SUMMARY)
+_WORK = (CHECKPOINTS, RECORDS, PREDICTIONS, GENERATIONS, TRAIN_LOG, TENSORBOARD, SUMMARY)
 
 
 def _remove(path: Path) -> None:

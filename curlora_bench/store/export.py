@@ -78,7 +78,9 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
         "seed": state.seed,
         "modules": state.modules,
         "stage": stage,
-        "tasks": [{"name": h.name, "num_classes": h.num_classes} for h in state.tasks],
+        # a prompted task has no head (head: false): it answers through the model's own LM head
+        "tasks": [{"name": h.name, "num_classes": h.num_classes, **({} if h.head else {"head": False})}
+                  for h in state.tasks],
         "hidden_size": state.hidden_size,
         "pooling": state.pooling,
         "protocol": state.protocol,
@@ -100,7 +102,9 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     """Attach an exported adapter to a fresh base model in place; return the task heads.
 
     `model` must be the base model the run used (same weights). Afterwards
-    `sources.heads.classify(model, heads, task, ...)` reproduces the run's predictions.
+    `sources.heads.classify(model, heads, task, ...)` reproduces the run's predictions, and
+    greedy generation (`model.generate`, or `run.kinds.prompted.generate`) a prompted task's
+    generations (a prompted task has no head: it answers through the model's own LM head).
     """
     folder = Path(folder)
     try:
@@ -123,8 +127,8 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     if hidden_size(model) != meta["hidden_size"]:
         raise BenchError(f"{where}: heads expect hidden size {meta['hidden_size']}, the model has {hidden_size(model)}")
     try:
-        heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"]], meta["hidden_size"],
-                                  _load(folder / HEADS), next(model.parameters()).device)
+        heads = TaskHeads.restore([(t["name"], t["num_classes"]) for t in meta["tasks"] if t.get("head", True)],
+                                  meta["hidden_size"], _load(folder / HEADS), next(model.parameters()).device)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise BenchError(f"{folder / HEADS}: does not match {META} ({first_line(exc)})") from None
     model.eval()

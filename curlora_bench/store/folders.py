@@ -184,20 +184,22 @@ def check_records(run: Path, summary: RunSummary) -> None:
         data = _parses(line) if line.endswith("\n") else None
         if not isinstance(data, dict):
             raise BenchError(f"{path}: line {i} is damaged (truncated or not JSON); rerun with --fresh")
-        measured += data.get("metric") in ("accuracy", "perplexity")
+        metric = data.get("metric")
+        measured += metric == "perplexity" or metric == summary.primary(data.get("task"))
     expected = expected_records(summary)
     if measured != expected:
-        raise BenchError(f"{path}: {measured} accuracy/perplexity records, its summary shows {expected}; "
+        raise BenchError(f"{path}: {measured} primary-metric/perplexity records, its summary shows {expected}; "
                          "rerun with --fresh")
 
 
 def expected_records(summary: RunSummary) -> int:
-    """Records a run writes: each corpus's initial perplexity, then per stage its accuracies and
-    each corpus's perplexity."""
+    """Records of its tasks' primary metrics and perplexities a run writes: each corpus's initial
+    perplexity and each prompted task's zero-shot score, then per stage every accuracy-matrix entry
+    and each corpus's perplexity (a prompted task's further metrics come on top, uncounted)."""
     corpora = (summary.perplexity.initial is not None) + len(summary.perplexities or {})
     accuracies = sum(v is not None for matrix in (summary.accuracy_matrix, summary.validation_matrix or [])
                      for row in matrix for v in row)
-    return corpora * (1 + len(summary.stages)) + accuracies
+    return corpora * (1 + len(summary.stages)) + accuracies + len(summary.zero_shot or {})
 
 
 @dataclass

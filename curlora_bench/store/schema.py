@@ -27,12 +27,16 @@ class Record:
     stage: int  # 0 = before the first stage
     after_task: str | None
     task: str | None  # the task evaluated, or the perplexity corpus
-    metric: Literal["accuracy", "perplexity"]
+    # a task's (core.metrics.TASK_METRICS), or perplexity
+    metric: Literal["accuracy", "perplexity", "accuracy_norm", "exact_match", "rouge_l", "chrf"]
     value: float
-    n: int  # examples (accuracy) or scored tokens (perplexity)
-    majority_baseline: float | None = None  # accuracy records
+    n: int  # examples (a task's metric) or scored tokens (perplexity)
+    # what a trivial predictor scores: a classification task's majority class; a prompted task's
+    # base model, zero-shot (the stage-0 record of the same metric)
+    majority_baseline: float | None = None
     protocol: dict[str, Any] | None = None  # perplexity records: how it was measured
-    measured_once: bool | None = None  # the initial perplexity, shared by every run
+    # the initial perplexity and a prompted task's zero-shot scores (stage 0), shared by every run
+    measured_once: bool | None = None
     split: Literal["validation"] | None = None  # None: the eval split (what every report reads)
 
     def to_json(self) -> str:
@@ -59,6 +63,21 @@ class Prediction:
         if data["split"] is None:
             del data["split"]
         return json.dumps(data, separators=(",", ":"))
+
+
+@dataclass
+class Generation:
+    """One line of generations.jsonl: a prompted task's greedy generations (each eval example's
+    text, in the eval split's order, cut at its stop string) after one stage; stage 0 is the base
+    model's, zero-shot."""
+
+    stage: int
+    after_task: str | None
+    task: str
+    texts: list[str]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
 
 
 @dataclass
@@ -142,6 +161,7 @@ class RunProgress:
     records: int = 0
     train_log: int = 0  # lines of train_log.jsonl
     predictions: int = 0  # lines of predictions.jsonl
+    generations: int = 0  # lines of generations.jsonl
     extra_ppl: dict[str, list[float | None]] = field(default_factory=dict)  # corpora after the primary one
     val_matrix: list[list[float | None]] | None = None  # with eval.validation: the matrix on validation rows
 
@@ -167,7 +187,8 @@ class RunSummary:
     protocol: str
     padding_side: str  # of training and evaluation batches
     tasks: list[str]
-    num_classes: dict[str, int]
+    num_classes: dict[str, int]  # a prompted task's: its choices (0: a target task)
+    # the floor of each task's primary metric: the majority class, or a prompted task's zero-shot score
     majority_baseline: dict[str, float]
     data: dict[str, TaskData]
     accuracy_matrix: list[list[float | None]]
@@ -199,6 +220,14 @@ class RunSummary:
     perplexities: dict[str, PerplexitySummary] | None = None
     # with eval.validation: the accuracy matrix on the validation rows (to choose settings on)
     validation_matrix: list[list[float | None]] | None = None
+    # each task's primary metric (its accuracy-matrix entries) when one is not accuracy; None: all are
+    metric: dict[str, str] | None = None
+    # the base model's zero-shot scores of each prompted task, by metric (measured once per experiment)
+    zero_shot: dict[str, dict[str, float]] | None = None
+
+    def primary(self, task: str) -> str:
+        """The metric of `task`'s accuracy-matrix entries."""
+        return (self.metric or {}).get(task, "accuracy")
 
     @staticmethod
     def upgrade(data: dict) -> dict:
@@ -228,6 +257,7 @@ class RunSummary:
 class HeadInfo:
     name: str
     num_classes: int
+    head: bool = True  # False: a prompted task (it trains through the model's LM head, no head of its own)
 
 
 @dataclass
@@ -311,6 +341,11 @@ def read_records(path: Path) -> list[Record]:
 def read_predictions(path: Path) -> list[Prediction]:
     """Every line of a predictions.jsonl ([] for a run made before they were kept)."""
     return read_lines(Prediction, path)
+
+
+def read_generations(path: Path) -> list[Generation]:
+    """Every line of a generations.jsonl ([] when the run has no prompted task)."""
+    return read_lines(Generation, path)
 
 
 def read_train_log(path: Path) -> list[TrainLogEntry]:

@@ -3,7 +3,8 @@ it is scored after each stage.
 
 The run loop, the strategies and the report see a task only through its kind: `prepare`
 tokenises its splits, `add` gives it its trainable state (the classification kind: a linear
-head of its own), `loss` is its training loss on a batch, `score` its measurements after a
+head of its own; the prompted kind: none, it trains through the model's LM head), `collate`
+batches its rows, `loss` is its training loss on a batch, `score` its measurements after a
 stage (the first is its primary metric: the accuracy matrix's entry). Adding a kind is one
 module in `run/kinds/` registered in `KINDS`, and a `TaskConfig.kind` that names it.
 """
@@ -34,11 +35,18 @@ class Score:
     n: int  # examples scored
     baseline: float | None = None  # what a trivial predictor scores (the majority class)
     per_example: list[float] | None = None  # each eval example's score (accuracy: 1 correct, 0 not), in order
+    generations: list[str] | None = None  # the greedy generations it scored, in order (generations.jsonl)
 
 
 class TaskKind:
     name: str = ""
-    metric: str = ""  # the primary metric, the accuracy matrix's entries
+    metric: str = ""  # the default primary metric, the accuracy matrix's entries
+    has_head: bool = True  # `add` gives the task a head of its own (in heads.safetensors)
+    zero_shot: bool = False  # its baseline is the base model's score, measured once per experiment
+
+    def describe(self, task: PreparedTask) -> str:
+        """How `prepare`'s message shows the task, after its split sizes."""
+        return f"{task.num_classes} classes, majority baseline {task.majority:.3f}"
 
     def prepare(self, task: TaskConfig, train: Dataset, eval: Dataset, tokenizer: Any, max_length: int,
                 bos_id: int | None, where: str, val: Dataset | None = None) -> PreparedTask:
@@ -49,6 +57,12 @@ class TaskKind:
     def add(self, heads: TaskHeads, task: PreparedTask, hidden: int, seed: int) -> list[nn.Module]:
         """Give the task its trainable state before the stage that learns it; return the new modules."""
         return []
+
+    def collate(self, task: PreparedTask, rows: list[int], batching: Batching) -> dict[str, torch.Tensor]:
+        """Rows of the task's training split as one padded batch on the device."""
+        from ..data import collate
+
+        return collate(task.train, rows, batching.pad_id, batching.device, batching.padding_side)
 
     def loss(self, model: nn.Module, heads: TaskHeads, task: PreparedTask, batch: dict[str, torch.Tensor],
              pooling: str, reduction: str = "mean") -> torch.Tensor:
@@ -62,7 +76,7 @@ class TaskKind:
 
 
 def _load_kinds() -> None:
-    from . import classification  # noqa: F401  (registers itself)
+    from . import classification, prompted  # noqa: F401  (each registers itself)
 
 
 KINDS: Registry[TaskKind] = Registry("task kind", load=_load_kinds)

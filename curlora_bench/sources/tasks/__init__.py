@@ -7,6 +7,7 @@ found by name in `EMBEDDED_TASKS` / `EMBEDDED_CORPORA` (filled on first lookup).
 from __future__ import annotations
 
 import dataclasses
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,11 +19,17 @@ from ...core.parse import check_name, from_dict, positive
 from ...core.registry import Registry
 
 Format = Literal["csv", "jsonl", "parquet", "hub", "embedded"]
+# a prompted task's primary metric, by how it is answered (the first is the default)
+PROMPTED_METRICS = {"choices": ("accuracy", "accuracy_norm", "exact_match"),
+                    "target": ("rouge_l", "exact_match", "chrf")}
+# the fields of a prompted task: none of them set = a classification task, and left out of a run's
+# identity while unset (config.identity), so the runs made before they existed keep their keys
+PROMPT_FIELDS = ("prompt", "choices", "target", "target_prefix", "max_new_tokens", "stop", "metric")
 
 
 @dataclass
 class TaskConfig:
-    """A classification task: where its splits come from and which columns to read."""
+    """A task: where its splits come from, which columns to read, and (prompted) how it is asked."""
 
     name: str = field(metadata={"help": "task name (unique in a config)"})
     format: Format = field(default="csv", metadata={"help": "csv | jsonl | parquet | hub | embedded"})
@@ -48,11 +55,50 @@ class TaskConfig:
     paper: dict[str, Any] | None = field(
         default=None, metadata={"help": "overrides applied under `protocol: paper` (the reference code's splits)"}
     )
+    prompt: str | None = field(default=None, metadata={
+        "help": "a prompted task: a template over the row's columns ('Review: {text}\\nSentiment:'), answered "
+                "through the model's own LM head (loss on the answer tokens only; no head); give choices or target"})
+    choices: list[str] | None = field(default=None, metadata={
+        "help": "prompted: the answer text of each class (label i -> choices[i], e.g. [' negative', ' positive']); "
+                "scored by the log-likelihood of each choice, and by greedy generation (exact match)"})
+    target: str | None = field(default=None, metadata={
+        "help": "prompted: the column holding the answer text; scored by greedy generation (ROUGE-L, exact match, chrF)"})
+    target_prefix: str | None = field(default=None, metadata={
+        "help": "prompted target: the text between the prompt and the answer; null = one space"})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "prompted: greedy generation's budget in tokens; null = the longest answer (choices) or "
+                "training answer (target), EOS included"})
+    stop: list[str] | None = field(default=None, metadata={
+        "help": "prompted: a generation ends at the first of these strings (or EOS); null = a newline"})
+    metric: str | None = field(default=None, metadata={
+        "help": "prompted: the primary metric (the accuracy matrix's entry): choices accuracy | accuracy_norm "
+                "| exact_match, target rouge_l | exact_match | chrf; null = the first"})
 
     @property
     def kind(self) -> str:
-        """How the task trains and is scored (`run/kinds`): classification through a head of its own."""
-        return "classification"
+        """How the task trains and is scored (`run/kinds`): classification through a head of its own,
+        or prompted (a `prompt:`): as text through the model's own LM head."""
+        return "classification" if self.prompt is None else "prompted"
+
+    @property
+    def answer(self) -> str | None:
+        """How a prompted task is answered: `choices` or `target` (None: a classification task)."""
+        return None if self.prompt is None else "choices" if self.choices is not None else "target"
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric of the task's accuracy-matrix entries."""
+        if self.answer is None:
+            return "accuracy"
+        return self.metric or PROMPTED_METRICS[self.answer][0]
+
+    @property
+    def columns(self) -> list[str]:
+        """The text columns the task reads: its `text`, or a prompted task's fields and target."""
+        if self.prompt is None:
+            return list(self.text)
+        fields = list(dict.fromkeys(prompt_fields(self.prompt)))
+        return fields + ([self.target] if self.target and self.target not in fields else [])
 
     def validate(self, where: str) -> None:
         check_name(f"{where}.name", self.name, "task name")
@@ -71,6 +117,7 @@ class TaskConfig:
         positive(where, "num_classes", self.num_classes)
         if self.num_classes is not None and self.num_classes < 2:
             raise BenchError(f"{where}.num_classes: must be >= 2, got {self.num_classes}")
+        self.validate_prompt(where)
         if self.format == "embedded":
             for key in ("builder", "asset"):
                 if not getattr(self, key):
@@ -87,6 +134,46 @@ class TaskConfig:
             for key in ("train", "eval"):
                 if not getattr(self, key):
                     raise BenchError(f"{where}.{key}: required for format {self.format!r} (a file path)")
+
+
+    def validate_prompt(self, where: str) -> None:
+        """A prompted task has a template over its columns and exactly one of choices / target."""
+        if self.prompt is None:
+            unset = [k for k in PROMPT_FIELDS[1:] if getattr(self, k) is not None]
+            if unset:
+                raise BenchError(f"{where}.{unset[0]}: only for a prompted task (set `prompt:` too)")
+            return
+        try:
+            fields = prompt_fields(self.prompt)
+        except ValueError as exc:
+            raise BenchError(f"{where}.prompt: not a template ({exc}); write a literal brace as {{{{ or }}}}") from None
+        bad = [f for f in fields if not f or not f.isidentifier()]
+        if bad:
+            raise BenchError(f"{where}.prompt: {{{bad[0]}}} is not a column name (fields are {{column}})")
+        if (self.choices is None) == (self.target is None):
+            raise BenchError(f"{where}: a prompted task gives exactly one of `choices` (one answer per class) "
+                             "or `target` (a column holding the answer text)")
+        if self.choices is not None:
+            if len(self.choices) < 2 or any(not c.strip() for c in self.choices):
+                raise BenchError(f"{where}.choices: at least 2 non-empty answers, got {self.choices!r}")
+            if len(set(self.choices)) != len(self.choices):
+                raise BenchError(f"{where}.choices: answers must differ, got {self.choices!r}")
+            if self.num_classes is not None and self.num_classes != len(self.choices):
+                raise BenchError(f"{where}.num_classes: {self.num_classes}, but {len(self.choices)} choices")
+            if self.target_prefix is not None:
+                raise BenchError(f"{where}.target_prefix: only for a target task (choices carry their own spacing)")
+        positive(where, "max_new_tokens", self.max_new_tokens)
+        if self.stop is not None and any(not s for s in self.stop):
+            raise BenchError(f"{where}.stop: empty strings stop nothing, got {self.stop!r}")
+        allowed = PROMPTED_METRICS[self.answer]
+        if self.metric is not None and self.metric not in allowed:
+            raise BenchError(f"{where}.metric: a {self.answer} task is scored by {' | '.join(allowed)}, "
+                             f"got {self.metric!r}")
+
+
+def prompt_fields(template: str) -> list[str]:
+    """The `{column}` fields of a prompt template, in order (ValueError: not a template)."""
+    return [name for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
 
 
 @dataclass

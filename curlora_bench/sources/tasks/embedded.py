@@ -1,8 +1,9 @@
 """Builders of the embedded tasks and corpora from the cached asset files.
 
 Splits are deterministic and documented: a row goes to eval when the first 8 hex digits of
-sha1(row id) mod 100 < 20 (about 20%); `bible-paraphrase` splits by book instead (books whose
-number is a multiple of 5 are eval), so no verse's neighbours leak across splits.
+sha1(row id) mod 100 < 20 (about 20%); `bible-paraphrase` and `bible-rewrite` split by book
+instead (books whose number is a multiple of 5 are eval), so no verse's neighbours leak across
+splits. The prompted forms of the embedded tasks (`*-prompt.yaml`) read the same builders.
 """
 
 from __future__ import annotations
@@ -107,6 +108,36 @@ def bible_paraphrase(folder: Path) -> dict[str, Dataset]:
     }
 
 
+# verses kept for the rewriting task: short enough for a CPU run (prompt, verse and answer in ~100 tokens)
+REWRITE_MAX_CHARS = 120
+
+
+def bible_rewrite(folder: Path) -> dict[str, Dataset]:
+    """A generation task: each KJV verse (italics brackets dropped) with the same verse in the WEB
+    (its backtick apostrophes made plain), whitespace collapsed, both at most `REWRITE_MAX_CHARS`
+    characters; verses the translations word identically are left out (nothing to rewrite)."""
+    kjv = json.loads((folder / "kjv.json").read_text())
+    web = json.loads((folder / "web.json").read_text())
+    rows = {"train": [], "eval": []}
+    for vid in sorted((k for k in kjv if k in web and kjv[k] and web[k]), key=int):
+        old = " ".join(re.sub(r"[\[\]]", "", kjv[vid]).split())
+        new = " ".join(web[vid].replace("`", "'").split())  # the WEB's poetry keeps runs of spaces
+        if len(old) > REWRITE_MAX_CHARS or len(new) > REWRITE_MAX_CHARS or old == new:
+            continue
+        rows["eval" if (int(vid) // 1_000_000) % 5 == 0 else "train"].append((vid, old, new))
+    return {split: Dataset.from_dict({"id": [r[0] for r in rs], "kjv": [r[1] for r in rs], "web": [r[2] for r in rs]})
+            for split, rs in rows.items()}
+
+
+def copy_baseline(ds: Dataset) -> tuple[float, float]:
+    """ROUGE-L and exact match on `ds` of answering each KJV verse with itself (the copy-the-input
+    baseline of `bible-rewrite`)."""
+    from ...core.metrics import exact_match, rouge_l
+
+    scores = rouge_l(ds["kjv"], ds["web"])
+    return sum(scores) / len(scores), sum(map(exact_match, ds["kjv"], ds["web"])) / len(ds)
+
+
 def overlap_baseline(splits: dict[str, Dataset]) -> tuple[float, float]:
     """Accuracy on eval of `label = jaccard(s1, s2) >= t`, t chosen on train: (t, accuracy)."""
     def scores(ds):
@@ -148,7 +179,8 @@ def brown(folder: Path) -> str:
 
 
 for _name, _build in (("rt-sentiment", rt_sentiment), ("tweet-sentiment", tweet_sentiment),
-                      ("tweet-sentiment-3", tweet_sentiment_3), ("bible-paraphrase", bible_paraphrase)):
+                      ("tweet-sentiment-3", tweet_sentiment_3), ("bible-paraphrase", bible_paraphrase),
+                      ("bible-rewrite", bible_rewrite)):
     EMBEDDED_TASKS.register(_name, _build)
 for _name, _build in (("nyt-editorials", nyt_editorials), ("brown", brown)):
     EMBEDDED_CORPORA.register(_name, _build)
@@ -161,11 +193,18 @@ def card_stats(task) -> list[str]:
     splits = EMBEDDED_TASKS.get(task.builder)(assets.ensure(task.asset))
     lines = []
     for name, ds in splits.items():
-        counts = Counter(ds["label"])
         n = len(ds)
+        if task.target is not None:  # a generation task: no classes
+            lines.append(f"{name}: {n:,} rows")
+            continue
+        counts = Counter(ds["label"])
         balance = ", ".join(f"{k}: {v / n:.1%}" for k, v in sorted(counts.items()))
         lines.append(f"{name}: {n:,} rows ({balance}); majority baseline {max(counts.values()) / n:.3f}")
-    if task.builder == "bible-paraphrase":
+    if task.builder == "bible-rewrite":
+        rouge, exact = copy_baseline(splits["eval"])
+        lines.append(f"copy-the-input baseline (the KJV verse as its own rewrite): ROUGE-L {rouge:.3f}, "
+                     f"exact match {exact:.3f} on eval")
+    if task.builder == "bible-paraphrase" and task.prompt is None:
         t, acc = overlap_baseline(splits)
         lines.append(f"word-overlap baseline (Jaccard >= {t:.2f}, tuned on train): {acc:.3f} on eval")
     return lines

@@ -104,15 +104,20 @@ def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str
 
 
 def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
-    """Columns present, labels integers (mapped through label_map), split non-empty."""
-    for col in [*task.text, task.label]:
+    """Columns present, labels integers (mapped through label_map), split non-empty. A prompted
+    task reads its prompt's fields (and target) instead of `text`; a target task has no labels
+    (its `label` column is all 0)."""
+    label_col = None if task.target is not None else task.label
+    classes = len(task.choices) if task.choices is not None else task.num_classes
+    for col in [*task.columns, *([label_col] if label_col else [])]:
         if col not in ds.column_names:
-            what = "label" if col == task.label else "text"
+            what = "label" if col == label_col else "target" if col == task.target else \
+                "prompt field" if task.prompt is not None else "text"
             raise BenchError(
                 f"{source}: missing {what} column {col!r} (columns: {', '.join(ds.column_names)})"
             )
-    labels = list(ds[task.label])
-    texts = {col: list(ds[col]) for col in task.text}
+    labels = list(ds[label_col]) if label_col else [0] * len(ds)
+    texts = {col: list(ds[col]) for col in task.columns}
     keep = []
     mapped = []
     # data rows are numbered from 1 (a CSV's header line is not counted)
@@ -124,22 +129,35 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
                 raw = int(raw)  # one bad row makes a CSV column text: judge every row on its own
             else:
                 raise BenchError(f"{source}: row {i + 1}: label {raw!r} in column {task.label!r} is not an integer")
-        if task.label_map is not None:
+        if task.label_map is not None and label_col:
             if raw not in task.label_map:
                 continue
             raw = task.label_map[raw]
-        if raw < 0 or (task.num_classes is not None and raw >= task.num_classes):
-            limit = f"0..{task.num_classes - 1}" if task.num_classes else ">= 0"
-            raise BenchError(f"{source}: row {i + 1}: label {raw} outside {limit}")
+        if raw < 0 or (classes is not None and raw >= classes):
+            limit = f"0..{classes - 1}" if classes else ">= 0"
+            what = f" ({classes} choices)" if task.choices is not None else ""
+            raise BenchError(f"{source}: row {i + 1}: label {raw} outside {limit}{what}")
         keep.append(i)
         mapped.append(raw)
-    for col in task.text:
+    for col in task.columns:
         for i in keep:
-            if not isinstance(texts[col][i], str) or not texts[col][i].strip():
-                raise BenchError(f"{source}: row {i + 1}: text column {col!r} is empty or not text")
+            value = texts[col][i]
+            if task.prompt is not None and col != task.target and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                continue  # a number in a prompt is text enough
+            if not isinstance(value, str) or not value.strip():
+                raise BenchError(f"{source}: row {i + 1}: {'target' if col == task.target else 'text'} column "
+                                 f"{col!r} is empty or not text")
     if len(keep) != len(ds):
         ds = ds.select(keep)
-    ds = ds.remove_columns([task.label]).add_column("label", mapped)
+    if label_col:
+        ds = ds.remove_columns([label_col])
+    elif "label" in ds.column_names:
+        if "label" in task.columns:
+            raise BenchError(f"{source}: a target task keeps its row labels in column 'label': rename the column "
+                             "the prompt or target reads")
+        ds = ds.remove_columns(["label"])
+    ds = ds.add_column("label", mapped)
     if len(ds) == 0:
         raise BenchError(f"{source}: split is empty")
     return ds
