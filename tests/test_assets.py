@@ -83,8 +83,8 @@ def test_smollm2_is_the_real_model():
 def test_embedded_task_builds_as_documented(name):
     n_train, n_eval, cols, classes, majority = EMBEDDED[name]
     task = TASKS.get(name)
-    a = EMBEDDED_TASKS[task.builder](assets.ensure(task.asset))
-    b = EMBEDDED_TASKS[task.builder](assets.ensure(task.asset))
+    a = EMBEDDED_TASKS.get(task.builder)(assets.ensure(task.asset))
+    b = EMBEDDED_TASKS.get(task.builder)(assets.ensure(task.asset))
     assert len(a["train"]) == n_train and len(a["eval"]) == n_eval
     assert a["train"].column_names == cols
     assert set(a["train"]["label"]) == set(range(classes)) == set(range(task.num_classes))
@@ -99,12 +99,12 @@ def test_embedded_task_builds_as_documented(name):
 def test_bible_overlap_baseline_is_reported_high():
     from curlora_bench.sources.tasks.embedded import overlap_baseline
 
-    _, acc = overlap_baseline(EMBEDDED_TASKS["bible-paraphrase"](assets.ensure("bible")))
+    _, acc = overlap_baseline(EMBEDDED_TASKS.get("bible-paraphrase")(assets.ensure("bible")))
     assert 0.90 < acc < 0.97  # far easier than MRPC: the card says so
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, words", [("nyt-editorials", 90600)])
 def test_embedded_corpus(name, words):
-    text = EMBEDDED_CORPORA[CORPORA.get(name).builder](assets.ensure(CORPORA.get(name).asset))
+    text = EMBEDDED_CORPORA.get(CORPORA.get(name).builder)(assets.ensure(CORPORA.get(name).asset))
     assert len(text.split()) == words
