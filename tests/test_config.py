@@ -67,3 +67,17 @@ def test_strategy_labels_follow_the_name_rule(toy_data, write_config):
         cfg["methods"][2]["label"] = bad
         with pytest.raises(BenchError, match=r"methods\[2\]\.label: label .* must be"):
             load_config(write_config(cfg))
+
+
+def test_the_config_reference_does_not_depend_on_import_order():
+    """Importing one strategy's module first (as a test or a user's script may) leaves the
+    generated reference as it is."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, 'scripts'); {first}import gen_docs; "
+            "sys.stdout.write(gen_docs.config_markdown())")
+    outs = [subprocess.run([sys.executable, "-c", code.format(first=first)], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+            for first in ("", "import curlora_bench.strategies.replay; ", "import curlora_bench.strategies.ewc; ")]
+    assert outs[0] == outs[1] == outs[2]

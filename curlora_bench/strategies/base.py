@@ -85,12 +85,13 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def strategies() -> dict[str, type[Strategy]]:
-    """Every strategy by name (their modules imported on first use)."""
+    """Every strategy by name, sorted (their modules imported on first use; sorted, so the order
+    never depends on which module some caller imported first)."""
     if not _loaded:
         _loaded.append(True)
         for module in STRATEGY_MODULES:
             importlib.import_module(f"{__package__}.{module}")
-    return STRATEGIES
+    return dict(sorted(STRATEGIES.items()))
 
 
 def parse_strategy(raw: Any, where: str) -> dict[str, Any] | None:
