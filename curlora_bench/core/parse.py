@@ -35,6 +35,10 @@ def _fail(where: str, tp: Any, value: Any) -> typing.NoReturn:
     raise BenchError(f"{where}: expected {_type_name(tp)}, got {value!r}")
 
 
+_PLAIN = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}
+
+
 def coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`; return it (lightly normalised)."""
     origin = get_origin(tp)
@@ -68,12 +72,8 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
         if value in get_args(tp):
             return value
         _fail(where, tp, value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        _fail(where, tp, value)
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+    if tp in _PLAIN:  # taken as they are, never converted (a bool is no int here)
+        if _PLAIN[tp](value):
             return value
         _fail(where, tp, value)
     if tp is float:
@@ -87,10 +87,6 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
             if not math.isfinite(float(value)):  # nan or inf: never a setting
                 _fail(where, tp, value)
             return float(value)
-        _fail(where, tp, value)
-    if tp is str:
-        if isinstance(value, str):
-            return value
         _fail(where, tp, value)
     if origin is list:
         (item_tp,) = get_args(tp)
