@@ -13,7 +13,14 @@ from typing import Any
 from ..adapters import ADAPTERS
 from ..sources.tasks import TaskConfig
 from ..strategies.base import reference_lines
-from .experiment import EvalConfig, ExecutionConfig, ExperimentConfig, GeneralConfig, PerplexityConfig, TrainConfig
+from .experiment import (
+    EvalConfig,
+    ExecutionConfig,
+    ExperimentConfig,
+    GeneralConfig,
+    PerplexityConfig,
+    TrainConfig,
+)
 
 COMMENT_COLUMN = 33
 NESTED = {"perplexity": PerplexityConfig, "general": GeneralConfig, "train": TrainConfig, "eval": EvalConfig, "execution": ExecutionConfig}
