@@ -263,3 +263,15 @@ def test_missing_lm_eval_is_one_line_before_anything_is_written(toy_data, write_
     code, _, err = cli("run", path, "--output", out)
     assert code == 2 and "general: lm-evaluation-harness is not installed: pip install 'curlora-bench[general]'" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_general_ability_before_after_drop_by_hand():
+    from curlora_bench.core.metrics import general_ability, general_primary
+
+    g = {"a": {"acc": [0.5, 0.4, 0.3], "acc_norm": [0.6, 0.5, None]}, "b": {"acc": [0.8, None, 0.7]}}
+    assert general_primary(["acc", "acc_norm"]) == "acc_norm" and general_primary(["brier_score"]) == "brier_score"
+    assert general_ability(g, "drop", "a", "acc") == pytest.approx(0.2)
+    assert general_ability(g, "after", "a", "acc_norm") == 0.5  # the last stage that measured it
+    # the average: a's acc_norm (0.6 -> 0.5) and b's acc (0.8 -> 0.7)
+    assert general_ability(g, "before") == pytest.approx(0.7) and general_ability(g, "drop") == pytest.approx(0.1)
+    assert general_ability(None, "drop") is None
