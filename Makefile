@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 
 install:
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PYTHON) -m pip install -q -e ".[dev,trackers,docs]"
+	$(PYTHON) -m pip install -q -e ".[dev,trackers,general,docs]"
 
 run: install
 	curlora-bench run $(CONFIG)

@@ -42,6 +42,12 @@ class PlasticityAxis(str, Enum):
     gain = "gain"
 
 
+class ForgettingAxis(str, Enum):
+    perplexity = "perplexity"
+    general = "general"
+    tasks = "tasks"
+
+
 class ExecutorKind(str, Enum):
     local = "local"
     ray = "ray"
@@ -112,6 +118,10 @@ def report(
                              "learning rate (needs head-only points at those rates)")] = PlasticityAxis("absolute"),
     drift_corpus: Annotated[str | None, typer.Option(
         "--drift-corpus", help="the trade-off's drift corpus, when the runs measured several (default: the primary)")] = None,
+    forgetting: Annotated[ForgettingAxis, typer.Option(
+        "--forgetting", help="the trade-off's forgetting axis (what its frontiers minimise): perplexity drift, "
+                             "general: the drop of the `general:` harness tasks' average, or tasks: forgetting "
+                             "of the earlier tasks")] = ForgettingAxis("perplexity"),
     draws: Annotated[int, typer.Option("--draws", min=0, help="resampling draws of the matched-plasticity verdict "
                                                                 "(0: none)")] = 2000,
     effect: Annotated[float, typer.Option("--effect", min=0.0, help="the effect of interest for 'seeds for E': "
@@ -139,8 +149,10 @@ def report(
         hint = "" if drift_corpus != primary else " (that is the primary corpus: leave the option out)"
         raise BenchError(f"--drift-corpus {drift_corpus!r}: no run measured it as a further corpus{hint} (they "
                          f"measured: {', '.join(sorted(corpora)) or 'the primary corpus only'})")
+    if forgetting.value == "general" and not any(r.summary.general for r in runs):
+        raise BenchError("--forgetting general: no run measured general ability (set `general:` in the config)")
     options = Options(baseline, plasticity.value, drift_corpus, draws, effect, margin,
-                      select_on.value if select_on else None)
+                      select_on.value if select_on else None, forgetting.value)
     text = render(runs, format.value, baseline, options)
     if out:
         write_atomic(out, text)

@@ -13,7 +13,7 @@ from . import stats
 from .paired import QUANTITIES
 from .tradeoff import MATCHED, TradeOff
 
-NAMES = {"perplexity_drift": "perplexity drift", "forgetting": "forgetting"}
+NAMES = {"perplexity_drift": "perplexity drift", "forgetting": "forgetting", "general_drop": "general-ability drop"}
 
 
 def p_text(p: float | None) -> str:
@@ -97,14 +97,17 @@ def _stat(s) -> str:
 def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None = None) -> str:
     """The trade-off per method point, each family's frontier, and the matched-plasticity verdict."""
     corpus = f" on {to.drift_corpus}" if to.drift_corpus else ""
-    lines = ["", f"### Learning vs forgetting (seeds pooled: mean [95% CI]; drift{corpus}: geometric)", "",
-             f"| point | family | n | {to.axis} | final avg accuracy | forgetting | perplexity drift | trainable | "
-             "frontier |", "|---|---|---|---|---|---|---|---|---|"]
+    general = any(p.stats["general_drop"] for p in to.points)
+    quantities = ["plasticity", "final_accuracy", "forgetting", "perplexity_drift", *(["general_drop"] if general else [])]
+    axis = f"; frontiers on {NAMES[to.frontier_quantity]}" if to.forgetting != "perplexity" else ""
+    lines = ["", f"### Learning vs forgetting (seeds pooled: mean [95% CI]; drift{corpus}: geometric{axis})", "",
+             f"| point | family | n | {to.axis} | final avg accuracy | forgetting | perplexity drift | "
+             + ("general-ability drop | " if general else "") + "trainable | frontier |",
+             "|---" * (len(quantities) + 5) + "|"]
     for p in to.points:
         n = max((s.n for s in p.stats.values() if s), default=0)
-        lines.append(f"| {p.column} | {p.family} | {n} | " + " | ".join(_stat(p.stats[q]) for q in (
-            "plasticity", "final_accuracy", "forgetting", "perplexity_drift")) +
-            f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
+        lines.append(f"| {p.column} | {p.family} | {n} | " + " | ".join(_stat(p.stats[q]) for q in quantities) +
+                     f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
     lines += ["", *(f"_{n}_  " for n in to.notes)] if to.notes else []
     lines += duration_lines(to)
     lines += matched_lines(to, effect, margin)

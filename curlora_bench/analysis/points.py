@@ -13,9 +13,12 @@ from ..config.regimes import SEQUENTIAL
 from ..core import metrics
 from . import stats
 
-QUANTITIES = ("plasticity", "final_accuracy", "forgetting", "perplexity_drift")
+QUANTITIES = ("plasticity", "final_accuracy", "forgetting", "perplexity_drift", "general_drop")
 LOG = ("perplexity_drift",)  # ratios: analysed on the log scale
-MATCHED = ("perplexity_drift", "forgetting")  # what the verdict compares at matched plasticity
+# what the verdict compares at matched plasticity (general_drop where the runs measured `general:`)
+MATCHED = ("perplexity_drift", "forgetting", "general_drop")
+# `report --forgetting`: the trade-off's forgetting axis (what its frontiers minimise) -> its quantity
+FORGETTING = {"perplexity": "perplexity_drift", "general": "general_drop", "tasks": "forgetting"}
 DRAWS = 2000
 
 
@@ -107,9 +110,14 @@ class TradeOff:
     matched: list[Matched]
     axis: str = "plasticity"  # or "gain over head-only"
     drift_corpus: str | None = None  # None: the primary corpus
+    forgetting: str = "perplexity"  # the forgetting axis (FORGETTING)
     eval_resampled: bool = False  # eval examples were resampled too (every run kept its scores)
     draws: int = 0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def frontier_quantity(self) -> str:
+        return FORGETTING[self.forgetting]
 
 
 def family(method: dict, regime: str = SEQUENTIAL) -> str:
@@ -155,6 +163,8 @@ def run_values(summary, corpus: str | None, scores=None) -> RunValues:
         "final_accuracy": summary.metrics.get("average_accuracy") if complete else None,
         "forgetting": summary.metrics.get("forgetting") if complete else None,
         "perplexity_drift": log_drift(summary, corpus) if complete else None,
+        # the drop of the `general:` harness tasks' average (before - after the last stage)
+        "general_drop": metrics.general_ability(summary.general, "drop") if complete else None,
     }
     return RunValues((summary.seed, tuple(summary.tasks)), values, A, scores)
 
@@ -193,10 +203,11 @@ def interpolate_at(front: list[tuple[float, float]], x: float) -> float | None:
     return None
 
 
-def frontier(points: list[Point]) -> list[Point]:
-    """The points no other beats on both plasticity and perplexity drift, by plasticity."""
-    usable = {p.column: p for p in points if p.stats["plasticity"] and p.stats["perplexity_drift"]}
-    xy = {c: (p.stats["plasticity"].mean, p.stats["perplexity_drift"].mean) for c, p in usable.items()}
+def frontier(points: list[Point], quantity: str = "perplexity_drift") -> list[Point]:
+    """The points no other beats on both plasticity and `quantity` (the forgetting axis: perplexity
+    drift, general-ability drop or task forgetting; lower is better), by plasticity."""
+    usable = {p.column: p for p in points if p.stats["plasticity"] and p.stats[quantity]}
+    xy = {c: (p.stats["plasticity"].mean, p.stats[quantity].mean) for c, p in usable.items()}
     return [usable[c] for c in frontier_of(xy)]
 
 

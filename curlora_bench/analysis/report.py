@@ -117,6 +117,7 @@ class Options:
     effect: float = 0.02  # for "seeds needed"
     margin: float | None = None  # for an equivalence test
     select_on: str | None = None  # "validation": per family, the point that does best on validation
+    forgetting: str = "perplexity"  # the trade-off's forgetting axis: perplexity | general | tasks
 
 
 def run_scores(run: Run) -> dict[tuple[int, int], np.ndarray] | None:
@@ -142,6 +143,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
     columns = group_columns(runs)
     rows = metrics.summary_rows(first.tasks, first.majority_baseline, first.metric)
     rows += corpus_rows(first)
+    rows += metrics.general_rows(first.general)
     for name in dict.fromkeys(r.summary.method["method"] for r in runs):
         rows += [d.row() for d in ADAPTERS.get(name).report_rows]
     cells = {}
@@ -168,7 +170,8 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
         if REGIMES.get(regime).note:
             names = [c.name for c in columns if c.runs and c.runs[0].summary.regime == regime]
             notes.append(f"{', '.join(names)}: {REGIMES.get(regime).note}")
-    to = tradeoff(columns, options.plasticity, options.drift_corpus, options.draws, scores or None)
+    to = tradeoff(columns, options.plasticity, options.drift_corpus, options.draws, scores or None,
+                  forgetting=options.forgetting)
     selections = []
     if options.select_on == "validation" and to is not None:
         selections = select_on_validation(to.points, {c.name: [r.summary for r in c.runs] for c in columns if c.runs})
@@ -377,7 +380,7 @@ def to_json(t: Table) -> str:
 def tradeoff_json(to: TradeOff) -> dict:
     """The trade-off as data (its points without their per-run resampling material)."""
     return {
-        "axis": to.axis, "drift_corpus": to.drift_corpus, "draws": to.draws, "eval_resampled": to.eval_resampled,
+        "axis": to.axis, "forgetting": to.forgetting, "drift_corpus": to.drift_corpus, "draws": to.draws, "eval_resampled": to.eval_resampled,
         "notes": to.notes, "frontiers": to.frontiers,
         "points": [{"column": p.column, "family": p.family, "settings_hash": p.settings_hash,
                     "trainable_parameters": p.trainable_parameters, "on_frontier": p.on_frontier, "epochs": p.epochs,

@@ -77,14 +77,15 @@ def resample(to: TradeOff, draws: int, seed: int = 0) -> None:
         eval_idx = {t: rng.integers(0, n, size=(draws, n)) for t, n in sorted(sizes.items())}
     d = _point_draws(to.points, eval_idx, draws, rng)
     fams: dict[str, list[str]] = {}
+    axis = to.frontier_quantity
     for p in to.points:
-        if p.column in d and "plasticity" in d[p.column] and "perplexity_drift" in d[p.column]:
+        if p.column in d and "plasticity" in d[p.column] and axis in d[p.column]:
             fams.setdefault(p.family, []).append(p.column)
     hits = {id(m): {"in": 0, **{q: [] for q in MATCHED}} for m in to.matched}
     for k in range(draws):
         fronts = {}
         for f, cols in fams.items():
-            order = frontier_of({c: (d[c]["plasticity"][k], d[c]["perplexity_drift"][k]) for c in cols})
+            order = frontier_of({c: (d[c]["plasticity"][k], d[c][axis][k]) for c in cols})
             fronts[f] = order
         for m in to.matched:
             if m.column not in d or "plasticity" not in d[m.column] or m.other not in fronts:

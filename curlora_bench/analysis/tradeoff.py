@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ..core import metrics
 from .points import (
     DRAWS,
+    FORGETTING,
     LOG,
     MATCHED,
     QUANTITIES,
@@ -46,7 +47,7 @@ from .points import (
 )
 from .resampling import resample
 
-__all__ = ["DRAWS", "LOG", "MATCHED", "QUANTITIES", "Matched", "Point", "Resampled", "RunValues", "Selection", "Stat",
+__all__ = ["DRAWS", "FORGETTING", "LOG", "MATCHED", "QUANTITIES", "Matched", "Point", "Resampled", "RunValues", "Selection", "Stat",
            "TradeOff", "family", "frontier", "frontier_of", "gain_over_head_only", "interpolate", "interpolate_at",
            "point_of", "resample", "select_on_validation", "tradeoff"]
 
@@ -54,12 +55,15 @@ __all__ = ["DRAWS", "LOG", "MATCHED", "QUANTITIES", "Matched", "Point", "Resampl
 # ---- the trade-off -----------------------------------------------------------------------------
 
 def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = None,
-             draws: int = DRAWS, scores: dict | None = None, seed: int = 0) -> TradeOff | None:
+             draws: int = DRAWS, scores: dict | None = None, seed: int = 0,
+             forgetting: str = "perplexity") -> TradeOff | None:
     """The trade-off of a report's measured columns; None when no column has plasticity.
 
     `plasticity`: "absolute", or "gain" over head-only at the same head learning rate;
     `corpus`: the drift's corpus (None: the primary); `scores`: column name -> each run's
-    per-example scores (to resample eval examples too); `draws`: resampling draws (0: none)."""
+    per-example scores (to resample eval examples too); `draws`: resampling draws (0: none);
+    `forgetting`: the axis the frontiers minimise (perplexity drift, the general-ability drop of
+    `general:`, or task forgetting; `FORGETTING`)."""
     points = [point_of(c.name, [r.summary for r in c.runs], corpus, (scores or {}).get(c.name))
               for c in columns if c.runs]
     notes = []
@@ -68,7 +72,7 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
     if not any(p.stats["plasticity"] for p in points):
         return None
     families = list(dict.fromkeys(p.family for p in points))
-    fronts = {f: frontier([p for p in points if p.family == f]) for f in families}
+    fronts = {f: frontier([p for p in points if p.family == f], FORGETTING[forgetting]) for f in families}
     for front in fronts.values():
         for p in front:
             p.on_frontier = True
@@ -93,8 +97,8 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
             matched.append(m)
     eval_resampled = bool(scores) and all(r.scores for p in points for r in p.runs if r.values["plasticity"] is not None)
     to = TradeOff(points, {f: [p.column for p in front] for f, front in fronts.items()}, matched,
-                  "gain over head-only" if plasticity == "gain" else "plasticity", corpus, eval_resampled, draws,
-                  notes)
+                  "gain over head-only" if plasticity == "gain" else "plasticity", corpus, forgetting, eval_resampled,
+                  draws, notes)
     if draws:
         resample(to, draws, seed)
     return to

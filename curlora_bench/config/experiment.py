@@ -97,6 +97,67 @@ class PerplexityConfig:
             CORPORA.get(self.corpus, f"{where}.corpus")
 
 
+# data file extensions a harness task's local copy may have, and the `datasets` builder that reads each
+DATA_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+# what lm-evaluation-harness calls its splits (a `data_files:` key names one of them)
+HARNESS_SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class GeneralConfig:
+    """General ability: lm-evaluation-harness tasks scored on the base model once per experiment and on
+    the adapted model after every stage (in memory), each metric a record."""
+
+    tasks: list[Any] = field(default_factory=list, metadata={
+        "help": "harness tasks: a built-in probe (brown_next_sentence, nyt_cloze), a harness task name "
+                "(hellaswag, arc_challenge, winogrande: needs the hub or its HF datasets cache), a path to a "
+                "task YAML, or {task: <harness name>, data_files: {<split>: <local .jsonl/.parquet/.csv>}} for "
+                "a harness task over a local copy of its data"})
+    limit: int | None = field(default=200, metadata={
+        "help": "examples per task (the harness's first N); null = all"})
+    num_fewshot: int | None = field(default=None, metadata={
+        "help": "few-shot examples per prompt; null = each task's own default (0 for the probes)"})
+    batch_size: int = field(default=16, metadata={"help": "requests per forward pass (the harness's batch_size)"})
+
+    def validate(self, where: str) -> None:
+        if not isinstance(self.tasks, list) or not self.tasks:
+            raise BenchError(f"{where}.tasks: give at least one harness task (a name, a YAML path or "
+                             "{task: NAME, data_files: {SPLIT: FILE}})")
+        for i, entry in enumerate(self.tasks):
+            check_harness_entry(entry, f"{where}.tasks[{i}]")
+        positive(where, "limit", self.limit)
+        positive(where, "num_fewshot", self.num_fewshot, allow_zero=True)
+        positive(where, "batch_size", self.batch_size)
+
+
+def check_harness_entry(entry: Any, where: str) -> None:
+    """A task name, an existing YAML file, or {task, data_files} with existing data files; whether a
+    name is one the harness knows is checked when the harness is loaded (`run.general.check_general`)."""
+    if isinstance(entry, str):
+        if not entry.strip():
+            raise BenchError(f"{where}: an empty task name")
+        if entry.endswith((".yaml", ".yml")) and not Path(entry).is_file():
+            raise BenchError(f"{where}: task YAML not found: {entry}")
+        return
+    if not isinstance(entry, dict) or set(entry) != {"task", "data_files"}:
+        raise BenchError(f"{where}: expected a task name, a YAML path or {{task: NAME, data_files: {{SPLIT: FILE}}}}, "
+                         f"got {entry!r}")
+    if not isinstance(entry["task"], str) or not entry["task"].strip():
+        raise BenchError(f"{where}.task: expected a harness task name, got {entry['task']!r}")
+    files = entry["data_files"]
+    if not isinstance(files, dict) or not files:
+        raise BenchError(f"{where}.data_files: expected {{SPLIT: FILE}} with SPLIT one of {', '.join(HARNESS_SPLITS)}")
+    for split, path in files.items():
+        if split not in HARNESS_SPLITS:
+            raise BenchError(f"{where}.data_files.{split}: not a split (expected one of {', '.join(HARNESS_SPLITS)})")
+        if not isinstance(path, str) or Path(path).suffix not in DATA_FORMATS:
+            raise BenchError(f"{where}.data_files.{split}: {path!r} is not a {'/'.join(DATA_FORMATS)} file")
+        if not Path(path).is_file():
+            raise BenchError(f"{where}.data_files.{split}: file not found: {path}")
+    if len({DATA_FORMATS[Path(p).suffix] for p in files.values()}) > 1:
+        raise BenchError(f"{where}.data_files: every split must have the same format")
+
+
 # the default of `execution.max_runs`: more runs than this is a typo more often than a plan
 MAX_RUNS = 1000
 # a cluster to join: `auto` (the one `ray start` left running here), HOST:PORT or a Ray client ray://HOST:PORT
@@ -183,6 +244,9 @@ class ExperimentConfig:
     perplexity: PerplexityConfig | list[PerplexityConfig] | None = field(default=None, metadata={
         "help": "a corpus, or a list of them (the first is the primary one: perplexity drift; each further one "
                 "is measured alike and reported in a row of its own); null = no perplexity"})
+    general: GeneralConfig | None = field(default=None, metadata={
+        "help": "lm-evaluation-harness tasks before the first stage and after every stage (general ability: "
+                "its drop is a forgetting axis of `report --forgetting general`); null = none"})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     protocol: Literal["standard", "paper"] = field(
@@ -247,6 +311,8 @@ class ExperimentConfig:
             for i, n in enumerate(names):
                 if names.index(n) != i:
                     raise BenchError(f"perplexity[{i}]: corpus {n!r} is listed twice")
+        if self.general is not None:
+            check_general_names(self.general)
         if isinstance(self.target_modules, str) and self.target_modules != "auto":
             self.target_modules = [self.target_modules]
 
@@ -376,6 +442,16 @@ def hashed_form(method: AdapterConfig, protocol: str) -> dict[str, Any] | None:
     if method.train:
         out["train"] = method.train
     return {**out, "adapter": method_dict(inner)}
+
+
+def check_general_names(general: GeneralConfig) -> None:
+    """The same harness task twice would write the same records twice."""
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(general.tasks):
+        key = entry if isinstance(entry, str) else entry["task"]
+        if key in seen:
+            raise BenchError(f"general.tasks[{i}]: {key!r} is listed twice (also general.tasks[{seen[key]}])")
+        seen[key] = i
 
 
 def parse_task(entry: Any, where: str) -> TaskConfig:

@@ -33,7 +33,7 @@ HASHED_CONSTANTS = {"train": {"compile": False}}
 # settings added since runs were first published, left out of an identity at their default (the
 # behaviour before they existed), so those runs keep their keys
 # (a `[]` section is a list of mappings: the key of each of its items, as `tasks[]`)
-OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("eval", "validation"): None, ("tasks[]", "val"): None,
+OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("general",): None, ("eval", "validation"): None, ("tasks[]", "val"): None,
                       # a prompted task's fields (sources.tasks.PROMPT_FIELDS; importing it here would import
                       # torch on the report's path): unset on a classification task
                       **{("tasks[]", k): None for k in ("prompt", "choices", "target", "target_prefix",

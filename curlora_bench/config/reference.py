@@ -13,10 +13,17 @@ from typing import Any
 from ..adapters import ADAPTERS
 from ..sources.tasks import TaskConfig
 from ..strategies.base import reference_lines
-from .experiment import EvalConfig, ExecutionConfig, ExperimentConfig, PerplexityConfig, TrainConfig
+from .experiment import (
+    EvalConfig,
+    ExecutionConfig,
+    ExperimentConfig,
+    GeneralConfig,
+    PerplexityConfig,
+    TrainConfig,
+)
 
 COMMENT_COLUMN = 33
-NESTED = {"perplexity": PerplexityConfig, "train": TrainConfig, "eval": EvalConfig, "execution": ExecutionConfig}
+NESTED = {"perplexity": PerplexityConfig, "general": GeneralConfig, "train": TrainConfig, "eval": EvalConfig, "execution": ExecutionConfig}
 TASK_SKIP = {"description", "version", "card", "builder", "asset"}  # set by built-in task files
 
 

@@ -237,6 +237,65 @@ def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
     return read
 
 
+# ---- general ability (lm-evaluation-harness tasks; `RunSummary.general`) ----------------------
+# task -> metric -> [the base model's value, after stage 1, after stage 2, ...]
+General = dict[str, dict[str, list[float | None]]]
+
+
+def general_primary(metrics: Sequence[str]) -> str:
+    """The metric a harness task's general ability is read on: acc_norm where the harness reports
+    it (HellaSwag, ARC), else acc (WinoGrande), else the first."""
+    return next((m for m in ("acc_norm", "acc") if m in metrics), metrics[0])
+
+
+def general_final(values: Sequence[float | None]) -> float | None:
+    """The value after the last stage that measured it (None: no stage did)."""
+    after = [v for v in values[1:] if v is not None]
+    return after[-1] if after else None
+
+
+def general_ability(general: General | None, when: str, task: str | None = None,
+                    metric: str | None = None) -> float | None:
+    """`when` = before | after | drop (before - after) of one task's metric, or (task None) the
+    mean over tasks of each one's primary metric."""
+    if not general:
+        return None
+    pairs = []
+    for name, by_metric in general.items():
+        if task is not None and name != task:
+            continue
+        values = by_metric.get(metric or general_primary(list(by_metric)))
+        if values is None:
+            continue
+        pairs.append((values[0], general_final(values)))
+    if not pairs or (when != "before" and any(a is None for _, a in pairs)):
+        return None
+    before = sum(b for b, _ in pairs) / len(pairs)
+    if when == "before":
+        return before
+    after = sum(a for _, a in pairs) / len(pairs)
+    return after if when == "after" else before - after
+
+
+def general_rows(general: General | None) -> list[Row]:
+    """Rows of general ability: before / after / drop per task and metric, then their average
+    over tasks (each task's primary metric)."""
+    if not general:
+        return []
+    rows = []
+    names = {"before": "before", "after": "after", "drop": "drop (before − after)"}
+    kinds = {"before": "accuracy", "after": "accuracy", "drop": "signed"}
+    for task, by_metric in general.items():
+        for metric in by_metric:
+            rows += [Row(f"General ability ({task}, {metric}) {names[w]}", kinds[w],
+                         lambda s, w=w, t=task, m=metric: general_ability(s.general, w, t, m)) for w in names]
+    if len(general) > 1:
+        what = f"average of {len(general)} tasks' " + ", ".join(general_primary(list(m)) for m in general.values())
+        rows += [Row(f"General ability ({what}) {names[w]}", kinds[w],
+                     lambda s, w=w: general_ability(s.general, w)) for w in names]
+    return rows
+
+
 def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str, str] | None = None) -> list[Row]:
     """The report's rows in the paper's order, then the matrix metrics and the weight drift.
 

@@ -17,6 +17,7 @@ from ..store.schema import RunSummary
 from .cluster import preflight
 from .events import RunEvents
 from .executors import Executor, run_ray
+from .general import check_general
 from .prepare import prepare
 from .recipe import run_one
 from .spec import RunSpec
@@ -36,6 +37,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     executor.validate()
     if executor.kind == "ray":
         preflight(executor)  # Ray installed; the runs' CPUs and GPUs exist; something answers at --address
+    check_general(cfg.general, cfg.execution.cache_dir)  # the harness and its tasks: one line, before any file
     check_writable(out)
     check_trackers(cfg.execution.log, out)  # a tracking store that cannot be opened: one line, before any run
     with FolderLock(out):  # a second run on this folder is refused, not interleaved

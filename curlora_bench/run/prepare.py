@@ -23,6 +23,7 @@ from .corpora import Corpus, check_windows, measure, prepare_corpora
 from .data import Batching, PreparedTask, carve_validation, subsample
 from .evaluate import PerplexityResult
 from .events import RunEvents
+from .general import GeneralScore, check_general, evaluate_general
 from .kinds import KINDS, Score
 
 
@@ -42,6 +43,8 @@ class Prepared:
     _lm: Any = field(default=None, repr=False)  # the tokenizer (no model), to tokenise per-run subsets
     _by_seed: dict = field(default_factory=dict, repr=False)
     _zero_shot: dict[str, list[Score]] | None = field(default=None, repr=False)
+    general_specs: list = field(default_factory=list)  # `general:` tasks as the harness takes them (run.general)
+    _general: list[GeneralScore] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -97,6 +100,23 @@ class Prepared:
                     events.message(f"  zero-shot {t.name}: " + ", ".join(f"{s.metric} {s.value:.3f}" for s in scores))
         return self._zero_shot
 
+    def general_base(self, events: RunEvents) -> list[GeneralScore]:
+        """The base model's scores of every `general:` harness task, measured once (every adapter is
+        an exact identity at init, so they are every run's before its first stage)."""
+        if self._general is None:
+            self._general = []
+            if self.cfg.general is not None:
+                model = self._model if self._model is not None else \
+                    load_model(self.cfg.model, self.cfg.execution.cache_dir).model
+                self._general = self.general_scores(model.to(self.device))
+                events.message("  general ability: " + ", ".join(f"{s.task} {s.metric} {s.value:.3f}"
+                                                                 for s in self._general))
+        return self._general
+
+    def general_scores(self, model: nn.Module) -> list[GeneralScore]:
+        """Every `general:` harness task's metrics for `model` as it is now."""
+        return evaluate_general(model, self._lm.tokenizer, self.cfg.general, self.general_specs)
+
     def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
         """The base model's perplexity on the primary corpus (None: no perplexity)."""
         measured = self.initial_perplexities(events)
@@ -147,6 +167,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     configure_threads(threads)
     protocol = Protocol.of(cfg.protocol)
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
+    general_specs = check_general(cfg.general, cfg.execution.cache_dir)  # before the model loads
     lm = load_model(cfg.model, cfg.execution.cache_dir, protocol.padding_side)
     bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
     check_lengths(cfg, lm, protocol)
@@ -160,7 +181,8 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
         events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {KINDS.get(t.kind).describe(t)}")
     corpora = prepare_corpora(cfg, lm.tokenizer, protocol, bos_id)
     return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks,
-                    corpora, bos_id, _model=lm.model, _lm=dataclasses.replace(lm, model=None))
+                    corpora, bos_id, _model=lm.model, _lm=dataclasses.replace(lm, model=None),
+                    general_specs=general_specs)
 
 
 def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol, train_seed: int | None = None) -> list[PreparedTask]:

@@ -115,6 +115,7 @@ class Recipe:
         self.base_ppls = self.prepared.initial_perplexities(self.events)
         self.base_ppl = self.base_ppls[0] if self.base_ppls else None  # the primary corpus's
         self.zero_shot = self.prepared.zero_shot(self.events)  # prompted tasks' base-model scores
+        self.general0 = self.prepared.general_base(self.events)  # `general:` harness tasks, base model
         start = time.perf_counter()
         self.open()
         self.resume()
@@ -158,13 +159,14 @@ class Recipe:
         self.evaluate(stage)
         release_memory()
         self.perplexity(stage)
+        general_seconds = self.general_ability(stage)
         mean = self.weight_drift(stage)
         self.progress.stages.append(StageStats(
             stage=stage.number, task=stage.name, train_seconds=round(stats.seconds, 3),
             eval_seconds=round(time.perf_counter() - t_eval, 3), steps=stats.steps, examples=stats.examples,
             train_tokens=stats.tokens, final_loss=stats.final_loss, mean_loss=stats.mean_loss,
             wall_seconds=round(time.perf_counter() - t_stage, 3), peak_memory_bytes=self.memory.peak(),
-            memory_kind=self.memory.kind))
+            memory_kind=self.memory.kind, general_seconds=general_seconds))
         release_memory()
         self.checkpoint(stage)
         self.events.stage_finished(self.name, stage.number)
@@ -245,6 +247,9 @@ class Recipe:
             for corpus, b in zip(self.prepared.corpora, self.base_ppls):
                 self.record(Record(0, None, corpus.name, "perplexity", b.perplexity, b.tokens, protocol=b.protocol,
                                    measured_once=True))
+            for g in self.general0:
+                self.progress.general.setdefault(g.task, {})[g.metric] = [g.value]
+                self.record(Record(0, None, g.task, g.metric, g.value, g.n, measured_once=True, general=True))
             for task, scores in self.zero_shot.items():  # in the experiment's task order
                 for s in scores:
                     self.record(Record(0, None, task, s.metric, s.value, s.n, measured_once=True))
@@ -350,6 +355,18 @@ class Recipe:
             self.record(Record(stage.number, stage.name, corpus.name, "perplexity", res.perplexity, res.tokens,
                                protocol=res.protocol))
 
+    def general_ability(self, stage: Stage) -> float | None:
+        """The `general:` harness tasks on the adapted model, in memory; returns the seconds it took."""
+        if self.cfg.general is None:
+            return None
+        start = time.perf_counter()
+        for s in self.prepared.general_scores(self.model):
+            values = self.progress.general.setdefault(s.task, {}).setdefault(s.metric, [])
+            values += [None] * (stage.number + 1 - len(values))
+            values[stage.number] = s.value
+            self.record(Record(stage.number, stage.name, s.task, s.metric, s.value, s.n, general=True))
+        return round(time.perf_counter() - start, 3)
+
     def weight_drift(self, stage: Stage) -> float:
         """How far the adapted weights moved (‖ΔW‖/‖W‖ per matrix); returns the mean."""
         per_module = drift.relative_drift(self.model, self.modules, self.reference)
@@ -412,7 +429,8 @@ class Recipe:
             regime=self.regime.name, execution=to_dict(cfg.execution), perplexities=self.further_perplexities(),
             validation_matrix=progress.val_matrix,
             metric={t.name: t.metric for t in p.tasks} if any(t.metric != "accuracy" for t in p.tasks) else None,
-            zero_shot={t: {s.metric: s.value for s in scores} for t, scores in self.zero_shot.items()} or None)
+            zero_shot={t: {s.metric: s.value for s in scores} for t, scores in self.zero_shot.items()} or None,
+            general=progress.general or None)
 
     def floor(self, task) -> float:
         """The baseline of a task's primary metric: its zero-shot score, else its majority class."""

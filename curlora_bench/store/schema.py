@@ -18,6 +18,8 @@ from ..core.metrics import MATRIX_METRICS
 from ..core.parse import from_dict, to_dict
 
 SCHEMA_VERSION = 2
+# a record's metric outside `general:` (a task's, core.metrics.TASK_METRICS, or perplexity)
+RECORD_METRICS = ("accuracy", "perplexity", "accuracy_norm", "exact_match", "rouge_l", "chrf")
 
 
 @dataclass
@@ -26,9 +28,9 @@ class Record:
 
     stage: int  # 0 = before the first stage
     after_task: str | None
-    task: str | None  # the task evaluated, or the perplexity corpus
-    # a task's (core.metrics.TASK_METRICS), or perplexity
-    metric: Literal["accuracy", "perplexity", "accuracy_norm", "exact_match", "rouge_l", "chrf"]
+    task: str | None  # the task evaluated, the perplexity corpus, or the harness task (`general`)
+    # a task's (core.metrics.TASK_METRICS), perplexity, or (`general`) the harness's metric name
+    metric: str
     value: float
     n: int  # examples (a task's metric) or scored tokens (perplexity)
     # what a trivial predictor scores: a classification task's majority class; a prompted task's
@@ -38,10 +40,16 @@ class Record:
     # the initial perplexity and a prompted task's zero-shot scores (stage 0), shared by every run
     measured_once: bool | None = None
     split: Literal["validation"] | None = None  # None: the eval split (what every report reads)
+    # an lm-evaluation-harness task's metric (`general:`): acc, acc_norm, ... as the harness names it
+    general: bool | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.general and self.metric not in RECORD_METRICS:
+            raise BenchError(f"{where}.metric: {self.metric!r} is not one of {', '.join(RECORD_METRICS)}")
 
     def to_json(self) -> str:
         """One JSON line; the optional fields only where they apply."""
-        optional = ("majority_baseline", "protocol", "measured_once", "split")
+        optional = ("majority_baseline", "protocol", "measured_once", "split", "general")
         return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in optional})
 
 
@@ -109,6 +117,7 @@ class StageStats:
     # cuda: torch.cuda.max_memory_allocated; rss: the process's peak resident set over the stage;
     # rss-process: its peak since the process started (where the peak cannot be reset)
     memory_kind: Literal["cuda", "rss", "rss-process"] | None = None
+    general_seconds: float | None = None  # of wall_seconds: the `general:` harness tasks (None: none)
 
 
 @dataclass
@@ -164,6 +173,8 @@ class RunProgress:
     generations: int = 0  # lines of generations.jsonl
     extra_ppl: dict[str, list[float | None]] = field(default_factory=dict)  # corpora after the primary one
     val_matrix: list[list[float | None]] | None = None  # with eval.validation: the matrix on validation rows
+    # `general:` harness tasks: task -> metric -> [base model, after stage 1, ...]
+    general: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, T: int) -> RunProgress:
@@ -224,6 +235,8 @@ class RunSummary:
     metric: dict[str, str] | None = None
     # the base model's zero-shot scores of each prompted task, by metric (measured once per experiment)
     zero_shot: dict[str, dict[str, float]] | None = None
+    # `general:` harness tasks: task -> metric -> [base model (measured once), after stage 1, ...]
+    general: dict[str, dict[str, list[float | None]]] | None = None
 
     def primary(self, task: str) -> str:
         """The metric of `task`'s accuracy-matrix entries."""

@@ -1,0 +1,183 @@
+"""General ability: lm-evaluation-harness tasks on the model in memory (`general:`).
+
+The harness is an optional extra (`pip install 'curlora-bench[general]'`, in `make install`),
+imported only by an experiment with `general:`; a missing package or a task the harness does not
+know is one line before any run starts (`check_general`). Scoring is the harness's own:
+`lm_eval.simple_evaluate` on an `HFLM` that wraps the run's model as it is (adapters injected,
+not merged), so a stage's numbers are what `lm_eval` gives for that model and task YAML. The
+harness seeds Python's, NumPy's and torch's global generators; `evaluate_general` puts them back,
+so evaluating changes nothing the training draws.
+
+Offline by default: the harness and `datasets` never wait on a network (HF_HUB_OFFLINE and
+HF_DATASETS_OFFLINE, unless the environment sets them: `HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0`
+lets hub tasks download their data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.experiment import DATA_FORMATS, GeneralConfig
+from ..core.errors import BenchError, first_line
+from ..sources.general import PROBES, probe_yaml
+
+INSTALL = "pip install 'curlora-bench[general]' (make install installs it)"
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+# keys of a harness result that are no metric
+NOT_METRICS = ("name", "alias", "sample_len", "samples")
+_MANAGERS: dict[bool, Any] = {}  # with the harness's own tasks indexed or not: built once per process
+
+
+@dataclass
+class GeneralScore:
+    task: str  # the harness task's name
+    metric: str  # the harness's metric name ("acc"; "acc,<filter>" for a filter other than none)
+    value: float
+    n: int  # examples scored
+
+
+@contextlib.contextmanager
+def offline():
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE on (where the environment leaves them unset), also in
+    the already imported hub client and `datasets`, which read them at import."""
+    unset = [k for k in OFFLINE_VARS if k not in os.environ]
+    if not unset:
+        yield
+        return
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = (huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)
+    os.environ.update({k: "1" for k in unset})
+    huggingface_hub.constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for k in unset:
+            os.environ.pop(k, None)
+        huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
+def task_manager(builtin: bool):
+    """The harness's TaskManager; indexing its own ~15k task files takes seconds, so only when a
+    built-in name is asked for, once per process."""
+    if builtin not in _MANAGERS:
+        from lm_eval.tasks import TaskManager
+
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        _MANAGERS[builtin] = TaskManager(include_defaults=builtin)
+    return _MANAGERS[builtin]
+
+
+def needs_index(general: GeneralConfig) -> bool:
+    return any(is_name(e) for e in general.tasks)
+
+
+def is_name(entry: Any) -> bool:
+    """A harness task name (not a probe, not a YAML path)."""
+    return isinstance(entry, dict) or (entry not in PROBES and not entry.endswith((".yaml", ".yml")))
+
+
+def local_copy(manager, entry: dict, where: str) -> dict:
+    """A built-in harness task's own config over local data files: its splits that the files do
+    not give are dropped, so the harness reads only those."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    cfg = dict(load_yaml(manager.task_index[entry["task"]].yaml_path, resolve_func=True))
+    files = entry["data_files"]
+    fmt = DATA_FORMATS[Path(next(iter(files.values()))).suffix]
+    split_keys = {"train": "training_split", "validation": "validation_split", "test": "test_split"}
+    for split, key in split_keys.items():
+        cfg[key] = split if split in files else None
+    if cfg.get("fewshot_split") not in files:
+        cfg["fewshot_split"] = None
+    cfg.update(dataset_path=fmt, dataset_name=None, dataset_kwargs={"data_files": {k: str(v) for k, v in files.items()}})
+    if not any(cfg[k] for k in split_keys.values()):
+        raise BenchError(f"{where}.data_files: none of the splits {entry['task']!r} reads")
+    return cfg
+
+
+def task_specs(general: GeneralConfig, cache_dir: str | None = None) -> list[str | dict]:
+    """What `simple_evaluate` is given per `general.tasks` entry: a YAML path (a probe's is built
+    into the cache first), a harness task name, or a built-in task's config over local files."""
+    if importlib.util.find_spec("lm_eval") is None:
+        raise BenchError(f"general: lm-evaluation-harness is not installed: {INSTALL}")
+    manager = task_manager(needs_index(general))
+    specs: list[str | dict] = []
+    for i, entry in enumerate(general.tasks):
+        where = f"general.tasks[{i}]"
+        if not is_name(entry):
+            specs.append(str(probe_yaml(entry, cache_dir)) if entry in PROBES else str(Path(entry).resolve()))
+            continue
+        name = entry["task"] if isinstance(entry, dict) else entry
+        if name not in manager.task_index:
+            hint = f" (probes: {', '.join(PROBES)}; or a path to a task YAML)"
+            raise BenchError(f"{where}: unknown harness task {name!r}{hint}")
+        specs.append(local_copy(manager, entry, where) if isinstance(entry, dict) else name)
+    return specs
+
+
+def check_general(general: GeneralConfig | None, cache_dir: str | None = None) -> list[str | dict]:
+    """Every `general:` task resolved and loaded once by the harness (its data read, offline), so a
+    bad entry is one line before any run starts; returns the specs (`task_specs`)."""
+    if general is None:
+        return []
+    specs = task_specs(general, cache_dir)
+    with offline(), quiet():
+        for i, spec in enumerate(specs):
+            try:
+                task_manager(needs_index(general)).load([spec])
+            except Exception as exc:  # the harness raises KeyError, ValueError, datasets' and hub errors
+                raise BenchError(f"general.tasks[{i}]: the harness cannot load it ({first_line(exc)})") from None
+    return specs
+
+
+@contextlib.contextmanager
+def quiet():
+    """The harness's and `datasets`' progress bars and info lines off."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+
+
+def evaluate_general(model, tokenizer, general: GeneralConfig, specs: list) -> list[GeneralScore]:
+    """Every task's metrics for `model` as it is now, by `lm_eval.simple_evaluate` (the global
+    random generators put back afterwards)."""
+    import numpy as np
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with offline(), quiet(), torch.random.fork_rng(devices=[]):
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=general.batch_size)
+        results = simple_evaluate(model=lm, tasks=list(specs), num_fewshot=general.num_fewshot, limit=general.limit,
+                                  bootstrap_iters=0, log_samples=False, task_manager=task_manager(needs_index(general)))
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    return scores_of(results)
+
+
+def scores_of(results: dict) -> list[GeneralScore]:
+    """(task, metric) values of a `simple_evaluate` result, leaf tasks only, in its order."""
+    out = []
+    for task, n in results["n-samples"].items():
+        for key, value in results["results"][task].items():
+            if key in NOT_METRICS or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            metric, _, filt = key.partition(",")
+            out.append(GeneralScore(task, metric if filt in ("", "none") else key, float(value), int(n["effective"])))
+    return out

@@ -1,0 +1,122 @@
+"""The offline general-ability probes: lm-evaluation-harness task YAMLs shipped here, over data
+built deterministically (seeded) from the embedded assets into `<cache>/general/`.
+
+They are constructed probes in the style of HellaSwag and LAMBADA, not those benchmarks (their
+cards, docs/general/, say how each is built, its chance level and the base model's score):
+
+- `brown_next_sentence`: two sentences of a Brown-corpus text, then its real next sentence among
+  three sentences of other texts of similar length (4 choices, chance 0.25). The texts are the
+  Brown files the `brown` perplexity corpus leaves out (it reads every 10th file from the first).
+- `nyt_cloze`: an NYT editorial sentence without its last word, then that word among three words
+  that end other sentences (4 choices, chance 0.25).
+
+`probe_yaml(name)` builds a probe's data (once; its fingerprint is in the file name) and a task
+YAML beside it that `lm_eval --include_path <cache>/general` reads as well.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from ...core.errors import BenchError
+from .. import assets
+
+PROBE_ITEMS = 500  # items built per probe (a run scores `general.limit` of them)
+PROBE_SEED = 0
+CHOICES = 4
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def sentences(paragraph: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(paragraph) if s.strip()]
+
+
+def brown_documents(folder: Path) -> list[list[str]]:
+    """The sentences of every Brown text the `brown` corpus leaves out (files 5, 15, 25, ...)."""
+    from ..tasks.embedded import detag_brown
+
+    files = sorted(p for p in folder.iterdir() if p.name[:2].isalpha() and p.name[2:].isdigit())
+    docs = []
+    for p in files[5::10]:
+        text = detag_brown(p.read_text(encoding="utf-8", errors="replace"))
+        docs.append([s for para in text.split("\n") for s in sentences(para) if 6 <= len(s.split()) <= 40])
+    return [d for d in docs if len(d) >= 3]
+
+
+def _similar(pool: list[str], length: int, rng: random.Random, k: int) -> list[str]:
+    """k sentences of the pool whose word count is within a third of `length` (any, failing that)."""
+    near = [s for s in pool if abs(len(s.split()) - length) <= max(2, length // 3)]
+    return rng.sample(near if len(near) >= k else pool, k)
+
+
+def build_brown_next_sentence(folder: Path) -> list[dict]:
+    rng = random.Random(PROBE_SEED)
+    docs = brown_documents(folder)
+    items = []
+    while len(items) < PROBE_ITEMS:
+        d = rng.randrange(len(docs))
+        i = rng.randrange(2, len(docs[d]))
+        true = docs[d][i]
+        others = [s for k, doc in enumerate(docs) if k != d for s in doc[:: 7]]
+        endings = _similar(others, len(true.split()), rng, CHOICES - 1)
+        label = rng.randrange(CHOICES)
+        endings.insert(label, true)
+        items.append({"id": f"brown-{d}-{i}", "context": " ".join(docs[d][i - 2: i]), "endings": endings,
+                      "label": label})
+    return items
+
+
+def build_nyt_cloze(folder: Path) -> list[dict]:
+    from ..tasks.embedded import read_ground_truth
+
+    rng = random.Random(PROBE_SEED)
+    rows = []
+    for rid, _, text in read_ground_truth(folder / "nytEditorialSnippets_GroundTruth.txt"):
+        m = re.fullmatch(r"(.{20,}?)\s+([A-Za-z]{4,})[.!?]?[\"']?", text.strip())
+        if m:
+            rows.append((rid, m.group(1), m.group(2)))
+    picked = rng.sample(range(len(rows)), PROBE_ITEMS)
+    items = []
+    for k in picked:
+        rid, context, word = rows[k]
+        choices: list[str] = []
+        while len(choices) < CHOICES - 1:
+            other = rows[rng.randrange(len(rows))][2]
+            if other.lower() != word.lower() and other not in choices:
+                choices.append(other)
+        label = rng.randrange(CHOICES)
+        choices.insert(label, word)
+        items.append({"id": f"nyt-{rid}", "context": context, "choices": choices, "label": label})
+    return items
+
+
+# probe -> (the asset it is built from, its builder)
+PROBES: dict[str, tuple[str, Callable[[Path], list[dict]]]] = {
+    "brown_next_sentence": ("brown", build_brown_next_sentence),
+    "nyt_cloze": ("vader", build_nyt_cloze),
+}
+
+
+def probe_yaml(name: str, cache_dir: str | None = None) -> Path:
+    """The task YAML of probe `name` in `<cache>/general/`, its data built first if missing."""
+    if name not in PROBES:
+        raise BenchError(f"{name!r} is not a probe (known: {', '.join(PROBES)})")
+    asset, build = PROBES[name]
+    out = assets.cache_root(cache_dir) / "general"
+    data, yaml_path = out / f"{name}.jsonl", out / f"{name}.yaml"
+    if not data.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        items = build(assets.ensure(asset, cache_dir))
+        tmp = data.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
+        tmp.replace(data)
+    template = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = template.replace("__DATA__", json.dumps(str(data)))
+    if not yaml_path.is_file() or yaml_path.read_text(encoding="utf-8") != text:
+        yaml_path.write_text(text, encoding="utf-8")
+    return yaml_path
