@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copy an experiment's finished runs into results/published/<name>/: config.yaml plus each
-# finished run's summary.json, records.jsonl and predictions.jsonl (when the run kept one;
-# never checkpoints or training logs). Safe to
+# finished run's summary.json, records.jsonl, and predictions.jsonl and generations.jsonl where
+# the run kept them (never checkpoints or training logs). Safe to
 # repeat while the experiment is still running: unfinished runs (no summary.json) are skipped.
 #   scripts/publish.sh results/baselines [results/published/baselines]
 set -euo pipefail
@@ -18,7 +18,9 @@ for summary in "$src"/*/seed-*/summary.json; do
   rel=${run#"$src"/}
   mkdir -p "$dst/$rel"
   cp "$run/summary.json" "$run/records.jsonl" "$dst/$rel/"
-  [[ -f $run/predictions.jsonl ]] && cp "$run/predictions.jsonl" "$dst/$rel/"
+  for kept in predictions.jsonl generations.jsonl; do
+    if [[ -f $run/$kept ]]; then cp "$run/$kept" "$dst/$rel/"; fi
+  done
   n=$((n + 1))
 done
 echo "published $n finished run(s) of $src into $dst"

@@ -111,6 +111,9 @@ def test_publish_script_copies_finished_runs_only(tmp_path):
     (done / "predictions.jsonl").write_text('{"stage": 1}\n')  # kept by runs since predictions exist
     subprocess.run([str(script), str(src), str(dst)], capture_output=True, text=True, check=True)
     assert (dst / "lora-r8" / "seed-0" / "predictions.jsonl").read_text() == '{"stage": 1}\n'
+    (done / "generations.jsonl").write_text('{"stage": 2}\n')  # a prompted task's generated texts
+    subprocess.run([str(script), str(src), str(dst)], capture_output=True, text=True, check=True)
+    assert (dst / "lora-r8" / "seed-0" / "generations.jsonl").read_text() == '{"stage": 2}\n'
 
     bad = subprocess.run([str(script), str(tmp_path / "nothing"), str(dst)], capture_output=True, text=True)
     assert bad.returncode == 2 and "config.yaml: not an experiment folder" in bad.stderr
