@@ -255,7 +255,7 @@ CASES = {
     "label empty": "methods[0].label: label '' must be",
     "label starts with +": "methods[0].label: label '+replay4' must be ASCII letters, digits, '_', '-', '.' or '+'",
     "label with + and a slash": "methods[0].label: label 'lora+../x' must be",
-    "label in a grid escapes": "methods[0].label: label '../x-rank1' must be",
+    "label in a grid escapes": "methods[0] (grid point rank=1).label: label '../x-rank1' must be",
     "name is ..": "name: name '..' must be",
     "task name with a dot": "tasks[0].name: task name 'a.b' cannot be a head's module name",
     "task name with a slash": "tasks[0].name: task name '../a' must be",
