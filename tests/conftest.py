@@ -43,6 +43,21 @@ def run_killed(cfg_path: Path, out: Path, kill_at: int, setup: str = "", args: t
     assert proc.returncode == -9, proc.stderr
 
 
+def killed_and_resumed(cli, cfg_path: Path, method: dict, folder: Path, kill_at: int) -> Path:
+    """`cfg_path`'s experiment cut to `method`, SIGKILLed at optimizer step `kill_at` (one thread)
+    and run again: the second run must resume after stage 1. Returns its output folder."""
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["methods"] = [method]
+    single = folder / "exp.yaml"
+    single.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = folder / "killed"
+    run_killed(single, out, kill_at, OMP_NUM_THREADS="1")
+    code, stdout, err = cli("run", single, "--output", out)
+    assert code == 0, err
+    assert "resuming after stage 1/2" in stdout
+    return out
+
+
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory) -> Path:
     import make_toy_data

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_killed, tiny_config
+from tests.conftest import killed_and_resumed, tiny_config
 
 pytest.importorskip("lm_eval")
 
@@ -161,15 +161,8 @@ def test_forgetting_general_without_general_runs_is_one_line(general_run, cli, t
 
 def test_a_killed_run_resumes_with_identical_general_records(general_run, tmp_path, cli):
     path, _, whole, _ = general_run
-    cfg = yaml.safe_load(path.read_text())
-    cfg["methods"] = [cfg["methods"][0]]
-    single = tmp_path / "exp.yaml"
-    single.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    out = tmp_path / "killed"
-    run_killed(single, out, 4, OMP_NUM_THREADS="1")  # the first step of stage 2
-    code, stdout, err = cli("run", single, "--output", out)
-    assert code == 0, err
-    assert "resuming after stage 1/2" in stdout
+    method = yaml.safe_load(path.read_text())["methods"][0]
+    out = killed_and_resumed(cli, path, method, tmp_path, 4)  # killed at the first step of stage 2
     assert (out / "lora-r2" / "seed-0" / RECORDS).read_text() == (whole / "lora-r2" / "seed-0" / RECORDS).read_text()
 
 
@@ -275,3 +268,19 @@ def test_general_ability_before_after_drop_by_hand():
     # the average: a's acc_norm (0.6 -> 0.5) and b's acc (0.8 -> 0.7)
     assert general_ability(g, "before") == pytest.approx(0.7) and general_ability(g, "drop") == pytest.approx(0.1)
     assert general_ability(None, "drop") is None
+
+
+def test_the_harness_draws_no_progress_bars_other_text_still_shows(tmp_path, capsys):
+    from curlora_bench.config.experiment import GeneralConfig
+    from curlora_bench.run.general import evaluate_general, quiet, task_specs
+    from curlora_bench.sources.models import load_model
+
+    lm = load_model("tiny-gpt2")
+    general = GeneralConfig(tasks=[str(hidden_task(tmp_path))], limit=None, batch_size=4)
+    scores = evaluate_general(lm.model, lm.tokenizer, general, task_specs(general))
+    assert {s.metric for s in scores} == {"acc", "acc_norm", "brier_score"}
+    with quiet():
+        print("  3%|▎         | 1/24 [00:00<00:01, 12.1it/s]\rnot a bar: kept", end="", file=sys.stderr)
+    err = capsys.readouterr().err
+    assert "it/s" not in err and "%|" not in err
+    assert err == "not a bar: kept\n"

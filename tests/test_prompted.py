@@ -30,7 +30,7 @@ from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.sources.models import load_model
 from curlora_bench.sources.tasks import PROMPT_FIELDS, TaskConfig
 from curlora_bench.store.schema import read_generations, read_records
-from tests.conftest import run_killed, tiny_config
+from tests.conftest import killed_and_resumed, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -335,15 +335,8 @@ def test_report_renders_matrix_forgetting_and_tradeoff_on_primary_metrics(gen_ru
 
 def test_prompted_runs_resume_after_sigkill_with_identical_records(gen_run, toy, tmp_path, cli):
     path, _, whole, _ = gen_run
-    cfg = yaml.safe_load(path.read_text())
-    cfg["methods"] = [METHODS[2]]  # replay: its memory is checkpointed too; 2 steps a stage
-    single = tmp_path / "exp.yaml"
-    single.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    out = tmp_path / "killed"
-    run_killed(single, out, 3, OMP_NUM_THREADS="1")  # the first step of stage 2
-    code, stdout, err = cli("run", single, "--output", out)
-    assert code == 0, err
-    assert "resuming after stage 1/2" in stdout
+    # replay (its memory is checkpointed too; 2 steps a stage), killed at the first step of stage 2
+    out = killed_and_resumed(cli, path, METHODS[2], tmp_path, 3)
     label = "lora-r2+replay4"
     for name in (RECORDS, GENERATIONS, "predictions.jsonl"):
         assert _lines(out / label / "seed-0" / name) == _lines(whole / label / "seed-0" / name), name

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import logging
 import os
 import random
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,16 +142,44 @@ def check_general(general: GeneralConfig | None, cache_dir: str | None = None) -
     return specs
 
 
+class WithoutBars(io.TextIOBase):
+    """A text stream that passes everything to `target` except tqdm's progress bars (the harness
+    draws its own, with no way to turn them off: `Task.build_all_requests` takes no `disable`)."""
+
+    BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
+
+    def __init__(self, target):
+        self.target, self.pending = target, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = re.split(r"[\r\n]", self.pending + text)
+        for line in lines:
+            self._pass(line)
+        return len(text)
+
+    def _pass(self, line: str) -> None:
+        if line.strip() and not self.BAR.search(line):
+            self.target.write(line + "\n")
+
+    def flush(self) -> None:
+        self._pass(self.pending)
+        self.pending = ""
+        self.target.flush()
+
+
 @contextlib.contextmanager
 def quiet():
-    """The harness's and `datasets`' progress bars and info lines off."""
+    """The harness's and `datasets`' progress bars off; anything else they write still shows."""
     import datasets
 
     was = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
+    stream = WithoutBars(sys.stderr)
     try:
-        yield
+        with contextlib.redirect_stderr(stream):
+            yield
     finally:
+        stream.flush()
         if was:
             datasets.enable_progress_bars()
 
