@@ -326,6 +326,8 @@ def test_report_renders_matrix_forgetting_and_tradeoff_on_primary_metrics(gen_ru
         assert f"| {row} |" in md, row
     assert "a prompted task's base model, zero-shot" in md
     assert "Learning vs forgetting" in md or "matched plasticity" in md
+    # the averages are of scores (ROUGE-L among them), and every table says so
+    assert "| final average score |" in md and "| final avg score |" in md and "final average accuracy" not in md
     code, text, err = cli("report", out, "-f", "json", "--draws", "50")
     data = json.loads(text)
     assert data["tradeoff"]["frontiers"] and {"lora", "curlora"} <= set(data["tradeoff"]["frontiers"])

@@ -53,7 +53,7 @@ def paired_markdown(t) -> str:
     lines = section(f"Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
                     "drift as method / baseline)",
                     ["method", "quantity", "n", "difference [95% CI]", "p (paired t)", "p (Holm)", "MDE (80% power)"],
-                    [[d.column, QUANTITIES[d.quantity], d.n, "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
+                    [[d.column, QUANTITIES[d.quantity].replace("accuracy", t.score_word), d.n, "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
                       p_text(d.p_value), p_text(d.p_holm), mde_text(d.mde, d.log)] for d in t.paired])
     ns = [d.n for d in t.paired if d.n]
     notes = ["Holm's adjustment runs over every p of this table. MDE: the smallest true difference a paired "
@@ -71,7 +71,7 @@ def orders_markdown(t) -> str:
     lines = section("Task order vs seed (seeds and orders pooled above)",
                     ["method", "quantity", "orders", "seeds per order", "mean", "sd across orders",
                      "sd across seeds (mean over orders)"],
-                    [[o.column, QUANTITIES[o.quantity], o.orders, o.seeds, f"{o.mean:.3f}", f"{o.order_sd:.3f}",
+                    [[o.column, QUANTITIES[o.quantity].replace("accuracy", t.score_word), o.orders, o.seeds, f"{o.mean:.3f}", f"{o.order_sd:.3f}",
                       "-" if o.seed_sd is None else f"{o.seed_sd:.3f}"] for o in t.orders])
     return "\n".join(lines) + "\n"
 
@@ -94,14 +94,15 @@ def _stat(s) -> str:
     return f"{s.mean:.3f}" + (f" [{s.ci95[0]:.3f}, {s.ci95[1]:.3f}]" if s.ci95 else "")
 
 
-def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None = None) -> str:
-    """The trade-off per method point, each family's frontier, and the matched-plasticity verdict."""
+def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None = None, word: str = "accuracy") -> str:
+    """The trade-off per method point, each family's frontier, and the matched-plasticity verdict
+    (`word`: what the final average averages, accuracy or score)."""
     corpus = f" on {to.drift_corpus}" if to.drift_corpus else ""
     general = any(p.stats["general_drop"] for p in to.points)
     quantities = ["plasticity", "final_accuracy", "forgetting", "perplexity_drift", *(["general_drop"] if general else [])]
     axis = f"; frontiers on {NAMES[to.frontier_quantity]}" if to.forgetting != "perplexity" else ""
     lines = ["", f"### Learning vs forgetting (seeds pooled: mean [95% CI]; drift{corpus}: geometric{axis})", "",
-             f"| point | family | n | {to.axis} | final avg accuracy | forgetting | perplexity drift | "
+             f"| point | family | n | {to.axis} | final avg {word} | forgetting | perplexity drift | "
              + ("general-ability drop | " if general else "") + "trainable | frontier |",
              "|---" * (len(quantities) + 5) + "|"]
     for p in to.points:
@@ -208,9 +209,9 @@ def tost(r, margin: float, log: bool) -> str:
     return "equivalent" if lo < r.ci90[0] and r.ci90[1] < hi else "not shown"
 
 
-def selection_markdown(selections, axis: str = "plasticity") -> str:
+def selection_markdown(selections, axis: str = "plasticity", word: str = "accuracy") -> str:
     """Settings chosen on the validation rows, reported on the eval rows (never chosen on them)."""
-    lines = section("Chosen on validation (per family: the point of highest validation final average accuracy; "
+    lines = section(f"Chosen on validation (per family: the point of highest validation final average {word}; "
                     "its eval numbers)",
                     ["family", "chosen", "of points", "validation final avg", f"eval {axis}", "eval final avg",
                      "eval forgetting", "eval perplexity drift"],

@@ -76,6 +76,8 @@ class Table:
     selections: list[Selection] = field(default_factory=list)  # `--select-on validation`
     # the baseline column's title: the majority class, or (prompted tasks present) a baseline of either kind
     baseline_title: str = "majority"
+    # what the averages average: "accuracy", or "score" where a task's primary metric is not accuracy
+    score_word: str = "accuracy"
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -179,7 +181,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
                  example_pairs(columns, base, scores), options.effect, options.margin, selections,
-                 "baseline" if first.zero_shot else "majority")
+                 "baseline" if first.zero_shot else "majority", metrics.score_word(first.metric))
 
 
 def corpus_rows(first) -> list[Row]:
@@ -321,8 +323,8 @@ def to_markdown(t: Table) -> str:
     text += mcnemar_markdown(t) if t.mcnemar else ""
     text += orders_markdown(t) if t.orders else ""
     if t.tradeoff and len(t.tradeoff.frontiers) > 1:
-        text += tradeoff_markdown(t.tradeoff, t.effect, t.margin)
-    text += selection_markdown(t.selections, t.tradeoff.axis) if t.selections else ""
+        text += tradeoff_markdown(t.tradeoff, t.effect, t.margin, t.score_word)
+    text += selection_markdown(t.selections, t.tradeoff.axis, t.score_word) if t.selections else ""
     return text
 
 

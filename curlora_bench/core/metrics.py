@@ -296,13 +296,19 @@ def general_rows(general: General | None) -> list[Row]:
     return rows
 
 
+def score_word(metric: dict[str, str] | None) -> str:
+    """What the matrix metrics average: "accuracy", or "score" where some task's primary metric
+    (`metric`: task -> its metric) is not accuracy."""
+    return "score" if any(m != "accuracy" for m in (metric or {}).values()) else "accuracy"
+
+
 def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str, str] | None = None) -> list[Row]:
     """The report's rows in the paper's order, then the matrix metrics and the weight drift.
 
     `metric`: each task's primary metric (None: accuracy throughout). Where a task's is not
     accuracy its rows say which it is, and the matrix metrics average scores, not accuracies."""
     metric = metric or {}
-    mixed = any(m != "accuracy" for m in metric.values())
+    mixed = score_word(metric) == "score"
     rows = [Row("Initial perplexity", "perplexity", lambda s: s.perplexity.initial, paper_key="initial_ppl")]
     for i, t in enumerate(tasks):
         for j in [i, *range(i)]:  # the task just learned first, then the earlier ones
