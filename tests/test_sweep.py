@@ -287,7 +287,7 @@ def test_matched_markdown_lists_unmatched_points_in_one_line():
 
 
 def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
-    """Joint training has a drift but no plasticity: a dotted level (in %) in the legend, no
+    """Joint training has a drift but no plasticity: a dotted level (a ratio) in the legend, no
     'frontier' of a single point; unstable points are listed, not drawn."""
     from curlora_bench.analysis import tradeoff_plot
 
@@ -307,8 +307,9 @@ def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
     assert sorted(t.get_text() for t in left.get_legend().get_texts()) == [
         "joint-lora-r8 (drift only: no plasticity)", "lora (frontier)"]
     level = next(line for line in left.get_lines() if line.get_linestyle() == ":")
-    assert level.get_ydata()[0] == pytest.approx(100 * (1.3 - 1))
-    assert any("lora-r2 ×9" in t.get_text() for t in left.texts)  # past x1.5: listed
+    assert level.get_ydata()[0] == pytest.approx(1.3)
+    assert left.get_yscale() == "log" and left.get_ylim()[0] < 1.1 < 1.3 < left.get_ylim()[1] < 3
+    assert any("lora-r2 ×9" in t.get_text() for t in left.texts)  # past x3: listed
     assert right.get_ylabel().startswith("forgetting")
 
 

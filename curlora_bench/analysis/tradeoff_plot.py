@@ -1,8 +1,8 @@
 """tradeoff.png: what the matched-plasticity verdict compares, drawn so the answer can be seen.
 
-Two panels against plasticity (or its gain over head-only): perplexity drift as (drift - 1)% on
-a linear axis zoomed to the stable points (those past x1.5 are listed in the panel instead), and
-task forgetting. Each seed is a dot, each point's mean a larger marker (filled when on its
+Two panels against plasticity (or its gain over head-only): perplexity drift (final / initial)
+on a log axis, as the report analyses it, zoomed to the stable points (those past x3 are listed in
+the panel instead), and task forgetting. Each seed is a dot, each point's mean a larger marker (filled when on its
 family's frontier) with its 95% interval, frontiers as lines (from two points), duration paths
 dashed with their epochs, head-only's plasticity a vertical line, joint training (no
 plasticity) a dotted drift level; labels are moved apart where they would overlap.
@@ -17,14 +17,33 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from .tradeoff import TradeOff  # noqa: E402
 
-UNSTABLE = 1.5  # drift beyond x1.5 is listed, not drawn: it would squash every stable point
+UNSTABLE = 3.0  # drift beyond x3 is listed, not drawn: it would squash every stable point
+TICKS = (0.9, 0.95, 1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0)
 
 
-def pct(log_drift: float) -> float:
-    return 100 * (math.exp(log_drift) - 1)
+def ratio(log_drift: float) -> float:
+    return math.exp(log_drift)
+
+
+def drift_axis(ax, shown: list[float]) -> None:
+    """A log axis over the drawn drifts (ratios), ticks written ×1.05; intervals reaching further
+    are cut at the frame."""
+    lo, hi = min(shown + [1.0]), max(shown + [1.0])
+    span = math.log(hi / lo) or 0.05
+    lo, hi = lo * math.exp(-0.12 * span), hi * math.exp(0.25 * span)
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    ticks = [1.0]  # ×1 first, then the others that keep 7% of the axis from every kept tick
+    for t in TICKS:
+        if lo <= t <= hi and all(abs(math.log(t / k)) >= 0.07 * math.log(hi / lo) for k in ticks):
+            ticks.append(t)
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"×{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
 
 
 def place_labels(ax, items: list[tuple[float, float, str, str]]) -> None:
@@ -59,7 +78,7 @@ def draw(to: TradeOff, path: Path) -> Path | None:
         front = [by_name[c] for c in cols if by_name[c].stats["perplexity_drift"].shown <= UNSTABLE]
         if len(front) < 2:
             continue  # one point is a point, not a frontier
-        left.plot([p.stats["plasticity"].mean for p in front], [pct(p.stats["perplexity_drift"].mean) for p in front],
+        left.plot([p.stats["plasticity"].mean for p in front], [ratio(p.stats["perplexity_drift"].mean) for p in front],
                   "-", color=colours[fam], label=f"{fam} (frontier)")
     draw_durations(to, left, right, colours)
     floor = [p for p in to.points if p.family == "head-only" and p.stats["plasticity"]]
@@ -70,20 +89,17 @@ def draw(to: TradeOff, path: Path) -> Path | None:
     if to.axis != "plasticity":
         for ax in (left, right):
             ax.axvline(0, color="grey", linestyle="--", lw=0.8)
-    if shown_y:  # zoomed to the stable points: intervals reaching further are cut at the frame
-        lo, hi = min(shown_y + [0.0]), max(shown_y + [0.0])
-        pad = 0.12 * (hi - lo or 1.0)
-        left.set_ylim(lo - pad, hi + 2 * pad)
+    drift_axis(left, shown_y)
     for ax in (left, right):
         place_labels(ax, labels[ax])
         ax.set_xlabel(f"{to.axis}: mean accuracy of each task right after it was learned"
                       + (" minus head-only's" if to.axis != "plasticity" else ""))
         ax.grid(alpha=0.3)
     corpus = f" on {to.drift_corpus}" if to.drift_corpus else ""
-    left.set_ylabel(f"perplexity drift{corpus}: final / initial − 1 (%)")
+    left.set_ylabel(f"perplexity drift{corpus}: final / initial (log scale)")
     right.set_ylabel("forgetting of earlier tasks (accuracy)")
     right.axhline(0, color="black", lw=0.5)
-    left.axhline(0, color="black", lw=0.5)
+    left.axhline(1, color="black", lw=0.5)
     if unstable:
         left.text(0.02, 0.98, f"past ×{UNSTABLE:g}, not drawn:\n" + "\n".join(unstable), transform=left.transAxes, fontsize=7,
                   va="top", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "grey"})
@@ -105,8 +121,9 @@ def draw_points(to: TradeOff, left, right, colours) -> tuple[list[str], dict, li
     for p in (p for p in to.points if p.stats["perplexity_drift"]):
         colour, px = colours[p.family], p.stats["plasticity"]
         if px is None:  # joint training: a drift, no plasticity: a level
-            left.axhline(pct(p.stats["perplexity_drift"].mean), color=colour, linestyle=":",
+            left.axhline(ratio(p.stats["perplexity_drift"].mean), color=colour, linestyle=":",
                          label=f"{p.column} (drift only: no plasticity)")
+            shown_y.append(ratio(p.stats["perplexity_drift"].mean))
             continue
         if p.stats["perplexity_drift"].shown > UNSTABLE:
             unstable.append(f"{p.column} ×{p.stats['perplexity_drift'].shown:.3g}")
@@ -114,13 +131,13 @@ def draw_points(to: TradeOff, left, right, colours) -> tuple[list[str], dict, li
             s = p.stats[q]
             if s is None or (q == "perplexity_drift" and s.shown > UNSTABLE):
                 continue
-            f = pct if q == "perplexity_drift" else (lambda v: v)
+            f = ratio if q == "perplexity_drift" else (lambda v: v)
             seeds = [(r.values["plasticity"], f(r.values[q])) for r in p.runs
                      if r.values["plasticity"] is not None and r.values[q] is not None]
             ax.scatter(*zip(*seeds), s=10, color=colour, alpha=0.35, linewidths=0)
             y = f(s.mean)
             if ax is left:
-                shown_y += [y, *(v for _, v in seeds if v <= pct(math.log(UNSTABLE)))]
+                shown_y += [y, *(v for _, v in seeds if v <= UNSTABLE)]
             xerr = [[px.mean - px.ci95[0]], [px.ci95[1] - px.mean]] if px.ci95 else None
             yerr = [[y - f(s.ci95[0])], [f(s.ci95[1]) - y]] if s.ci95 else None
             ax.errorbar([px.mean], [y], xerr=xerr, yerr=yerr, fmt="o", ms=6, color=colour, capsize=2, lw=0.8,
@@ -140,7 +157,7 @@ def draw_durations(to: TradeOff, left, right, colours) -> None:
             continue
         pts = sorted(pts, key=lambda p: p.epochs or 1)
         xs = [p.stats["plasticity"].mean for p in pts]
-        for ax, ys in ((left, [pct(p.stats["perplexity_drift"].mean) for p in pts]),
+        for ax, ys in ((left, [ratio(p.stats["perplexity_drift"].mean) for p in pts]),
                        (right, [p.stats["forgetting"].mean if p.stats["forgetting"] else math.nan for p in pts])):
             ax.plot(xs, ys, "--", color=colours[pts[0].family], lw=1, alpha=0.8)
             for x, y, p in zip(xs, ys, pts):
