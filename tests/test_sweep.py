@@ -310,7 +310,13 @@ def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
     assert level.get_ydata()[0] == pytest.approx(1.3)
     assert left.get_yscale() == "log" and left.get_ylim()[0] < 1.1 < 1.3 < left.get_ylim()[1] < 3
     assert any("lora-r2 ×9" in t.get_text() for t in left.texts)  # past x3: listed
-    assert right.get_ylabel().startswith("forgetting")
+    assert right.get_ylabel() == "forgetting of earlier tasks (accuracy)"
+    assert "mean accuracy of each task" in left.get_xlabel()
+    for r in runs:  # a prompted experiment's numbers are scores (ROUGE-L among them)
+        r.summary.metric = {"a": "accuracy", "b": "rouge_l"}
+    plot(runs, tmp_path / "t.png")
+    left, right = figures[1].axes
+    assert "mean score of each task" in left.get_xlabel() and right.get_ylabel().endswith("(score)")
 
 
 def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=0.01, shift=0):

@@ -139,7 +139,7 @@ def tradeoff_plot(runs: list[Run], path: Path, **options) -> Path | None:
 
     check_one_experiment(runs)
     to = tradeoff(group_columns(runs), draws=0, **options)
-    return draw(to, path) if to is not None else None
+    return draw(to, path, metrics.score_word(runs[0].summary.metric)) if to is not None else None
 
 
 def training_loss(runs: list[Run], path: Path) -> Path | None:

@@ -66,7 +66,8 @@ def place_labels(ax, items: list[tuple[float, float, str, str]]) -> None:
                     if ly - fy > 0.03 else None)
 
 
-def draw(to: TradeOff, path: Path) -> Path | None:
+def draw(to: TradeOff, path: Path, word: str = "accuracy") -> Path | None:
+    """Both panels into `path` (`word`: what the task numbers are, accuracy or score)."""
     if not any(p.stats["perplexity_drift"] for p in to.points):
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
@@ -92,12 +93,12 @@ def draw(to: TradeOff, path: Path) -> Path | None:
     drift_axis(left, shown_y)
     for ax in (left, right):
         place_labels(ax, labels[ax])
-        ax.set_xlabel(f"{to.axis}: mean accuracy of each task right after it was learned"
+        ax.set_xlabel(f"{to.axis}: mean {word} of each task right after it was learned"
                       + (" minus head-only's" if to.axis != "plasticity" else ""))
         ax.grid(alpha=0.3)
     corpus = f" on {to.drift_corpus}" if to.drift_corpus else ""
     left.set_ylabel(f"perplexity drift{corpus}: final / initial (log scale)")
-    right.set_ylabel("forgetting of earlier tasks (accuracy)")
+    right.set_ylabel(f"forgetting of earlier tasks ({word})")
     right.axhline(0, color="black", lw=0.5)
     left.axhline(1, color="black", lw=0.5)
     if unstable:
