@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from . import stats
-from .paired import QUANTITIES
+from .paired import quantity_name
 from .tradeoff import MATCHED, TradeOff
 
 NAMES = {"perplexity_drift": "perplexity drift", "forgetting": "forgetting", "general_drop": "general-ability drop"}
@@ -53,7 +53,7 @@ def paired_markdown(t) -> str:
     lines = section(f"Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
                     "drift as method / baseline)",
                     ["method", "quantity", "n", "difference [95% CI]", "p (paired t)", "p (Holm)", "MDE (80% power)"],
-                    [[d.column, QUANTITIES[d.quantity].replace("accuracy", t.score_word), d.n, "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
+                    [[d.column, quantity_name(d.quantity, t.score_word), d.n, "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
                       p_text(d.p_value), p_text(d.p_holm), mde_text(d.mde, d.log)] for d in t.paired])
     ns = [d.n for d in t.paired if d.n]
     notes = ["Holm's adjustment runs over every p of this table. MDE: the smallest true difference a paired "
@@ -71,7 +71,7 @@ def orders_markdown(t) -> str:
     lines = section("Task order vs seed (seeds and orders pooled above)",
                     ["method", "quantity", "orders", "seeds per order", "mean", "sd across orders",
                      "sd across seeds (mean over orders)"],
-                    [[o.column, QUANTITIES[o.quantity].replace("accuracy", t.score_word), o.orders, o.seeds, f"{o.mean:.3f}", f"{o.order_sd:.3f}",
+                    [[o.column, quantity_name(o.quantity, t.score_word), o.orders, o.seeds, f"{o.mean:.3f}", f"{o.order_sd:.3f}",
                       "-" if o.seed_sd is None else f"{o.seed_sd:.3f}"] for o in t.orders])
     return "\n".join(lines) + "\n"
 

@@ -24,6 +24,11 @@ QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forge
 LOG = ("perplexity_drift",)  # ratios: compared as log ratios
 
 
+def quantity_name(quantity: str, word: str = "accuracy") -> str:
+    """A QUANTITIES key's report name, its average named by `word` (accuracy or score)."""
+    return QUANTITIES[quantity].replace("accuracy", word)
+
+
 @dataclass
 class PairedDifference:
     column: str

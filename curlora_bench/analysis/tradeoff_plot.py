@@ -1,11 +1,11 @@
 """tradeoff.png: what the matched-plasticity verdict compares, drawn so the answer can be seen.
 
 Two panels against plasticity (or its gain over head-only): perplexity drift (final / initial)
-on a log axis, as the report analyses it, zoomed to the stable points (those past x3 are listed in
-the panel instead), and task forgetting. Each seed is a dot, each point's mean a larger marker (filled when on its
-family's frontier) with its 95% interval, frontiers as lines (from two points), duration paths
-dashed with their epochs, head-only's plasticity a vertical line, joint training (no
-plasticity) a dotted drift level; labels are moved apart where they would overlap.
+on a log axis, as the report analyses it, zoomed to the stable points (those past x3 are listed
+in the panel instead), and task forgetting. Each seed is a dot, each point's mean a larger marker
+(filled when on its family's frontier) with its 95% interval, frontiers as lines (from two
+points), duration paths dashed with their epochs, head-only's plasticity a vertical line, joint
+training (no plasticity) a dotted drift level; labels are moved apart where they would overlap.
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ def draw_points(to: TradeOff, left, right, colours) -> tuple[list[str], dict, li
     for p in (p for p in to.points if p.stats["perplexity_drift"]):
         colour, px = colours[p.family], p.stats["plasticity"]
         if px is None:  # joint training: a drift, no plasticity: a level
-            left.axhline(ratio(p.stats["perplexity_drift"].mean), color=colour, linestyle=":",
-                         label=f"{p.column} (drift only: no plasticity)")
-            shown_y.append(ratio(p.stats["perplexity_drift"].mean))
+            level = ratio(p.stats["perplexity_drift"].mean)
+            left.axhline(level, color=colour, linestyle=":", label=f"{p.column} (drift only: no plasticity)")
+            shown_y.append(level)
             continue
         if p.stats["perplexity_drift"].shown > UNSTABLE:
             unstable.append(f"{p.column} ×{p.stats['perplexity_drift'].shown:.3g}")
