@@ -308,6 +308,7 @@ def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str,
     `metric`: each task's primary metric (None: accuracy throughout). Where a task's is not
     accuracy its rows say which it is, and the matrix metrics average scores, not accuracies."""
     metric = metric or {}
+    word = score_word(metric)
     rows = [Row("Initial perplexity", "perplexity", lambda s: s.perplexity.initial, paper_key="initial_ppl")]
     for i, t in enumerate(tasks):
         for j in [i, *range(i)]:  # the task just learned first, then the earlier ones
@@ -319,7 +320,7 @@ def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str,
         Row("Trainable parameters", "count", lambda s: s.trainable_parameters),
         Row("Plasticity (each task right after it was learned)", "accuracy",
             lambda s: plasticity(s.accuracy_matrix) if s.status == "complete" else None),
-        *(Row(m.title.replace("accuracy", score_word(metric)), m.kind, _metric(m.key))
+        *(Row(m.title.replace("accuracy", word), m.kind, _metric(m.key))
           for m in MATRIX_METRICS),
     ]
     rows += [Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")) for i, t in enumerate(tasks)]
