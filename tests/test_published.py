@@ -26,8 +26,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PUBLISHED = sorted(p.name for p in (ROOT / "results" / "published").iterdir() if (p / "config.yaml").is_file())
 
 
-def quoted_tables() -> list[tuple[str, str, str | None, int, list[str]]]:
-    """(page, folder, baseline, line, table rows) for every marked table of every page."""
+def quoted_tables() -> list[tuple[str, tuple[str, ...], str | None, int, list[str]]]:
+    """(page, folders, baseline, line, table rows) for every marked table of every page."""
     out = []
     for page in PAGES:
         lines = page.read_text(encoding="utf-8").splitlines()
@@ -41,7 +41,7 @@ def quoted_tables() -> list[tuple[str, str, str | None, int, list[str]]]:
                 if not row.startswith("|"):
                     break
                 rows.append(row.strip())
-            out.append((name, m.group(1), m.group(2), i + 1, rows))
+            out.append((name, tuple(m.group(1).split()), m.group(2), i + 1, rows))
     return out
 
 
@@ -57,13 +57,13 @@ def test_every_marker_is_well_formed():
 
 
 def test_the_readme_and_docs_mark_their_published_tables():
-    folders = {one for _, folder, *_ in TABLES for one in folder.split()}
+    folders = {one for _, folders, *_ in TABLES for one in folders}
     # every published experiment is quoted somewhere, and has its own results page that quotes it
     assert {f"results/published/{name}" for name in PUBLISHED} <= folders
     assert {"results/published/seq3", "results/published/sweep", "results/published/baselines"} <= folders
     for name in PUBLISHED:
         page = f"docs/results/{name}.md"
-        assert (page, f"results/published/{name}") in {(p, one) for p, f, *_ in TABLES for one in f.split()}, \
+        assert (page, f"results/published/{name}") in {(p, one) for p, folders, *_ in TABLES for one in folders}, \
             f"{page}: no table marked as `curlora-bench report results/published/{name}`"
     # the README's current answer is regenerated too
     assert any(page == "README.md" for page, *_ in TABLES), "README.md quotes no marked table"
@@ -71,24 +71,23 @@ def test_the_readme_and_docs_mark_their_published_tables():
 
 
 @functools.cache
-def report_lines(folder: str, options: str | None) -> frozenset[str]:
-    """The lines of `curlora-bench report FOLDER... [OPTIONS]` (markdown), rendered once; `folder`
-    is one published folder or several separated by spaces."""
+def report_lines(folders: tuple[str, ...], options: str | None) -> frozenset[str]:
+    """The lines of `curlora-bench report FOLDER... [OPTIONS]` (markdown), rendered once."""
     from curlora_bench.analysis.report import Options
 
     given = dict(zip(*[iter((options or "").split())] * 2))
     opts = Options(baseline=given.get("--baseline"), plasticity=given.get("--plasticity", "absolute"),
                    drift_corpus=given.get("--drift-corpus"))
-    return frozenset(row.strip() for row in render(find_runs([ROOT / one for one in folder.split()]), "md", opts.baseline, opts).splitlines())
+    return frozenset(row.strip() for row in render(find_runs([ROOT / one for one in folders]), "md", opts.baseline, opts).splitlines())
 
 
-@pytest.mark.parametrize(("page", "folder", "baseline", "line", "rows"), TABLES,
+@pytest.mark.parametrize(("page", "folders", "baseline", "line", "rows"), TABLES,
                          ids=[f"{page}:{line}" for page, _, _, line, _ in TABLES])
-def test_marked_tables_are_the_published_reports(page, folder, baseline, line, rows):
-    for one in folder.split():
+def test_marked_tables_are_the_published_reports(page, folders, baseline, line, rows):
+    for one in folders:
         assert (ROOT / one / "config.yaml").is_file(), f"{page}:{line}: {one} is not a published experiment"
-    missing = [row for row in rows if row not in report_lines(folder, baseline)]
-    assert not missing, f"{page}:{line}: rows that `curlora-bench report {folder}` does not print: {missing}"
+    missing = [row for row in rows if row not in report_lines(folders, baseline)]
+    assert not missing, f"{page}:{line}: rows that `curlora-bench report {' '.join(folders)}` does not print: {missing}"
 
 
 def test_publish_script_copies_finished_runs_only(tmp_path):
