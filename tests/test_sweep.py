@@ -260,6 +260,34 @@ def test_random_cr_is_a_family_of_its_own():
     assert family({"method": "curlora", "rank": 8}) == "curlora"
 
 
+def test_points_differing_only_in_epochs_make_a_duration_path(tmp_path, monkeypatch):
+    """The same entry at 1, 2 and 4 epochs is one path, listed and drawn in order of epochs; an
+    entry at another learning rate is not on it, and a family at one duration has no path."""
+    from curlora_bench.analysis import tradeoff_plot
+    from curlora_bench.analysis.markdown import tradeoff_markdown
+
+    lora, cur = {"method": "lora", "rank": 8, "train": {"lr": 1e-3}}, {"method": "curlora", "rank": 8}
+    spec = (("lora-ep4", {**lora, "train": {"lr": 1e-3, "epochs": 4}}, 0.9, 2.0, 0.10),
+            ("lora", lora, 0.7, 1.2, 0.02), ("lora-ep2", {**lora, "train": {"lr": 1e-3, "epochs": 2}}, 0.8, 1.5, 0.05),
+            ("lora-lr3e-4", {**lora, "train": {"lr": 3e-4}}, 0.6, 1.05, 0.0), ("cur", cur, 0.75, 1.1, 0.0))
+    to = tradeoff(_columns(spec), draws=0)
+    text = tradeoff_markdown(to)
+    table = text.split("### Over training duration")[1].split("\n\n")[1].splitlines()
+    assert [row.split(" | ")[1:3] for row in table[2:]] == [["lora", "1"], ["lora-ep2", "2"], ["lora-ep4", "4"]]
+    assert "0.050" in table[3] and "×1.500" in table[3]
+    figures = []
+    monkeypatch.setattr(tradeoff_plot.plt.Figure, "savefig", lambda fig, path, **k: figures.append(fig))
+    from curlora_bench.analysis.plots import tradeoff_plot as plot
+
+    plot([r for c in _columns(spec) for r in c.runs], tmp_path / "t.png")
+    left, right = figures[0].axes
+    dashed = [line for line in right.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_ydata()) == pytest.approx([0.02, 0.05, 0.10])
+    assert sorted(t.get_text() for t in right.texts if t.get_text().endswith("×")) == ["1×", "2×", "4×"]
+    one = tradeoff(_columns(spec[1:2] + spec[3:]), draws=0)
+    assert "Over training duration" not in tradeoff_markdown(one)
+
+
 def test_gain_over_head_only_subtracts_the_heads_learning_at_the_same_head_rate():
     lora, head = {"method": "lora", "rank": 8}, {"method": "head-only"}
     cols = _columns((("head-only", head, 0.6, 1.0, 0.0), ("lora-a", lora, 0.7, 1.1, 0.0), ("lora-b", lora, 0.9, 1.3, 0.0)))

@@ -129,7 +129,7 @@ def duration_lines(to: TradeOff) -> list[str]:
              "| family | point | epochs | " + to.axis + " | forgetting | perplexity drift |", "|---|---|---|---|---|---|"]
     for pts in paths.values():
         for p in pts:
-            lines.append(f"| {p.family} | {p.column} | {p.epochs} | {_stat(p.stats['plasticity'])} | "
+            lines.append(f"| {p.family} | {p.column} | {p.epochs or 1} | {_stat(p.stats['plasticity'])} | "
                          f"{_stat(p.stats['forgetting'])} | {_stat(p.stats['perplexity_drift'])} |")
     return lines
 
