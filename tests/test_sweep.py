@@ -284,6 +284,11 @@ def test_points_differing_only_in_epochs_make_a_duration_path(tmp_path, monkeypa
     dashed = [line for line in right.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and list(dashed[0].get_ydata()) == pytest.approx([0.02, 0.05, 0.10])
     assert sorted(t.get_text() for t in right.texts if t.get_text().endswith("×")) == ["1×", "2×", "4×"]
+    broken = (spec[0][:3] + (9.0,) + spec[0][4:],) + spec[1:]  # 4 epochs past the drift panel's zoom
+    plot([r for c in _columns(broken) for r in c.runs], tmp_path / "t.png")
+    left, right = figures[1].axes
+    dashed = {ax: [line for line in ax.get_lines() if line.get_linestyle() == "--"] for ax in (left, right)}
+    assert [len(d[0].get_xdata()) for d in dashed.values()] == [2, 3]  # listed in the left panel, drawn right
     one = tradeoff(_columns(spec[1:2] + spec[3:]), draws=0)
     assert "Over training duration" not in tradeoff_markdown(one)
 

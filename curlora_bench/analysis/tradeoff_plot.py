@@ -148,19 +148,24 @@ def draw_points(to: TradeOff, left, right, colours) -> tuple[list[str], dict, li
 
 
 def draw_durations(to: TradeOff, left, right, colours) -> None:
-    """Points that differ only in their epochs, joined in order of training duration."""
+    """Points that differ only in their epochs, joined in order of training duration; in the drift
+    panel only the stable ones (those past the zoom are listed there), in the forgetting panel all."""
     paths: dict[tuple, list] = {}
     for p in to.points:
-        if p.path is not None and p.stats["plasticity"] and p.stats["perplexity_drift"].shown <= UNSTABLE:
+        if p.path is not None and p.stats["plasticity"]:
             paths.setdefault(p.path, []).append(p)
     for pts in paths.values():
         if len({p.epochs for p in pts}) < 2:
             continue
         pts = sorted(pts, key=lambda p: p.epochs or 1)
-        xs = [p.stats["plasticity"].mean for p in pts]
-        for ax, ys in ((left, [ratio(p.stats["perplexity_drift"].mean) for p in pts]),
-                       (right, [p.stats["forgetting"].mean if p.stats["forgetting"] else math.nan for p in pts])):
+        stable = [p for p in pts if p.stats["perplexity_drift"].shown <= UNSTABLE]
+        for ax, shown, ys in ((left, stable, [ratio(p.stats["perplexity_drift"].mean) for p in stable]),
+                              (right, pts, [p.stats["forgetting"].mean if p.stats["forgetting"] else math.nan
+                                            for p in pts])):
+            if len(shown) < 2:
+                continue
+            xs = [p.stats["plasticity"].mean for p in shown]
             ax.plot(xs, ys, "--", color=colours[pts[0].family], lw=1, alpha=0.8)
-            for x, y, p in zip(xs, ys, pts):
+            for x, y, p in zip(xs, ys, shown):
                 ax.annotate(f"{p.epochs or 1}×", (x, y), xytext=(-8, -9), textcoords="offset points", fontsize=6,
                             color=colours[p.family])
