@@ -265,11 +265,12 @@ def test_points_differing_only_in_epochs_make_a_duration_path(tmp_path, monkeypa
     entry at another learning rate is not on it, and a family at one duration has no path."""
     from curlora_bench.analysis import tradeoff_plot
     from curlora_bench.analysis.markdown import tradeoff_markdown
+    from curlora_bench.analysis.tradeoff import duration_paths
 
-    lora, cur = {"method": "lora", "rank": 8, "train": {"lr": 1e-3}}, {"method": "curlora", "rank": 8}
+    lora, cur = {"method": "lora", "rank": 8, "train": {"lr": 1e-3, "epochs": 1}}, {"method": "curlora", "rank": 8}
     spec = (("lora-ep4", {**lora, "train": {"lr": 1e-3, "epochs": 4}}, 0.9, 2.0, 0.10),
             ("lora", lora, 0.7, 1.2, 0.02), ("lora-ep2", {**lora, "train": {"lr": 1e-3, "epochs": 2}}, 0.8, 1.5, 0.05),
-            ("lora-lr3e-4", {**lora, "train": {"lr": 3e-4}}, 0.6, 1.05, 0.0), ("cur", cur, 0.75, 1.1, 0.0))
+            ("lora-lr3e-4", {**lora, "train": {"lr": 3e-4, "epochs": 1}}, 0.6, 1.05, 0.0), ("cur", cur, 0.75, 1.1, 0.0))
     to = tradeoff(_columns(spec), draws=0)
     text = tradeoff_markdown(to)
     table = text.split("### Over training duration")[1].split("\n\n")[1].splitlines()
@@ -291,6 +292,9 @@ def test_points_differing_only_in_epochs_make_a_duration_path(tmp_path, monkeypa
     assert [len(d[0].get_xdata()) for d in dashed.values()] == [2, 3]  # listed in the left panel, drawn right
     one = tradeoff(_columns(spec[1:2] + spec[3:]), draws=0)
     assert "Over training duration" not in tradeoff_markdown(one)
+    unrecorded = spec[:1] + (("lora", {**lora, "train": {"lr": 1e-3}}) + spec[1][2:],) + spec[2:]
+    paths = duration_paths(tradeoff(_columns(unrecorded), draws=0))  # the 1-epoch runs do not record epochs
+    assert [[p.column for p in pts] for pts in paths] == [["lora-ep2", "lora-ep4"]]
 
 
 def test_gain_over_head_only_subtracts_the_heads_learning_at_the_same_head_rate():

@@ -11,7 +11,7 @@ import math
 
 from . import stats
 from .paired import quantity_name
-from .tradeoff import MATCHED, TradeOff
+from .tradeoff import MATCHED, TradeOff, duration_paths
 
 NAMES = {"perplexity_drift": "perplexity drift", "forgetting": "forgetting", "general_drop": "general-ability drop"}
 
@@ -117,19 +117,14 @@ def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None =
 
 def duration_lines(to: TradeOff) -> list[str]:
     """Families' points that differ only in their epochs, as paths over training duration."""
-    paths: dict[tuple, list] = {}
-    for p in to.points:
-        if p.path is not None and p.stats["plasticity"]:
-            paths.setdefault(p.path, []).append(p)
-    paths = {k: sorted(v, key=lambda p: p.epochs or 1) for k, v in paths.items()
-             if len({p.epochs for p in v}) > 1}
+    paths = duration_paths(to)
     if not paths:
         return []
     lines = ["", "### Over training duration (the same entry trained for more epochs per task)", "",
              "| family | point | epochs | " + to.axis + " | forgetting | perplexity drift |", "|---|---|---|---|---|---|"]
-    for pts in paths.values():
+    for pts in paths:
         for p in pts:
-            lines.append(f"| {p.family} | {p.column} | {p.epochs or 1} | {_stat(p.stats['plasticity'])} | "
+            lines.append(f"| {p.family} | {p.column} | {p.epochs} | {_stat(p.stats['plasticity'])} | "
                          f"{_stat(p.stats['forgetting'])} | {_stat(p.stats['perplexity_drift'])} |")
     return lines
 

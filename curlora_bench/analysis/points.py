@@ -73,7 +73,7 @@ class Point:
     runs: list[RunValues] = field(default_factory=list, repr=False)
     on_frontier: bool = False
     path: tuple | None = None  # points of one duration path share it (the entry but its epochs)
-    epochs: int | None = None
+    epochs: int | None = None  # None: the run's settings do not record it (then it joins no path)
 
 
 @dataclass

@@ -49,7 +49,7 @@ from .resampling import resample
 
 __all__ = ["DRAWS", "FORGETTING", "LOG", "MATCHED", "QUANTITIES", "Matched", "Point", "Resampled", "RunValues", "Selection", "Stat",
            "TradeOff", "family", "frontier", "frontier_of", "gain_over_head_only", "interpolate", "interpolate_at",
-           "point_of", "resample", "select_on_validation", "tradeoff"]
+           "duration_paths", "point_of", "resample", "select_on_validation", "tradeoff"]
 
 
 # ---- the trade-off -----------------------------------------------------------------------------
@@ -102,6 +102,17 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
     if draws:
         resample(to, draws, seed)
     return to
+
+
+def duration_paths(to: TradeOff) -> list[list[Point]]:
+    """Points with plasticity that differ only in their epochs (one entry trained longer), one list
+    per such entry in order of epochs; an entry measured at a single duration makes no path, and a
+    point whose settings do not record its epochs joins none."""
+    paths: dict[tuple, list[Point]] = {}
+    for p in to.points:
+        if p.path is not None and p.epochs is not None and p.stats["plasticity"]:
+            paths.setdefault(p.path, []).append(p)
+    return [sorted(pts, key=lambda p: p.epochs) for pts in paths.values() if len({p.epochs for p in pts}) > 1]
 
 
 def gain_over_head_only(points: list[Point], columns: list) -> tuple[list[Point], list[str]]:

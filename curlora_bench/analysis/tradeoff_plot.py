@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from .tradeoff import TradeOff  # noqa: E402
+from .tradeoff import TradeOff, duration_paths  # noqa: E402
 
 UNSTABLE = 3.0  # drift beyond x3 is listed, not drawn: it would squash every stable point
 TICKS = (0.9, 0.95, 1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0)
@@ -150,14 +150,7 @@ def draw_points(to: TradeOff, left, right, colours) -> tuple[list[str], dict, li
 def draw_durations(to: TradeOff, left, right, colours) -> None:
     """Points that differ only in their epochs, joined in order of training duration; in the drift
     panel only the stable ones (those past the zoom are listed there), in the forgetting panel all."""
-    paths: dict[tuple, list] = {}
-    for p in to.points:
-        if p.path is not None and p.stats["plasticity"]:
-            paths.setdefault(p.path, []).append(p)
-    for pts in paths.values():
-        if len({p.epochs for p in pts}) < 2:
-            continue
-        pts = sorted(pts, key=lambda p: p.epochs or 1)
+    for pts in duration_paths(to):
         stable = [p for p in pts if p.stats["perplexity_drift"].shown <= UNSTABLE]
         for ax, shown, ys in ((left, stable, [ratio(p.stats["perplexity_drift"].mean) for p in stable]),
                               (right, pts, [p.stats["forgetting"].mean if p.stats["forgetting"] else math.nan
@@ -166,6 +159,6 @@ def draw_durations(to: TradeOff, left, right, colours) -> None:
                 continue
             xs = [p.stats["plasticity"].mean for p in shown]
             ax.plot(xs, ys, "--", color=colours[pts[0].family], lw=1, alpha=0.8)
-            for x, y, p in zip(xs, ys, shown):
-                ax.annotate(f"{p.epochs or 1}×", (x, y), xytext=(-8, -9), textcoords="offset points", fontsize=6,
+            for x, y, p in zip(xs, ys, shown):  # the duration as a multiple of the path's shortest
+                ax.annotate(f"{p.epochs / pts[0].epochs:g}×", (x, y), xytext=(-8, -9), textcoords="offset points", fontsize=6,
                             color=colours[p.family])
