@@ -232,6 +232,25 @@ def test_resampling_is_seeded_and_widens_with_fewer_seeds():
     assert rm.mde < ra.mde and rm.p_value < ra.p_value
 
 
+def test_a_point_of_one_seed_stays_off_the_frontiers_so_the_rest_keep_their_intervals():
+    """A point still running its other seeds (one finished) would sit on LoRA's frontier with no
+    spread and leave every row matched against that frontier without an interval or p; it is kept
+    off the frontiers (and named in a note), and is matched itself, without an interval."""
+    lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
+    spec = (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04), ("cur-a", cur, 0.7, 1.0, 0.0),
+            ("cur-b", cur, 0.8, 1.1, 0.0))
+    thin = _columns((("lora-c", {**lora, "train": {"lr": 1e-2}}, 0.75, 1.05, 0.0),), seeds=(0,))
+    full = tradeoff(_columns(spec), draws=200)
+    to = tradeoff(_columns(spec) + thin, draws=200)
+    assert to.frontiers["lora"] == ["lora-a", "lora-b"] and "lora-c" in to.notes[-1]
+    m, ref = (next(x for x in t.matched if x.column == "cur-a") for t in (to, full))
+    assert m.n == 3 and m.resampled["perplexity_drift"].ci95 == ref.resampled["perplexity_drift"].ci95
+    c = next(x for x in to.matched if x.column == "lora-c")
+    assert c.in_range and c.n == 1 and c.resampled["perplexity_drift"].ci95 is None
+    alone = tradeoff(thin + _columns((("cur-b", cur, 0.75, 1.0, 0.0),), seeds=(0,)), draws=0)
+    assert alone.frontiers["lora"] == ["lora-c"] and not alone.notes  # every point one seed: as before
+
+
 def test_strategies_are_families_and_joint_is_never_matched():
     """lora+ewc points form their own frontier (a grid over lambda traces it), so naive LoRA is
     matched against EWC at its plasticity; joint training has no plasticity, so it is a point of

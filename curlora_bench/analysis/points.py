@@ -72,6 +72,7 @@ class Point:
     trainable_parameters: int
     runs: list[RunValues] = field(default_factory=list, repr=False)
     on_frontier: bool = False
+    off_frontier: bool = False  # one seed where others have several: kept off every frontier (see tradeoff)
     path: tuple | None = None  # points of one duration path share it (the entry but its epochs)
     epochs: int | None = None  # None: the run's settings do not record it (then it joins no path)
 
@@ -206,7 +207,7 @@ def interpolate_at(front: list[tuple[float, float]], x: float) -> float | None:
 def frontier(points: list[Point], quantity: str = "perplexity_drift") -> list[Point]:
     """The points no other beats on both plasticity and `quantity` (the forgetting axis: perplexity
     drift, general-ability drop or task forgetting; lower is better), by plasticity."""
-    usable = {p.column: p for p in points if p.stats["plasticity"] and p.stats[quantity]}
+    usable = {p.column: p for p in points if p.stats["plasticity"] and p.stats[quantity] and not p.off_frontier}
     xy = {c: (p.stats["plasticity"].mean, p.stats[quantity].mean) for c, p in usable.items()}
     return [usable[c] for c in frontier_of(xy)]
 

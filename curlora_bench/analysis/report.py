@@ -385,7 +385,8 @@ def tradeoff_json(to: TradeOff) -> dict:
         "axis": to.axis, "forgetting": to.forgetting, "drift_corpus": to.drift_corpus, "draws": to.draws, "eval_resampled": to.eval_resampled,
         "notes": to.notes, "frontiers": to.frontiers,
         "points": [{"column": p.column, "family": p.family, "settings_hash": p.settings_hash,
-                    "trainable_parameters": p.trainable_parameters, "on_frontier": p.on_frontier, "epochs": p.epochs,
+                    "trainable_parameters": p.trainable_parameters, "on_frontier": p.on_frontier,
+                    "off_frontier": p.off_frontier, "epochs": p.epochs,
                     "stats": {q: dataclasses.asdict(s) if s else None for q, s in p.stats.items()}}
                    for p in to.points],
         "matched": [dataclasses.asdict(m) for m in to.matched],

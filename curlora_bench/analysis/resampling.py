@@ -79,7 +79,7 @@ def resample(to: TradeOff, draws: int, seed: int = 0) -> None:
     fams: dict[str, list[str]] = {}
     axis = to.frontier_quantity
     for p in to.points:
-        if p.column in d and "plasticity" in d[p.column] and axis in d[p.column]:
+        if p.column in d and "plasticity" in d[p.column] and axis in d[p.column] and not p.off_frontier:
             fams.setdefault(p.family, []).append(p.column)
     hits = {id(m): {"in": 0, **{q: [] for q in MATCHED}} for m in to.matched}
     for k in range(draws):

@@ -71,6 +71,15 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
         points, notes = gain_over_head_only(points, [c for c in columns if c.runs])
     if not any(p.stats["plasticity"] for p in points):
         return None
+    # a point of one seed cannot be resampled: on a frontier it would leave every row matched against
+    # that frontier without an interval, so where other points have several seeds it stays off them
+    if any(p.stats["plasticity"] and p.stats["plasticity"].n > 1 for p in points):
+        thin = [p for p in points if p.stats["plasticity"] and p.stats["plasticity"].n < 2]
+        for p in thin:
+            p.off_frontier = True
+        if thin:
+            notes.append("kept off the frontiers, one seed where other points have several (it is matched, "
+                         f"without an interval, but no one is matched against it): {', '.join(p.column for p in thin)}")
     families = list(dict.fromkeys(p.family for p in points))
     fronts = {f: frontier([p for p in points if p.family == f], FORGETTING[forgetting]) for f in families}
     for front in fronts.values():
