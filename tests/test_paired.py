@@ -144,3 +144,7 @@ def test_example_by_example_mcnemar_from_kept_predictions(toy_data, write_config
     assert e.both + e.ours + e.theirs <= 2 * len(final["lora-r2", 0])
     assert e.p_value == pytest.approx(ours.mcnemar_exact(ours_right, theirs_right))
     assert "### Example by example against lora-r2" in render(runs, "md")
+    (tmp_path / "o" / "lora-r2" / "seed-1" / "predictions.jsonl").unlink()  # one run without its scores
+    t = build_table(find_runs([tmp_path / "o"]))
+    assert not t.tradeoff.eval_resampled
+    assert any(n.startswith("eval examples not resampled") and n.endswith("of lora-r2") for n in t.tradeoff.notes)

@@ -104,7 +104,11 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
                     m.values[q] = y
                     m.differences[q] = p.stats[q].mean - y
             matched.append(m)
-    eval_resampled = bool(scores) and all(r.scores for p in points for r in p.runs if r.values["plasticity"] is not None)
+    unscored = [p.column for p in points if any(not r.scores for r in p.runs if r.values["plasticity"] is not None)]
+    eval_resampled = bool(scores) and not unscored
+    if scores and unscored and draws:  # some runs kept their per-example scores, not all
+        notes.append("eval examples not resampled (seeds only): no per-example scores (predictions.jsonl) in "
+                     f"some runs of {', '.join(unscored)}")
     to = TradeOff(points, {f: [p.column for p in front] for f, front in fronts.items()}, matched,
                   "gain over head-only" if plasticity == "gain" else "plasticity", corpus, forgetting, eval_resampled,
                   draws, notes)
