@@ -147,6 +147,26 @@ def test_disk_full_writing_a_summary_keeps_the_old_file(tmp_path, monkeypatch):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
+def test_atomic_writes_get_an_ordinary_files_mode(tmp_path):
+    """The temporary file is 0600; the written file is not: a new one gets 0666 less the umask,
+    a replaced one keeps its mode (results shared on a machine stay readable)."""
+    import os
+
+    from curlora_bench.store import folders as store
+
+    old = os.umask(0o022)
+    try:
+        store.write_atomic(tmp_path / "new.json", "{}")
+        kept = tmp_path / "kept.json"
+        kept.write_text("")
+        kept.chmod(0o640)
+        store.write_atomic(kept, "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o640
+
+
 @pytest.fixture
 def copy_of(reference, tmp_path):
     _, ref = reference

@@ -26,6 +26,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise BenchError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
+        os.fchmod(fd, _mode_for(path))  # mkstemp makes it 0600: give it an ordinary file's mode
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -37,6 +38,16 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The file's own mode if it exists, else what open() would give a new file (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 class FolderLock:
