@@ -148,15 +148,18 @@ def test_disk_full_writing_a_summary_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_atomic_writes_get_an_ordinary_files_mode(tmp_path):
-    """The temporary file is 0600; the written file is not: a new one gets 0666 less the umask,
-    a replaced one keeps its mode (results shared on a machine stay readable)."""
+    """A new file gets 0666 less the umask (not mkstemp's 0600), a replaced one keeps its mode
+    (results shared on a machine stay readable), and the process umask is never changed, even
+    for a moment (another thread may be creating files)."""
     import os
 
     from curlora_bench.store import folders as store
 
     old = os.umask(0o022)
     try:
-        store.write_atomic(tmp_path / "new.json", "{}")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(store.os, "umask", lambda *a: pytest.fail("write_atomic changed the umask"))
+            store.write_atomic(tmp_path / "new.json", "{}")
         kept = tmp_path / "kept.json"
         kept.write_text("")
         kept.chmod(0o640)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,12 @@ def write_atomic(path: Path, text: str) -> None:
         raise BenchError(f"{path}: is a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _open_temp(path)
     except OSError as exc:
         raise BenchError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
-        os.fchmod(fd, _mode_for(path))  # mkstemp makes it 0600: give it an ordinary file's mode
+        if (mode := _existing_mode(path)) is not None:
+            os.fchmod(fd, mode)  # a file being replaced keeps its mode
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -40,14 +41,24 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _mode_for(path: Path) -> int:
-    """The file's own mode if it exists, else what open() would give a new file (0666 less the umask)."""
+def _open_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path`, created with mode 0666 so that the kernel applies the
+    umask as it does for open() (mkstemp would make it 0600, unreadable to other users)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _existing_mode(path: Path) -> int | None:
     try:
         return path.stat().st_mode & 0o777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return None
 
 
 class FolderLock:
