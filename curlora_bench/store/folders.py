@@ -44,7 +44,7 @@ def write_atomic(path: Path, text: str) -> None:
 def _open_temp(path: Path) -> tuple[int, str]:
     """A new temporary file beside `path`, created with mode 0666 so that the kernel applies the
     umask as it does for open() (mkstemp would make it 0600, unreadable to other users)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # os.open fds are already non-inheritable (PEP 446)
     for _ in range(100):
         tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
