@@ -89,6 +89,19 @@ def tiny_config(data: Path, model: str = "tiny-gpt2", **extra) -> dict:
 
 
 @pytest.fixture
+def empty_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty asset cache (CURLORA_BENCH_CACHE) for a bad-input test: the input must be
+    refused before any asset is fetched or built, so the cache is still empty afterwards (a test
+    on a brand-new machine sees what this one sees)."""
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    monkeypatch.setenv("CURLORA_BENCH_CACHE", str(cache))
+    yield cache
+    left = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
+    assert not left, f"bad input filled the asset cache before it was refused: {left}"
+
+
+@pytest.fixture
 def write_config(tmp_path):
     def _write(cfg: dict, name: str = "exp.yaml") -> Path:
         path = tmp_path / name

@@ -240,7 +240,8 @@ def test_hub_tasks_over_local_copies_equal_the_harness_own_config(tmp_path):
      "general.tasks[0].data_files.validation: file not found: nope.jsonl"),
     ({"tasks": ["nyt_cloze", "nyt_cloze"]}, "general.tasks[1]: 'nyt_cloze' is listed twice"),
 ])
-def test_bad_general_is_one_line_and_nothing_is_written(general, message, toy_data, write_config, cli, tmp_path):
+def test_bad_general_is_one_line_and_nothing_is_written(general, message, toy_data, write_config, cli, tmp_path,
+                                                      empty_cache):
     path = write_config(tiny_config(toy_data, general=general))
     out = tmp_path / "out"
     code, _, err = cli("run", path, "--output", out)

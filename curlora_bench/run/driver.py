@@ -17,7 +17,7 @@ from ..store.schema import RunSummary
 from .cluster import preflight
 from .events import RunEvents
 from .executors import Executor, run_ray
-from .general import check_general
+from .general import check_general, code_notes
 from .prepare import prepare
 from .recipe import run_one
 from .spec import RunSpec
@@ -37,6 +37,9 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     executor.validate()
     if executor.kind == "ray":
         preflight(executor)  # Ray installed; the runs' CPUs and GPUs exist; something answers at --address
+    check_trackers(cfg.execution.log)  # a tracker's package missing: one line, before any asset is built
+    for note in code_notes(cfg.general):  # every entry checked first; then what the harness will import, said
+        events.message(note)
     check_general(cfg.general, cfg.execution.cache_dir)  # the harness and its tasks: one line, before any file
     check_writable(out)
     check_trackers(cfg.execution.log, out)  # a tracking store that cannot be opened: one line, before any run

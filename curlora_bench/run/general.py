@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..config.experiment import DATA_FORMATS, GeneralConfig
 from ..core.errors import BenchError, first_line
 from ..sources.general import PROBES, probe_yaml
@@ -107,11 +109,120 @@ def local_copy(manager, entry: dict, where: str) -> dict:
     return cfg
 
 
-def task_specs(general: GeneralConfig, cache_dir: str | None = None) -> list[str | dict]:
-    """What `simple_evaluate` is given per `general.tasks` entry: a YAML path (a probe's is built
-    into the cache first), a harness task name, or a built-in task's config over local files."""
+@dataclass
+class TaskYaml:
+    """A user task YAML as the harness will read it: its declared task name, its metrics, and the
+    Python it names with `!function` tags (the harness imports those modules and runs them)."""
+
+    name: str | None
+    metrics: list[str]
+    code: list[str]  # "<module file> (<function>)" per tag
+
+
+class _Code(str):
+    """A `!function` tag's value, read without importing anything."""
+
+
+def read_task_yaml(path: Path, where: str, depth: int = 0) -> TaskYaml:
+    """`path` read as data (its `include:` chain too), importing nothing: one line if it is no task
+    YAML. Everything the harness would import is named in `code`."""
+    code: list[str] = []
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def function(loader: yaml.SafeLoader, node: yaml.Node) -> _Code:
+        spec = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+        module, _, func = spec.rpartition(".")
+        code.append(f"{(path.parent / (module.replace('.', '/') + '.py')).resolve()} ({func or spec})")
+        return _Code(spec)
+
+    Loader.add_constructor("!function", function)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506 (a SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise BenchError(f"{where}: {path} is not a readable task YAML ({first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{where}: {path} is not a task YAML (expected a mapping, got {type(data).__name__})")
+    name = data.get("task") if isinstance(data.get("task"), str) else None
+    metrics = [m["metric"] for m in data.get("metric_list") or [] if isinstance(m, dict)
+               and isinstance(m.get("metric"), str) and not isinstance(m["metric"], _Code) and not m.get("hf_evaluate")]
+    include = data.get("include")
+    if isinstance(include, str) and depth < 8:
+        inc = Path(include) if Path(include).is_absolute() else path.parent / include
+        if inc.is_file():
+            base = read_task_yaml(inc, where, depth + 1)
+            code = base.code + code
+            name = name or base.name
+            metrics = metrics if "metric_list" in data else base.metrics
+    return TaskYaml(name, metrics, code)
+
+
+def known_metrics() -> set[str]:
+    """The metric names the harness has registered (a metric it does not know, it looks up in HF
+    Evaluate over the network, and without it the task records nothing)."""
+    import lm_eval.api.metrics  # noqa: F401 (registers the metrics)
+    from lm_eval.api.registry import metric_registry
+
+    return set(metric_registry)
+
+
+def resolve_general(general: GeneralConfig) -> list[TaskYaml | None]:
+    """Every `general:` entry checked without building a probe, fetching an asset or loading a
+    task: the harness installed, each name known to it, each task YAML readable with metrics the
+    harness knows, and no task declared twice. Returns each entry's `TaskYaml` (None: no YAML of
+    the user's)."""
     if importlib.util.find_spec("lm_eval") is None:
         raise BenchError(f"general: lm-evaluation-harness is not installed: {INSTALL}")
+    manager = task_manager(needs_index(general))
+    out: list[TaskYaml | None] = []
+    declared: dict[str, int] = {}
+    metrics = None
+    for i, entry in enumerate(general.tasks):
+        where = f"general.tasks[{i}]"
+        parsed = None
+        if not is_name(entry):
+            if entry in PROBES:
+                name = entry
+            else:
+                parsed = read_task_yaml(Path(entry), where)
+                name = parsed.name
+                metrics = metrics if metrics is not None else known_metrics()
+                unknown = [m for m in parsed.metrics if m not in metrics]
+                if unknown:
+                    raise BenchError(f"{where}: metric {unknown[0]!r} of {entry} is unknown to the harness (it would "
+                                     f"record nothing for it; known: {', '.join(sorted(metrics)[:12])}, ...)")
+        else:
+            name = entry["task"] if isinstance(entry, dict) else entry
+            if name not in manager.task_index:
+                hint = f" (probes: {', '.join(PROBES)}; or a path to a task YAML)"
+                raise BenchError(f"{where}: unknown harness task {name!r}{hint}")
+        if name is not None:
+            if name in declared:
+                raise BenchError(f"{where}: task {name!r} is declared twice (also by general.tasks[{declared[name]}]); "
+                                 "the harness would score only one: give each task YAML its own `task:` name")
+            declared[name] = i
+        out.append(parsed)
+    return out
+
+
+def code_notes(general: GeneralConfig | None) -> list[str]:
+    """One line per `general:` task YAML that names Python code (`!function`): the module the
+    harness will import and run, so running someone else's config is never a surprise."""
+    if general is None:
+        return []
+    notes = []
+    for i, (entry, parsed) in enumerate(zip(general.tasks, resolve_general(general))):
+        if parsed is not None and parsed.code:
+            notes.append(f"general.tasks[{i}]: {entry} runs Python code when loaded: {'; '.join(parsed.code)}")
+    return notes
+
+
+def task_specs(general: GeneralConfig, cache_dir: str | None = None) -> list[str | dict]:
+    """What `simple_evaluate` is given per `general.tasks` entry: a YAML path (a probe's is built
+    into the cache first), a harness task name, or a built-in task's config over local files.
+    Every entry is checked (`resolve_general`) before any probe is built."""
+    resolve_general(general)
     manager = task_manager(needs_index(general))
     specs: list[str | dict] = []
     for i, entry in enumerate(general.tasks):
@@ -119,11 +230,7 @@ def task_specs(general: GeneralConfig, cache_dir: str | None = None) -> list[str
         if not is_name(entry):
             specs.append(str(probe_yaml(entry, cache_dir)) if entry in PROBES else str(Path(entry).resolve()))
             continue
-        name = entry["task"] if isinstance(entry, dict) else entry
-        if name not in manager.task_index:
-            hint = f" (probes: {', '.join(PROBES)}; or a path to a task YAML)"
-            raise BenchError(f"{where}: unknown harness task {name!r}{hint}")
-        specs.append(local_copy(manager, entry, where) if isinstance(entry, dict) else name)
+        specs.append(local_copy(manager, entry, where) if isinstance(entry, dict) else entry)
     return specs
 
 
@@ -136,10 +243,28 @@ def check_general(general: GeneralConfig | None, cache_dir: str | None = None) -
     with offline(), quiet():
         for i, spec in enumerate(specs):
             try:
-                task_manager(needs_index(general)).load([spec])
+                loaded = task_manager(needs_index(general)).load([spec])
             except Exception as exc:  # the harness raises KeyError, ValueError, datasets' and hub errors
                 raise BenchError(f"general.tasks[{i}]: the harness cannot load it ({first_line(exc)})") from None
+            for task in (loaded.get("tasks") or {}).values() if isinstance(loaded, dict) else []:
+                check_fewshot(task, general.num_fewshot, f"general.tasks[{i}]")
     return specs
+
+
+def check_fewshot(task: Any, num_fewshot: int | None, where: str) -> None:
+    """A few-shot count the task's examples can give: the harness draws n + 1 (to leave out the
+    example scored) and otherwise fails mid-run with "Sample larger than population"."""
+    n = num_fewshot if num_fewshot is not None else getattr(task.config, "num_fewshot", None) or 0
+    if n <= 0:
+        return
+    try:
+        pool = len(task.fewshot_docs())
+    except Exception:  # a task without any split to draw from: the harness says so when it scores
+        return
+    if n + 1 > pool:
+        name = getattr(task.config, "task", "?")
+        raise BenchError(f"{where}: num_fewshot {n} is more than task {name!r} can draw: {pool} example(s) to take "
+                         f"shots from, so at most {max(pool - 1, 0)}")
 
 
 class WithoutBars(io.TextIOBase):
