@@ -11,11 +11,23 @@ BENCH_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
-.PHONY: install run test test-fast lint bench docs docs-gen docs-serve clean
+.PHONY: install browser run test test-fast lint bench docs docs-gen docs-serve clean
 
 install:
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PYTHON) -m pip install -q -e ".[dev,trackers,general,docs]"
+	@$(MAKE) --no-print-directory browser
+
+# Debian's chromium and chromedriver for the site's browser test (tests/test_site_browser.py):
+# nothing to do when both are there; installed with apt-get where it runs as root; elsewhere a
+# note, and that test is skipped saying why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver (apt-get) for the site's browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			>/dev/null) || echo "apt-get could not install chromium: the browser test will be skipped"; \
+	else echo "no chromium/chromedriver and no apt-get as root: the site's browser test will be skipped"; fi
 
 run: install
 	curlora-bench run $(CONFIG)

@@ -6,9 +6,10 @@
 - The figures committed under results/published/ stay where `scripts/publish.sh` and
   `curlora-bench report --plots` put them (the README links them there); the site serves them
   at the same path, results/published/<name>/*.png.
-- In table cells an interval ("[0.762, 0.796]", "0.732 ± 0.063") is joined with no-break
-  spaces, so a narrow column breaks between an estimate and its interval, never inside the
-  interval (docs/stylesheets/extra.css lets the columns be as narrow as that).
+- In table cells an interval ("[0.762, 0.796]", "± 0.063") stays on one line, so a narrow
+  column breaks between an estimate and its interval, never inside it; a header may
+  break after a "+" ("lora-r8+" / "ewc1000") as it may after a hyphen (docs/stylesheets/extra.css
+  lets the columns be as narrow as that).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 _CELL = re.compile(r"(<td\b[^>]*>)(.*?)(</td>)", re.S)
-_NUMBER = r"[-+−×÷]?\d[^\[\]<>\s]{0,14}"
-_INTERVAL = re.compile(rf"\[({_NUMBER}), ({_NUMBER})\]")
-_SPREAD = re.compile(r"(?<=\d) (±|×/÷) (?=[×÷]?\d)")
+_HEADER = re.compile(r"(<th\b[^>]*>)([^<]*)(</th>)")
+_NUMBER = r"[-+−×÷]?\d[\d.,]*(?:e[-+]?\d+)?%?"
+# An interval ("[0.762, 0.796]"), a spread ("± 0.063", "×/÷ 1.085") or a number a browser would
+# break at its exponent's hyphen ("6.52e-03"): each is kept on one line.
+_WHOLE = re.compile(rf"\[{_NUMBER}, {_NUMBER}\]|(?:±|×/÷) {_NUMBER}|[-+−×÷]?\d[\d.]*e[-+]\d+")
 PLACEHOLDER = "<!-- home page: README.md, put here by scripts/mkdocs_hooks.py -->"
 
 
@@ -45,11 +48,15 @@ def on_page_markdown(markdown, page, config, files):
 
 
 def keep_intervals_whole(html: str) -> str:
-    """Table cells with each interval's spaces made no-break ("[a,&nbsp;b]", "a&nbsp;±&nbsp;b")."""
+    """Table cells with each interval, spread and exponent number in a no-wrap span, and plain
+    header cells with a break opportunity after each "+"."""
     def cell(m: re.Match) -> str:
-        body = _INTERVAL.sub(lambda i: f"[{i[1]},&nbsp;{i[2]}]", m[2])
-        return m[1] + _SPREAD.sub(lambda s: f"&nbsp;{s[1]}&nbsp;", body) + m[3]
+        parts = re.split(r"(<[^>]+>)", m[2])  # only text is changed, never a tag or its attributes
+        for i in range(0, len(parts), 2):
+            parts[i] = _WHOLE.sub(lambda w: f'<span class="nowrap">{w[0]}</span>', parts[i])
+        return m[1] + "".join(parts) + m[3]
 
+    html = _HEADER.sub(lambda m: m[1] + m[2].replace("+", "+<wbr>") + m[3], html)
     return _CELL.sub(cell, html)
 
 
