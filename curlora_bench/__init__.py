@@ -4,6 +4,12 @@ __version__ = "0.1.0"
 
 __all__ = ["load_adapter", "load_model"]
 
+if __import__("os").path.basename(__import__("sys").argv[0]) == "curlora-bench":
+    # the console script: Ctrl-C or SIGTERM while it imports is one line, not a traceback
+    from .core.errors import exit_on_signals_at_start
+
+    exit_on_signals_at_start()
+
 
 def __getattr__(name: str):
     # Lazy, so `curlora-bench --help` does not pay for importing torch and PEFT.

@@ -124,8 +124,6 @@ def report(
                              "of the earlier tasks")] = ForgettingAxis("perplexity"),
     draws: Annotated[int, typer.Option("--draws", min=0, help="resampling draws of the matched-plasticity verdict "
                                                                 "(0: none)")] = 2000,
-    effect: Annotated[float, typer.Option("--effect", min=0.0, help="the effect of interest for 'seeds for E': "
-                                          "forgetting in accuracy, drift as a relative change (0.02 = 2%)")] = 0.02,
     margin: Annotated[float | None, typer.Option("--margin", min=0.0, help="an equivalence margin: the matched "
                                                  "verdict adds a TOST column (within ±margin, drift relative)")] = None,
     select_on: Annotated[SelectOn | None, typer.Option("--select-on", help="validation: per family, the point that "
@@ -151,7 +149,7 @@ def report(
                          f"measured: {', '.join(sorted(corpora)) or 'the primary corpus only'})")
     if forgetting.value == "general" and not any(r.summary.general for r in runs):
         raise BenchError("--forgetting general: no run measured general ability (set `general:` in the config)")
-    options = Options(baseline, plasticity.value, drift_corpus, draws, effect, margin,
+    options = Options(baseline, plasticity.value, drift_corpus, draws, margin,
                       select_on.value if select_on else None, forgetting.value)
     text = render(runs, format.value, baseline, options)
     if out:
@@ -164,6 +162,37 @@ def report(
 
         for path in write_plots(runs, plots, plasticity=plasticity.value, corpus=drift_corpus):
             console.print(f"wrote {path}")
+
+
+@app.command()
+def plan(
+    results: Annotated[list[Path], typer.Argument(help="pilot runs: experiment folders (e.g. results/published/frontier)")],
+    effect: Annotated[float | None, typer.Option(
+        "--effect", min=0.0, help="the effect to detect: forgetting in accuracy, drift as a relative change "
+                                  "(0.1 = 10%); default: each comparison's observed difference")] = None,
+    power: Annotated[float, typer.Option("--power", min=0.5, max=0.99, help="the power wanted")] = 0.8,
+    alpha: Annotated[float, typer.Option("--alpha", min=1e-4, max=0.5, help="the family-wise level (Holm over "
+                                                                             "the report's table)")] = 0.05,
+    plasticity: Annotated[PlasticityAxis, typer.Option(
+        "--plasticity", help="the learning axis, as in `report`")] = PlasticityAxis("absolute"),
+    drift_corpus: Annotated[str | None, typer.Option("--drift-corpus", help="the drift corpus, as in `report`")] = None,
+    draws: Annotated[int, typer.Option("--draws", min=0, help="resampling draws (the eval-example standard "
+                                                                "error comes from them; 0: seeds only)")] = 2000,
+) -> None:
+    """Seeds and eval examples the exact test needs to detect an effect, from pilot runs."""
+    from .analysis.plan import plan_markdown
+    from .analysis.report import Options, build_table
+    from .store.folders import find_runs
+
+    notes: list[str] = []
+    runs = find_runs(results, notes)
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    t = build_table(runs, options=Options(plasticity=plasticity.value, drift_corpus=drift_corpus, draws=draws))
+    if t.tradeoff is None or len(t.tradeoff.frontiers) < 2:
+        raise BenchError("plan: these runs have no two families with plasticity to compare (a trade-off needs "
+                         "points of at least two methods)")
+    sys.stdout.write(plan_markdown(t.tradeoff, effect, power, alpha))
 
 
 @app.command()
@@ -389,8 +418,21 @@ def _usage_error(exc: Exception) -> None:
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2; a signal ends the
     run with one line and 128 + its number; usage errors add the command's usage hint."""
-    from .core.errors import Interrupted
+    from .core.errors import Interrupted, signals_as_errors
 
+    with signals_as_errors():  # takes over from the start-up handler: a signal anywhere is one line
+        try:
+            _main()
+        except Interrupted as exc:
+            err_console.print(f"interrupted ({exc}): the stage in flight is dropped, finished stages are on disk; "
+                              "the same command resumes", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
+            sys.exit(130)
+
+
+def _main() -> None:
     usage, exits, aborts = _click_classes("ClickException"), _click_classes("Exit"), _click_classes("Abort")
     try:
         code = app(standalone_mode=False)
@@ -399,13 +441,6 @@ def main() -> None:
 
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except Interrupted as exc:
-        err_console.print(f"interrupted ({exc}): the stage in flight is dropped, finished stages are on disk; "
-                          "the same command resumes", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished stages are on disk", highlight=False, soft_wrap=True)
-        sys.exit(130)
     except OSError as exc:  # a full disk, a read-only or wrong-kind target the command did not name itself
         where = f"{exc.filename}: " if exc.filename else ""
         err_console.print(f"[red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)

@@ -43,6 +43,45 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def exit_on_signals_at_start() -> None:
+    """While the command starts (its imports take up to seconds), SIGINT/SIGTERM end it at once
+    with one line and 128 + the signal number: nothing has been written yet, and an exception
+    raised inside an import would surface as a traceback. `signals_as_errors` takes over when the
+    command itself begins."""
+    import os
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        os.write(2, f"interrupted ({name}) while starting; nothing was written\n".encode())
+        os._exit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def signals_as_errors() -> Iterator[None]:
+    """While a command runs, SIGINT is KeyboardInterrupt and SIGTERM `Interrupted`, both turned into
+    one line by the CLI (130 / 143) wherever in the command they arrive (main thread only); the
+    handlers before it are put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
 class SignalNote:
     """The first SIGINT/SIGTERM that arrived while `signals_noted` was active (None: none)."""
 
