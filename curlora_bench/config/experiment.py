@@ -19,7 +19,8 @@ from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
 from ..strategies import strategy_suffix
 from .grid import expand, grid_points, point_suffix, train_suffix
 from .identity import RunIdentity
-from .methods import method_dict, parse_method, regime_of, unwrap_legacy_joint
+from .legacy import hashed_joint, is_legacy_joint, unwrap_joint
+from .methods import method_dict, parse_method, regime_of
 from .regimes import REGIMES
 
 
@@ -371,8 +372,8 @@ class ExperimentConfig:
         """Grids expanded, options that follow the protocol filled in, labels made explicit."""
         out, origins = [], []
         for i, entry in enumerate(entries):
-            if isinstance(entry, dict) and entry.get("method") == "joint":  # the spelling before `regime:`
-                entry = unwrap_legacy_joint(entry, f"methods[{i}]")
+            if is_legacy_joint(entry):  # the spelling before `regime:` (config.legacy)
+                entry = unwrap_joint(entry, f"methods[{i}]")
             points = expand(entry, f"methods[{i}]", self._check_method)
             group = []
             for raw, where, point in points:
@@ -438,10 +439,7 @@ def hashed_form(method: AdapterConfig, protocol: str) -> dict[str, Any] | None:
     inner = copy.deepcopy(method)
     inner.label, inner.train, inner.regime = None, None, None
     inner.follow_protocol(protocol)
-    out: dict[str, Any] = {"method": method.regime, "label": method.display_label}
-    if method.train:
-        out["train"] = method.train
-    return {**out, "adapter": method_dict(inner)}
+    return hashed_joint(method.regime, method.display_label, method.train, method_dict(inner))
 
 
 def check_general_names(general: GeneralConfig) -> None:

@@ -8,27 +8,8 @@ from typing import Any
 from ..adapters import ADAPTERS, AdapterConfig
 from ..core.errors import BenchError
 from ..strategies import parse_strategy
+from .legacy import is_legacy_joint, unwrap_joint
 from .regimes import REGIMES, SEQUENTIAL
-
-
-def unwrap_legacy_joint(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """`{method: joint, adapter: {...}}`, the spelling of joint training before regimes existed,
-    as the entry it means: the inner method with `regime: joint` (and the outer label/train)."""
-    inner = data.get("adapter", {"method": "lora"})
-    if not isinstance(inner, dict):
-        raise BenchError(f"{where}.adapter: expected a method entry mapping, got {inner!r}")
-    for key in ("strategy", "train"):
-        if inner.get(key) is not None:
-            raise BenchError(f"{where}.adapter.{key}: set it on the joint entry itself")
-    unknown = sorted(set(data) - {"method", "adapter", "label", "train", "strategy", "regime"})
-    if unknown:
-        raise BenchError(f"{where}.{unknown[0]}: unknown key of a joint entry (expected: adapter, label, train)")
-    out = {**inner, "regime": "joint"}
-    out.pop("label", None)  # the inner label names the inner method, not the joint run
-    for key in ("label", "train", "strategy"):
-        if data.get(key) is not None:
-            out[key] = data[key]
-    return out
 
 
 def parse_method(data: Any, where: str) -> AdapterConfig:
@@ -37,8 +18,8 @@ def parse_method(data: Any, where: str) -> AdapterConfig:
         data = {"method": data}
     if not isinstance(data, dict) or "method" not in data:
         raise BenchError(f"{where}: expected a mapping with a 'method' key, got {data!r}")
-    if data["method"] == "joint" and "joint" not in ADAPTERS:
-        data = unwrap_legacy_joint(data, where)
+    if is_legacy_joint(data) and "joint" not in ADAPTERS:
+        data = unwrap_joint(data, where)
     cfg = ADAPTERS.get(data["method"], f"{where}.method").parse(data, where)
     cfg.strategy = parse_strategy(cfg.strategy, f"{where}.strategy")
     if cfg.regime is not None:

@@ -139,7 +139,11 @@ def read_task_yaml(path: Path, where: str, depth: int = 0) -> TaskYaml:
 
     Loader.add_constructor("!function", function)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506 (a SafeLoader)
+        loader = Loader(path.read_text(encoding="utf-8"))  # a SafeLoader: builds plain data only
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         raise BenchError(f"{where}: {path} is not a readable task YAML ({first_line(exc)})") from None
     if not isinstance(data, dict):

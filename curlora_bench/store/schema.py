@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config.legacy import upgrade_summary
 from ..core.errors import BenchError
 from ..core.metrics import MATRIX_METRICS
 from ..core.parse import from_dict, to_dict
@@ -244,16 +245,8 @@ class RunSummary:
 
     @staticmethod
     def upgrade(data: dict) -> dict:
-        """A summary written before regimes existed: joint training was the method `joint`
-        wrapping its adapter; read it as the adapter's entry with `regime: joint`."""
-        method = data.get("method")
-        if "regime" not in data and isinstance(method, dict) and method.get("method") == "joint" \
-                and isinstance(method.get("adapter"), dict):
-            inner = {k: v for k, v in method["adapter"].items() if k != "label"}
-            extra = {k: method[k] for k in ("train",) if method.get(k) is not None}
-            data = {**data, "regime": "joint", "method": {**inner, "label": method.get("label"), **extra,
-                                                          "regime": "joint"}}
-        return data
+        """A summary written before regimes existed, read as it is meant (`config.legacy`)."""
+        return upgrade_summary(data)
 
     def validate(self, where: str) -> None:
         n = len(self.tasks)  # one row per stage (joint fills one), one column per task
