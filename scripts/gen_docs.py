@@ -2,8 +2,8 @@
 
 `docs/reference/cli.md` is read from the Typer app (every command, argument and option with
 its help, through Click's API); `docs/reference/config.md` from the config schema
-(`reference_yaml()`). Nothing in them is written by hand, and tests/test_docs.py fails when
-either is stale.
+(`reference_sections()`: per section a table of its keys and an example). Nothing in them is
+written by hand, and tests/test_docs.py fails when either is stale.
 
     python scripts/gen_docs.py            # check: exit 1 naming the stale files
     python scripts/gen_docs.py --write    # rewrite them (also `make docs-gen`)
@@ -122,24 +122,31 @@ def cli_markdown() -> str:
 
 
 def config_markdown() -> str:
-    """The config reference page: every key, its default and its help, from the schema."""
-    from curlora_bench.config.reference import reference_yaml
+    """The config reference page: per section a table of its keys (type, default, meaning) and an
+    example, from the schema (`reference_sections()`)."""
+    from curlora_bench.config.reference import reference_sections
 
-    return "\n".join([
+    lines = [
         "# Config reference",
         "",
-        NOTICE.format(what="the config schema (reference_yaml())"),
+        NOTICE.format(what="the config schema (reference_sections())"),
         "",
-        "Every key of an experiment YAML, its default and what it means, generated from the",
-        "code's schema. `configs/seq.yaml` and `configs/ablation.yaml` are worked examples, and",
-        "`curlora-bench methods` lists the same method options. How the pieces fit together:",
+        "Every key of an experiment YAML, section by section: its type, its default and what it means,",
+        "generated from the code's schema, with an example below each section. `configs/seq.yaml` and",
+        "`configs/ablation.yaml` are whole worked examples, and `curlora-bench methods` lists the same",
+        "method options. How the pieces fit together:",
         "[Writing a config and a custom task](../guides/configs.md).",
-        "",
-        "```yaml",
-        reference_yaml().rstrip("\n"),
-        "```",
-        "",
-    ])
+    ]
+    for section in reference_sections():
+        lines += ["", f"{'#' * section.level} `{section.title}`" if section.id != "top" else f"## {section.title}",
+                  "", section.intro]
+        if section.keys:
+            lines += ["", "| key | type | default | meaning |", "|---|---|---|---|"]
+            lines += [f"| `{k.key}` | {_cell(k.type)} | {k.default or ' '} | {_cell(k.meaning) or ' '} |"
+                      for k in section.keys]
+        if section.example:
+            lines += ["", "For example:", "", "```yaml", section.example.rstrip("\n"), "```"]
+    return "\n".join(lines) + "\n"
 
 
 GENERATED = {CLI_MD: cli_markdown, CONFIG_MD: config_markdown}

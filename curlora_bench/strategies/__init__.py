@@ -5,8 +5,7 @@ from .base import (
     Strategy,
     make_strategy,
     parse_strategy,
-    reference_lines,
     strategy_suffix,
 )
 
-__all__ = ["STRATEGIES", "Strategy", "make_strategy", "parse_strategy", "reference_lines", "strategy_suffix"]
+__all__ = ["STRATEGIES", "Strategy", "make_strategy", "parse_strategy", "strategy_suffix"]

@@ -138,16 +138,3 @@ def strategy_suffix(options: dict[str, Any] | None) -> str:
     if not options:
         return ""
     return strategies()[options["name"]].suffix({k: v for k, v in options.items() if k != "name"})
-
-
-def reference_lines(indent: str) -> list[str]:
-    """The strategy options for the config reference."""
-    lines = [f"{indent[:-2]}# every entry above may also carry:",
-             f"{indent}strategy: null".ljust(33) + "# naive | {name: replay|ewc|l2, ...}, applied to its adapter"]
-    for name, cls in strategies().items():
-        lines.append(f"{indent}  name: {name}".ljust(33) + f"# {cls.help}")
-        for key, (_tp, default, help_) in cls.options_spec.items():
-            shown = "(required)" if default is None and key not in cls.optional else \
-                "null" if default is None else repr(default)
-            lines.append(f"{indent}    {key}: {shown}".ljust(33) + f"# {help_}")
-    return lines
