@@ -15,13 +15,16 @@ from ..adapters import ADAPTERS, AdapterConfig
 from ..core.errors import BenchError
 from ..core.parse import check_name, from_dict, positive, short_value, to_dict
 from ..core.protocol import Protocol
-from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig
+from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig, same_file
 from ..strategies import strategy_suffix
 from .grid import expand, grid_points, point_suffix, train_suffix
 from .identity import RunIdentity
 from .legacy import hashed_joint, is_legacy_joint, unwrap_joint
 from .methods import method_dict, parse_method, regime_of
 from .regimes import REGIMES
+
+# upper bounds of integer train settings: beyond them a run never ends (or never starts) in practice
+BOUNDS = {"epochs": 10_000, "batch_size": 1 << 20, "warmup_steps": 1 << 30}
 
 
 @dataclass
@@ -55,6 +58,10 @@ class TrainConfig:
     def validate(self, where: str) -> None:
         for key in ("epochs", "batch_size", "lr", "head_lr", "max_length", "limit"):
             positive(where, key, getattr(self, key))
+        for key, bound in BOUNDS.items():  # an integer the float check does not catch (10**30 epochs)
+            value = getattr(self, key)
+            if value is not None and value > bound:
+                raise BenchError(f"{where}.{key}: {value:,} is more than {bound:,}; a typo? (the run would not end)")
         for key in ("weight_decay", "warmup_steps", "max_grad_norm"):
             positive(where, key, getattr(self, key), allow_zero=True)
 
@@ -308,10 +315,12 @@ class ExperimentConfig:
         if isinstance(self.perplexity, list):
             if not self.perplexity:
                 raise BenchError("perplexity: the list is empty; give a corpus, or null for no perplexity")
-            names = [p.corpus or p.file for p in self.perplexity]
-            for i, n in enumerate(names):
-                if names.index(n) != i:
-                    raise BenchError(f"perplexity[{i}]: corpus {n!r} is listed twice")
+            for i, p in enumerate(self.perplexity):
+                for j, q in enumerate(self.perplexity[:i]):
+                    if (p.corpus is not None and p.corpus == q.corpus) or \
+                            (p.file is not None and q.file is not None and same_file(p.file, q.file)):
+                        raise BenchError(f"perplexity[{i}]: corpus {p.corpus or p.file!r} is listed twice (also "
+                                         f"perplexity[{j}]{'' if p.corpus or p.file == q.file else f' as {q.file!r}'})")
         if self.general is not None:
             check_general_names(self.general)
         if isinstance(self.target_modules, str) and self.target_modules != "auto":

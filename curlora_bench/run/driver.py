@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import yaml
@@ -41,10 +42,19 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     for note in code_notes(cfg.general):  # every entry checked first; then what the harness will import, said
         events.message(note)
     check_general(cfg.general, cfg.execution.cache_dir)  # the harness and its tasks: one line, before any file
-    check_writable(out)
-    check_trackers(cfg.execution.log, out)  # a tracking store that cannot be opened: one line, before any run
-    with FolderLock(out):  # a second run on this folder is refused, not interleaved
-        return _run_locked(cfg, out, events, fresh, force, executor)
+    made = not out.exists()
+    try:
+        check_writable(out)
+        check_trackers(cfg.execution.log, out)  # a tracking store that cannot be opened: one line, before any run
+        with FolderLock(out):  # a second run on this folder is refused, not interleaved
+            return _run_locked(cfg, out, events, fresh, force, executor)
+    except BenchError:
+        # input refused once the model was read (lengths it cannot take, a method that does not fit it):
+        # the folder this call made and left empty goes again, so a refused run leaves nothing behind
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool, force: bool,

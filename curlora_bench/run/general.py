@@ -313,6 +313,26 @@ def quiet():
             datasets.enable_progress_bars()
 
 
+@contextlib.contextmanager
+def no_environment_probe():
+    """`simple_evaluate` without the environment notes it adds to its results (which are not read
+    here): its git hash runs `git describe` unguarded, whose "fatal: not a git repository" reaches
+    stderr when the run is started outside a repository, and its environment report runs more
+    subprocesses."""
+    import lm_eval.evaluator as evaluator
+
+    saved = {k: getattr(evaluator, k) for k in ("get_git_commit_hash", "add_env_info") if hasattr(evaluator, k)}
+    if "get_git_commit_hash" in saved:
+        evaluator.get_git_commit_hash = lambda: None
+    if "add_env_info" in saved:
+        evaluator.add_env_info = lambda results: None
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(evaluator, k, v)
+
+
 def evaluate_general(model, tokenizer, general: GeneralConfig, specs: list) -> list[GeneralScore]:
     """Every task's metrics for `model` as it is now, by `lm_eval.simple_evaluate` (the global
     random generators put back afterwards)."""
@@ -322,7 +342,7 @@ def evaluate_general(model, tokenizer, general: GeneralConfig, specs: list) -> l
     from lm_eval.models.huggingface import HFLM
 
     py_state, np_state = random.getstate(), np.random.get_state()
-    with offline(), quiet(), torch.random.fork_rng(devices=[]):
+    with offline(), quiet(), no_environment_probe(), torch.random.fork_rng(devices=[]):
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=general.batch_size)
         results = simple_evaluate(model=lm, tasks=list(specs), num_fewshot=general.num_fewshot, limit=general.limit,
                                   bootstrap_iters=0, log_samples=False, task_manager=task_manager(needs_index(general)))

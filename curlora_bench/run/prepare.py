@@ -234,4 +234,9 @@ def check_lengths(cfg: ExperimentConfig, lm, protocol: Protocol) -> None:
     if limit is not None and cfg.train.max_length > limit:
         raise BenchError(f"train.max_length: {cfg.train.max_length} is longer than the {limit} positions of "
                          f"model {cfg.model}")
+    for i, t in enumerate(cfg.tasks):  # generation writes past the prompt: at least one prompt token, then these
+        new = protocol.overridden(t).max_new_tokens
+        if limit is not None and new is not None and bos + 1 + new > limit:
+            raise BenchError(f"tasks[{i}].max_new_tokens: {new:,} new tokens after a prompt of at least one token "
+                             f"do not fit the {limit:,} positions of model {cfg.model} (at most {limit - bos - 1:,})")
     check_windows(cfg, protocol, bos, limit)

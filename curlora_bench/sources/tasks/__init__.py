@@ -7,6 +7,7 @@ found by name in `EMBEDDED_TASKS` / `EMBEDDED_CORPORA` (filled on first lookup).
 from __future__ import annotations
 
 import dataclasses
+import os
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,11 @@ class TaskConfig:
             for key in ("train", "eval"):
                 if not getattr(self, key):
                     raise BenchError(f"{where}.{key}: required for format {self.format!r} (a file path)")
+        if self.val is not None and self.eval is not None and self.format != "embedded" and \
+                (self.val == self.eval if self.format == "hub" else same_file(self.val, self.eval)):
+            raise BenchError(f"{where}.val: {self.val!r} is the eval {'split' if self.format == 'hub' else 'file'}: "
+                             "a point selected on its eval rows would be reported on them; give other rows, or "
+                             "leave val unset (rows carved from train)")
 
 
     def validate_prompt(self, where: str) -> None:
@@ -158,6 +164,9 @@ class TaskConfig:
                 raise BenchError(f"{where}.choices: at least 2 non-empty answers, got {self.choices!r}")
             if len(set(self.choices)) != len(self.choices):
                 raise BenchError(f"{where}.choices: answers must differ, got {self.choices!r}")
+            if len({c.strip() for c in self.choices}) != len(self.choices):  # exact match compares them stripped
+                raise BenchError(f"{where}.choices: answers must differ beyond surrounding whitespace (exact match "
+                                 f"strips it, so one generation would match two labels), got {self.choices!r}")
             if self.num_classes is not None and self.num_classes != len(self.choices):
                 raise BenchError(f"{where}.num_classes: {self.num_classes}, but {len(self.choices)} choices")
             if self.target_prefix is not None:
@@ -169,6 +178,14 @@ class TaskConfig:
         if self.metric is not None and self.metric not in allowed:
             raise BenchError(f"{where}.metric: a {self.answer} task is scored by {' | '.join(allowed)}, "
                              f"got {self.metric!r}")
+
+
+def same_file(a: str, b: str) -> bool:
+    """Two spellings of one file (relative, `..`, a symlink, a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one is missing: compared as written, resolved (the reader names the missing one)
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def prompt_fields(template: str) -> list[str]:
