@@ -3,8 +3,9 @@
 `mkdocs build --strict` (tests/test_docs.py) proves the links resolve; only a browser shows
 whether a table or a figure fits the content column. This test builds the site into a temporary
 folder, serves it on 127.0.0.1 and loads every page in headless Chromium through Selenium; it
-fails when a table or an image is wider than the content column, or an image does not load
-(naturalWidth 0). A second test builds a tiny site made to overflow and checks that the same
+fails when a table or an image is wider than the content column, an image does not load
+(naturalWidth 0) or a formula is not rendered (KaTeX, vendored under docs/javascripts/katex/,
+renders what pymdownx.arithmatex marks; an error or no KaTeX at all fails). A second test builds a tiny site made to overflow and checks that the same
 measurement catches it, so a green run means the pages fit, not that nothing was measured.
 
 Chromium and its driver are Debian's `chromium` and `chromium-driver` (`make install` installs
@@ -44,8 +45,8 @@ CHROMIUM_FLAGS = (
 )
 
 # What one loaded page measures: the content column's inner width, every table's and image's
-# full width (a table Material makes scrollable still has its full scrollWidth), and every image
-# that did not load.
+# full width (a table Material makes scrollable still has its full scrollWidth), every image
+# that did not load and every formula KaTeX did not render.
 MEASURE_JS = """
 const article = document.querySelector('article.md-content__inner') || document.body;
 const style = getComputedStyle(article);
@@ -58,7 +59,10 @@ const tables = [...article.querySelectorAll('table')].map((t, i) => {
 const images = [...document.querySelectorAll('article img')].map((img, i) => ({
   index: i, src: img.getAttribute('src'), complete: img.complete, natural: img.naturalWidth,
   width: img.getBoundingClientRect().width}));
-return {column: column, innerWidth: window.innerWidth, tables: tables, images: images};
+const math = [...article.querySelectorAll('.arithmatex')]
+  .filter(el => !el.querySelector('.katex') || el.querySelector('.katex-error'))
+  .map(el => el.textContent.trim().slice(0, 40));
+return {column: column, innerWidth: window.innerWidth, tables: tables, images: images, math: math};
 """
 
 
@@ -138,12 +142,14 @@ def browser(tmp_path_factory):
 
 
 def measure(driver, url: str) -> dict:
-    """Load `url` and wait until its images have loaded or failed; its measurements."""
+    """Load `url` and wait until its images have loaded or failed and its math is rendered;
+    its measurements."""
     driver.get(url)
     driver.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not driver.execute_script(
-            "return document.readyState === 'complete' && [...document.images].every(i => i.complete);"):
+            "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"
+            " && [...document.querySelectorAll('.arithmatex')].every(m => m.querySelector('.katex, .katex-error'));"):
         time.sleep(0.05)
     return driver.execute_script(MEASURE_JS)
 
@@ -163,6 +169,7 @@ def problems(page: str, m: dict) -> list[str]:
             out.append(f"{page}: image {img['src']} did not load")
         elif img["width"] > column + 1:
             out.append(f"{page}: image {img['src']} is {img['width']:.0f} px wide, the column {column:.0f} px")
+    out += [f"{page}: the formula {tex!r} is not rendered" for tex in m["math"]]
     return out
 
 
@@ -189,23 +196,27 @@ def test_every_page_fits_the_content_column_at_1280px(tmp_path, serve, browser):
 
 
 def test_an_overflowing_page_fails(tmp_path, serve, browser):
-    """A tiny site with the project's stylesheet: a 30-column table and a missing image are
-    caught, a narrow table and a real image are not."""
+    """A tiny site with the project's stylesheet and math: a 30-column table, a missing image and
+    a formula KaTeX cannot read are caught; a narrow table, a real image and a formula are not."""
     docs = tmp_path / "docs"
     (docs / "stylesheets").mkdir(parents=True)
     shutil.copy(ROOT / "docs" / "stylesheets" / "extra.css", docs / "stylesheets" / "extra.css")
+    shutil.copytree(ROOT / "docs" / "javascripts", docs / "javascripts")
     png = next((ROOT / "results" / "published").glob("*/*.png"))
     shutil.copy(png, docs / "figure.png")
     wide = "| " + " | ".join(f"column{i}" for i in range(30)) + " |\n|" + "---|" * 30 + "\n| " + \
         " | ".join(f"0.{i:03d}_[0.700,_0.800]" for i in range(30)) + " |\n"
-    (docs / "index.md").write_text("# Fits\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![a figure](figure.png)\n")
+    (docs / "index.md").write_text("# Fits\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![a figure](figure.png)\n\n"
+                                   "$\\frac{1}{T}\\sum_j A_{j,j}$\n")
     (docs / "wide.md").write_text(f"# Too wide\n\n{wide}\n")
-    (docs / "broken.md").write_text('# A missing image\n\n<img src="missing.png" alt="gone">\n')
+    (docs / "broken.md").write_text('# A missing image\n\n<img src="missing.png" alt="gone">\n\n'
+                                    "$\\frac{1}$ and $x^2$\n")
     (tmp_path / "mkdocs.yml").write_text(textwrap.dedent("""\
         site_name: overflow
         theme: {name: material, font: false}
-        extra_css: [stylesheets/extra.css]
-        markdown_extensions: [tables, attr_list]
+        extra_css: [stylesheets/extra.css, javascripts/katex/katex.min.css]
+        extra_javascript: [javascripts/katex/katex.min.js, javascripts/math.js]
+        markdown_extensions: [tables, attr_list, {pymdownx.arithmatex: {generic: true}}]
         nav: [index.md, wide.md, broken.md]
         """))
     site = build_site(tmp_path / "mkdocs.yml", tmp_path / "site")
@@ -213,4 +224,6 @@ def test_an_overflowing_page_fails(tmp_path, serve, browser):
     found = {page: problems(page, measure(browser, base + page)) for page in site_pages(site)}
     assert found[""] == [], found[""]
     assert len(found["wide/"]) == 1 and "table 1 ('column0'...)" in found["wide/"][0], found["wide/"]
-    assert len(found["broken/"]) == 1 and "missing.png did not load" in found["broken/"][0], found["broken/"]
+    assert len(found["broken/"]) == 2, found["broken/"]
+    assert "missing.png did not load" in found["broken/"][0], found["broken/"]
+    assert "frac{1}" in found["broken/"][1] and "is not rendered" in found["broken/"][1], found["broken/"]
