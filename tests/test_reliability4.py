@@ -227,3 +227,62 @@ def test_general_scoring_outside_a_git_repository_writes_nothing_to_stderr(tmp_p
     assert {s.metric for s in scores} == {"acc"}
     err = capfd.readouterr().err
     assert "git" not in err and "fatal" not in err, err
+
+
+# ---- a damaged asset cache is found, not trusted ----------------------------------------------------
+
+@pytest.fixture
+def fake_model_asset(monkeypatch, tmp_path):
+    """An asset whose build writes a small safetensors file (no package to fetch)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from curlora_bench.sources import assets
+
+    builds = []
+
+    def build(files, out):
+        builds.append(out)
+        save_file({"w": torch.arange(4096, dtype=torch.float32)}, str(out / "model.safetensors"))
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setitem(assets.ASSETS._loaded(), "fake-model",
+                        assets.Asset("fake-model", "model", [], build, "a test model", "none", 0))
+    return tmp_path / "cache", builds
+
+
+def _cut(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("manifest", [True, False], ids=["manifest", "built-before-manifests"])
+def test_a_truncated_cached_model_file_is_found_and_built_again(fake_model_asset, manifest, cli):
+    from curlora_bench.sources import assets
+
+    cache, builds = fake_model_asset
+    folder = assets.ensure("fake-model", str(cache))
+    size = (folder / "model.safetensors").stat().st_size
+    assert (folder / assets.MANIFEST).is_file() and dict(assets.verify(str(cache)))["fake-model"] == "ok"
+    if not manifest:
+        (folder / assets.MANIFEST).unlink()
+    _cut(folder / "model.safetensors")
+    status = dict(assets.verify(str(cache)))["fake-model"]
+    assert status.startswith("damaged: model.safetensors is ") and "assets fetch fake-model" in status, status
+    code, out, _ = cli("assets", "verify", "--cache-dir", cache)
+    assert code == 1 and "fake-model damaged: model.safetensors" in " ".join(out.split()), out
+    code, out, err = cli("assets", "fetch", "fake-model", "--cache-dir", cache)  # found and built again
+    assert code == 0 and "asset fake-model: damaged in the cache (model.safetensors is " in " ".join(out.split())
+    assert len(builds) == 2 and (folder / "model.safetensors").stat().st_size == size
+    assert dict(assets.verify(str(cache)))["fake-model"] == "ok"
+
+
+def test_a_cached_file_of_the_right_size_but_other_bytes_fails_verify(fake_model_asset):
+    from curlora_bench.sources import assets
+
+    cache, _ = fake_model_asset
+    folder = assets.ensure("fake-model", str(cache))
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    assert dict(assets.verify(str(cache)))["fake-model"].startswith("damaged: model.safetensors checksum mismatch")

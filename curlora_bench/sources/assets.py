@@ -134,14 +134,82 @@ def is_ready(name: str, cache_dir: str | None = None) -> bool:
     return (asset_dir(name, cache_dir) / ".complete").is_file()
 
 
+MANIFEST = ".manifest.json"  # every built file's size and sha256, written before `.complete`
+
+
+def write_manifest(folder: Path) -> None:
+    import json
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    entries = {str(p.relative_to(folder)): [p.stat().st_size, sha256(p)] for p in files}
+    (folder / MANIFEST).write_text(json.dumps(entries, indent=1) + "\n")
+
+
+def damage(folder: Path, hashes: bool = False) -> str | None:
+    """What is wrong with a built asset folder (None: nothing found): a file of its manifest
+    missing or of another size (with `hashes`, another sha256), or, in a folder built before
+    manifests existed, a safetensors file shorter or longer than its own header says."""
+    import json
+
+    try:
+        entries = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        entries = None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"{MANIFEST} unreadable"
+    if isinstance(entries, dict):
+        for rel, (size, digest) in entries.items():
+            path = folder / rel
+            if not path.is_file():
+                return f"{rel} missing"
+            if path.stat().st_size != size:
+                return f"{rel} is {path.stat().st_size:,} bytes, built as {size:,}"
+            if hashes and sha256(path) != digest:
+                return f"{rel} checksum mismatch"
+        return None
+    for path in sorted(folder.rglob("*.safetensors")):
+        problem = safetensors_damage(path)
+        if problem:
+            return f"{path.relative_to(folder)} {problem}"
+    return None
+
+
+def safetensors_damage(path: Path) -> str | None:
+    """A safetensors file's size against its header (8-byte length, JSON with each tensor's
+    data offsets): a file cut short or padded is found without reading the tensors."""
+    import json
+    import struct
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > size:
+                return f"is {size:,} bytes, shorter than its header"
+            header = json.loads(f.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError):
+        return "has no readable safetensors header"
+    if 8 + n + end != size:
+        return f"is {size:,} bytes, its header says {8 + n + end:,}"
+    return None
+
+
 def ensure(name: str, cache_dir: str | None = None, console: Console | None = None,
            from_dir: Path | None = None) -> Path:
     """The built asset folder, fetching and building it first if needed."""
     asset = ASSETS.get(name)
     out = asset_dir(name, cache_dir)
-    if (out / ".complete").is_file():
-        return out
     console = console or Console(stderr=True)
+    if (out / ".complete").is_file():
+        problem = damage(out)
+        if problem is None:
+            return out
+        # a cut or damaged file (a disk that filled, a copy that stopped): built again, not trusted
+        console.print(f"asset {name}: damaged in the cache ({problem}); building it again")
+        with FileLock(out.with_name(out.name + ".lock")):
+            if damage(out) is not None:
+                (out / ".complete").unlink(missing_ok=True)
     cache = cache_root(cache_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     # processes that need the same asset at once (two runs, test workers) take turns: the first
@@ -156,6 +224,7 @@ def ensure(name: str, cache_dir: str | None = None, console: Console | None = No
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             asset.build(files, tmp)
+            write_manifest(tmp)
             (tmp / ".complete").write_text(specs + "\n")
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
@@ -177,6 +246,10 @@ def verify(cache_dir: str | None = None) -> list[tuple[str, str]]:
                 problems.append(f"{pkg.filename} checksum mismatch")
         if not is_ready(name, cache_dir):
             problems.append("not built")
+        else:
+            problem = damage(asset_dir(name, cache_dir), hashes=True)
+            if problem:
+                problems.append(f"damaged: {problem} (`curlora-bench assets fetch {name}` builds it again)")
         out.append((name, "ok" if not problems else "; ".join(problems)))
     return out
 
