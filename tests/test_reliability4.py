@@ -286,3 +286,38 @@ def test_a_cached_file_of_the_right_size_but_other_bytes_fails_verify(fake_model
     data[-1] ^= 0xFF
     (folder / "model.safetensors").write_bytes(bytes(data))
     assert dict(assets.verify(str(cache)))["fake-model"].startswith("damaged: model.safetensors checksum mismatch")
+
+
+def test_a_local_model_folder_with_cut_weights_is_one_line(tmp_path):
+    from curlora_bench.core.errors import BenchError
+    from curlora_bench.sources.models import load_model
+
+    lm = load_model("tiny-gpt2")
+    lm.model.save_pretrained(tmp_path / "m")
+    lm.tokenizer.save_pretrained(tmp_path / "m")
+    _cut(tmp_path / "m" / "model.safetensors")
+    with pytest.raises(BenchError, match=r"the weights in .* are damaged"):
+        load_model(str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("digest", [True, False], ids=["digest", "built-before-digests"])
+def test_a_probe_file_cut_short_is_built_again(monkeypatch, tmp_path, digest):
+    from curlora_bench.sources import assets, general
+
+    monkeypatch.setitem(assets.ASSETS._loaded(), "fake-data",
+                        assets.Asset("fake-data", "data", [], lambda files, out: None, "a test asset", "none", 0))
+    items = [{"id": f"x-{i}", "context": f"c {i}", "choices": ["a", "b", "c", "d"], "label": i % 4}
+             for i in range(general.PROBE_ITEMS)]
+    builds = []
+    monkeypatch.setitem(general.PROBES, "nyt_cloze", ("fake-data", lambda folder: builds.append(folder) or items))
+    cache = str(tmp_path / "cache")
+    general.probe_yaml("nyt_cloze", cache)
+    data = tmp_path / "cache" / "general" / "nyt_cloze.jsonl"
+    whole = data.read_text()
+    general.probe_yaml("nyt_cloze", cache)
+    assert len(builds) == 1  # intact: used as it is
+    if not digest:
+        data.with_name(data.name + ".sha256").unlink()
+    data.write_text("".join(whole.splitlines(keepends=True)[:3]))  # cut to 3 items
+    general.probe_yaml("nyt_cloze", cache)
+    assert len(builds) == 2 and data.read_text() == whole

@@ -150,9 +150,14 @@ def load_pretrained(path: str | os.PathLike, name: str, add_bos: bool | None) ->
         hub_logging.set_verbosity_error()
     except ImportError:
         pass
+    from safetensors import SafetensorError
+
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    except SafetensorError as exc:  # a weights file cut short or damaged
+        raise BenchError(f"model {name!r}: the weights in {path} are damaged ({first_line(exc)}); `curlora-bench "
+                         "assets verify` checks the cached ones, and `assets fetch` builds a damaged one again") from None
     except (OSError, ValueError) as exc:
         raise BenchError(
             f"model {name!r}: not a built-in name, and loading it as a local folder or hub id failed "

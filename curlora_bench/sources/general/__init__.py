@@ -102,6 +102,18 @@ PROBES: dict[str, tuple[str, Callable[[Path], list[dict]]]] = {
 }
 
 
+def probe_intact(data: Path, digest: Path) -> bool:
+    """A built probe's data as it was written: its recorded sha256, or (built before digests were
+    kept) `PROBE_ITEMS` whole JSON lines."""
+    if digest.is_file():
+        return digest.read_text(encoding="utf-8").strip() == assets.sha256(data)
+    try:
+        lines = data.read_text(encoding="utf-8").splitlines()
+        return len(lines) == PROBE_ITEMS and all(isinstance(json.loads(line), dict) for line in lines)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
 def probe_yaml(name: str, cache_dir: str | None = None) -> Path:
     """The task YAML of probe `name` in `<cache>/general/`, its data built first if missing."""
     if name not in PROBES:
@@ -109,12 +121,15 @@ def probe_yaml(name: str, cache_dir: str | None = None) -> Path:
     asset, build = PROBES[name]
     out = assets.cache_root(cache_dir) / "general"
     data, yaml_path = out / f"{name}.jsonl", out / f"{name}.yaml"
-    if not data.is_file():
+    digest = data.with_name(data.name + ".sha256")
+    if not data.is_file() or not probe_intact(data, digest):  # a file cut short or changed is built again
         out.mkdir(parents=True, exist_ok=True)
         items = build(assets.ensure(asset, cache_dir))
         tmp = data.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
+        digest.unlink(missing_ok=True)
         tmp.replace(data)
+        digest.write_text(assets.sha256(data) + "\n")
     template = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     text = template.replace("__DATA__", json.dumps(str(data)))
     if not yaml_path.is_file() or yaml_path.read_text(encoding="utf-8") != text:
