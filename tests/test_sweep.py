@@ -205,31 +205,46 @@ def test_matched_plasticity_verdict_on_a_case_with_a_known_answer():
     assert m.in_range and m.plasticity == pytest.approx(0.7) and m.n == 3
     assert math.exp(m.values["perplexity_drift"]) == pytest.approx(mid)
     assert m.differences["perplexity_drift"] == pytest.approx(math.log(1.0) - math.log(mid))
-    r = m.resampled["perplexity_drift"]
-    assert r.ci95[0] < m.differences["perplexity_drift"] < r.ci95[1] < 0 and r.p_better > 0.99
-    assert r.p_value == pytest.approx(2 / 27)  # as sure as resampling 3 seeds can be
-    assert m.p_in_range > 0.95 and r.draws > 1900
+    test, r = m.tests["perplexity_drift"], m.resampled["perplexity_drift"]
+    assert test.ci95[0] < test.mean < test.ci95[1] < 0 and test.agree == (0, 3, 3)
+    assert test.p_value == pytest.approx(0.25)  # all three seeds agree: the exact test's floor at n = 3
+    assert r.p_better > 0.99 and m.p_in_range > 0.95 and r.draws > 1900  # the bootstrap: descriptive only
     assert m.differences["forgetting"] == pytest.approx(0.0 - 0.03)
     out = next(x for x in to.matched if x.column == "cur-b" and x.other == "lora")
-    assert not out.in_range and out.p_in_range < 0.05  # 0.9 is beyond what LoRA reached
+    assert not out.in_range and out.seeds_in_range == 0 and out.p_in_range < 0.05  # 0.9 is beyond LoRA's reach
     # a point on LoRA's frontier: its difference straddles 0, neither side more likely
     even = tradeoff(_columns((("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04),
                               ("cur-mid", cur, 0.7, mid, 0.03))), draws=2000)
     m = next(x for x in even.matched if x.column == "cur-mid")
-    r = m.resampled["perplexity_drift"]
-    assert abs(m.differences["perplexity_drift"]) < 1e-9 and r.ci95[0] < 0 < r.ci95[1]
-    assert 0.2 < r.p_better < 0.8 and r.p_value > 0.3
+    test, r = m.tests["perplexity_drift"], m.resampled["perplexity_drift"]
+    assert abs(m.differences["perplexity_drift"]) < 1e-9 and test.ci95[0] < 0 < test.ci95[1]
+    assert 0.2 < r.p_better < 0.8 and test.p_value == 1.0
+
+
+def test_a_point_outside_the_frontier_in_one_seed_is_not_matched():
+    """Matched only where every seed lies within its seed's frontier: with the jitter rotated per
+    point, cur-edge's seeds sit at 0.61, 0.59, 0.60 against lora-a's 0.59, 0.60, 0.61, so only
+    seed 0 is in range and the row says 'not matched' with the seeds in range."""
+    lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
+    to = tradeoff(_columns((("lora-a", lora, 0.6, 1.1, 0.0), ("lora-b", lora, 0.8, 1.5, 0.0),
+                            ("cur-edge", cur, 0.6, 1.0, 0.0)), jitter=0.01), draws=200)
+    m = next(x for x in to.matched if x.column == "cur-edge")
+    assert not m.in_range and m.seeds_in_range == 1 and m.n == 3 and not m.tests
+    from curlora_bench.analysis.markdown import tradeoff_markdown
+
+    assert "cur-edge (0.600) vs lora (in range in 1 of 3 seeds" in tradeoff_markdown(to)
 
 
 def test_resampling_is_seeded_and_widens_with_fewer_seeds():
     lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
     spec = (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04), ("cur-a", cur, 0.7, 1.2, 0.0))
     a, b = (tradeoff(_columns(spec, jitter=0.03), draws=500) for _ in range(2))
-    ra, rb = (next(m for m in t.matched if m.column == "cur-a").resampled["perplexity_drift"] for t in (a, b))
-    assert ra == rb  # the same report twice: the same numbers
+    ma, mb = (next(m for m in t.matched if m.column == "cur-a") for t in (a, b))
+    assert ma.resampled == mb.resampled and ma.tests == mb.tests  # the same report twice: the same numbers
     many = tradeoff(_columns(spec, seeds=tuple(range(8)), jitter=0.03), draws=500)
-    rm = next(m for m in many.matched if m.column == "cur-a").resampled["perplexity_drift"]
-    assert rm.mde < ra.mde and rm.p_value < ra.p_value
+    mm = next(m for m in many.matched if m.column == "cur-a")
+    ta, tm = ma.tests["perplexity_drift"], mm.tests["perplexity_drift"]
+    assert math.isinf(ta.mde) and math.isfinite(tm.mde) and tm.p_value < ta.p_value
 
 
 def test_a_point_of_one_seed_stays_off_the_frontiers_so_the_rest_keep_their_intervals():
@@ -247,6 +262,7 @@ def test_a_point_of_one_seed_stays_off_the_frontiers_so_the_rest_keep_their_inte
     assert m.n == 3 and m.resampled["perplexity_drift"].ci95 == ref.resampled["perplexity_drift"].ci95
     c = next(x for x in to.matched if x.column == "lora-c")
     assert c.in_range and c.n == 1 and c.resampled["perplexity_drift"].ci95 is None
+    assert c.tests["perplexity_drift"].p_value is None and c.tests["perplexity_drift"].ci95 is None  # one seed: no test
     alone = tradeoff(thin + _columns((("cur-b", cur, 0.75, 1.0, 0.0),), seeds=(0,)), draws=0)
     assert alone.frontiers["lora"] == ["lora-c"] and not alone.notes  # every point one seed: as before
 
@@ -334,12 +350,13 @@ def test_matched_markdown_lists_unmatched_points_in_one_line():
     spec = (("lora-a", lora, 0.6, 1.1, 0.0), ("lora-b", lora, 0.8, 1.5, 0.0), ("cur-a", cur, 0.7, 1.0, 0.0),
             ("cur-b", cur, 0.9, 1.05, 0.0))
     text = tradeoff_markdown(tradeoff(_columns(spec), draws=200))
-    assert "| cur-a | lora | perplexity drift | 0.700 | 1.00 | ×1.285 | ×0.778 [" in text
+    assert "| cur-a | lora | perplexity drift | 0.700 | ×1.285 | ×0.778 [×0.763, ×0.794] | 3/3 less | 0.25 | 1 |" in text
+    assert "| cur-a | lora | forgetting | 0.700 | 0.000 | +0.000 [+0.000, +0.000] | 3/3 tied | 1 |" in text
     assert "| cur-b | lora |" not in text
-    assert text.rstrip().endswith("(not matched): lora-a (0.600) vs curlora; cur-b (0.900) vs lora.")
+    assert text.rstrip().endswith("range: lora-a (0.600) vs curlora; cur-b (0.900) vs lora.")
     single = [c for c in _columns(spec) if c.name in ("lora-b", "cur-a")]  # one point per family: no range
     text = tradeoff_markdown(tradeoff(single, draws=200))
-    assert "No point falls within another family's plasticity range" in text and "| point | vs |" not in text
+    assert "No point lies within another family's plasticity range" in text and "| point | vs |" not in text
 
 
 def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):

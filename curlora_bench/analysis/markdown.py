@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-from . import stats
 from .paired import quantity_name
 from .tradeoff import MATCHED, TradeOff, duration_paths
 
@@ -48,21 +47,36 @@ def section(title: str, header: list[str], rows: list[list]) -> list[str]:
             *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
+def agree_text(up: int, down: int, n: int, words: tuple[str, str] = ("more", "less")) -> str:
+    """How many of n seeds (or pairs) agree in sign: '5/5 more' (a tie counts for neither)."""
+    if not up and not down:
+        return f"{n}/{n} tied"
+    return f"{up}/{n} {words[0]}" if up >= down else f"{down}/{n} {words[1]}"
+
+
+def mde_cell(mde: float | None, n: int, log: bool) -> str:
+    if mde is None:
+        return "-"
+    return f"none at n = {n}" if math.isinf(mde) else mde_text(mde, log)
+
+
 def paired_markdown(t) -> str:
     """Each method minus the baseline on the runs they share (same seed and task order)."""
     lines = section(f"Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
                     "drift as method / baseline)",
-                    ["method", "quantity", "n", "difference [95% CI]", "p (paired t)", "p (Holm)", "MDE (80% power)"],
-                    [[d.column, quantity_name(d.quantity, t.score_word), d.n, "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
-                      p_text(d.p_value), p_text(d.p_holm), mde_text(d.mde, d.log)] for d in t.paired])
-    ns = [d.n for d in t.paired if d.n]
-    notes = ["Holm's adjustment runs over every p of this table. MDE: the smallest true difference a paired "
-             "t-test at α = 0.05 detects with 80% power at this n and this spread; a smaller one may well be "
-             "there, undetected, where the interval includes no difference."]
-    if ns and min(ns) < 6:
-        n = min(ns)
-        notes.append(f"With n = {n} pairs an exact sign-flip test cannot give p below "
-                     f"{stats.sign_flip_floor(n):.3g}; the t-test's smaller p values lean on normality.")
+                    ["method", "quantity", "n", "difference [95% CI]", "pairs agreeing", "p (exact)", "p (Holm)",
+                     "MDE"],
+                    [[d.column, quantity_name(d.quantity, t.score_word), d.n,
+                      "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
+                      agree_text(*d.agree, d.n, ("higher", "lower")) if d.n else "-",
+                      p_text(d.p_value), p_text(d.p_holm), mde_cell(d.mde, d.n, d.log)] for d in t.paired])
+    family = sum(d.p_value is not None for d in t.paired)
+    notes = [f"difference: mean of the per-pair differences with its 95% t-interval. p (exact): the exact "
+             f"two-sided sign-flip test of those differences (all 2^n sign patterns; never below 2/2^n, "
+             f"0.0625 at n = 5); Holm's adjustment runs over every p of this table ({family}). MDE: the smallest "
+             f"true difference this test detects with 80% power at α = 0.05/{family} (Holm's first step); "
+             "'none' where n pairs cannot reach that level at all. A smaller difference may well be there, "
+             "undetected, where the interval includes 0."]
     return "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
 
 
@@ -94,7 +108,7 @@ def _stat(s) -> str:
     return f"{s.mean:.3f}" + (f" [{s.ci95[0]:.3f}, {s.ci95[1]:.3f}]" if s.ci95 else "")
 
 
-def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None = None, word: str = "accuracy") -> str:
+def tradeoff_markdown(to: TradeOff, margin: float | None = None, word: str = "accuracy") -> str:
     """The trade-off per method point, each family's frontier, and the matched-plasticity verdict
     (`word`: what the final average averages, accuracy or score)."""
     corpus = f" on {to.drift_corpus}" if to.drift_corpus else ""
@@ -111,7 +125,7 @@ def tradeoff_markdown(to: TradeOff, effect: float = 0.02, margin: float | None =
                      f" | {p.trainable_parameters:,} | {'✓' if p.on_frontier else ''} |")
     lines += ["", *(f"_{n}_  " for n in to.notes)] if to.notes else []
     lines += duration_lines(to)
-    lines += matched_lines(to, effect, margin)
+    lines += matched_lines(to, margin)
     return "\n".join(lines) + "\n"
 
 
@@ -129,79 +143,95 @@ def duration_lines(to: TradeOff) -> list[str]:
     return lines
 
 
-def matched_lines(to: TradeOff, effect: float, margin: float | None) -> list[str]:
+def matched_lines(to: TradeOff, margin: float | None) -> list[str]:
     if len(to.frontiers) < 2:
         return []
-    resampled = "seeds" + (" and eval examples" if to.eval_resampled else "")
-    how = (f"{to.draws} draws resampling {resampled}, every frontier recomputed in each" if to.draws
-           else "not resampled: no intervals")
-    lines = ["", f"### At matched {to.axis} (the other family's frontier, interpolated; {how})", ""]
+    lines = ["", f"### At matched {to.axis} (seed by seed: each run against the other family's frontier through "
+             "the same seed's runs)", ""]
     inside = [m for m in to.matched if m.in_range]
     if not inside:
-        lines.append("No point falls within another family's plasticity range, so nothing is matched: a family "
-                     "measured at one setting spans a single plasticity; a grid over learning rates or ranks "
-                     "(configs/sweep.yaml) gives it a range.")
+        lines.append("No point lies within another family's plasticity range in every seed, so nothing is matched: "
+                     "a family measured at one setting spans a single plasticity; a grid over learning rates or "
+                     "ranks (configs/sweep.yaml) gives it a range.")
     else:
-        head = (f"| point | vs | quantity | at {to.axis} | P(in range) | theirs | difference [95% CI] | "
-                "P(better) | p | p (Holm) | MDE | seeds for " + f"{effect:g} |")
+        head = (f"| point | vs | quantity | at {to.axis} | theirs | difference [95% CI] | seeds agreeing | "
+                "p (exact) | p (Holm) | MDE | P(better), bootstrap |")
         if margin is not None:
             head += f" within ±{margin:g} (TOST) |"
         lines += [head, "|---" * (head.count("|") - 1) + "|"]
-    rows = [(m, q) for m in inside for q in MATCHED if q in m.differences]
-    holm = stats.holm([m.resampled[q].p_value if q in m.resampled else None for m, q in rows])
-    for (m, q), p_holm in zip(rows, holm):
+    rows = [(m, q) for m in inside for q in MATCHED if q in m.tests]
+    family = sum(m.tests[q].p_value is not None for m, q in rows)
+    for m, q in rows:
         log = q == "perplexity_drift"
-        r = m.resampled.get(q)
-        ci = r.ci95 if r else None
-        cells = [m.column, m.other, NAMES[q], f"{m.plasticity:.3f}",
-                 "-" if m.p_in_range is None else f"{m.p_in_range:.2f}", shown(m.values[q], log),
-                 with_ci(m.differences[q], ci, log), "-" if r is None else f"{r.p_better:.2f}",
-                 p_text(r.p_value if r else None), p_text(p_holm), mde_text(r.mde if r else None, log),
-                 seeds_needed(r, m.n, effect, log)]
+        test, r = m.tests[q], m.resampled.get(q)
+        cells = [m.column, m.other, NAMES[q], f"{m.plasticity:.3f}", shown(m.values[q], log),
+                 with_ci(test.mean, test.ci95, log), agree_text(*test.agree),
+                 p_text(test.p_value), p_text(test.p_holm), mde_cell(test.mde, test.n, log),
+                 "-" if r is None else f"{r.p_better:.2f}" + (f" of {m.p_in_range:.0%}" if m.p_in_range < 0.995 else "")]
         if margin is not None:
-            cells.append(tost(r, margin, log))
+            cells.append(tost(test.ci90, margin, log))
         lines.append("| " + " | ".join(cells) + " |")
     if inside:
-        lines += ["", "_difference: the point minus the other family at the point's plasticity (drift: the point's "
-                  "over theirs). P(in range): the share of draws in which the point lies within the other "
-                  "family's frontier; interval, P(better: less drift or forgetting) and p are over those "
-                  "draws; p is never below what resampling n seeds resolves, 2/n^n (0.074 at n = 3): at so few "
-                  "seeds the resampled interval rests on a handful of distinct seed draws and is approximate. "
-                  "Holm's adjustment runs over every p of this table. MDE: the smallest true difference "
-                  "detectable with 80% power at α = 0.05 (t quantiles at n - 1 degrees of freedom, the resampled "
-                  "standard error). seeds for E: the seeds per point at which E (drift: a relative change) "
-                  "would be detectable so, from the same spread._  "]
-    outside: dict[str, list[str]] = {}
+        lines += ["", "_difference: the mean over seeds of (the point's run minus the other family's frontier through "
+                  "the same seed's runs, at that run's plasticity; drift: the point's over theirs), with its 95% "
+                  "t-interval; theirs: the frontier's value there, mean over seeds. seeds agreeing: how many seeds' "
+                  "differences have the majority's sign (more: the point drifts or forgets more). p (exact): the "
+                  "exact two-sided sign-flip test of the per-seed differences (never below 2/2^n: 0.25 at n = 3, "
+                  f"0.0625 at n = 5); Holm's adjustment runs over every p of this table ({family}). MDE: the "
+                  f"smallest true difference this test detects with 80% power at α = 0.05/{family} (Holm's first "
+                  "step); 'none' where n seeds cannot reach that level at all (`curlora-bench plan` gives the seeds "
+                  "and eval examples a stated effect needs). P(better), bootstrap: the share of resampled draws "
+                  "(seeds" + (" and eval examples" if to.eval_resampled else "") + f", {to.draws} draws, every "
+                  "frontier recomputed) in which the point drifts or forgets less, over the draws in which it was "
+                  "in range ('of 87%': only that share was); descriptive, not a test._  "]
+    fallback = [f"{m.column} vs {m.other} ({m.mean_frontier} of {m.n})" for m in inside if m.mean_frontier]
+    if fallback:
+        lines += ["", "_Matched against the frontier of means in the seeds its points lack: " + "; ".join(fallback) + "._  "]
+    partly: dict[str, list[str]] = {}
+    beyond: dict[str, list[str]] = {}
     for m in to.matched:
-        if not m.in_range:
-            chance = f", in range in {m.p_in_range:.0%} of draws" if m.p_in_range else ""
-            outside.setdefault(f"{m.column} ({m.plasticity:.3f})", []).append(m.other + chance)
-    if outside:
-        lines += ["", "Out of the other family's plasticity range (not matched): " + "; ".join(
-            f"{point} vs {', '.join(others)}" for point, others in outside.items()) + "."]
+        if m.in_range:
+            continue
+        point = f"{m.column} ({m.plasticity:.3f})"
+        if m.seeds_in_range or (m.p_in_range or 0) >= 0.005:
+            share = f", {m.p_in_range:.0%} of bootstrap draws" if m.p_in_range is not None else ""
+            partly.setdefault(point, []).append(f"{m.other} (in range in {m.seeds_in_range} of {m.n} seeds{share})")
+        else:
+            beyond.setdefault(point, []).append(m.other)
+    if partly:
+        lines += ["", "Not matched, within the other family's plasticity range in some seeds only: " + "; ".join(
+            f"{point} vs {', '.join(others)}" for point, others in partly.items()) + "."]
+    if beyond:
+        lines += ["", "Outside the other family's plasticity range: " + "; ".join(
+            f"{point} vs {', '.join(others)}" for point, others in beyond.items()) + "."]
+    lines += curve_lines(to)
     return lines
 
 
-def seeds_needed(r, n: int, effect: float, log: bool) -> str:
-    """Seeds per point at which `effect` becomes detectable at 80% power, from the resampled
-    standard error scaled by sqrt(n / n') (t quantiles at n' - 1 degrees of freedom)."""
-    if r is None or r.mde is None or n < 2:
-        return "-"
-    e = math.log(1 + effect) if log else effect
-    per_seed_sd = r.mde / (stats.mde(1.0, n) or 1)  # the spread of one seed's difference
-    needed = stats.pairs_needed(per_seed_sd, e)
-    if needed is None:
-        return "-"
-    needed = max(needed, next(k for k in range(2, 100) if stats.resampling_floor(k) <= 0.05))  # p can get there
-    return f"≤{n}" if needed <= n else f"{needed}"
+def curve_lines(to: TradeOff) -> list[str]:
+    """Two families' fitted curves compared over their shared plasticity range (`analysis/curves.py`)."""
+    if not to.curves:
+        return []
+    lines = ["", f"### Over the shared {to.axis} range (per seed, a least-squares line per family; the mean "
+             "difference of the lines over the range)", "",
+             "| family | vs | quantity | range | points | difference [95% CI] | seeds agreeing | p (exact) | p (Holm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in to.curves:
+        log = c.quantity == "perplexity_drift"
+        lines.append(f"| {c.family} | {c.other} | {NAMES[c.quantity]} | {c.lo:.3f}–{c.hi:.3f} | "
+                     f"{c.points[0]}, {c.points[1]} | {with_ci(c.test.mean, c.test.ci95, log)} | "
+                     f"{agree_text(*c.test.agree)} | {p_text(c.test.p_value)} | {p_text(c.test.p_holm)} |")
+    lines += ["", "_difference: per seed, the family's fitted line minus the other's, averaged over the range "
+              "(drift: a ratio); exact sign-flip p over the seeds both fitted, Holm over this table._  "]
+    return lines
 
 
-def tost(r, margin: float, log: bool) -> str:
-    """Equivalence (two one-sided tests at 5%): the 90% interval inside ±margin (drift: ratio ×(1 ± m))."""
-    if r is None or r.ci90 is None:
+def tost(ci90: tuple[float, float] | None, margin: float, log: bool) -> str:
+    """Equivalence (two one-sided tests at 5%): the 90% t-interval inside ±margin (drift: ratio ×(1 ± m))."""
+    if ci90 is None:
         return "-"
     lo, hi = (math.log(1 - margin), math.log(1 + margin)) if log else (-margin, margin)
-    return "equivalent" if lo < r.ci90[0] and r.ci90[1] < hi else "not shown"
+    return "equivalent" if lo < ci90[0] and ci90[1] < hi else "not shown"
 
 
 def selection_markdown(selections, axis: str = "plasticity", word: str = "accuracy") -> str:

@@ -2,10 +2,12 @@
 
 Two runs pair when they have the same seed and the same task order (every method of an
 experiment runs the same seeds and orders, so their data subsets, heads and batch orders
-match); the difference per pair removes what the pair shares, which is why a paired t-test
-is the right test. Per quantity: the mean difference (method minus baseline), its 95%
-t-interval, the paired t-test p-value, its Holm-adjusted value over the whole table, the
-minimum detectable effect at this n and n, the number of pairs. Perplexity drift, a ratio, is
+match); the difference per pair removes what the pair shares. Per quantity: the mean difference
+(method minus baseline), its 95% t-interval, how many pairs agree in sign, the exact two-sided
+sign-flip (permutation) p of the differences (never below 2 / 2^n: a t-test's smaller p at a few
+pairs leans on normality the data cannot show), its Holm-adjusted value over the whole table, the
+exact test's minimum detectable effect after Holm (at alpha / m, `analysis/power.py`) and n, the
+number of pairs. Perplexity drift, a ratio, is
 compared on the log scale: the mean of log(drift_method / drift_baseline), shown as a ratio.
 """
 
@@ -17,6 +19,7 @@ from ..core import metrics
 from ..core.errors import BenchError
 from ..core.metrics import TASK_METRICS
 from . import stats
+from .points import SeedTest
 
 # summary.metrics keys compared, with their report names
 QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forgetting",
@@ -37,10 +40,12 @@ class PairedDifference:
     n: int  # pairs
     mean: float | None  # column minus baseline (a ratio: the mean log ratio)
     ci95: tuple[float, float] | None
-    p_value: float | None  # two-sided paired t-test
+    p_value: float | None  # exact two-sided sign-flip test of the per-pair differences
     p_holm: float | None = None  # Holm-adjusted over every difference of the table
-    mde: float | None = None  # smallest true difference detectable at 80% power at this n
+    mde: float | None = None  # smallest true difference the exact test detects at 80% power after Holm (inf: none)
     log: bool = False  # mean and interval are of log ratios (show exp: a ratio)
+    agree: tuple[int, int] = (0, 0)  # pairs above 0, below 0
+    sd: float | None = None  # of one pair's difference
 
 
 def pair_key(summary) -> tuple:
@@ -74,12 +79,14 @@ def paired_differences(columns: list, baseline: str | None) -> tuple[str | None,
             a, b = [ours[k] for k in keys], [theirs[k] for k in keys]
             if q in LOG:
                 a, b = stats.log_values(a), stats.log_values(b)
-            mean, ci, p = metrics.paired_difference(a, b)
-            sd = metrics.mean_std([x - y for x, y in zip(a, b)])[1]
-            out.append(PairedDifference(col.name, base.name, q, len(keys), mean, ci, p,
-                                        mde=stats.mde(sd, len(keys)), log=q in LOG))
+            test = SeedTest.of([x - y for x, y in zip(a, b)])
+            up, down, _ = test.agree
+            out.append(PairedDifference(col.name, base.name, q, len(keys), test.mean, test.ci95, test.p_value,
+                                        log=q in LOG, agree=(up, down), sd=test.sd))
+    family = sum(d.p_value is not None for d in out)
     for d, adjusted in zip(out, stats.holm([d.p_value for d in out])):
         d.p_holm = adjusted
+        d.mde = None if d.sd is None else stats.exact_mde(d.sd, d.n, 0.05 / max(1, family))
     return base.name, out
 
 

@@ -78,30 +78,74 @@ class Point:
 
 
 @dataclass
-class Resampled:
-    """One matched quantity's resampling: over the draws in which the point was in range."""
+class SeedTest:
+    """The exact test of one comparison from its per-seed differences: the primary statistic of every
+    matched row, curve comparison and paired difference (on the analysis scale: log ratios for drift).
 
-    ci95: tuple[float, float] | None  # of the difference (X minus Y; log ratio for drift)
-    ci90: tuple[float, float] | None  # for an equivalence test (TOST) against a margin
-    p_better: float | None  # P(X forgets less than Y at X's plasticity)
-    p_value: float | None  # two-sided bootstrap p, 2 min(P(diff < 0), P(diff > 0)), never below the resampling's floor
-    mde: float | None  # smallest true difference detectable at 80% power at this n (t quantiles, resampled SE)
+    The estimate is the mean of the differences; the interval a t-interval on them; p the exact
+    two-sided sign-flip (permutation) p, which never goes below 2 / 2^n."""
+
+    diffs: list[float]
+    mean: float
+    sd: float | None  # standard deviation of one difference (None for one)
+    ci95: tuple[float, float] | None  # t-interval of the mean
+    ci90: tuple[float, float] | None  # for an equivalence test (two one-sided tests at 5%)
+    p_value: float | None  # exact sign-flip, two-sided
+    p_holm: float | None = None  # Holm-adjusted over the table it is printed in
+    mde: float | None = None  # the smallest true difference it detects at 80% power after Holm (inf: none at n)
+
+    @classmethod
+    def of(cls, diffs: list[float]) -> SeedTest:
+        n = len(diffs)
+        mean = float(np.mean(diffs))
+        if n < 2:
+            return cls(list(diffs), mean, None, None, None, None)
+        sd = float(np.std(diffs, ddof=1))
+        ci = (mean - stats.t_half_width(sd, n), mean + stats.t_half_width(sd, n))
+        ci90 = (mean - stats.t_half_width(sd, n, 0.90), mean + stats.t_half_width(sd, n, 0.90))
+        return cls(list(diffs), mean, sd, ci, ci90, stats.sign_flip_p(diffs))
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def agree(self) -> tuple[int, int, int]:
+        """(seeds above 0, below 0, n)."""
+        return stats.agreeing(self.diffs)
+
+
+@dataclass
+class Resampled:
+    """One matched quantity's bootstrap (seeds and, where kept, eval examples; every frontier
+    recomputed per draw): descriptive only, never a p-value. Over the draws in which the point
+    lay within the other family's frontier (`draws` of them; `Matched.p_in_range` their share)."""
+
+    p_better: float | None  # share of those draws in which X forgets less than Y at X's plasticity
     draws: int  # draws in range
+    ci95: tuple[float, float] | None = None  # percentile interval of the drawn differences (descriptive)
 
 
 @dataclass
 class Matched:
-    """Point `column` of family X against family `other` at the point's plasticity."""
+    """Point `column` of family X against family `other` at the point's plasticity, seed by seed:
+    each seed's run of the point against the other family's frontier drawn through the same seed's
+    runs (the frontier's means where one of its points lacks that seed: `mean_frontier` seeds).
+    Matched (`in_range`) only where every seed of the point lies within its seed's frontier."""
 
     column: str
     other: str
-    plasticity: float
+    plasticity: float  # the point's mean plasticity
     in_range: bool
-    n: int = 0  # the fewest seeds among the point and the other family's frontier
-    values: dict[str, float] = field(default_factory=dict)  # quantity -> Y's value there (analysis scale)
-    differences: dict[str, float] = field(default_factory=dict)  # X - Y (log ratio for drift)
-    p_in_range: float | None = None  # over the draws
+    n: int = 0  # the point's seeds (with plasticity)
+    seeds_in_range: int = 0
+    mean_frontier: int = 0  # seeds matched against the frontier of means (the frontier lacks the seed)
+    values: dict[str, float] = field(default_factory=dict)  # quantity -> Y's value there, mean over seeds
+    differences: dict[str, float] = field(default_factory=dict)  # X - Y, mean over seeds (log ratio for drift)
+    tests: dict[str, SeedTest] = field(default_factory=dict)  # quantity -> exact test of the per-seed differences
+    p_in_range: float | None = None  # share of bootstrap draws in range
     resampled: dict[str, Resampled] = field(default_factory=dict)
+    eval_se: dict[str, float] = field(default_factory=dict)  # quantity -> standard error from eval examples alone
 
 
 @dataclass
@@ -115,6 +159,8 @@ class TradeOff:
     eval_resampled: bool = False  # eval examples were resampled too (every run kept its scores)
     draws: int = 0
     notes: list[str] = field(default_factory=list)
+    eval_examples: int | None = None  # eval examples per task (the fewest), where they were resampled
+    curves: list = field(default_factory=list)  # `curves.CurveComparison`s: fitted curves over a shared range
 
     @property
     def frontier_quantity(self) -> str:
@@ -217,3 +263,50 @@ def interpolate(front: list[Point], x: float, quantity: str) -> float | None:
     if any(p.stats[quantity] is None for p in front):
         return None
     return interpolate_at([(p.stats["plasticity"].mean, p.stats[quantity].mean) for p in front], x)
+
+
+# ---- matching seed by seed: the exact test's differences -------------------------------------------
+
+def seed_curve(front: list[Point], key: tuple, quantity: str) -> list[tuple[float, float]] | None:
+    """The frontier through one seed's runs, (plasticity, quantity) sorted by plasticity; None where
+    a frontier point lacks that seed's run."""
+    curve = []
+    for f in front:
+        run = next((r for r in f.runs if r.key == key and r.values["plasticity"] is not None
+                    and r.values.get(quantity) is not None), None)
+        if run is None:
+            return None
+        curve.append((run.values["plasticity"], run.values[quantity]))
+    return sorted(curve)
+
+
+def match_by_seed(point: Point, front: list[Point], other: str) -> Matched:
+    """`point` against the frontier `front` of family `other`, seed by seed (see `Matched`)."""
+    runs = [r for r in point.runs if r.values["plasticity"] is not None]
+    m = Matched(point.column, other, point.stats["plasticity"].mean, in_range=False, n=len(runs))
+    inside: set[tuple] = set()
+    for q in MATCHED:
+        if point.stats[q] is None or any(f.stats[q] is None for f in front):
+            continue
+        means = [(f.stats["plasticity"].mean, f.stats[q].mean) for f in front]
+        diffs, theirs, lacking = [], [], 0
+        for r in runs:
+            curve = seed_curve(front, r.key, q)
+            if curve is None:
+                lacking += 1
+                curve = means
+            y = interpolate_at(curve, r.values["plasticity"]) if r.values.get(q) is not None else None
+            if y is not None:
+                inside.add(r.key)
+                diffs.append(r.values[q] - y)
+                theirs.append(y)
+        m.mean_frontier = max(m.mean_frontier, lacking)
+        if diffs and len(diffs) == len(runs):
+            m.tests[q] = SeedTest.of(diffs)
+            m.values[q] = float(np.mean(theirs))
+            m.differences[q] = m.tests[q].mean
+    m.seeds_in_range = len(inside)
+    m.in_range = bool(m.tests) and m.seeds_in_range == m.n
+    if not m.in_range:
+        m.tests, m.values, m.differences = {}, {}, {}
+    return m

@@ -71,7 +71,6 @@ class Table:
     paired: list[PairedDifference] = field(default_factory=list)
     orders: list[OrderSpread] = field(default_factory=list)  # order vs seed spread, columns with > 1 order
     mcnemar: list[ExamplePairs] = field(default_factory=list)  # example by example, where runs kept their scores
-    effect: float = 0.02  # the effect of interest for "seeds needed" (drift: a relative change)
     margin: float | None = None  # an equivalence margin (TOST) for the matched verdict
     selections: list[Selection] = field(default_factory=list)  # `--select-on validation`
     # the baseline column's title: the majority class, or (prompted tasks present) a baseline of either kind
@@ -116,7 +115,6 @@ class Options:
     plasticity: str = "absolute"  # or "gain": over head-only at the same head learning rate
     drift_corpus: str | None = None  # the trade-off's drift corpus (default: the primary)
     draws: int = DRAWS  # resampling draws of the matched verdict
-    effect: float = 0.02  # for "seeds needed"
     margin: float | None = None  # for an equivalence test
     select_on: str | None = None  # "validation": per family, the point that does best on validation
     forgetting: str = "perplexity"  # the trade-off's forgetting axis: perplexity | general | tasks
@@ -180,7 +178,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
         if not selections:
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
-                 example_pairs(columns, base, scores), options.effect, options.margin, selections,
+                 example_pairs(columns, base, scores), options.margin, selections,
                  "baseline" if first.zero_shot else "majority", metrics.score_word(first.metric))
 
 
@@ -323,7 +321,7 @@ def to_markdown(t: Table) -> str:
     text += mcnemar_markdown(t) if t.mcnemar else ""
     text += orders_markdown(t) if t.orders else ""
     if t.tradeoff and len(t.tradeoff.frontiers) > 1:
-        text += tradeoff_markdown(t.tradeoff, t.effect, t.margin, t.score_word)
+        text += tradeoff_markdown(t.tradeoff, t.margin, t.score_word)
     text += selection_markdown(t.selections, t.tradeoff.axis, t.score_word) if t.selections else ""
     return text
 
@@ -341,13 +339,12 @@ def to_csv(t: Table) -> str:
                         row.baseline, None, len(c.failed)])
     for m in t.tradeoff.matched if t.tradeoff else []:
         col = next(c for c in t.columns if c.name == m.column)
-        for q, diff in m.differences.items():
-            r = m.resampled.get(q)
-            lo, hi = r.ci95 if r and r.ci95 else (None, None)
+        for q, test in m.tests.items():
+            lo, hi = test.ci95 or (None, None)
             scale = " (log ratio)" if q == "perplexity_drift" else ""
-            w.writerow([f"{q}{scale} minus {m.other}'s at matched {t.tradeoff.axis} {m.plasticity:.3f}", m.column,
-                        col.settings_hash, diff, None, m.n, lo, hi, None, r.p_value if r else None,
-                        len(col.failed)])
+            w.writerow([f"{q}{scale} minus {m.other}'s at matched {t.tradeoff.axis} {m.plasticity:.3f} (exact "
+                        "sign-flip p, t-interval)", m.column, col.settings_hash, test.mean, test.sd, test.n, lo, hi,
+                        None, test.p_value, len(col.failed)])
     for o in t.orders:
         col = next(c for c in t.columns if c.name == o.column)
         w.writerow([f"{o.quantity} sd across orders", o.column, col.settings_hash, o.order_sd, None, o.orders,
@@ -390,6 +387,8 @@ def tradeoff_json(to: TradeOff) -> dict:
                     "stats": {q: dataclasses.asdict(s) if s else None for q, s in p.stats.items()}}
                    for p in to.points],
         "matched": [dataclasses.asdict(m) for m in to.matched],
+        "curves": [dataclasses.asdict(c) for c in to.curves],
+        "eval_examples": to.eval_examples,
     }
 
 

@@ -7,17 +7,18 @@ accuracy, forgetting, perplexity drift (on the log scale: a ratio) and trainable
 each as a mean with its 95% t-interval over seeds. Per method family the Pareto frontier keeps
 the points no other point of the family beats on both plasticity (higher) and drift (lower).
 
-The matched-plasticity verdict reads, for each point of family X, the log drift and the
-forgetting family Y reaches at the same plasticity, interpolated linearly along Y's frontier,
-and the difference. Its uncertainty comes from resampling (`resample`): in each draw every
-point's seeds are resampled (the same draw for points that share their seeds, so pairing is
-kept), every run's eval examples too when the runs kept their per-example scores (the same
-examples for every run), each point's deviation expanded by sqrt(n/(n-1)) for the small-sample
-narrowness of the bootstrap (Hesterberg 2015), then every frontier is recomputed and the point
-matched again. So the interval carries the noise of both coordinates of every point, of the
-interpolation weights and of which points make a frontier. Reported per point and family: the
-observed difference, its 95% interval, the probability that the point is inside the other
-family's range, that it is better, a two-sided bootstrap p, and the minimum detectable effect.
+The matched-plasticity verdict compares, seed by seed, each run of a point of family X with
+family Y's frontier drawn through the same seed's runs, at that run's plasticity (linear
+interpolation along the frontier; log drift for drift): one difference per seed. The primary
+statistics are on those differences (`points.match_by_seed`, `SeedTest`): their mean, a
+t-interval, the exact two-sided sign-flip p (Holm-adjusted over the table where printed) and how
+many seeds agree in sign. A point is matched only where every seed lies within its seed's
+frontier. The bootstrap (`resample`: seeds and eval examples resampled, every frontier
+recomputed per draw) adds descriptive numbers only: the share of draws in range and P(better);
+an eval-examples-only bootstrap gives the eval-example standard error that more seeds cannot
+remove (`analysis/power.py` turns both into the power of the test that is run). Where both
+families have at least three points over a shared range, `analysis/curves.py` compares their
+fitted curves over it, seed by seed, with the same exact test.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core import metrics
+from . import stats
+from .curves import compare_curves
 from .points import (
     DRAWS,
     FORGETTING,
@@ -43,6 +46,7 @@ from .points import (
     head_lr,
     interpolate,
     interpolate_at,
+    match_by_seed,
     point_of,
 )
 from .resampling import resample
@@ -87,23 +91,8 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
             p.on_frontier = True
     # a family without plasticity (joint training: one stage) has no frontier to be matched on
     others = [f for f in families if fronts[f]]
-    matched = []
-    for p in points:
-        px = p.stats["plasticity"]
-        if px is None:
-            continue
-        for other in others:
-            if other == p.family:
-                continue
-            m = Matched(p.column, other, px.mean, in_range=False)
-            for q in MATCHED:
-                y = interpolate(fronts[other], px.mean, q)
-                if y is not None and p.stats[q] is not None:
-                    m.in_range = True
-                    m.n = min([p.stats[q].n] + [f.stats[q].n for f in fronts[other]])
-                    m.values[q] = y
-                    m.differences[q] = p.stats[q].mean - y
-            matched.append(m)
+    matched = [match_by_seed(p, fronts[other], other) for p in points if p.stats["plasticity"] is not None
+               for other in others if other != p.family]
     unscored = [p.column for p in points if any(not r.scores for r in p.runs if r.values["plasticity"] is not None)]
     eval_resampled = bool(scores) and not unscored
     if scores and unscored and draws:  # some runs kept their per-example scores, not all
@@ -112,9 +101,22 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
     to = TradeOff(points, {f: [p.column for p in front] for f, front in fronts.items()}, matched,
                   "gain over head-only" if plasticity == "gain" else "plasticity", corpus, forgetting, eval_resampled,
                   draws, notes)
+    to.curves = compare_curves(points, others)
+    adjust(to)
     if draws:
         resample(to, draws, seed)
     return to
+
+
+def adjust(to: TradeOff) -> None:
+    """Holm's adjustment over each table's exact p (the matched rows; the curve comparisons), and
+    each test's MDE at Holm's first step, alpha / (the table's tests)."""
+    for tests in ([m.tests[q] for m in to.matched if m.in_range for q in MATCHED if q in m.tests],
+                  [c.test for c in to.curves]):
+        family = sum(t.p_value is not None for t in tests)
+        for t, p_holm in zip(tests, stats.holm([t.p_value for t in tests])):
+            t.p_holm = p_holm
+            t.mde = None if t.sd is None else stats.exact_mde(t.sd, t.n, 0.05 / max(1, family))
 
 
 def duration_paths(to: TradeOff) -> list[list[Point]]:

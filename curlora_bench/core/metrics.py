@@ -10,6 +10,7 @@ This module imports nothing else from the package; adapters declare their own ro
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -64,11 +65,17 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     n = len(values)
     if n < 2:
         return None
+    m, s = mean_std(values)
+    half = t_quantile((1 + confidence) / 2, n - 1) * s / math.sqrt(n)
+    return m - half, m + half
+
+
+@functools.cache
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile (scipy's), remembered: the report asks for the same few many times."""
     from scipy import stats
 
-    m, s = mean_std(values)
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * s / math.sqrt(n)
-    return m - half, m + half
+    return float(stats.t.ppf(q, df))
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple[float, float] | None,

@@ -1,0 +1,61 @@
+"""`curlora-bench plan`: from pilot runs, the seeds and eval examples the exact test needs to detect
+an effect at the power asked, for every comparison the report would print (`analysis/power.py`)."""
+
+from __future__ import annotations
+
+import math
+
+from .markdown import NAMES, mde_cell, ratio, with_ci
+from .points import MATCHED
+from .power import Design, design
+
+
+def effect_text(effect: float, log: bool) -> str:
+    return ratio(math.exp(effect)) if log else f"{effect:.3f}"
+
+
+def _needs(d: Design) -> tuple[str, str]:
+    here = "over 1000" if d.seeds_here is None else str(d.seeds_here)
+    if not d.with_examples:
+        return here, "-"
+    cells = [f"{size:,}: {'-' if n is None else n}" for size, n in d.with_examples.items()]
+    return here, "; ".join(cells)
+
+
+def plan_markdown(to, effect: float | None = None, power: float = 0.8, alpha: float = 0.05) -> str:
+    """The design table: per matched row (and curve comparison) of the trade-off `to`, the effect
+    (`effect`: forgetting in accuracy, drift as a relative change; None: each row's observed
+    difference), the spread it had, its MDE now, and the seeds needed with and without eval noise."""
+    rows = [(f"{m.column} vs {m.other} at {m.plasticity:.3f}", q, m.tests[q], m.eval_se.get(q))
+            for m in to.matched if m.in_range for q in MATCHED if q in m.tests]
+    rows += [(f"{c.family} vs {c.other} over {c.lo:.3f}–{c.hi:.3f} (curves)", c.quantity, c.test, None)
+             for c in to.curves]
+    matched_family = sum(t.p_value is not None for _, _, t, _ in rows[:len(rows) - len(to.curves)])
+    curve_family = sum(c.test.p_value is not None for c in to.curves)
+    out = [f"| comparison | quantity | n | observed [95% CI] | effect | MDE now | seeds for it (these eval examples) | "
+           f"seeds for it with eval-example noise, by eval examples per task (now {to.eval_examples or '-'}) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for k, (name, q, test, eval_se) in enumerate(rows):
+        log = q == "perplexity_drift"
+        family = matched_family if k < len(rows) - len(to.curves) else curve_family
+        wanted = abs(test.mean) if effect is None else (math.log(1 + effect) if log else effect)
+        d = design(test, wanted, family, eval_se, to.eval_examples, alpha, power)
+        if d is None:
+            out.append(f"| {name} | {NAMES[q]} | {test.n} | {with_ci(test.mean, test.ci95, log)} | "
+                       f"{effect_text(wanted, log)} | - | - (one seed: no spread) | - |")
+            continue
+        here, with_eval = _needs(d)
+        out.append(f"| {name} | {NAMES[q]} | {test.n} | {with_ci(test.mean, test.ci95, log)} | "
+                   f"{effect_text(wanted, log)} | {mde_cell(d.mde_seeds, test.n, log)} | {here} | {with_eval} |")
+    notes = [f"The exact two-sided sign-flip test at power {power:g}, at α = {alpha:g} / the table's tests "
+             f"(Holm's first step: {matched_family} matched rows" + (f", {curve_family} curve comparisons" if to.curves else "")
+             + "). effect: " + ("each row's observed difference" if effect is None else
+                                f"{effect:g} (forgetting: in accuracy; drift: a relative change)")
+             + ". seeds for it: from the spread of one seed's difference, on the same eval examples as now (the "
+             "test's claim is about those examples). With eval-example noise (a claim about the task): the "
+             "standard error from resampling the eval examples, scaled to N examples per task; '-' where "
+             "that noise alone hides the effect whatever the seeds. Drift has no eval-example noise of its "
+             "own (only through where the point sits on the plasticity axis)."]
+    if not rows:
+        return "No comparison to plan: no point is matched within another family's range in every seed.\n"
+    return "\n".join(out) + "\n\n" + "\n".join(f"_{n}_" for n in notes) + "\n"
