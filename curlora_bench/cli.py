@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from enum import Enum
@@ -134,6 +135,8 @@ def report(
     from .analysis.report import Options, render
     from .store.folders import find_runs, write_atomic
 
+    if margin is not None and not math.isfinite(margin):  # inf passes min=0, and breaks the arithmetic
+        raise BenchError(f"--margin: must be a finite number, got {margin}")
     paths = results or sorted(p for p in Path("results").glob("*") if p.is_dir())
     if not paths:
         raise BenchError("no results folders given and none under results/")
@@ -147,6 +150,10 @@ def report(
         hint = "" if drift_corpus != primary else " (that is the primary corpus: leave the option out)"
         raise BenchError(f"--drift-corpus {drift_corpus!r}: no run measured it as a further corpus{hint} (they "
                          f"measured: {', '.join(sorted(corpora)) or 'the primary corpus only'})")
+    if plasticity.value == "gain" and not any(r.summary.method.get("method") == "head-only"
+                                              and r.summary.regime == "sequential" for r in runs):
+        raise BenchError("--plasticity gain: no head-only run among these, and the gain is over head-only at the "
+                         "same head learning rate (run a head-only method too, or leave the option out)")
     if forgetting.value == "general" and not any(r.summary.general for r in runs):
         raise BenchError("--forgetting general: no run measured general ability (set `general:` in the config)")
     options = Options(baseline, plasticity.value, drift_corpus, draws, margin,

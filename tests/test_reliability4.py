@@ -321,3 +321,65 @@ def test_a_probe_file_cut_short_is_built_again(monkeypatch, tmp_path, digest):
     data.write_text("".join(whole.splitlines(keepends=True)[:3]))  # cut to 3 items
     general.probe_yaml("nyt_cloze", cache)
     assert len(builds) == 2 and data.read_text() == whole
+
+
+# ---- report: hostile options and damaged run files ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, toy_data):
+    """One finished two-method experiment (LoRA, CURLoRA; two stages)."""
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.run.driver import run_experiment
+
+    d = tmp_path_factory.mktemp("finished")
+    (d / "exp.yaml").write_text(yaml.safe_dump(tiny_config(toy_data)))
+    cfg, _ = load_config(d / "exp.yaml")
+    run_experiment(cfg, d / "out")
+    return d / "out"
+
+
+@pytest.fixture
+def results(finished, tmp_path):
+    shutil.copytree(finished, tmp_path / "out")
+    return tmp_path / "out"
+
+
+def _summary(results, change) -> None:
+    import json
+
+    path = results / "lora-r2" / "seed-0" / "summary.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _predictions(results, data: bytes) -> None:
+    path = results / "lora-r2" / "seed-0" / "predictions.jsonl"
+    path.write_bytes(data(path.read_bytes()))
+
+
+REPORT_CASES = {
+    "--margin inf": (None, ["--margin", "inf"], "--margin: must be a finite number, got inf"),
+    "--plasticity gain without head-only": (None, ["--plasticity", "gain"], "--plasticity gain: no head-only run"),
+    "accuracy 7.0 in a summary": (lambda r: _summary(r, lambda d: d["accuracy_matrix"][0].__setitem__(0, 7.0)), [],
+                                  "accuracy_matrix[0][0]: 7.0 is not a score in [0, 1]"),
+    "accuracy -0.5 in a summary": (lambda r: _summary(r, lambda d: d["accuracy_matrix"][1].__setitem__(1, -0.5)), [],
+                                   "accuracy_matrix[1][1]: -0.5 is not a score in [0, 1]"),
+    "NaN accuracy in a summary": (lambda r: _summary(r, lambda d: d["accuracy_matrix"][1].__setitem__(0, float("nan"))),
+                                  [], "accuracy_matrix[1][0]: expected a number, got nan"),
+    "a baseline of 2 in a summary": (lambda r: _summary(r, lambda d: d["majority_baseline"].__setitem__("pairs", 2)),
+                                     [], "majority_baseline.pairs: 2.0 is not a score in [0, 1]"),
+    "non-UTF-8 predictions": (lambda r: _predictions(r, lambda b: b + b"\xff\xfe\n"), [],
+                              "predictions.jsonl: line "),
+    "truncated predictions": (lambda r: _predictions(r, lambda b: b[: len(b) // 2]), [],
+                              "predictions.jsonl: line "),
+}
+
+
+@pytest.mark.parametrize("case", REPORT_CASES)
+def test_report_on_hostile_options_and_damaged_files_is_one_line(case, results, cli):
+    damage, args, message = REPORT_CASES[case]
+    if damage:
+        damage(results)
+    code, out, err = cli("report", results, *args)
+    assert code == 2 and message in one_line(err), err

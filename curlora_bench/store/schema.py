@@ -254,6 +254,12 @@ class RunSummary:
         if rows != [n] * n:
             raise BenchError(f"{where}.accuracy_matrix: {len(rows)} rows of {sorted(set(rows)) or [0]} values, "
                              f"expected {n} x {n} ({n} tasks)")
+        for name, matrix in (("accuracy_matrix", self.accuracy_matrix), ("validation_matrix", self.validation_matrix)):
+            for i, row in enumerate(matrix or []):
+                for j, value in enumerate(row):
+                    check_score(f"{where}.{name}[{i}][{j}]", value)
+        for task, value in self.majority_baseline.items():
+            check_score(f"{where}.majority_baseline.{task}", value)
         expected = {m.key for m in MATRIX_METRICS}
         if self.metrics and set(self.metrics) != expected:
             raise BenchError(f"{where}.metrics: keys {sorted(self.metrics)}, expected {sorted(expected)}")
@@ -288,6 +294,15 @@ class StageCheckpoint:
     rng: dict[str, Any]
     # name -> shape of every tensor in strategy.safetensors ({}: the strategy keeps none, no file)
     strategy_tensors: dict[str, list[int]] = field(default_factory=dict)
+
+
+def check_score(where: str, value: Any) -> None:
+    """An accuracy-like score (every primary metric: accuracy, exact match, ROUGE-L) is a number in
+    [0, 1] or None (not measured); anything else would be averaged into a report silently."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise BenchError(f"{where}: {value!r} is not a score in [0, 1]")
 
 
 def dump(obj: Any) -> str:
@@ -329,7 +344,15 @@ def read_lines(cls: type, path: Path) -> list[Any]:
     if not path.is_file():
         return []
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise BenchError(f"{path}: line {line} is not UTF-8 text (damaged?); rerun with --fresh to discard the "
+                         "run") from None
+    for i, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 data = json.loads(line)
