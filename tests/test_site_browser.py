@@ -5,8 +5,9 @@ whether a table or a figure fits the content column. This test builds the site i
 folder, serves it on 127.0.0.1 and loads every page in headless Chromium through Selenium; it
 fails when a table or an image is wider than the content column, an image does not load
 (naturalWidth 0) or a formula is not rendered (KaTeX, vendored under docs/javascripts/katex/,
-renders what pymdownx.arithmatex marks; an error or no KaTeX at all fails). A second test builds a tiny site made to overflow and checks that the same
-measurement catches it, so a green run means the pages fit, not that nothing was measured.
+renders what pymdownx.arithmatex marks; an error or no KaTeX at all fails). A second test
+builds a tiny site made to overflow and checks that the same measurement catches it, so a green
+run means the pages fit, not that nothing was measured.
 
 Chromium and its driver are Debian's `chromium` and `chromium-driver` (`make install` installs
 them where apt-get runs as root); without them, or without the `selenium` package, both tests
@@ -51,11 +52,14 @@ MEASURE_JS = """
 const article = document.querySelector('article.md-content__inner') || document.body;
 const style = getComputedStyle(article);
 const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-const tables = [...article.querySelectorAll('table')].map((t, i) => {
-  const head = t.querySelector('th, td');
-  return {index: i, width: Math.max(t.scrollWidth, t.getBoundingClientRect().width),
-          first: head ? head.textContent.trim().slice(0, 40) : ''};
-});
+const tables = [];
+let heading = '';
+for (const el of article.querySelectorAll('h1, h2, h3, h4, table')) {
+  if (el.tagName !== 'TABLE') { heading = el.textContent.replace('¶', '').trim(); continue; }
+  const head = [...el.querySelectorAll('th')].map(th => th.textContent.trim()).filter(Boolean);
+  tables.push({index: tables.length, width: Math.max(el.scrollWidth, el.getBoundingClientRect().width),
+               heading: heading.slice(0, 60), first: (head[0] || '').slice(0, 30)});
+}
 const images = [...document.querySelectorAll('article img')].map((img, i) => ({
   index: i, src: img.getAttribute('src'), complete: img.complete, natural: img.naturalWidth,
   width: img.getBoundingClientRect().width}));
@@ -162,8 +166,8 @@ def problems(page: str, m: dict) -> list[str]:
     out = []
     for t in m["tables"]:
         if t["width"] > column + 1:
-            out.append(f"{page}: table {t['index'] + 1} ({t['first']!r}...) is {t['width']:.0f} px wide, "
-                       f"the column {column:.0f} px")
+            out.append(f"{page}: table {t['index'] + 1} under {t['heading']!r} (columns {t['first']!r}, ...) is "
+                       f"{t['width']:.0f} px wide, the column {column:.0f} px")
     for img in m["images"]:
         if not img["complete"] or img["natural"] == 0:
             out.append(f"{page}: image {img['src']} did not load")
@@ -223,7 +227,7 @@ def test_an_overflowing_page_fails(tmp_path, serve, browser):
     base = serve(site)
     found = {page: problems(page, measure(browser, base + page)) for page in site_pages(site)}
     assert found[""] == [], found[""]
-    assert len(found["wide/"]) == 1 and "table 1 ('column0'...)" in found["wide/"][0], found["wide/"]
+    assert len(found["wide/"]) == 1 and "table 1 under 'Too wide' (columns 'column0', ...)" in found["wide/"][0], found["wide/"]
     assert len(found["broken/"]) == 2, found["broken/"]
     assert "missing.png did not load" in found["broken/"][0], found["broken/"]
     assert "frac{1}" in found["broken/"][1] and "is not rendered" in found["broken/"][1], found["broken/"]
