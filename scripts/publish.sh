@@ -12,15 +12,27 @@ dst=${2:-results/published/$(basename "$src")}
 mkdir -p "$dst"
 cp "$src/config.yaml" "$dst/"
 n=0
+refused=0
 for summary in "$src"/*/seed-*/summary.json; do
   [[ -f $summary ]] || continue
   run=$(dirname "$summary")
   rel=${run#"$src"/}
+  # a summary without its records is no finished run (a half-written or damaged folder): said, not
+  # published, and the other runs still are
+  if [[ ! -f $run/records.jsonl ]]; then
+    echo "error: $run: summary.json without records.jsonl (half-written or damaged); not published" >&2
+    refused=$((refused + 1))
+    continue
+  fi
   mkdir -p "$dst/$rel"
-  cp "$run/summary.json" "$run/records.jsonl" "$dst/$rel/"
+  cp "$run/records.jsonl" "$run/summary.json" "$dst/$rel/"
   for kept in predictions.jsonl generations.jsonl; do
     if [[ -f $run/$kept ]]; then cp "$run/$kept" "$dst/$rel/"; fi
   done
   n=$((n + 1))
 done
 echo "published $n finished run(s) of $src into $dst"
+if ((refused)); then
+  echo "error: $refused run(s) of $src not published (see above)" >&2
+  exit 1
+fi

@@ -383,3 +383,23 @@ def test_report_on_hostile_options_and_damaged_files_is_one_line(case, results, 
         damage(results)
     code, out, err = cli("report", results, *args)
     assert code == 2 and message in one_line(err), err
+
+
+# ---- scripts/publish.sh ---------------------------------------------------------------------------
+
+def test_publish_refuses_a_summary_without_records_and_publishes_the_others(tmp_path):
+    src = tmp_path / "my exp 'quoted'"  # spaces and quotes in the names
+    runs = [src / "a label" / "seed-0", src / "b" / "seed-0", src / "c" / "seed-0"]
+    for run in runs:
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text("{}")
+        (run / "records.jsonl").write_text('{"stage": 0}\n')
+    (runs[1] / "records.jsonl").unlink()  # half-written: the summary alone
+    (src / "config.yaml").write_text("name: exp\n")
+    dst = tmp_path / "pub lished"
+    proc = subprocess.run([str(ROOT / "scripts" / "publish.sh"), str(src), str(dst)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "published 2 finished run(s)" in proc.stdout
+    assert f"error: {runs[1]}: summary.json without records.jsonl" in proc.stderr
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == [
+        "a label/seed-0/records.jsonl", "a label/seed-0/summary.json", "c/seed-0/records.jsonl",
+        "c/seed-0/summary.json", "config.yaml"]
