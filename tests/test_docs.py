@@ -161,6 +161,23 @@ def test_site_includes_architecture_and_figures(site):
         assert (site / png.relative_to(ROOT)).is_file(), f"{png.relative_to(ROOT)} is not on the site"
 
 
+def test_site_hook_keeps_intervals_on_one_line():
+    """Table cells keep an interval, a spread and an exponent number on one line (a span the
+    stylesheet does not wrap); links, code and header cells are left readable."""
+    import mkdocs_hooks
+
+    cells = ('<td>0.779 [0.762, 0.796]</td><td>1.612 ×/÷ 1.085</td><td>+0.027 ± 0.021</td>'
+             '<td>6.52e-03</td><td><a href="../x-1e-3/">lr 1e-3</a></td><th>lora-r8+ewc1000</th>')
+    assert mkdocs_hooks.keep_intervals_whole(cells) == (
+        '<td>0.779 <span class="nowrap">[0.762, 0.796]</span></td>'
+        '<td>1.612 <span class="nowrap">×/÷ 1.085</span></td>'
+        '<td>+0.027 <span class="nowrap">± 0.021</span></td>'
+        '<td><span class="nowrap">6.52e-03</span></td>'
+        '<td><a href="../x-1e-3/">lr <span class="nowrap">1e-3</span></a></td>'
+        '<th>lora-r8+<wbr>ewc1000</th>')
+    assert ".nowrap" in (DOCS / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+
+
 def _docstring(dotted: str) -> str:
     """The docstring of `package.module.function`, read from the source without importing it."""
     module, name = dotted.rsplit(".", 1)
