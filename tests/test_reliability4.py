@@ -403,3 +403,12 @@ def test_publish_refuses_a_summary_without_records_and_publishes_the_others(tmp_
     assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == [
         "a label/seed-0/records.jsonl", "a label/seed-0/summary.json", "c/seed-0/records.jsonl",
         "c/seed-0/summary.json", "config.yaml"]
+
+
+def test_asset_progress_goes_to_stdout_so_stderr_holds_errors_alone(fake_model_asset, capsys):
+    from curlora_bench.sources import assets
+
+    cache, _ = fake_model_asset
+    assets.ensure("fake-model", str(cache))
+    out = capsys.readouterr()
+    assert "asset fake-model: ready in" in " ".join(out.out.split()) and out.err == ""

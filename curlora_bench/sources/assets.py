@@ -200,7 +200,8 @@ def ensure(name: str, cache_dir: str | None = None, console: Console | None = No
     """The built asset folder, fetching and building it first if needed."""
     asset = ASSETS.get(name)
     out = asset_dir(name, cache_dir)
-    console = console or Console(stderr=True)
+    # progress on stdout, beside the run's own: stderr holds errors alone (a refused input is one line there)
+    console = console or Console()
     if (out / ".complete").is_file():
         problem = damage(out)
         if problem is None:
