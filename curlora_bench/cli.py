@@ -185,6 +185,8 @@ def plan(
     drift_corpus: Annotated[str | None, typer.Option("--drift-corpus", help="the drift corpus, as in `report`")] = None,
     draws: Annotated[int, typer.Option("--draws", min=0, help="resampling draws (the eval-example standard "
                                                                 "error comes from them; 0: seeds only)")] = 2000,
+    tests: Annotated[int | None, typer.Option("--tests", min=1, help="the Holm family: how many tests the table "
+                                              "to be run will hold (default: as many as these runs' table)")] = None,
 ) -> None:
     """Seeds and eval examples the exact test needs to detect an effect, from pilot runs."""
     from .analysis.plan import plan_markdown
@@ -199,7 +201,7 @@ def plan(
     if t.tradeoff is None or len(t.tradeoff.frontiers) < 2:
         raise BenchError("plan: these runs have no two families with plasticity to compare (a trade-off needs "
                          "points of at least two methods)")
-    sys.stdout.write(plan_markdown(t.tradeoff, effect, power, alpha))
+    sys.stdout.write(plan_markdown(t.tradeoff, effect, power, alpha, tests))
 
 
 @app.command()

@@ -150,9 +150,11 @@ def matched_lines(to: TradeOff, margin: float | None) -> list[str]:
              "the same seed's runs)", ""]
     inside = [m for m in to.matched if m.in_range]
     if not inside:
-        lines.append("No point lies within another family's plasticity range in every seed, so nothing is matched: "
-                     "a family measured at one setting spans a single plasticity; a grid over learning rates or "
-                     "ranks (configs/sweep.yaml) gives it a range.")
+        partly = any(m.seeds_in_range or (m.p_in_range or 0) >= 0.005 for m in to.matched)
+        lines.append("No point lies within another family's plasticity range in every seed, so nothing is matched"
+                     + (" (below: in how many seeds each was)." if partly else
+                        ": a family measured at one setting spans a single plasticity; a grid over learning rates "
+                        "or ranks (configs/sweep.yaml) gives it a range."))
     else:
         head = (f"| point | vs | quantity | at {to.axis} | theirs | difference [95% CI] | seeds agreeing | "
                 "p (exact) | p (Holm) | MDE | P(better), bootstrap |")

@@ -22,16 +22,18 @@ def _needs(d: Design) -> tuple[str, str]:
     return here, "; ".join(cells)
 
 
-def plan_markdown(to, effect: float | None = None, power: float = 0.8, alpha: float = 0.05) -> str:
+def plan_markdown(to, effect: float | None = None, power: float = 0.8, alpha: float = 0.05,
+                  tests: int | None = None) -> str:
     """The design table: per matched row (and curve comparison) of the trade-off `to`, the effect
     (`effect`: forgetting in accuracy, drift as a relative change; None: each row's observed
-    difference), the spread it had, its MDE now, and the seeds needed with and without eval noise."""
+    difference), the spread it had, its MDE now, and the seeds needed with and without eval noise;
+    `tests`: the Holm family of the table to be run (None: as many tests as this table has)."""
     rows = [(f"{m.column} vs {m.other} at {m.plasticity:.3f}", q, m.tests[q], m.eval_se.get(q))
             for m in to.matched if m.in_range for q in MATCHED if q in m.tests]
     rows += [(f"{c.family} vs {c.other} over {c.lo:.3f}–{c.hi:.3f} (curves)", c.quantity, c.test, None)
              for c in to.curves]
-    matched_family = sum(t.p_value is not None for _, _, t, _ in rows[:len(rows) - len(to.curves)])
-    curve_family = sum(c.test.p_value is not None for c in to.curves)
+    matched_family = tests or sum(t.p_value is not None for _, _, t, _ in rows[:len(rows) - len(to.curves)])
+    curve_family = tests or sum(c.test.p_value is not None for c in to.curves)
     out = [f"| comparison | quantity | n | observed [95% CI] | effect | MDE now | seeds for it (these eval examples) | "
            f"seeds for it with eval-example noise, by eval examples per task (now {to.eval_examples or '-'}) |",
            "|---|---|---|---|---|---|---|---|"]
@@ -48,8 +50,9 @@ def plan_markdown(to, effect: float | None = None, power: float = 0.8, alpha: fl
         out.append(f"| {name} | {NAMES[q]} | {test.n} | {with_ci(test.mean, test.ci95, log)} | "
                    f"{effect_text(wanted, log)} | {mde_cell(d.mde_seeds, test.n, log)} | {here} | {with_eval} |")
     notes = [f"The exact two-sided sign-flip test at power {power:g}, at α = {alpha:g} / the table's tests "
-             f"(Holm's first step: {matched_family} matched rows" + (f", {curve_family} curve comparisons" if to.curves else "")
-             + "). effect: " + ("each row's observed difference" if effect is None else
+             + (f"(Holm's first step over {tests} tests, as asked" if tests else
+                f"(Holm's first step: {matched_family} matched rows"
+                + (f", {curve_family} curve comparisons" if to.curves else "")) + "). effect: " + ("each row's observed difference" if effect is None else
                                 f"{effect:g} (forgetting: in accuracy; drift: a relative change)")
              + ". seeds for it: from the spread of one seed's difference, on the same eval examples as now (the "
              "test's claim is about those examples). With eval-example noise (a claim about the task): the "
