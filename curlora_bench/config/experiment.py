@@ -46,7 +46,10 @@ class TrainConfig:
         default="cosine", metadata={"help": "learning-rate schedule over the stage's optimizer steps"}
     )
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
-    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "bf16 autocast (CUDA only)"})
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={
+        "help": "bf16: autocast to bfloat16 for training, evaluation, perplexity, choice scoring and generation "
+                "(trainable parameters and optimizer state stay fp32), on a CUDA GPU or a CPU with bf16 "
+                "kernels; refused where the device has none. Changes numbers: part of a run's identity"})
     dropout: Literal["model", "off"] | None = field(
         default=None,
         metadata={"help": "model: the model's own dropout is on while training (the paper's code calls "
@@ -343,6 +346,9 @@ class ExperimentConfig:
             if key in DATA_KEYS:
                 raise BenchError(f"{where}.train.{key}: set per experiment, not per method (the data is "
                                  "tokenised once for every method)")
+            if key == "precision":
+                raise BenchError(f"{where}.train.precision: set per experiment, not per method (the base model's "
+                                 "perplexity and zero-shot scores are measured once for every method, in it)")
             if key in EXECUTION_TRAIN_KEYS:
                 raise BenchError(f"{where}.train.{key}: an execution option, set for the whole experiment in "
                                  f"execution.{key} (it is no part of what a method is)")

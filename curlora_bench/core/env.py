@@ -54,6 +54,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_capability() -> str:
+    """The CPU kernels torch dispatches to here (AVX512, AVX2, DEFAULT, ...)."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 kernels run natively on `device`: a CUDA GPU of compute capability 8 or a
+    CPU whose oneDNN has bf16 (AVX-512 BF16 or AMX); elsewhere bf16 would be emulated or absent."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check()) if check is not None else False
+    return False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 in one line where the device has no bf16 kernels."""
+    if precision == "bf16" and not bf16_supported(device):
+        what = f"this CPU ({cpu_capability()})" if device.type == "cpu" else f"device {device}"
+        raise BenchError(f"train.precision: bf16 needs bfloat16 kernels, and {what} has none; use fp32")
+
+
 def configure_threads(threads: int | None = None) -> int:
     """`threads` intra-op threads if given; else every core the process may run on, unless the
     user set OMP_NUM_THREADS."""

@@ -9,7 +9,7 @@ import yaml
 
 from ..config.experiment import ExperimentConfig, resolved_dict
 from ..config.identity import comparable, differing
-from ..core.env import release_memory
+from ..core.env import check_precision, release_memory, resolve_device
 from ..core.errors import BenchError
 from ..core.layout import CONFIG
 from ..store import checkpoint
@@ -39,6 +39,8 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
     if executor.kind == "ray":
         preflight(executor)  # Ray installed; the runs' CPUs and GPUs exist; something answers at --address
     check_trackers(cfg.execution.log)  # a tracker's package missing: one line, before any asset is built
+    if cfg.train.precision != "fp32" and executor.kind != "ray":  # (a Ray worker checks its own device)
+        check_precision(cfg.train.precision, resolve_device(cfg.device))
     for note in code_notes(cfg.general):  # every entry checked first; then what the harness will import, said
         events.message(note)
     check_general(cfg.general, cfg.execution.cache_dir)  # the harness and its tasks: one line, before any file

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..adapters import ADAPTERS
 from ..config.experiment import ExperimentConfig
-from ..core.env import configure_threads, resolve_device
+from ..core.env import check_precision, configure_threads, resolve_device
 from ..core.errors import BenchError
 from ..core.protocol import Protocol
 from ..sources.heads import TaskHeads
@@ -25,6 +25,7 @@ from .evaluate import PerplexityResult
 from .events import RunEvents
 from .general import GeneralScore, check_general, evaluate_general
 from .kinds import KINDS, Score
+from .train import autocast
 
 
 @dataclass
@@ -49,6 +50,11 @@ class Prepared:
     @property
     def device(self) -> torch.device:
         return self.batching.device
+
+    def inference(self):
+        """Scoring, perplexity and generation in the experiment's precision: bf16 autocast under
+        `train.precision: bf16` (set per experiment: the base model's numbers are measured once)."""
+        return autocast(self.device, self.cfg.train.precision)
 
     def take_model(self) -> nn.Module:
         """A pristine fp32 model: the one loaded for setup the first time, a fresh load after."""
@@ -95,7 +101,9 @@ class Prepared:
                     load_model(self.cfg.model, self.cfg.execution.cache_dir).model
                 batch_size = self.protocol.eval_batch_size or self.cfg.eval.batch_size
                 for t in tasks:
-                    scores = KINDS.get(t.kind).score(model.to(self.device), TaskHeads(), t, batch_size, self.batching)
+                    with self.inference():
+                        scores = KINDS.get(t.kind).score(model.to(self.device), TaskHeads(), t, batch_size,
+                                                         self.batching)
                     self._zero_shot[t.name] = scores
                     events.message(f"  zero-shot {t.name}: " + ", ".join(f"{s.metric} {s.value:.3f}" for s in scores))
         return self._zero_shot
@@ -115,7 +123,8 @@ class Prepared:
 
     def general_scores(self, model: nn.Module) -> list[GeneralScore]:
         """Every `general:` harness task's metrics for `model` as it is now."""
-        return evaluate_general(model, self._lm.tokenizer, self.cfg.general, self.general_specs)
+        with self.inference():
+            return evaluate_general(model, self._lm.tokenizer, self.cfg.general, self.general_specs)
 
     def initial_perplexity(self, events: RunEvents) -> PerplexityResult | None:
         """The base model's perplexity on the primary corpus (None: no perplexity)."""
@@ -123,7 +132,8 @@ class Prepared:
         return measured[0] if measured else None
 
     def measure(self, corpus: Corpus, model: nn.Module) -> PerplexityResult:
-        return measure(corpus, model, self.bos_id, self.device, self.protocol)
+        with self.inference():
+            return measure(corpus, model, self.bos_id, self.device, self.protocol)
 
 
 class PerSeed:
@@ -164,6 +174,7 @@ def target_modules(cfg: ExperimentConfig, model: nn.Module) -> list[str]:
 def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None) -> Prepared:
     """Load and check everything a run needs (data, model, every method against the model)."""
     device = resolve_device(cfg.device)
+    check_precision(cfg.train.precision, device)
     configure_threads(threads)
     protocol = Protocol.of(cfg.protocol)
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")

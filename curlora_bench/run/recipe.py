@@ -23,6 +23,7 @@ from ..config.experiment import resolved_dict
 from ..config.methods import method_dict, regime_of
 from ..config.regimes import REGIMES, Stage
 from ..core.env import git_commit, module_seed, package_versions, release_memory, set_seed
+from ..core.errors import signals_deferred
 from ..core.layout import GENERATIONS, PREDICTIONS, RECORDS, SUMMARY, TRAIN_LOG, stage_dir
 from ..core.metrics import (
     MATRIX_METRICS,
@@ -100,8 +101,11 @@ class Recipe:
                 checkpoint.set_aside(self.folder)
             return self._execute(prepared, threads)
         except BaseException:
-            # ended (a signal, an error) before a stage of its own: the results it was to replace go back
-            if checkpoint.recover(self.folder):
+            # ended (a signal, an error) before a stage of its own: the results it was to replace go back,
+            # all of them before a second Ctrl-C or SIGTERM takes effect
+            with signals_deferred():
+                restored = checkpoint.recover(self.folder)
+            if restored:
                 self.events.message(f"  {self.name}: no stage finished; the results it was to replace are restored")
             raise
 
@@ -313,6 +317,11 @@ class Recipe:
         and, with `eval.validation`, its validation rows."""
         p = self.prepared
         batch_size = p.protocol.eval_batch_size or self.cfg.eval.batch_size
+        with p.inference():
+            self._evaluate(stage, batch_size)
+
+    def _evaluate(self, stage: Stage, batch_size: int) -> None:
+        p = self.prepared
         for j, task in enumerate(p.tasks[: stage.row + 1]):
             for split, rows in (("eval", task.eval), ("validation", task.val)):
                 if rows is None:

@@ -62,8 +62,10 @@ class TrainStats:
 
 
 def autocast(device: torch.device, precision: str):
-    if precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on the device (CUDA or CPU) under `precision: bf16`, else nothing: parameters
+    and optimizer state stay fp32, matmuls and their activations run in bfloat16."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
