@@ -412,3 +412,96 @@ def test_asset_progress_goes_to_stdout_so_stderr_holds_errors_alone(fake_model_a
     assets.ensure("fake-model", str(cache))
     out = capsys.readouterr()
     assert "asset fake-model: ready in" in " ".join(out.out.split()) and out.err == ""
+
+
+# ---- --fresh: the set-aside is not cut by a signal that another thread receives ---------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_deferred_block_holds_a_signal_another_thread_receives(sig):
+    """With a second thread alive (torch's, a tracker's: every real run has them) the kernel hands a
+    process-directed signal to that thread when the main thread blocks it, and CPython ran the
+    handler mid-block: the moves of a set-aside were cut between two renames. Now the signal is
+    noted and raised once the block is over, every time."""
+    import threading
+
+    from curlora_bench.core.errors import Interrupted, signals_deferred, stop_on_signals
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, args=(30,), daemon=True)
+    other.start()
+    cut, raised = 0, 0
+    try:
+        for _ in range(20):
+            finished = False
+            try:
+                with stop_on_signals(), signals_deferred():
+                    os.kill(os.getpid(), sig)
+                    for _ in range(100_000):  # bytecodes at which a handler could run
+                        pass
+                    finished = True
+            except Interrupted as exc:
+                raised += exc.signum == sig
+            cut += not finished
+    finally:
+        stop.set()
+    assert (cut, raised) == (0, 20)
+
+
+FRESH_CHILD = """
+import os, signal, sys, threading, time
+from curlora_bench.store import checkpoint
+moves = 0
+replace = os.replace
+def counting(a, b, *rest, **kw):
+    global moves
+    if ".previous" in str(b) and not str(b).endswith(".previous"):
+        moves += 1
+        if moves == int(os.environ["SIGNAL_AT_MOVE"]):
+            os.kill(os.getpid(), int(os.environ["SIGNAL"]))  # mid set-aside; a busy thread is alive
+    return replace(a, b, *rest, **kw)
+os.replace = counting
+threading.Thread(target=lambda: [sum(range(1000)) for _ in iter(int, 1)], daemon=True).start()
+from curlora_bench.cli import main
+sys.argv = ["curlora-bench", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_in_the_middle_of_the_set_aside_leaves_every_run_as_it_was(finished, tmp_path, sig, code, at):
+    """`run --fresh` on a finished experiment, signalled between two renames of the first run's
+    set-aside while another thread keeps a core busy: one line, 130/143, and every run's files
+    exactly as they were (nothing left in `.previous/`)."""
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = subprocess.run([sys.executable, "-c", FRESH_CHILD, "run", str(out / "config.yaml"), "--output", str(out),
+                           "--fresh"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                               "SIGNAL": str(int(sig)), "SIGNAL_AT_MOVE": str(at)})
+    assert proc.returncode == code, proc.stderr
+    assert one_line(proc.stderr).startswith("interrupted"), proc.stderr
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_second_signal_during_the_put_back_waits_until_everything_is_back(finished, tmp_path):
+    """SIGINT mid set-aside, then SIGTERM as the results are being put back (a second Ctrl-C, a
+    supervisor's SIGTERM): the put-back finishes first, then the process ends in one line."""
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    second = FRESH_CHILD.replace("os.replace = counting", """os.replace = counting
+restore = checkpoint.restore_previous
+def signalling_restore(run):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return restore(run)
+checkpoint.restore_previous = signalling_restore""")
+    proc = subprocess.run([sys.executable, "-c", second, "run", str(out / "config.yaml"), "--output", str(out),
+                           "--fresh"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                               "SIGNAL": str(int(signal.SIGINT)), "SIGNAL_AT_MOVE": "5"})
+    assert proc.returncode in (130, 143) and one_line(proc.stderr).startswith("interrupted"), proc.stderr
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before

@@ -124,16 +124,25 @@ def signals_noted() -> Iterator[SignalNote]:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while a few renames that belong together run (delivered after)."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM back while a few renames that belong together run (delivered after).
+
+    The Python-level handlers are swapped for one that only notes the signal, and the signal is
+    raised again once the block is over. Blocking it in the thread mask alone is not enough: the
+    kernel hands a process-directed signal to any thread that does not block it (torch's, a
+    tracker's), and CPython then runs the handler in the main thread mid-block anyway."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    note = SignalNote()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    note.install()
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, old)
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        if note.signum is not None:
+            signal.raise_signal(note.signum)  # now, to the handler that was in place
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
