@@ -151,7 +151,7 @@ class ReachedRun(Exception):
     pass
 
 
-def test_fuzz_broken_configs_and_data(tmp_path, toy_data, cli, monkeypatch):
+def test_fuzz_broken_configs_and_data(tmp_path, toy_data, cli, monkeypatch, empty_cache):
     from curlora_bench.run import driver
 
     def no_run(*args, **kwargs):
@@ -254,7 +254,7 @@ def executor_case(rng: random.Random, cfg: dict) -> tuple[str, dict, list[str]]:
     return f"--max-runs {limit}", cfg, ["--max-runs", limit]
 
 
-def test_fuzz_executor_options_and_sizes(tmp_path, toy_data, cli, monkeypatch):
+def test_fuzz_executor_options_and_sizes(tmp_path, toy_data, cli, monkeypatch, empty_cache):
     from curlora_bench.run import driver
 
     def no_run(*args, **kwargs):
