@@ -505,3 +505,26 @@ checkpoint.restore_previous = signalling_restore""")
     assert proc.returncode in (130, 143) and one_line(proc.stderr).startswith("interrupted"), proc.stderr
     after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5, 1.0])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished, tmp_path, sig, code, delay, cli):
+    """`report --out` signalled while it reads, computes or writes: one line and 130/143 (or done),
+    and the output file either absent or whole, never cut."""
+    code0, _, _ = cli("report", finished, "--draws", "200", "--out", tmp_path / "whole.md")
+    assert code0 == 0
+    target = tmp_path / "report.md"
+    proc = subprocess.Popen([sys.executable, "-m", "curlora_bench", "report", str(finished), "--draws", "200",
+                             "--out", str(target)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    wait_for_handlers(proc)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # it finished before the signal
+        assert target.read_text() == (tmp_path / "whole.md").read_text()
+        return
+    assert proc.returncode == code and one_line(err).startswith("interrupted"), err
+    assert not target.exists() or target.read_text() == (tmp_path / "whole.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.md")]  # no temporary left
