@@ -106,6 +106,65 @@ def run(
 
 
 @app.command()
+def calibrate(
+    config: Annotated[Path, typer.Argument(help="experiment YAML whose method entries are calibrated")],
+    target: Annotated[float, typer.Option("--target", help="the plasticity to hit (mean accuracy of each task right "
+                                                            "after learning it)")],
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="how close a probe must come")] = 0.01,
+    method: Annotated[list[str] | None, typer.Option("--method", help="calibrate this method label only "
+                                                     "(repeatable; default: every entry)")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="seeds of each probe, comma-separated (default: "
+                                              "the config's first)")] = None,
+    max_probes: Annotated[int, typer.Option("--max-probes", min=1, help="runs per method at most (each probe "
+                                            "runs every seed)")] = 8,
+    lr_range: Annotated[tuple[float, float], typer.Option("--lr-range", help="the learning rates the search may "
+                                                          "try, low high")] = (1e-6, 1.0),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key, as in `run`")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="folder of the probe runs (default: "
+                                                "results/<name>-calibrate)")] = None,
+    write: Annotated[Path | None, typer.Option("--write", help="the methods: fragment of the found settings "
+                                               "(default: calibrated.yaml in the output folder)")] = None,
+) -> None:
+    """Find per method the learning rate whose plasticity hits a target; write them as a methods: list."""
+    from .config.loading import load_config
+
+    load_config(config, set_ or [])  # a config error: one line, before torch loads
+    wanted_seeds = None
+    if seeds is not None:
+        try:
+            wanted_seeds = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise BenchError(f"--seeds {seeds!r}: expected integers separated by commas") from None
+        if not wanted_seeds:
+            raise BenchError("--seeds: no seed given")
+
+    from .run.calibrate import calibrate as run_calibration
+    from .run.events import ConsoleEvents
+    from .run.executors import Executor
+    from .store.folders import write_atomic
+
+    name = load_config(config, set_ or [])[0].name
+    out = output or Path("results") / f"{name}-calibrate"
+    with stop_on_signals():
+        searches, text = run_calibration(config, set_ or [], target, tolerance, wanted_seeds, method, max_probes,
+                                         lr_range, out, ConsoleEvents(console),
+                                         lambda cfg: Executor.of(cfg.execution))
+    for s in searches:
+        if s.within:
+            console.print(f"{s.label}: lr {s.found:g} gives plasticity {s.probes[s.found]:.3f}", markup=False)
+        else:
+            reach = s.reach
+            err_console.print(f"{s.label}: target {target:g} ± {tolerance:g} not reached in {len(s.probes)} probe(s)"
+                              + (f"; plasticity {reach[0]:.3f}-{reach[1]:.3f} measured over lr "
+                                 f"{min(s.probes):g}-{max(s.probes):g}" if reach else ""), markup=False)
+    path = write or out / "calibrated.yaml"
+    write_atomic(path, text)
+    console.print(f"wrote {path}: paste its methods: into the full-seed config", markup=False)
+    if not all(s.within for s in searches):
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(
     results: Annotated[list[Path] | None, typer.Argument(help="experiment or run folders (default: every one under results/)")] = None,
     format: Annotated[ReportFormat, typer.Option("--format", "-f", help="output format")] = ReportFormat("md"),

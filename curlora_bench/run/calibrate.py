@@ -1,0 +1,243 @@
+"""`curlora-bench calibrate`: find, per method, the learning rate whose plasticity hits a target.
+
+Matching methods at the same learning works best when each is *run* at nearly the same
+plasticity, so that the matched comparison interpolates little (`analysis/points.py`). This
+searches, per method entry of a config, in log learning rate on one or two seeds: the entry's own
+rate first, then steps of ×√10 towards the target until the target is bracketed, then regula falsi
+(the Illinois variant: a bracket end kept twice has its distance to the target halved, so the
+search cannot stall on one side) until a probe is within the tolerance or the probes run out.
+
+Every probe is an ordinary run of the experiment (the entry with `train.lr` set, labelled as a
+grid point would be: `lora-r8-lr0.001`), written into the calibration folder and found again by
+its identity, so a search that stopped resumes where it was and its probes count as runs of the
+same settings anywhere. The found settings are written as a `methods:` fragment for the full-seed
+run. A target out of a method's reach (plasticity not bracketed within the rate bounds) is one
+line with the reach measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config.experiment import ExperimentConfig
+from ..config.grid import point_suffix
+from ..config.loading import absolutize, apply_override, move_legacy_keys, read_yaml
+from ..core import metrics
+from ..core.errors import BenchError
+from ..core.parse import from_dict, short_value
+
+STEP = math.sqrt(10)  # the stride of the bracketing walk in learning rate
+
+
+@dataclass
+class Search:
+    """One method's search: its probes (learning rate -> mean plasticity over the seeds; None where
+    a run failed) and where it ended."""
+
+    label: str
+    target: float
+    tolerance: float
+    probes: dict[float, float | None] = field(default_factory=dict)
+    found: float | None = None  # the learning rate chosen (within tolerance, or the closest probe)
+    within: bool = False
+
+    @property
+    def reach(self) -> tuple[float, float] | None:
+        values = [p for p in self.probes.values() if p is not None]
+        return (min(values), max(values)) if values else None
+
+    def closest(self) -> float | None:
+        measured = {lr: p for lr, p in self.probes.items() if p is not None}
+        return min(measured, key=lambda lr: abs(measured[lr] - self.target)) if measured else None
+
+
+def search(measure: Callable[[float], float | None], start: float, target: float, tolerance: float,
+           bounds: tuple[float, float], max_probes: int, label: str = "") -> Search:
+    """Bracket `target` in log learning rate from `start`, then narrow it (see the module's doc).
+    `measure(lr)` is the mean plasticity of the runs at `lr` (None: they failed)."""
+    s = Search(label, target, tolerance)
+
+    def probe(lr: float) -> float | None:
+        lr = float(f"{lr:.3g}")  # rates as a person writes them (and as labels show them)
+        if lr not in s.probes:
+            s.probes[lr] = measure(lr)
+        return s.probes[lr]
+
+    def done(lr: float, p: float | None) -> bool:
+        if p is not None and abs(p - target) <= tolerance:
+            s.found, s.within = lr, True
+            return True
+        return len(s.probes) >= max_probes
+
+    lr = min(max(start, bounds[0]), bounds[1])
+    p = probe(lr)
+    if done(lr, p):
+        return _finish(s)
+    if p is None:
+        raise BenchError(f"{label}: the run at lr {short_value(lr)} failed (see its summary); start from "
+                         "another rate")
+    # walk towards the target until it is bracketed
+    up = p < target
+    lo = hi = (lr, p)
+    while True:
+        nxt = lr * STEP if up else lr / STEP
+        if not bounds[0] <= nxt <= bounds[1]:
+            return _finish(s)
+        q = probe(nxt)
+        if done(nxt, q) or q is None:
+            return _finish(s)
+        if (q >= target) == up:
+            lo, hi = ((lr, p), (nxt, q)) if up else ((nxt, q), (lr, p))
+            break
+        lr, p = nxt, q
+    # regula falsi in log lr between lo (below the target) and hi (above it), Illinois-weighted
+    side = 0
+    flo, fhi = lo[1] - target, hi[1] - target
+    while True:
+        x0, x1 = math.log(lo[0]), math.log(hi[0])
+        x = x1 - fhi * (x1 - x0) / (fhi - flo) if fhi != flo else (x0 + x1) / 2
+        lr = math.exp(x)
+        if float(f"{lr:.3g}") in s.probes:  # the rounded rate was measured: halve the bracket instead
+            lr = math.exp((x0 + x1) / 2)
+            if float(f"{lr:.3g}") in s.probes:
+                return _finish(s)
+        q = probe(lr)
+        lr = float(f"{lr:.3g}")
+        if done(lr, q) or q is None:
+            return _finish(s)
+        if q < target:
+            lo, flo = (lr, q), q - target
+            if side == -1:
+                fhi /= 2
+            side = -1
+        else:
+            hi, fhi = (lr, q), q - target
+            if side == 1:
+                flo /= 2
+            side = 1
+
+
+def _finish(s: Search) -> Search:
+    if s.found is None:
+        s.found = s.closest()
+    return s
+
+
+# ---- probes as runs of the experiment -----------------------------------------------------------
+
+def raw_config(path: Path, overrides: list[str]) -> dict:
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: expected a mapping at the top level")
+    move_legacy_keys(raw, "")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return raw
+
+
+def probe_entry(entry: Any, lr: float) -> dict:
+    """The method entry at learning rate `lr`, labelled as a grid point of `train.lr` would be."""
+    out = copy.deepcopy(entry) if isinstance(entry, dict) else {"method": entry}
+    out["train"] = {**(out.get("train") or {}), "lr": lr}
+    if out.get("label") is not None:
+        out["label"] = out["label"] + point_suffix({"train.lr": lr}, ["train.lr"])
+    return out
+
+
+def probe_config(raw: dict, entry: Any, lr: float, seeds: list[int], base_dir: Path) -> ExperimentConfig:
+    data = copy.deepcopy(raw)
+    data["methods"], data["seeds"] = [probe_entry(entry, lr)], list(seeds)
+    cfg = from_dict(ExperimentConfig, data, "")
+    absolutize(cfg, base_dir)
+    return cfg
+
+
+def plasticity_of(summaries: list) -> float | None:
+    """Mean plasticity of finished runs (None: a run failed or none finished)."""
+    values = [metrics.plasticity(s.accuracy_matrix) for s in summaries if s.status == "complete"]
+    if not values or len(values) < len(summaries) or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def fragment(cfg_name: str, raw_entries: list, searches: list[Search], seeds: list[int]) -> str:
+    """The `methods:` fragment of the found settings, with how each was found in comments."""
+    lines = [f"# curlora-bench calibrate {cfg_name}: learning rates found on seeds {seeds}"]
+    methods = []
+    for entry, s in zip(raw_entries, searches):
+        probes = ", ".join(f"{short_value(lr)}: {'failed' if p is None else f'{p:.3f}'}"
+                           for lr, p in sorted(s.probes.items()))
+        if s.found is None or not s.within:
+            reach = s.reach
+            lines.append(f"# {s.label}: target {s.target:g} ± {s.tolerance:g} not reached"
+                         + (f" (plasticity {reach[0]:.3f}-{reach[1]:.3f} measured)" if reach else "")
+                         + f"; probes {probes}" + ("; closest kept" if s.found is not None else ""))
+        else:
+            lines.append(f"# {s.label}: lr {short_value(s.found)} gives plasticity {s.probes[s.found]:.3f} "
+                         f"(target {s.target:g} ± {s.tolerance:g}); probes {probes}")
+        if s.found is not None:
+            methods.append(probe_entry(entry, s.found))
+    return "\n".join(lines) + "\n" + yaml.safe_dump({"methods": methods}, sort_keys=False)
+
+
+def check_entries(raw: dict, labels: list[str], wanted: list[str] | None) -> list[int]:
+    """Indices of the method entries to calibrate (every one, or those `--method` names)."""
+    entries = raw.get("methods") or []
+    chosen = list(range(len(labels))) if not wanted else []
+    for name in wanted or []:
+        if name not in labels:
+            raise BenchError(f"--method {name!r}: no such method in the config (methods: {', '.join(labels)})")
+        chosen.append(labels.index(name))
+    for i in chosen:
+        if isinstance(entries[i], dict) and "grid" in entries[i]:
+            raise BenchError(f"methods[{i}]: a grid entry; calibrate searches the learning rate of single "
+                             "entries (drop its grid:)")
+        if isinstance(entries[i], dict) and entries[i].get("regime") == "joint":
+            raise BenchError(f"methods[{i}]: {labels[i]} trains every task in one stage: no plasticity to calibrate")
+    return chosen
+
+
+def calibrate(path: Path, overrides: list[str], target: float, tolerance: float, seeds: list[int] | None,
+              wanted: list[str] | None, max_probes: int, bounds: tuple[float, float], out: Path, events,
+              executor_of: Callable[[ExperimentConfig], Any]) -> tuple[list[Search], str]:
+    """Search every chosen method entry of the config at `path` (see the module's doc); every probe
+    runs into `out`. Returns the searches and the `methods:` fragment of what they found."""
+    from .driver import run_experiment
+
+    raw = raw_config(path, overrides)
+    base = path.resolve().parent
+    cfg = from_dict(ExperimentConfig, copy.deepcopy(raw), "")  # the whole config checked before any run
+    absolutize(cfg, base)
+    entries = raw.get("methods") or []
+    grids = [i for i, e in enumerate(entries) if isinstance(e, dict) and "grid" in e]
+    if grids:
+        raise BenchError(f"methods[{grids[0]}]: a grid entry; calibrate searches the learning rate of single "
+                         "entries (drop its grid: or name the others with --method in a config without grids)")
+    if not 0 < target < 1:
+        raise BenchError(f"--target: {target!r} is not a plasticity between 0 and 1")
+    if not bounds[0] < bounds[1]:
+        raise BenchError(f"--lr-range: {bounds[0]:g} is not below {bounds[1]:g}")
+    labels = [m.display_label for m in cfg.methods]
+    chosen = check_entries(raw, labels, wanted)
+    seeds = list(seeds or cfg.seeds[:1])
+    searches = []
+    for i in chosen:
+        def measure(lr: float, i: int = i) -> float | None:
+            probe = probe_config(raw, entries[i], lr, seeds, base)
+            summaries = run_experiment(probe, out, events, force=True, executor=executor_of(probe))
+            p = plasticity_of(summaries)
+            events.message(f"[bold]{labels[i]}[/]: lr {short_value(lr)} -> "
+                           + ("a run failed" if p is None else f"plasticity {p:.3f}")
+                           + f" (target {target:g} ± {tolerance:g}, {len(seeds)} seed(s))")
+            return p
+
+        start = cfg.train_for(cfg.methods[i]).lr
+        searches.append(search(measure, start, target, tolerance, bounds, max_probes, labels[i]))
+    return searches, fragment(cfg.name, [entries[i] for i in chosen], searches, seeds)
