@@ -139,6 +139,24 @@ def _choices(cfg, data, choices):
                        "choices": choices}
 
 
+def _rows(data, folder, name: str, change) -> str:
+    """The rewrite task's train rows, changed, as a CSV of their own."""
+    import csv
+
+    with open(data / "rewrite_train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(folder / name, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(change(rows))
+    return str(folder / name)
+
+
+def _bytes(folder, name: str, data: bytes) -> str:
+    (folder / name).write_bytes(data)
+    return str(folder / name)
+
+
 HOSTILE = {
     "max_new_tokens past the positions": (
         lambda c, d, t: _prompted(c, d, max_new_tokens=1100),
@@ -157,6 +175,31 @@ HOSTILE = {
         "tasks[0].val: "),
     "epochs 10**30": (lambda c, d, t: c["train"].update(epochs=10**30),
                       "train.epochs: 1,000,000,000,000,000,000,000,000,000,000 is more than 10,000"),
+    "duplicate choices": (lambda c, d, t: _choices(c, d, [" a", " a"]), "tasks[1].choices: answers must differ"),
+    "choices and target both set": (
+        lambda c, d, t: (_choices(c, d, [" negative", " positive"]), c["tasks"][1].update(target="text")),
+        "tasks[1]: a prompted task gives exactly one of `choices`"),
+    "a template naming a missing column": (
+        lambda c, d, t: _prompted(c, d, prompt="Words: {nope}\nReversed:"), "missing prompt field column 'nope'"),
+    "max_new_tokens 0": (lambda c, d, t: _prompted(c, d, max_new_tokens=0), "tasks[1].max_new_tokens: must be > 0"),
+    "an empty eval split": (lambda c, d, t: _prompted(c, d, eval=_rows(d, t, "empty.csv", lambda rows: [])),
+                            "empty.csv: split is empty (no data rows)"),
+    "empty targets": (
+        lambda c, d, t: _prompted(c, d, train=_rows(d, t, "blank.csv", lambda rows: [{**r, "reversed": ""} for r in rows])),
+        "blank.csv: row 1: target column 'reversed' is empty or not text"),
+    "a data file that is not UTF-8": (
+        lambda c, d, t: _prompted(c, d, train=_bytes(t, "latin.csv", (d / "rewrite_train.csv").read_bytes() + b"\xff,x\n")),
+        "latin.csv: cannot read as csv: line "),
+    "epochs 0": (lambda c, d, t: c["train"].update(epochs=0), "train.epochs: must be > 0, got 0"),
+    "epochs -1": (lambda c, d, t: c["train"].update(epochs=-1), "train.epochs: must be > 0, got -1"),
+    "epochs 1e30": (lambda c, d, t: c["train"].update(epochs=1e30), "train.epochs: expected an integer"),
+    "epochs '2'": (lambda c, d, t: c["train"].update(epochs="2"), "train.epochs: expected an integer, got '2'"),
+    "a missing further corpus": (
+        lambda c, d, t: c.update(perplexity=[c["perplexity"], {**c["perplexity"], "file": str(t / "nope.txt")}]),
+        "perplexity[1].file: corpus file not found"),
+    "an empty further corpus": (
+        lambda c, d, t: c.update(perplexity=[c["perplexity"], {**c["perplexity"], "file": _bytes(t, "e.txt", b"")}]),
+        "e.txt: corpus file is empty"),
     "general num_fewshot above the data": (
         lambda c, d, t: c.update(general={"tasks": [task_yaml(t)], "num_fewshot": 6}),
         "general.tasks[0]: num_fewshot 6 is more than task 'hidden_mc' can draw: 6 example(s) to take shots from, "
@@ -528,3 +571,16 @@ def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished, tmp
     assert proc.returncode == code and one_line(err).startswith("interrupted"), err
     assert not target.exists() or target.read_text() == (tmp_path / "whole.md").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.md")]  # no temporary left
+
+
+def test_nul_right_to_left_and_overlong_prompts_run(toy_data, write_config, cli, tmp_path):
+    """What is valid runs: NUL and right-to-left text in a prompted task's rows, a template longer
+    than `max_length` (the prompt keeps its last tokens), CURLoRA with random C/R."""
+    rows = _rows(toy_data, tmp_path, "odd.csv", lambda rows: [
+        {**r, "text": ("שלום \u202e" if i % 2 else "nul\x00 ") + r["text"]} for i, r in enumerate(rows)])
+    cfg = tiny_config(toy_data, methods=[{"method": "curlora", "rank": 2, "cr": "random"}])
+    _prompted(cfg, toy_data, train=rows, prompt="Words: " + "x " * 200 + "{text}\nReversed:", max_new_tokens=4)
+    out = tmp_path / "out"
+    code, _, err = cli("run", write_config(cfg), "--output", out)
+    assert code == 0, err
+    assert len(list(out.glob("curlora*/seed-0/summary.json"))) == 1, list(out.iterdir())
