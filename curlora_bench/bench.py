@@ -6,6 +6,10 @@ interleaved round by round (so background load hits them alike); each figure is 
 of the timed steps, warm-up steps excluded. A prompted task's scoring (the log-likelihood of
 each choice) and greedy generation are timed against a bare forward over the same tokens, and
 generation with the KV cache against generation that recomputes every position per new token.
+
+`precision="bf16"` (on a CUDA GPU or a CPU with bf16 kernels) times every path twice, in fp32 and
+under bf16 autocast, and adds the bf16/fp32 ratio of each (`BF16_PATHS`); training compares the
+run's own steps (floor, LoRA, CURLoRA), each variant's fp32 and bf16 steps interleaved.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from .adapters.curlora_layer import CURLoRALayer
 from .config.experiment import ExecutionConfig, TrainConfig
 from .config.methods import parse_method
 from .config.regimes import Stage
-from .core.env import configure_threads, package_versions, resolve_device
+from .core.env import (
+    check_precision,
+    configure_threads,
+    cpu_capability,
+    package_versions,
+    resolve_device,
+)
 from .core.errors import BenchError
 from .core.protocol import Protocol
 from .run.context import StageContext
@@ -60,6 +70,10 @@ TARGETS = [  # (name, numerator, denominator, minimum ratio)
     ("generation / bare forward (same tokens)", "generation (KV cache)", "generation bare forward", 0.25),
     ("generation cached / uncached", "generation (KV cache)", "generation without cache", 1.5),
 ]
+# --precision bf16: each path's bf16 / fp32 throughput, and the targets set for it (None: shown only)
+BF16_PATHS = {"train floor": 1.5, "train lora": 1.5, "train curlora": 1.5, "eval (run's buckets)": 1.4,
+              "perplexity": 1.4, "scoring (choices)": None, "generation (KV cache)": None}
+BF16 = " [bf16]"
 
 
 class MaterialisedCURLoRALayer(CURLoRALayer):
@@ -199,6 +213,7 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
         if name is not None:
             prompted_task(name, answer)  # a wrong task name fails before anything is measured
     device = resolve_device(device_name)
+    check_precision(precision, device)
     configure_threads()
     say = console.print if console else (lambda *_: None)
     lm = load_model(model_name, cache_dir)
@@ -211,36 +226,63 @@ def bench(model_name: str = "smollm2-135m", rank: int = 8, batch_size: int = 8, 
     result = BenchResult(config={"model": model_name, "rank": rank, "batch_size": batch_size, "seq_len": seq_len,
                                  "steps": steps, "warmup": warmup, "device": str(device), "precision": precision,
                                  "compile": compile_model})
-    model, heads = bench_training(result, lm, rank, data, labels, warmup, device, precision, compile_model, say)
+    precisions = ("fp32", "bf16") if precision == "bf16" else ("fp32",)
+    model, heads = bench_training(result, lm, rank, data, labels, warmup, device, precisions, compile_model, say)
+    pad = lm.tokenizer.pad_token_id
     split = eval_split(lm, eval_task, eval_examples, seq_len, cache_dir, gen, vocab)
-    bench_evaluation(result, model, heads, split, eval_task, eval_batch, lm.tokenizer.pad_token_id, device, say)
-    bench_perplexity(result, lm, model, gen, vocab, device, say)
+    both(result, precisions, device, lambda r: bench_evaluation(r, model, heads, split, eval_task, eval_batch, pad,
+                                                                device, say))
+    ppl_gen = torch.Generator().manual_seed(1)
+    both(result, precisions, device, lambda r: bench_perplexity(r, lm, model, ppl_gen, vocab, device, say))
     split, choices = prompted_split(lm, score_task, "choices", prompted_examples, seq_len, cache_dir, gen, vocab)
-    bench_scoring(result, model, split, choices, score_task, eval_batch, lm.tokenizer.pad_token_id, device, say)
+    both(result, precisions, device, lambda r: bench_scoring(r, model, split, choices, score_task, eval_batch, pad,
+                                                             device, say))
     split, _ = prompted_split(lm, gen_task, "target", prompted_examples, seq_len - gen_tokens, cache_dir, gen, vocab)
-    bench_generation(result, model, lm.tokenizer, split, gen_task, gen_tokens, eval_batch, device, say)
+    both(result, precisions, device, lambda r: bench_generation(r, model, lm.tokenizer, split, gen_task, gen_tokens,
+                                                                eval_batch, device, say))
     for name, num, den, minimum in TARGETS:
         r = result.figures[num] / result.figures[den]
         result.ratios[name] = {"ratio": r, "target": minimum, "met": r >= minimum}
+    for path, minimum in BF16_PATHS.items():
+        if path + BF16 in result.figures:
+            r = result.figures[path + BF16] / result.figures[path]
+            result.ratios[f"{path}: bf16 / fp32"] = {"ratio": r, "target": minimum,
+                                                     "met": None if minimum is None else r >= minimum}
     result.memory["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         result.memory["peak_device_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     result.environment = {"device": str(device), "device_name": torch.cuda.get_device_name(device)
                           if device.type == "cuda" else "cpu", "dtype": "float32",
-                          "autocast": precision if device.type == "cuda" else "none",
-                          "threads": torch.get_num_threads(), "versions": package_versions()}
+                          "autocast": "bf16 beside fp32" if precision == "bf16" else "none",
+                          "cpu_capability": cpu_capability(), "threads": torch.get_num_threads(),
+                          "versions": package_versions()}
     return result
 
 
+def both(result: BenchResult, precisions: tuple[str, ...], device: torch.device, measure) -> None:
+    """`measure(result)` in fp32, then (with bf16 among `precisions`) again under bf16 autocast, its
+    figures and seconds kept beside the fp32 ones with the suffix BF16."""
+    measure(result)
+    if "bf16" not in precisions:
+        return
+    extra = BenchResult(config={})
+    with autocast(device, "bf16"):
+        measure(extra)
+    for key, value in extra.figures.items():
+        result.figures[key + BF16] = value
+    for key, value in extra.seconds.items():
+        result.seconds[key + BF16] = value
+
+
 def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor], labels: list[torch.Tensor],
-                   warmup: int, device: torch.device, precision: str, compile_model: bool, say):
+                   warmup: int, device: torch.device, precisions: tuple[str, ...], compile_model: bool, say):
     """Every training variant, interleaved one step each per round; returns CURLoRA's model and heads.
 
     Each step is the run's own (`run.train.train_step`): collate, the task kind's loss, the
-    plugins' step hooks, backward, clipping, AdamW and the scheduler."""
+    plugins' step hooks, backward, clipping, AdamW and the scheduler. With bf16 among `precisions`,
+    the run's own variants (floor, lora, curlora) also take a bf16-autocast step each round, on the
+    same model with an optimizer of its own, timed as `train <name> [bf16]`."""
     n_batches, (batch_size, seq_len) = len(data), data[0].shape
-    train_cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, max_length=seq_len, limit=None,
-                            warmup_steps=warmup, precision=precision, dropout="off")
     rows = [row.tolist() for b in data for row in b]
     task = PreparedTask("bench", 2, Split(rows, [int(y) for b in labels for y in b]), Split([], []), None)
     batching = Batching(device, lm.tokenizer.pad_token_id)
@@ -254,37 +296,43 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
         heads = TaskHeads().to(device)
         new = [heads.add("bench", hid, 2, seed=0).to(device)]
         checkpointing = name.endswith("+checkpointing")
-        ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), "bench", False, 0), [task],
-                           {"bench": task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing),
-                           batching, Protocol.of("standard"), 0, f"bench {name}")
         params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
-        enter_training(model, new, train_cfg.dropout, checkpointing)
-        plugins = [ADAPTERS.get(method.method), make_strategy(None, 0)]
-        state[name] = (ctx, plugins, params, *make_optimizer(params, train_cfg, n_batches))
-        result.seconds[f"train {name}"] = []
-    say(f"training: {len(variants)} variants x {n_batches} steps of {batch_size}x{seq_len} tokens on {device}")
+        for precision in precisions:
+            if precision != "fp32" and f"train {name}" not in BF16_PATHS:
+                continue
+            train_cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, max_length=seq_len, limit=None,
+                                    warmup_steps=warmup, precision=precision, dropout="off")
+            ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), "bench", False, 0), [task],
+                               {"bench": task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing),
+                               batching, Protocol.of("standard"), 0, f"bench {name}")
+            enter_training(model, new, train_cfg.dropout, checkpointing)
+            plugins = [ADAPTERS.get(method.method), make_strategy(None, 0)]
+            key = f"train {name}" + ("" if precision == "fp32" else BF16)
+            state[key] = (ctx, plugins, params, *make_optimizer(params, train_cfg, n_batches))
+            result.seconds[key] = []
+    say(f"training: {len(state)} variants x {n_batches} steps of {batch_size}x{seq_len} tokens on {device}")
     for step in range(n_batches):
         idx = list(range(step * batch_size, (step + 1) * batch_size))
-        for name, (ctx, plugins, params, optimizer, scheduler) in state.items():
+        for key, (ctx, plugins, params, optimizer, scheduler) in state.items():
             _sync(device)
             t0 = time.perf_counter()
             train_step(ctx, task, idx, plugins, optimizer, scheduler, params, step)
             _sync(device)
             if step >= warmup:
-                result.seconds[f"train {name}"].append(time.perf_counter() - t0)
-    for name in variants:
-        result.figures[f"train {name}"] = batch_size * seq_len / statistics.median(result.seconds[f"train {name}"])
+                result.seconds[key].append(time.perf_counter() - t0)
+    for key in state:
+        result.figures[key] = batch_size * seq_len / statistics.median(result.seconds[key])
     # memory kept for backward, measured once per variant outside the timed steps
     mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
-    for name, (ctx, *_) in state.items():
+    for key, (ctx, *_) in state.items():
         mb = activation_bytes(ctx.model, ctx.heads, data[0].to(device), labels[0].to(device), mask, device,
-                              precision) / 2**20
-        result.memory[f"train {name} activations MB"] = mb
+                              ctx.train.precision) / 2**20
+        result.memory[f"{key} activations MB"] = mb
     for name in ("lora", "curlora"):
         plain = result.memory[f"train {name} activations MB"]
         result.memory[f"{name} checkpointed / plain activations"] = (
             result.memory[f"train {name}+checkpointing activations MB"] / plain if plain else float("nan"))
-    model, heads = state["curlora"][0].model, state["curlora"][0].heads
+    model, heads = state["train curlora"][0].model, state["train curlora"][0].heads
     del state, variants  # free the other variants' models before evaluating
     model.eval()
     return model, heads

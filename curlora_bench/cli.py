@@ -286,15 +286,20 @@ def bench(
     rank: Annotated[int, typer.Option("--rank", help="adapter rank (LoRA r, CURLoRA r)", min=1)] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", help="training batch size", min=1)] = 8,
     seq_len: Annotated[int, typer.Option("--seq-len", help="tokens per training example", min=2)] = 128,
-    steps: Annotated[int, typer.Option("--steps", help="timed training steps per variant", min=1)] = 6,
-    warmup: Annotated[int, typer.Option("--warmup", help="untimed warm-up steps per variant", min=0)] = 2,
+    steps: Annotated[int | None, typer.Option("--steps", help="timed training steps per variant (default 3; "
+                                               "--long: 6)", min=1)] = None,
+    warmup: Annotated[int | None, typer.Option("--warmup", help="untimed warm-up steps per variant (default 1; "
+                                                "--long: 2)", min=0)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (CUDA only)")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32; or bf16: every path timed in fp32 and under "
+                                           "bf16 autocast, with each bf16/fp32 ratio (a CUDA GPU or a CPU "
+                                           "with bf16 kernels)")] = "fp32",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model body first")] = False,
     eval_task: Annotated[str, typer.Option("--eval-task", help="built-in task whose eval texts (tokenised, "
                                            "truncated at --seq-len) set the evaluation lengths; 'random' = "
                                            "uniform lengths")] = "rt-sentiment",
-    eval_examples: Annotated[int, typer.Option("--eval-examples", help="evaluation examples", min=1)] = 256,
+    eval_examples: Annotated[int | None, typer.Option("--eval-examples", help="evaluation examples (default 128; "
+                                                      "--long: 256)", min=1)] = None,
     eval_batch: Annotated[int, typer.Option("--eval-batch", help="evaluation batch size (length-sorted "
                                             "buckets, as a run; also of choice scoring and generation)", min=1)] = 64,
     score_task: Annotated[str, typer.Option("--score-task", help="built-in prompted choices task whose eval prompts "
@@ -302,8 +307,11 @@ def bench(
                                             "prompts and choices")] = "rt-sentiment-prompt",
     gen_task: Annotated[str, typer.Option("--gen-task", help="built-in prompted target task whose eval prompts time "
                                           "greedy generation; 'random' = random prompts")] = "bible-rewrite",
-    prompted_examples: Annotated[int, typer.Option("--prompted-examples", help="prompts of the scoring and "
-                                                   "generation measurements", min=1)] = 32,
+    prompted_examples: Annotated[int | None, typer.Option("--prompted-examples", help="prompts of the scoring and "
+                                                          "generation measurements (default 16; --long: 32)",
+                                                          min=1)] = None,
+    long: Annotated[bool, typer.Option("--long", help="the long form: twice the steps and examples, steadier "
+                                       "figures (about twice the time)")] = False,
     gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens generated per prompt (no EOS, no stop: "
                                             "the same work each time)", min=1)] = 8,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
@@ -321,6 +329,10 @@ def bench(
         raise BenchError(f"--precision: expected fp32 or bf16, got {precision!r}")
     if json_out is not None and json_out.is_dir():
         raise BenchError(f"--json {json_out}: is a folder; give a file name")
+    steps = steps or (6 if long else 3)
+    warmup = (2 if long else 1) if warmup is None else warmup
+    eval_examples = eval_examples or (256 if long else 128)
+    prompted_examples = prompted_examples or (32 if long else 16)
     res = run_bench(model, rank, batch_size, seq_len, steps, warmup, device, precision, compile, console=console,
                     eval_task=None if eval_task == "random" else eval_task, eval_examples=eval_examples,
                     eval_batch=eval_batch, score_task=None if score_task == "random" else score_task,
@@ -339,11 +351,13 @@ def bench(
     ratios.add_column("target", justify="right")
     ratios.add_column("")
     for name, r in res.ratios.items():
-        ratios.add_row(name, f"{r['ratio']:.2f}", f">= {r['target']:.2f}", "met" if r["met"] else "[red]missed[/]")
+        target = "-" if r["target"] is None else f">= {r['target']:.2f}"
+        ratios.add_row(name, f"{r['ratio']:.2f}", target, "" if r["met"] is None else "met" if r["met"] else "[red]missed[/]")
     console.print(ratios)
     mem = ", ".join(f"{k} {v:,.0f}" if v >= 10 else f"{k} {v:.2f}" for k, v in res.memory.items())
     env = res.environment
-    console.print(f"memory: {mem}; {env['device_name']}, {env['dtype']}, autocast {env['autocast']}, "
+    console.print(f"memory: {mem}; {env['device_name']} (kernels: {env['cpu_capability']}), {env['dtype']}, "
+                  f"autocast {env['autocast']}, "
                   f"{env['threads']} threads; torch {env['versions'].get('torch')}, "
                   f"transformers {env['versions'].get('transformers')}, peft {env['versions'].get('peft')}")
     if json_out:
