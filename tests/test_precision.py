@@ -99,3 +99,19 @@ def test_a_bf16_run_on_cpu_trains_and_scores_in_bf16_with_fp32_state(toy_data, w
     assert states and set(states) == {torch.float32}  # trainable parameters and Adam's moments: fp32
     a, b = fp32["metrics"]["perplexity_drift"], bf16["metrics"]["perplexity_drift"]
     assert a != b and abs(a - b) < 0.05 * a  # close, not the same numbers
+
+
+def test_openmp_waits_passively_unless_the_user_says_otherwise():
+    """Set when the package is imported, before torch loads OpenMP (a run sharing its cores would
+    otherwise spin); a value the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import curlora_bench, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True)
+    assert out.stdout.strip() == "ACTIVE"
