@@ -1,0 +1,105 @@
+"""The extending guide's skeletons run: docs/guides/task-kinds.md's task kind (the file it includes,
+docs/guides/examples/focal_kind.py) trains and scores a real tiny run, and its metric entry reaches
+the summary and the report's row, as the guide says.
+
+The kind is registered into a copy of the task-kind registry and selected by patching
+`TaskConfig.kind` (the guide's one-line change), so the rest of the suite never sees it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from curlora_bench.config.loading import load_config
+from curlora_bench.core import metrics
+from curlora_bench.core.errors import BenchError
+from curlora_bench.run.driver import run_experiment
+from curlora_bench.run.kinds import KINDS
+from curlora_bench.sources.tasks import TaskConfig
+from tests.conftest import ROOT, tiny_config
+
+GUIDE = ROOT / "docs" / "guides" / "task-kinds.md"
+EXAMPLE = ROOT / "docs" / "guides" / "examples" / "focal_kind.py"
+
+
+@pytest.fixture
+def focal(monkeypatch):
+    """The guide's kind, registered for this test only, and every task of the run using it."""
+    KINDS.get("classification")  # the built-in kinds first: the copy below keeps them
+    monkeypatch.setattr(KINDS, "_items", dict(KINDS._items))
+    spec = importlib.util.spec_from_file_location("focal_kind_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(TaskConfig, "kind", property(lambda self: "focal" if self.prompt is None else "prompted"))
+    return module
+
+
+def test_the_guide_includes_the_tested_files():
+    text = GUIDE.read_text(encoding="utf-8")
+    assert '--8<-- "docs/guides/examples/focal_kind.py"' in text
+    assert "def max_forgetting(A: Matrix)" in text  # the metric shown is the one tested below
+
+
+def test_the_guides_task_kind_trains_and_scores_a_run(focal, toy_data, write_config, tmp_path, monkeypatch):
+    calls = []
+    loss = focal.Focal.loss
+    monkeypatch.setattr(focal.Focal, "loss", lambda self, *a, **k: calls.append(k) or loss(self, *a, **k))
+    cfg, _ = load_config(write_config(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
+    [summary] = run_experiment(cfg, tmp_path / "out")
+    assert summary.status == "complete" and calls  # trained through the focal loss
+    assert len(summary.accuracy_matrix) == 2 and all(0 <= v <= 1 for v in summary.accuracy_matrix[1])
+    records = [json.loads(line) for line in (tmp_path / "out" / summary.label / "seed-0" / "records.jsonl")
+               .read_text().splitlines()]
+    assert {r["metric"] for r in records} == {"accuracy", "perplexity"}
+
+
+def test_the_guides_focal_loss_is_cross_entropy_at_gamma_zero(focal, monkeypatch):
+    import torch
+
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    monkeypatch.setattr(focal, "classify", lambda *a, **k: logits)
+    batch = {"input_ids": None, "attention_mask": None, "labels": labels}
+    task = type("T", (), {"name": "t"})()
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    monkeypatch.setattr(focal, "GAMMA", 0.0)
+    assert focal.Focal().loss(None, None, task, batch, "last").item() == pytest.approx(ce.item())
+    monkeypatch.setattr(focal, "GAMMA", 2.0)
+    per_example = focal.Focal().loss(None, None, task, batch, "last", reduction="none")
+    assert per_example.shape == (6,) and (per_example <= torch.nn.functional.cross_entropy(
+        logits, labels, reduction="none") + 1e-6).all()
+    assert focal.Focal().loss(None, None, task, batch, "last", reduction="sum").item() == pytest.approx(
+        per_example.sum().item())
+
+
+def max_forgetting(A):
+    """The guide's metric, as written there."""
+    T = len(A)
+    if T < 2:
+        return None
+    return max(max(A[i][j] for i in range(j, T - 1)) - A[T - 1][j] for j in range(T - 1))
+
+
+def test_the_guides_metric_reaches_the_summary_and_the_report(toy_data, write_config, tmp_path):
+    from curlora_bench.analysis.report import build_table, to_markdown
+    from curlora_bench.store.folders import find_runs
+
+    assert max_forgetting([[0.9, None, None], [0.7, 0.8, None], [0.6, 0.85, 0.7]]) == pytest.approx(0.3)
+    entry = metrics.MatrixMetric("max_forgetting", "Forgetting, worst task", "signed",
+                                 lambda A, p0, p1: max_forgetting(A))
+    cfg, _ = load_config(write_config(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
+    before = tmp_path / "before"
+    run_experiment(cfg, before)
+    metrics.MATRIX_METRICS.append(entry)  # the one entry the guide adds (the list every reader shares)
+    try:
+        [summary] = run_experiment(cfg, tmp_path / "after")
+        A = summary.accuracy_matrix
+        assert summary.metrics["max_forgetting"] == pytest.approx(max_forgetting(A))
+        text = to_markdown(build_table(find_runs([tmp_path / "after"])))
+        assert "| Forgetting, worst task |" in text
+        with pytest.raises(BenchError, match="metrics: keys"):  # the guide's warning: older summaries
+            find_runs([before])
+    finally:
+        metrics.MATRIX_METRICS.remove(entry)
