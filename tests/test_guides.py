@@ -103,3 +103,25 @@ def test_the_guides_metric_reaches_the_summary_and_the_report(toy_data, write_co
             find_runs([before])
     finally:
         metrics.MATRIX_METRICS.remove(entry)
+
+
+def test_the_install_page_lists_what_make_install_installs():
+    """The install page's pip line is the Makefile's, and its table has a row for every extra of
+    pyproject.toml, naming each package the extra installs."""
+    import re
+    import tomllib
+
+    page = (ROOT / "docs" / "getting-started" / "install.md").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    [extras] = re.findall(r'pip install -q -e "(\.\[[\w,]+\])"', makefile)
+    assert f'`pip install -e "{extras}"`' in page
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras[2:-1].split(",")) == set(declared)
+    names = {"mkdocs": "MkDocs", "mkdocs-material": "Material", "lm_eval": "lm-evaluation-harness",
+             "tensorboard": "TensorBoard", "mlflow": "MLflow", "mkdocstrings[python]": "mkdocstrings"}
+    for extra, packages in declared.items():
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{extra}` |")), None)
+        assert row is not None, f"the install page has no row for the {extra!r} extra"
+        for spec in packages:
+            package = re.split(r"[<>=!;]", spec)[0]
+            assert names.get(package, package) in row, f"{extra}: {package} is not in its row"
