@@ -264,6 +264,29 @@ def plan(
 
 
 @app.command()
+def agree(
+    first: Annotated[Path, typer.Argument(help="experiment folder of one way of running (e.g. the fp32 runs)")],
+    second: Annotated[Path, typer.Argument(help="experiment folder of the other (e.g. the same methods in bf16)")],
+    margin: Annotated[list[str] | None, typer.Option(
+        "--margin", help="an equivalence margin: plasticity=0.01, accuracy=0.01, forgetting=0.01 or drift=0.05 "
+                         "(relative); repeatable")] = None,
+) -> None:
+    """Pair two folders' runs (same label, seed, order) and test whether they agree within margins."""
+    from .analysis.agreement import agreement_markdown, agreements, parse_margins
+    from .store.folders import find_runs
+
+    margins = parse_margins(margin or [])
+    for folder in (first, second):
+        if not folder.is_dir():
+            raise BenchError(f"{folder}: no such folder")
+    notes: list[str] = []
+    a, b = find_runs([first], notes), find_runs([second], notes)
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    sys.stdout.write(agreement_markdown(agreements(a, b, margins), first.name, second.name))
+
+
+@app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="experiment folder (or one <method>/seed-<k> run folder)")],
     out_dir: Annotated[Path, typer.Argument(help="new folder for the exported adapter")],
