@@ -136,23 +136,24 @@ def test_a_marker_may_name_several_folders():
     assert m.group(2) == " --baseline lora"
 
 
-def quoted_plans() -> list[tuple[str, tuple[str, ...], str, int, list[str]]]:
+def marked(pattern: re.Pattern) -> list[tuple[str, re.Match, int, list[str]]]:
+    """(page, the marker's match, its line, the table rows right below it) for every `pattern` marker."""
     out = []
     for page in PAGES:
         lines = page.read_text(encoding="utf-8").splitlines()
         for i, line in enumerate(lines):
-            m = PLAN_MARK.fullmatch(line.strip())
+            m = pattern.fullmatch(line.strip())
             if m:
                 rows = []
                 for row in lines[i + 1:]:
                     if not row.startswith("|"):
                         break
                     rows.append(row.strip())
-                out.append((page.relative_to(ROOT).as_posix(), tuple(m.group(1).split()), m.group(2), i + 1, rows))
+                out.append((page.relative_to(ROOT).as_posix(), m, i + 1, rows))
     return out
 
 
-PLANS = quoted_plans()
+PLANS = [(page, tuple(m.group(1).split()), m.group(2), line, rows) for page, m, line, rows in marked(PLAN_MARK)]
 
 
 @pytest.mark.parametrize(("page", "folders", "options", "line", "rows"), PLANS,
@@ -171,23 +172,7 @@ def test_marked_design_tables_are_what_plan_prints(page, folders, options, line,
     assert not missing, f"{page}:{line}: rows that `curlora-bench plan {' '.join(folders)}{options}` does not print: {missing}"
 
 
-def quoted_agreements() -> list[tuple[str, str, str, str, int, list[str]]]:
-    out = []
-    for page in PAGES:
-        lines = page.read_text(encoding="utf-8").splitlines()
-        for i, line in enumerate(lines):
-            m = AGREE_MARK.fullmatch(line.strip())
-            if m:
-                rows = []
-                for row in lines[i + 1:]:
-                    if not row.startswith("|"):
-                        break
-                    rows.append(row.strip())
-                out.append((page.relative_to(ROOT).as_posix(), m.group(1), m.group(2), m.group(3), i + 1, rows))
-    return out
-
-
-AGREES = quoted_agreements()
+AGREES = [(page, m.group(1), m.group(2), m.group(3), line, rows) for page, m, line, rows in marked(AGREE_MARK)]
 
 
 @pytest.mark.parametrize(("page", "first", "second", "options", "line", "rows"), AGREES,
