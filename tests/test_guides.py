@@ -108,14 +108,16 @@ def test_the_guides_metric_reaches_the_summary_and_the_report(toy_data, write_co
 def test_the_install_page_lists_what_make_install_installs():
     """The install page's pip line is the Makefile's, and its table has a row for every extra of
     pyproject.toml, naming each package the extra installs."""
+    import ast
     import re
-    import tomllib
 
     page = (ROOT / "docs" / "getting-started" / "install.md").read_text(encoding="utf-8")
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     [extras] = re.findall(r'pip install -q -e "(\.\[[\w,]+\])"', makefile)
     assert f'`pip install -e "{extras}"`' in page
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    section = (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1].split("\n[")[0]
+    section = re.sub(r"#[^\n]*", "", section)  # tomllib is Python 3.11+; the project supports 3.10
+    declared = {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^(\w+) = (\[.*?\])", section, re.M | re.S)}
     assert set(extras[2:-1].split(",")) == set(declared)
     names = {"mkdocs": "MkDocs", "mkdocs-material": "Material", "lm_eval": "lm-evaluation-harness",
              "tensorboard": "TensorBoard", "mlflow": "MLflow", "mkdocstrings[python]": "mkdocstrings"}
@@ -125,3 +127,20 @@ def test_the_install_page_lists_what_make_install_installs():
         for spec in packages:
             package = re.split(r"[<>=!;]", spec)[0]
             assert names.get(package, package) in row, f"{extra}: {package} is not in its row"
+
+
+def test_reading_results_shows_every_figure_the_report_makes():
+    """Every PNG `write_plots` can write is committed under docs/getting-started/figures/ and shown
+    and explained (a heading of its own) on Reading the report and plots."""
+    import inspect
+    import re
+
+    from curlora_bench.analysis import plots
+
+    made = set(re.findall(r'folder / "(\w+\.png)"', inspect.getsource(plots.write_plots)))
+    assert len(made) >= 6
+    shown = {p.name for p in (ROOT / "docs" / "getting-started" / "figures").glob("*.png")}
+    assert shown == made
+    page = (ROOT / "docs" / "getting-started" / "reading-results.md").read_text(encoding="utf-8")
+    for name in made:
+        assert f"### `{name}`" in page and f"(figures/{name})" in page, name
