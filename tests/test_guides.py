@@ -117,7 +117,7 @@ def test_the_install_page_lists_what_make_install_installs():
     assert f'`pip install -e "{extras}"`' in page
     section = (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1].split("\n[")[0]
     section = re.sub(r"#[^\n]*", "", section)  # tomllib is Python 3.11+; the project supports 3.10
-    declared = {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^(\w+) = (\[.*?\])", section, re.M | re.S)}
+    declared = {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^(\w+) = (\[.*?\])$", section, re.M | re.S)}
     assert set(extras[2:-1].split(",")) == set(declared)
     names = {"mkdocs": "MkDocs", "mkdocs-material": "Material", "lm_eval": "lm-evaluation-harness",
              "tensorboard": "TensorBoard", "mlflow": "MLflow", "mkdocstrings[python]": "mkdocstrings"}
