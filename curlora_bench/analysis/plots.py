@@ -80,7 +80,7 @@ def accuracy_heatmaps(runs: list[Run], path: Path) -> Path:
                 if not np.isnan(mean[i, j]):
                     ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center",
                             color="white" if mean[i, j] < 0.6 else "black", fontsize=11 if T <= 4 else 9)
-        ax.set_title(f"{label} (n={len(summaries)})", fontsize=11)
+        ax.set_title(f"{label}\n(n={len(summaries)})", fontsize=11)
         ax.set_xticks(range(T), tasks, rotation=30, ha="right", fontsize=10)
         ax.set_yticks(range(T), [f"after {t}" for t in tasks] if k % per_row == 0 else [], fontsize=10)
     mixed = runs[0].summary.metric is not None  # some task's primary metric is not accuracy
