@@ -215,10 +215,12 @@ def code_notes(general: GeneralConfig | None) -> list[str]:
     harness will import and run, so running someone else's config is never a surprise."""
     if general is None:
         return []
+    from rich.markup import escape  # the lines go to the console, and a path may hold [brackets]
+
     notes = []
     for i, (entry, parsed) in enumerate(zip(general.tasks, resolve_general(general))):
         if parsed is not None and parsed.code:
-            notes.append(f"general.tasks[{i}]: {entry} runs Python code when loaded: {'; '.join(parsed.code)}")
+            notes.append(escape(f"general.tasks[{i}]: {entry} runs Python code when loaded: {'; '.join(parsed.code)}"))
     return notes
 
 
