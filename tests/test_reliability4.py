@@ -216,6 +216,15 @@ HOSTILE = {
     "general YAML that is a list": (
         lambda c, d, t: (t / "list.yaml").write_text("- a\n- b\n") and c.update(general={"tasks": [str(t / "list.yaml")]}),
         "is not a task YAML (expected a mapping, got list)"),
+    "general task over an empty data file": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t)]}) or (t / "hidden.jsonl").write_text(""),
+        "general.tasks[0]: the harness cannot load it"),
+    "general task over a cut data file": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t)]}) or (t / "hidden.jsonl").write_text('{"conte'),
+        "general.tasks[0]: the harness cannot load it"),
+    "general task YAML that is a folder": (
+        lambda c, d, t: (t / "dir.yaml").mkdir() or c.update(general={"tasks": [str(t / "dir.yaml")]}),
+        "general.tasks[0]: task YAML not found"),
     "general probe and a declared probe name": (
         lambda c, d, t: c.update(general={"tasks": ["nyt_cloze", task_yaml(t, name="nyt_cloze")]}),
         "general.tasks[1]: task 'nyt_cloze' is declared twice"),
