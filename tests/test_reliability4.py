@@ -595,3 +595,30 @@ def test_nul_right_to_left_and_overlong_prompts_run(toy_data, write_config, cli,
     code, _, err = cli("run", write_config(cfg), "--output", out)
     assert code == 0, err
     assert len(list(out.glob("curlora*/seed-0/summary.json"))) == 1, list(out.iterdir())
+
+
+PROBE_CHILD = """
+import sys, time
+from curlora_bench.sources import assets, general
+assets.ASSETS._loaded()["fake-data"] = assets.Asset("fake-data", "data", [], lambda f, o: None, "t", "none", 0)
+def build(folder):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    time.sleep(0.5)  # long enough for the other process to arrive meanwhile
+    return [{"id": f"x-{i}", "context": f"c {i}", "choices": ["a", "b", "c", "d"], "label": i % 4}
+            for i in range(general.PROBE_ITEMS)]
+general.PROBES["nyt_cloze"] = ("fake-data", build)
+print(general.probe_yaml("nyt_cloze", sys.argv[1]))
+"""
+
+
+def test_two_processes_preparing_one_probe_on_a_cold_cache_build_it_once(tmp_path):
+    cache, log = tmp_path / "cache", tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", PROBE_CHILD, str(cache), str(log)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert log.read_text().splitlines() == ["built"]
+    data = cache / "general" / "nyt_cloze.jsonl"
+    assert len(data.read_text().splitlines()) == 500 and not list((cache / "general").glob(".*.tmp"))

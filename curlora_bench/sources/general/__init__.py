@@ -17,11 +17,14 @@ YAML beside it that `lm_eval --include_path <cache>/general` reads as well.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+
+from filelock import FileLock
 
 from ...core.errors import BenchError
 from .. import assets
@@ -122,16 +125,25 @@ def probe_yaml(name: str, cache_dir: str | None = None) -> Path:
     out = assets.cache_root(cache_dir) / "general"
     data, yaml_path = out / f"{name}.jsonl", out / f"{name}.yaml"
     digest = data.with_name(data.name + ".sha256")
-    if not data.is_file() or not probe_intact(data, digest):  # a file cut short or changed is built again
-        out.mkdir(parents=True, exist_ok=True)
-        items = build(assets.ensure(asset, cache_dir))
-        tmp = data.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
-        digest.unlink(missing_ok=True)
-        tmp.replace(data)
-        digest.write_text(assets.sha256(data) + "\n")
     template = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     text = template.replace("__DATA__", json.dumps(str(data)))
-    if not yaml_path.is_file() or yaml_path.read_text(encoding="utf-8") != text:
-        yaml_path.write_text(text, encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    # processes preparing the probe at once (runs of a sweep, test workers) take turns: the first
+    # builds it, the others find it built
+    with FileLock(str(out / f"{name}.lock")):
+        if not data.is_file() or not probe_intact(data, digest):  # a file cut short or changed is built again
+            items = build(assets.ensure(asset, cache_dir))
+            _write(data, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), digest)
+            _write(digest, assets.sha256(data) + "\n")
+        if not yaml_path.is_file() or yaml_path.read_text(encoding="utf-8") != text:
+            _write(yaml_path, text)
     return yaml_path
+
+
+def _write(path: Path, text: str, drop_first: Path | None = None) -> None:
+    """`text` into `path` through a temporary file and a rename (a reader never sees half of it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    if drop_first is not None:
+        drop_first.unlink(missing_ok=True)  # the old digest goes before the data it vouched for
+    tmp.replace(path)
