@@ -74,7 +74,7 @@ def paired_markdown(t) -> str:
     notes = [f"difference: mean of the per-pair differences with its 95% t-interval. p (exact): the exact "
              f"two-sided sign-flip test of those differences (all 2^n sign patterns; never below 2/2^n, "
              f"0.0625 at n = 5); Holm's adjustment runs over every p of this table ({family}). MDE: the smallest "
-             f"true difference this test detects with 80% power at α = 0.05/{family} (Holm's first step); "
+             f"true difference this test detects with 80% power at α = 0.05/{max(family, 1)} (Holm's first step); "
              "'none' where n pairs cannot reach that level at all. A smaller difference may well be there, "
              "undetected, where the interval includes 0."]
     return "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
@@ -180,7 +180,7 @@ def matched_lines(to: TradeOff, margin: float | None) -> list[str]:
                   "differences have the majority's sign (more: the point drifts or forgets more). p (exact): the "
                   "exact two-sided sign-flip test of the per-seed differences (never below 2/2^n: 0.25 at n = 3, "
                   f"0.0625 at n = 5); Holm's adjustment runs over every p of this table ({family}). MDE: the "
-                  f"smallest true difference this test detects with 80% power at α = 0.05/{family} (Holm's first "
+                  f"smallest true difference this test detects with 80% power at α = 0.05/{max(family, 1)} (Holm's first "
                   "step); 'none' where n seeds cannot reach that level at all (`curlora-bench plan` gives the seeds "
                   "and eval examples a stated effect needs). P(better), bootstrap: the share of resampled draws "
                   "(seeds" + (" and eval examples" if to.eval_resampled else "") + f", {to.draws} draws, every "

@@ -63,65 +63,70 @@ def search(measure: Callable[[float], float | None], start: float, target: float
     """Bracket `target` in log learning rate from `start`, then narrow it (see the module's doc).
     `measure(lr)` is the mean plasticity of the runs at `lr` (None: they failed)."""
     s = Search(label, target, tolerance)
-
-    def probe(lr: float) -> float | None:
-        lr = float(f"{lr:.3g}")  # rates as a person writes them (and as labels show them)
-        if lr not in s.probes:
-            s.probes[lr] = measure(lr)
-        return s.probes[lr]
-
-    def done(lr: float, p: float | None) -> bool:
-        if p is not None and abs(p - target) <= tolerance:
-            s.found, s.within = lr, True
-            return True
-        return len(s.probes) >= max_probes
-
+    probe = _prober(s, measure, max_probes)
     lr = min(max(start, bounds[0]), bounds[1])
-    p = probe(lr)
-    if done(lr, p):
+    p, stop = probe(lr)
+    if stop:
         return _finish(s)
     if p is None:
         raise BenchError(f"{label}: the run at lr {short_value(lr)} failed (see its summary); start from "
                          "another rate")
-    # walk towards the target until it is bracketed
+    bracket = _bracket(probe, lr, p, target, bounds)
+    if bracket is not None:
+        _narrow(s, probe, *bracket)
+    return _finish(s)
+
+
+def _prober(s: Search, measure, max_probes: int):
+    """probe(lr) -> (plasticity, whether the search stops: within tolerance, a failed run, no probes left)."""
+    def probe(lr: float) -> tuple[float | None, bool]:
+        lr = float(f"{lr:.3g}")  # rates as a person writes them (and as labels show them)
+        if lr not in s.probes:
+            s.probes[lr] = measure(lr)
+        p = s.probes[lr]
+        if p is not None and abs(p - s.target) <= s.tolerance:
+            s.found, s.within = lr, True
+            return p, True
+        return p, p is None or len(s.probes) >= max_probes
+    return probe
+
+
+def _bracket(probe, lr: float, p: float, target: float, bounds: tuple[float, float]):
+    """Walk from (lr, p) towards the target by STEP until it is bracketed: ((lr, p) below it, (lr, p)
+    above it), or None where the search stopped first (out of bounds, within tolerance, no probes)."""
     up = p < target
-    lo = hi = (lr, p)
     while True:
         nxt = lr * STEP if up else lr / STEP
         if not bounds[0] <= nxt <= bounds[1]:
-            return _finish(s)
-        q = probe(nxt)
-        if done(nxt, q) or q is None:
-            return _finish(s)
+            return None
+        q, stop = probe(nxt)
+        if stop:
+            return None
         if (q >= target) == up:
-            lo, hi = ((lr, p), (nxt, q)) if up else ((nxt, q), (lr, p))
-            break
-        lr, p = nxt, q
-    # regula falsi in log lr between lo (below the target) and hi (above it), Illinois-weighted
-    side = 0
-    flo, fhi = lo[1] - target, hi[1] - target
+            return ((lr, p), (float(f"{nxt:.3g}"), q)) if up else ((float(f"{nxt:.3g}"), q), (lr, p))
+        lr, p = float(f"{nxt:.3g}"), q
+
+
+def _narrow(s: Search, probe, lo: tuple[float, float], hi: tuple[float, float]) -> None:
+    """Regula falsi in log lr between lo (below the target) and hi (above it), Illinois-weighted."""
+    side, flo, fhi = 0, lo[1] - s.target, hi[1] - s.target
     while True:
         x0, x1 = math.log(lo[0]), math.log(hi[0])
-        x = x1 - fhi * (x1 - x0) / (fhi - flo) if fhi != flo else (x0 + x1) / 2
-        lr = math.exp(x)
+        lr = math.exp(x1 - fhi * (x1 - x0) / (fhi - flo) if fhi != flo else (x0 + x1) / 2)
         if float(f"{lr:.3g}") in s.probes:  # the rounded rate was measured: halve the bracket instead
             lr = math.exp((x0 + x1) / 2)
             if float(f"{lr:.3g}") in s.probes:
-                return _finish(s)
-        q = probe(lr)
+                return
+        q, stop = probe(lr)
+        if stop:
+            return
         lr = float(f"{lr:.3g}")
-        if done(lr, q) or q is None:
-            return _finish(s)
-        if q < target:
-            lo, flo = (lr, q), q - target
-            if side == -1:
-                fhi /= 2
-            side = -1
+        if q < s.target:
+            lo, flo = (lr, q), q - s.target
+            fhi, side = (fhi / 2 if side == -1 else fhi), -1
         else:
-            hi, fhi = (lr, q), q - target
-            if side == 1:
-                flo /= 2
-            side = 1
+            hi, fhi = (lr, q), q - s.target
+            flo, side = (flo / 2 if side == 1 else flo), 1
 
 
 def _finish(s: Search) -> Search:
