@@ -622,3 +622,53 @@ def test_two_processes_preparing_one_probe_on_a_cold_cache_build_it_once(tmp_pat
     assert log.read_text().splitlines() == ["built"]
     data = cache / "general" / "nyt_cloze.jsonl"
     assert len(data.read_text().splitlines()) == 500 and not list((cache / "general").glob(".*.tmp"))
+
+
+# ---- a signal during general-ability scoring: one line, and the rerun's records are the same --------
+
+GENERAL_CHILD = """
+import os, signal, sys
+from curlora_bench.run.recipe import Recipe
+calls = 0
+own = Recipe.general_ability
+def signalling(self, stage):
+    global calls
+    calls += 1
+    if calls == 2:  # scoring after stage 2: stage 1 is checkpointed, stage 2 is in flight
+        os.kill(os.getpid(), int(os.environ["SIGNAL"]))
+    return own(self, stage)
+Recipe.general_ability = signalling
+from curlora_bench.cli import main
+sys.argv = ["curlora-bench", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def general_reference(tmp_path_factory, toy_data):
+    """An uninterrupted one-method run with a small `general:` task."""
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.run.driver import run_experiment
+
+    d = tmp_path_factory.mktemp("general-ref")
+    cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}],
+                      general={"tasks": [task_yaml(d)], "limit": None, "batch_size": 4})
+    (d / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    loaded, _ = load_config(d / "exp.yaml")
+    run_experiment(loaded, d / "out")
+    return d / "exp.yaml", d / "out"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_general_scoring_is_one_line_and_the_rerun_matches(general_reference, tmp_path, cli, sig,
+                                                                          code):
+    path, whole = general_reference
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", GENERAL_CHILD, "run", str(path), "--output", str(out)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SIGNAL": str(int(sig))})
+    assert proc.returncode == code and one_line(proc.stderr).startswith("interrupted"), proc.stderr
+    rc, stdout, err = cli("run", path, "--output", out)
+    assert rc == 0 and "resuming after stage 1/2" in stdout, err
+    run = ("lora-r2", "seed-0")
+    assert (out.joinpath(*run) / "records.jsonl").read_text() == (whole.joinpath(*run) / "records.jsonl").read_text()
