@@ -353,7 +353,10 @@ def test_matched_markdown_lists_unmatched_points_in_one_line():
     assert "| cur-a | lora | perplexity drift | 0.700 | ×1.285 | ×0.778 [×0.763, ×0.794] | 3/3 less | 0.25 | 1 |" in text
     assert "| cur-a | lora | forgetting | 0.700 | 0.000 | +0.000 [+0.000, +0.000] | 3/3 tied | 1 |" in text
     assert "| cur-b | lora |" not in text
-    assert text.rstrip().endswith("range: lora-a (0.600) vs curlora; cur-b (0.900) vs lora.")
+    assert "range: lora-a (0.600) vs curlora; cur-b (0.900) vs lora." in text
+    # in brief: what the point learns, forgets and drifts, and the verdict in words
+    assert ("| cur-a | 0.700 | 0.000 | ×1.000 | lora | drifts less in 3/3 seeds (p 0.25); forgets the same in "
+            "every seed: no difference significant after Holm |") in text
     single = [c for c in _columns(spec) if c.name in ("lora-b", "cur-a")]  # one point per family: no range
     text = tradeoff_markdown(tradeoff(single, draws=200))
     assert "No point lies within another family's plasticity range" in text and "| point | vs |" not in text
@@ -406,3 +409,14 @@ def _summaries(column, method, diag, drift, forgetting, seeds=(0, 1, 2), jitter=
                         "forgetting": forgetting, "perplexity_drift": drift * math.exp(jitter * k)}
         out.append(parse(RunSummary, s, "x"))
     return out
+
+
+def test_in_brief_says_significant_only_after_holm():
+    """Eight seeds that all agree reach 2/2^8 = 0.0078, under 0.05 after Holm over the table's rows."""
+    from curlora_bench.analysis.markdown import brief_lines
+
+    lora, cur = {"method": "lora", "rank": 8}, {"method": "curlora", "rank": 8}
+    spec = (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04), ("cur-a", cur, 0.7, 1.0, 0.0))
+    to = tradeoff(_columns(spec, seeds=tuple(range(8)), jitter=0.01), draws=0)
+    row = next(line for line in brief_lines(to) if line.startswith("| cur-a |"))
+    assert "drifts less in 8/8 seeds (p 0.00781)" in row and "significant after Holm for drifts, forgets" in row

@@ -126,7 +126,46 @@ def tradeoff_markdown(to: TradeOff, margin: float | None = None, word: str = "ac
     lines += ["", *(f"_{n}_  " for n in to.notes)] if to.notes else []
     lines += duration_lines(to)
     lines += matched_lines(to, margin)
+    lines += brief_lines(to)
     return "\n".join(lines) + "\n"
+
+
+VERBS = {"perplexity_drift": ("drifts", "more", "less"), "forgetting": ("forgets", "more", "less"),
+         "general_drop": ("loses general ability", "more", "less")}
+
+
+def brief_lines(to: TradeOff) -> list[str]:
+    """The matched verdict in words, one row per matched point and family: what the point learns,
+    forgets and drifts, and how it compares with the other family at the same learning."""
+    rows = [m for m in to.matched if m.in_range and m.tests]
+    if not rows:
+        return []
+    by_column = {p.column: p for p in to.points}
+    lines = ["", "### In brief (each point against the other family at the same learning)", "",
+             "| point | learns | forgets | drifts | at the same learning as | verdict |", "|---|---|---|---|---|---|"]
+    for m in rows:
+        p = by_column[m.column]
+        parts, significant = [], []
+        for q in MATCHED:
+            t = m.tests.get(q)
+            if t is None or t.p_value is None:
+                continue
+            up, down, n = t.agree
+            verb, more, less = VERBS[q]
+            parts.append(f"{verb} {more if up >= down else less} in {max(up, down)}/{n} seeds (p {p_text(t.p_value)})"
+                         if up or down else f"{verb} the same in every seed")
+            if t.p_holm is not None and t.p_holm < 0.05:
+                significant.append(verb)
+        verdict = "; ".join(parts) + (": significant after Holm for " + ", ".join(significant) if significant
+                                      else ": no difference significant after Holm")
+        lines.append(f"| {m.column} | {_mean(p, 'plasticity')} | {_mean(p, 'forgetting')} | "
+                     f"{_mean(p, 'perplexity_drift')} | {m.other} | {verdict} |")
+    return lines
+
+
+def _mean(point, quantity: str) -> str:
+    s = point.stats.get(quantity)
+    return "-" if s is None else ratio(s.shown) if s.log else f"{s.mean:.3f}"
 
 
 def duration_lines(to: TradeOff) -> list[str]:
