@@ -423,15 +423,22 @@ def tasks() -> None:
 
 @app.command()
 def methods() -> None:
-    """List adapter methods and their options."""
+    """List adapter methods and continual-learning strategies (installed plug-ins too) and their options."""
     from .adapters import ADAPTERS
     from .core.parse import field_help
+    from .strategies.base import strategies
 
     for name, adapter in ADAPTERS.items():
-        console.print(f"[bold]{name}[/]: {adapter.help}")
+        origin = f" (plug-in from {ADAPTERS.origins[name]})" if name in ADAPTERS.origins else ""
+        console.print(f"[bold]{name}[/]{origin}: {adapter.help}", markup=True, highlight=False)
         for fname, default, help_ in field_help(adapter.config_cls):
             if fname != "method":
                 console.print(f"    {fname} = {default}  {help_}")
+    console.print("[bold]strategies[/] (a method entry's `strategy: {name: ..., options}`):")
+    for name, cls in strategies().items():
+        console.print(f"[bold]{name}[/]: {cls.help}", markup=True, highlight=False)
+        for option, (_, default, help_) in cls.options_spec.items():
+            console.print(f"    {option} = {default}  {help_}", markup=False)
 
 
 assets_app = typer.Typer(help="Embedded models and data: list, fetch, verify.", no_args_is_help=True)

@@ -140,7 +140,21 @@ def _load_adapters() -> None:
     from . import curlora, lora, peft_any, simple  # noqa: F401  (each registers itself)
 
 
-ADAPTERS: Registry[Adapter] = Registry("method", load=_load_adapters)
+PLUGIN_GROUP = "curlora_bench.methods"  # entry points of installed packages: name = "package.module:AdapterClass"
+
+
+def _adopt(name: str, obj: Any) -> Adapter:
+    """An installed package's method: an `Adapter` subclass whose `name` is its entry point's."""
+    if not (isinstance(obj, type) and issubclass(obj, Adapter)):
+        raise BenchError(f"{obj!r} is not a subclass of curlora_bench.adapters.Adapter")
+    if obj.name != name:
+        raise BenchError(f"its class's name is {obj.name!r}, not the entry point's {name!r}")
+    if not (isinstance(obj.config_cls, type) and issubclass(obj.config_cls, AdapterConfig)):
+        raise BenchError(f"its config_cls {obj.config_cls!r} is not a subclass of AdapterConfig")
+    return obj()
+
+
+ADAPTERS: Registry[Adapter] = Registry("method", load=_load_adapters, group=PLUGIN_GROUP, adopt=_adopt)
 
 
 def register(adapter_cls: type[Adapter]) -> type[Adapter]:

@@ -21,8 +21,10 @@ from typing import Any, ClassVar
 from ..core.errors import BenchError
 from ..core.hooks import Plugin
 from ..core.parse import coerce, positive, short_value
+from ..core.registry import entry_point_objects
 
 STRATEGY_MODULES = ("replay", "ewc")
+PLUGIN_GROUP = "curlora_bench.strategies"  # entry points of installed packages: name = "package.module:StrategyClass"
 
 
 class Strategy(Plugin):
@@ -91,6 +93,13 @@ def strategies() -> dict[str, type[Strategy]]:
         _loaded.append(True)
         for module in STRATEGY_MODULES:
             importlib.import_module(f"{__package__}.{module}")
+        for name, obj, origin in entry_point_objects(PLUGIN_GROUP, "strategy"):  # installed packages' strategies
+            if not (isinstance(obj, type) and issubclass(obj, Strategy)) or obj.name != name:
+                raise BenchError(f"strategy plug-in {name!r} (from {origin}): {obj!r} is not a Strategy subclass "
+                                 f"named {name!r}")
+            if name in STRATEGIES:
+                raise BenchError(f"strategy plug-in {name!r} (from {origin}): that name is taken")
+            STRATEGIES[name] = obj
     return dict(sorted(STRATEGIES.items()))
 
 
