@@ -43,12 +43,18 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+_COMMAND = False  # this process is the `curlora-bench` command itself (not a library user, not a test)
+
+
 def exit_on_signals_at_start() -> None:
     """While the command starts (its imports take up to seconds), SIGINT/SIGTERM end it at once
     with one line and 128 + the signal number: nothing has been written yet, and an exception
     raised inside an import would surface as a traceback. `signals_as_errors` takes over when the
     command itself begins."""
     import os
+
+    global _COMMAND
+    _COMMAND = True
 
     def handler(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
@@ -79,7 +85,10 @@ def signals_as_errors() -> Iterator[None]:
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
+            # the command's outcome is decided (done, or its one line printed): a signal while the
+            # interpreter shuts down changes nothing, so it is ignored (Python resets handlers to the
+            # default, killing, late in its shutdown, but leaves an ignored signal ignored)
+            signal.signal(s, signal.SIG_IGN if _COMMAND else h if h is not None else signal.SIG_DFL)
 
 
 class SignalNote:
