@@ -4,12 +4,6 @@ __version__ = "0.1.0"
 
 __all__ = ["load_adapter", "load_model"]
 
-# OpenMP threads that spin while they wait for a core another process holds cost a run an order of
-# magnitude when it shares the cores (two runs, a run beside a test suite); waiting passively costs
-# a run alone nothing measurable (docs/performance.md, "Sharing the cores"). Read by the OpenMP
-# runtime when torch loads it, so set here, before; a setting of the user's own wins.
-__import__("os").environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 if __import__("os").path.basename(__import__("sys").argv[0]) == "curlora-bench":
     # the console script: Ctrl-C or SIGTERM while it imports is one line, not a traceback
     from .core.errors import exit_on_signals_at_start

@@ -101,17 +101,22 @@ def test_a_bf16_run_on_cpu_trains_and_scores_in_bf16_with_fp32_state(toy_data, w
     assert a != b and abs(a - b) < 0.05 * a  # close, not the same numbers
 
 
-def test_openmp_waits_passively_unless_the_user_says_otherwise():
-    """Set when the package is imported, before torch loads OpenMP (a run sharing its cores would
-    otherwise spin); a value the user set is kept."""
+def test_threads_are_sized_to_the_cores_other_processes_leave_free(monkeypatch):
+    """Beside busy processes a run takes the free cores only (spinning OpenMP threads waiting for a
+    taken core cost it half its speed); alone, every core; an explicit count or OMP_NUM_THREADS wins."""
     import os
-    import subprocess
-    import sys
 
-    code = "import curlora_bench, os; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+    torch_threads = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    try:
+        assert env.configure_threads(busy=lambda: 0.1) == 4
+        assert env.configure_threads(busy=lambda: 2.2) == 2
+        assert env.configure_threads(busy=lambda: 3.9) == 1  # never none
+        assert env.configure_threads(3, busy=lambda: 3.9) == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+        assert env.configure_threads(busy=lambda: 0.0) == 2  # the user's setting is left alone
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert 0.0 <= env.busy_cores(0.05) <= (os.cpu_count() or 1) + 0.5

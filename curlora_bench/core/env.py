@@ -12,6 +12,7 @@ import hashlib
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,17 +82,44 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise BenchError(f"train.precision: bf16 needs bfloat16 kernels, and {what} has none; use fp32")
 
 
-def configure_threads(threads: int | None = None) -> int:
-    """`threads` intra-op threads if given; else every core the process may run on, unless the
-    user set OMP_NUM_THREADS."""
+def configure_threads(threads: int | None = None, busy: Callable[[], float] | None = None) -> int:
+    """`threads` intra-op threads if given; unless the user set OMP_NUM_THREADS, else one per core
+    the process may run on that other processes do not keep busy now (`busy_cores`, at least one).
+
+    OpenMP threads that wait for a core another process holds spin: beside two busy processes on
+    two cores, two threads trained at 71-82 tokens/s, one thread at 132-144 (alone: about 390 with
+    two). Waiting passively instead (OMP_WAIT_POLICY=PASSIVE) helps there too but costs a run alone
+    a quarter (about 285), so the thread count is what adapts (docs/performance.md)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     elif "OMP_NUM_THREADS" not in os.environ:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, n))
+        taken = (busy or busy_cores)()
+        torch.set_num_threads(max(1, min(n, n - round(taken))))
     return torch.get_num_threads()
+
+
+def busy_cores(interval: float = 0.3) -> float:
+    """How many cores other processes kept busy over `interval` seconds, from the kernel's CPU
+    counters (/proc/stat); 0 where they cannot be read (not Linux)."""
+    import time
+
+    def counters() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(x) for x in f.readline().split()[1:]]
+        return sum(values), values[3] + (values[4] if len(values) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = counters()
+        time.sleep(interval)
+        total1, idle1 = counters()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    if total1 <= total0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
 _LIBC: list = []  # glibc's handle once looked up; [None] where there is none (macOS, musl)
