@@ -73,7 +73,7 @@ TARGETS = [  # (name, numerator, denominator, minimum ratio)
 # --precision bf16: each path's bf16 / fp32 throughput, and the targets set for it (None: shown only)
 BF16_PATHS = {"train floor": 1.5, "train lora": 1.5, "train curlora": 1.5, "eval (run's buckets)": 1.4,
               "perplexity": 1.4, "scoring (choices)": None, "generation (KV cache)": None}
-BF16 = " [bf16]"
+BF16 = " (bf16)"
 
 
 class MaterialisedCURLoRALayer(CURLoRALayer):
@@ -281,7 +281,7 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
     Each step is the run's own (`run.train.train_step`): collate, the task kind's loss, the
     plugins' step hooks, backward, clipping, AdamW and the scheduler. With bf16 among `precisions`,
     the run's own variants (floor, lora, curlora) also take a bf16-autocast step each round, on the
-    same model with an optimizer of its own, timed as `train <name> [bf16]`."""
+    same model with an optimizer of its own, timed as `train <name> (bf16)`."""
     n_batches, (batch_size, seq_len) = len(data), data[0].shape
     rows = [row.tolist() for b in data for row in b]
     task = PreparedTask("bench", 2, Split(rows, [int(y) for b in labels for y in b]), Split([], []), None)

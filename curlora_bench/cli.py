@@ -316,7 +316,7 @@ def bench(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32; or bf16: every path timed in fp32 and under "
                                            "bf16 autocast, with each bf16/fp32 ratio (a CUDA GPU or a CPU "
-                                           "with bf16 kernels)")] = "fp32",
+                                           "with native bf16)")] = "fp32",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model body first")] = False,
     eval_task: Annotated[str, typer.Option("--eval-task", help="built-in task whose eval texts (tokenised, "
                                            "truncated at --seq-len) set the evaluation lengths; 'random' = "

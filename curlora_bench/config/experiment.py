@@ -48,8 +48,9 @@ class TrainConfig:
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping; null = off"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={
         "help": "bf16: autocast to bfloat16 for training, evaluation, perplexity, choice scoring and generation "
-                "(trainable parameters and optimizer state stay fp32), on a CUDA GPU or a CPU with bf16 "
-                "kernels; refused where the device has none. Changes numbers: part of a run's identity"})
+                "(trainable parameters and optimizer state stay fp32), on a CUDA GPU or a CPU with native "
+                "bf16 (AVX-512 BF16, AMX, Arm BF16); refused elsewhere, where it would be emulated about "
+                "four times slower than fp32. Changes numbers: part of a run's identity"})
     dropout: Literal["model", "off"] | None = field(
         default=None,
         metadata={"help": "model: the model's own dropout is on while training (the paper's code calls "
