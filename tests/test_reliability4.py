@@ -63,7 +63,9 @@ def test_a_signal_during_start_up_is_one_line(toy_data, tmp_path, sig, code, del
     time.sleep(delay)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err
+    # a SIGINT racing the interpreter's own shutdown can end the process by the signal after the
+    # one line (-2 here, 130 to a shell: the residual on the reliability page), as for `report`
+    assert proc.returncode in (code, -sig if sig == signal.SIGINT else code), err
     assert one_line(err).startswith("interrupted"), err
 
 
