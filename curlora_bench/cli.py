@@ -128,7 +128,7 @@ def calibrate(
     """Find per method the learning rate whose plasticity hits a target; write them as a methods: list."""
     from .config.loading import load_config
 
-    load_config(config, set_ or [])  # a config error: one line, before torch loads
+    name = load_config(config, set_ or [])[0].name  # a config error: one line, before torch loads
     wanted_seeds = None
     if seeds is not None:
         try:
@@ -143,7 +143,6 @@ def calibrate(
     from .run.executors import Executor
     from .store.folders import write_atomic
 
-    name = load_config(config, set_ or [])[0].name
     out = output or Path("results") / f"{name}-calibrate"
     with stop_on_signals():
         searches, text = run_calibration(config, set_ or [], target, tolerance, wanted_seeds, method, max_probes,

@@ -132,16 +132,21 @@ def read_yaml(path: Path) -> Any:
         raise BenchError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
-    """Read, override and validate a config; return it and the folder relative paths resolve from."""
-    path = Path(path)
+def raw_config(path: Path, overrides: list[str] | None = None) -> dict:
+    """A config file as the mapping a user wrote, legacy keys moved and `--set`s applied (unvalidated)."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping at the top level")
     move_legacy_keys(raw, "")
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    cfg = from_dict(ExperimentConfig, raw, "")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Read, override and validate a config; return it and the folder relative paths resolve from."""
+    path = Path(path)
+    cfg = from_dict(ExperimentConfig, raw_config(path, overrides), "")
     absolutize(cfg, path.resolve().parent)
     return cfg, path.resolve().parent
 

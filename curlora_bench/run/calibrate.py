@@ -28,7 +28,7 @@ import yaml
 
 from ..config.experiment import ExperimentConfig
 from ..config.grid import point_suffix
-from ..config.loading import absolutize, apply_override, move_legacy_keys, read_yaml
+from ..config.loading import absolutize, raw_config
 from ..core import metrics
 from ..core.errors import BenchError
 from ..core.parse import from_dict, short_value
@@ -136,16 +136,6 @@ def _finish(s: Search) -> Search:
 
 
 # ---- probes as runs of the experiment -----------------------------------------------------------
-
-def raw_config(path: Path, overrides: list[str]) -> dict:
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise BenchError(f"{path}: expected a mapping at the top level")
-    move_legacy_keys(raw, "")
-    for assignment in overrides:
-        apply_override(raw, assignment)
-    return raw
-
 
 def probe_entry(entry: Any, lr: float) -> dict:
     """The method entry at learning rate `lr`, labelled as a grid point of `train.lr` would be."""
