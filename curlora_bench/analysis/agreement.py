@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..core import metrics
 from ..core.errors import BenchError
-from .markdown import p_text, with_ci
+from .markdown import agree_text, p_text, shown, with_ci
 from .points import SeedTest
 
 QUANTITIES = {"plasticity": "plasticity", "average_accuracy": "final avg accuracy", "forgetting": "forgetting",
@@ -97,22 +97,18 @@ def agreements(a_runs: list, b_runs: list, margins: dict[str, float]) -> list[Ag
 
 
 def agreement_markdown(rows: list[Agreement], a_name: str, b_name: str) -> str:
-    def shown(v: float, log: bool) -> str:
-        return f"×{math.exp(v):.3f}" if log else f"{v:.3f}"
-
     lines = [f"| point | quantity | n | {a_name} | {b_name} | difference [95% CI] | 90% CI | seeds agreeing | "
              "p (exact) | within the margin (TOST) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r.test
-        ci90 = "-" if t.ci90 is None else with_ci(t.mean, t.ci90, r.log).split(" ", 1)[1]
-        up, down, n = t.agree
-        agree = f"{n}/{n} tied" if not up and not down else f"{up}/{n} higher" if up >= down else f"{down}/{n} lower"
-        verdict = "-" if r.equivalent is None else (
-            f"equivalent (±{(math.exp(r.margin) - 1) * 100:.0f}%)" if r.log else f"equivalent (±{r.margin:g})") \
-            if r.equivalent else (f"not shown (±{(math.exp(r.margin) - 1) * 100:.0f}%)" if r.log
-                                  else f"not shown (±{r.margin:g})")
+        ci90 = "-" if t.ci90 is None else f"[{shown(t.ci90[0], r.log, True)}, {shown(t.ci90[1], r.log, True)}]"
+        verdict = "-"
+        if r.equivalent is not None:
+            margin = f"±{(math.exp(r.margin) - 1) * 100:.0f}%" if r.log else f"±{r.margin:g}"
+            verdict = f"{'equivalent' if r.equivalent else 'not shown'} ({margin})"
         lines.append(f"| {r.label} | {QUANTITIES[r.quantity]} | {t.n} | {shown(r.a, r.log)} | {shown(r.b, r.log)} | "
-                     f"{with_ci(t.mean, t.ci95, r.log)} | {ci90} | {agree} | {p_text(t.p_value)} | {verdict} |")
+                     f"{with_ci(t.mean, t.ci95, r.log)} | {ci90} | {agree_text(*t.agree, ('higher', 'lower'))} | "
+                     f"{p_text(t.p_value)} | {verdict} |")
     notes = (f"_Paired run by run (the same label, seed and task order): {b_name} minus {a_name}; drift as "
              f"{b_name}'s over {a_name}'s. difference: mean of the paired differences, 95% t-interval; 90% CI: "
              "the interval the equivalence test reads (two one-sided tests at 5%: equivalent where it lies "
