@@ -19,7 +19,7 @@ from ..core import metrics
 from ..core.errors import BenchError
 from ..core.metrics import TASK_METRICS
 from . import stats
-from .points import SeedTest
+from .points import SeedTest, adjust_family
 
 # summary.metrics keys compared, with their report names
 QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forgetting",
@@ -64,7 +64,8 @@ def paired_differences(columns: list, baseline: str | None) -> tuple[str | None,
         base = next((c for c in measured if c.name == baseline), None)
         if base is None:
             raise BenchError(f"--baseline {baseline!r}: no such column (columns: {', '.join(c.name for c in measured)})")
-    out = []
+    out: list[PairedDifference] = []
+    tests: dict[int, SeedTest] = {}  # position in `out` -> its test
     for col in measured:
         if col is base:
             continue
@@ -80,13 +81,13 @@ def paired_differences(columns: list, baseline: str | None) -> tuple[str | None,
             if q in LOG:
                 a, b = stats.log_values(a), stats.log_values(b)
             test = SeedTest.of([x - y for x, y in zip(a, b)])
+            tests[len(out)] = test
             up, down, _ = test.agree
             out.append(PairedDifference(col.name, base.name, q, len(keys), test.mean, test.ci95, test.p_value,
                                         log=q in LOG, agree=(up, down), sd=test.sd))
-    family = sum(d.p_value is not None for d in out)
-    for d, adjusted in zip(out, stats.holm([d.p_value for d in out])):
-        d.p_holm = adjusted
-        d.mde = None if d.sd is None else stats.exact_mde(d.sd, d.n, 0.05 / max(1, family))
+    adjust_family(list(tests.values()))  # over every difference of the table
+    for i, test in tests.items():
+        out[i].p_holm, out[i].mde = test.p_holm, test.mde
     return base.name, out
 
 

@@ -115,6 +115,15 @@ class SeedTest:
         return stats.agreeing(self.diffs)
 
 
+def adjust_family(tests: list[SeedTest], alpha: float = 0.05) -> None:
+    """One table's tests: Holm's adjustment over their p, and each one's MDE at Holm's first step,
+    alpha / (the tests with a p)."""
+    family = sum(t.p_value is not None for t in tests)
+    for t, p_holm in zip(tests, stats.holm([t.p_value for t in tests])):
+        t.p_holm = p_holm
+        t.mde = None if t.sd is None else stats.exact_mde(t.sd, t.n, alpha / max(1, family))
+
+
 @dataclass
 class Resampled:
     """One matched quantity's bootstrap (seeds and, where kept, eval examples; every frontier

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core import metrics
-from . import stats
 from .curves import compare_curves
 from .points import (
     DRAWS,
@@ -40,6 +39,7 @@ from .points import (
     RunValues,
     Stat,
     TradeOff,
+    adjust_family,
     family,
     frontier,
     frontier_of,
@@ -111,12 +111,8 @@ def tradeoff(columns: list, plasticity: str = "absolute", corpus: str | None = N
 def adjust(to: TradeOff) -> None:
     """Holm's adjustment over each table's exact p (the matched rows; the curve comparisons), and
     each test's MDE at Holm's first step, alpha / (the table's tests)."""
-    for tests in ([m.tests[q] for m in to.matched if m.in_range for q in MATCHED if q in m.tests],
-                  [c.test for c in to.curves]):
-        family = sum(t.p_value is not None for t in tests)
-        for t, p_holm in zip(tests, stats.holm([t.p_value for t in tests])):
-            t.p_holm = p_holm
-            t.mde = None if t.sd is None else stats.exact_mde(t.sd, t.n, 0.05 / max(1, family))
+    adjust_family([m.tests[q] for m in to.matched if m.in_range for q in MATCHED if q in m.tests])
+    adjust_family([c.test for c in to.curves])
 
 
 def duration_paths(to: TradeOff) -> list[list[Point]]:
