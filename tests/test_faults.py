@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, run_in, tiny_config
 from tests.test_overwrite import snapshot
 
 
@@ -28,16 +28,8 @@ def two_stage(toy_data: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, toy_data):
     """One uninterrupted two-stage LoRA run (with perplexity)."""
-    import yaml
-
-    from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
-
     d = tmp_path_factory.mktemp("ref")
-    (d / "exp.yaml").write_text(yaml.safe_dump(two_stage(toy_data)))
-    cfg, _ = load_config(d / "exp.yaml")
-    run_experiment(cfg, d / "out")
-    return d / "exp.yaml", d / "out"
+    return d / "exp.yaml", run_in(d, two_stage(toy_data))
 
 
 SIGNALLER = """

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, run_in, tiny_config
 
 
 def one_line(err: str) -> str:
@@ -384,14 +384,7 @@ def test_a_probe_file_cut_short_is_built_again(monkeypatch, tmp_path, digest):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, toy_data):
     """One finished two-method experiment (LoRA, CURLoRA; two stages)."""
-    from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
-
-    d = tmp_path_factory.mktemp("finished")
-    (d / "exp.yaml").write_text(yaml.safe_dump(tiny_config(toy_data)))
-    cfg, _ = load_config(d / "exp.yaml")
-    run_experiment(cfg, d / "out")
-    return d / "out"
+    return run_in(tmp_path_factory.mktemp("finished"), tiny_config(toy_data))
 
 
 @pytest.fixture
