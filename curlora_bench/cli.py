@@ -79,9 +79,9 @@ def run(
 
     from .analysis.report import render, rich_table
     from .core.layout import REPORT, run_dir
-    from .run.driver import run_experiment
-    from .run.events import ConsoleEvents
-    from .run.executors import Executor
+    from .experiment.driver import run_experiment
+    from .experiment.events import ConsoleEvents
+    from .experiment.executors import Executor
     from .store.folders import Run, write_atomic
 
     out = output or Path("results") / cfg.name
@@ -100,7 +100,7 @@ def run(
     if "tensorboard" in cfg.execution.log:
         console.print(f"TensorBoard: tensorboard --logdir {shlex.quote(str(out))}", markup=False)
     if "mlflow" in cfg.execution.log:
-        from .run.trackers import mlflow_uri
+        from .experiment.trackers import mlflow_uri
 
         console.print(f"MLflow: mlflow ui --backend-store-uri {shlex.quote(mlflow_uri(out))}", markup=False)
 
@@ -138,9 +138,9 @@ def calibrate(
         if not wanted_seeds:
             raise BenchError("--seeds: no seed given")
 
-    from .run.calibrate import calibrate as run_calibration
-    from .run.events import ConsoleEvents
-    from .run.executors import Executor
+    from .experiment.calibrate import calibrate as run_calibration
+    from .experiment.events import ConsoleEvents
+    from .experiment.executors import Executor
     from .store.folders import write_atomic
 
     out = output or Path("results") / f"{name}-calibrate"

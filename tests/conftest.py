@@ -91,7 +91,7 @@ def tiny_config(data: Path, model: str = "tiny-gpt2", **extra) -> dict:
 def run_in(folder: Path, cfg: dict) -> Path:
     """`cfg` written to folder/exp.yaml and run to the end into folder/out (in this process)."""
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
 
     (folder / "exp.yaml").write_text(yaml.safe_dump(cfg))
     run_experiment(load_config(folder / "exp.yaml")[0], folder / "out")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from curlora_bench.run.calibrate import probe_entry, search
+from curlora_bench.experiment.calibrate import probe_entry, search
 from tests.conftest import tiny_config
 
 

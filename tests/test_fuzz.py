@@ -152,7 +152,7 @@ class ReachedRun(Exception):
 
 
 def test_fuzz_broken_configs_and_data(tmp_path, toy_data, cli, monkeypatch, empty_cache):
-    from curlora_bench.run import driver
+    from curlora_bench.experiment import driver
 
     def no_run(*args, **kwargs):
         raise ReachedRun  # every check passed: the case was not refused
@@ -255,7 +255,7 @@ def executor_case(rng: random.Random, cfg: dict) -> tuple[str, dict, list[str]]:
 
 
 def test_fuzz_executor_options_and_sizes(tmp_path, toy_data, cli, monkeypatch, empty_cache):
-    from curlora_bench.run import driver
+    from curlora_bench.experiment import driver
 
     def no_run(*args, **kwargs):
         raise ReachedRun

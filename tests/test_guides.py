@@ -16,7 +16,7 @@ import pytest
 from curlora_bench.config.loading import load_config
 from curlora_bench.core import metrics
 from curlora_bench.core.errors import BenchError
-from curlora_bench.run.driver import run_experiment
+from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.kinds import KINDS
 from curlora_bench.sources.tasks import TaskConfig
 from tests.conftest import ROOT, tiny_config

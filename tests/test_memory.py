@@ -17,7 +17,7 @@ from curlora_bench.adapters import ADAPTERS
 from curlora_bench.config.experiment import TrainConfig
 from curlora_bench.config.loading import load_config
 from curlora_bench.config.methods import parse_method
-from curlora_bench.run.driver import run_experiment
+from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.train import enter_training
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.sources.models import (
@@ -158,7 +158,7 @@ def test_release_memory_returns_freed_heap_pages():
 
 def test_the_run_releases_memory_between_phases(toy_data, write_config, tmp_path, monkeypatch):
     """After training, after evaluation and before each checkpoint of every stage, and between runs."""
-    from curlora_bench.run import driver, recipe
+    from curlora_bench.experiment import driver, recipe
 
     calls = []
     monkeypatch.setattr(recipe, "release_memory", lambda: calls.append("stage"))

@@ -32,7 +32,7 @@ def without_timing(lines: list[dict]) -> list[dict]:
 def logged(tmp_path_factory, toy_data):
     """One uninterrupted tiny run of LoRA and CURLoRA with TensorBoard and MLflow on."""
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     d = tmp_path_factory.mktemp("logged")
@@ -149,7 +149,7 @@ def test_log_every_changes_only_the_log(logged, tmp_path, cli):
 
 
 TRACKER_SETUP = """
-from curlora_bench.run import trackers
+from curlora_bench.experiment import trackers
 # send every point at once, so the killed process leaves steps after its checkpoint in both trackers
 trackers.MlflowEvents.FLUSH_SECONDS = -1.0
 logged = trackers.TensorBoardEvents.logged
@@ -239,7 +239,7 @@ def test_grad_norm_without_clipping_is_the_norm_clipping_returns(toy_data, write
 def test_console_shows_loss_lr_and_throughput():
     from rich.console import Console
 
-    from curlora_bench.run.events import ConsoleEvents
+    from curlora_bench.experiment.events import ConsoleEvents
     from curlora_bench.store.schema import TrainLogEntry
 
     events = ConsoleEvents(Console(file=open(os.devnull, "w")))  # noqa: SIM115

@@ -11,7 +11,7 @@ from curlora_bench.config.experiment import task_orders
 from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
 from curlora_bench.core.metrics import summary_rows
-from curlora_bench.run.driver import run_experiment
+from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.spec import RunSpec
 from tests.conftest import tiny_config
 from tests.test_report import fake

@@ -122,7 +122,7 @@ def test_example_by_example_mcnemar_from_kept_predictions(toy_data, write_config
     """Runs that kept predictions.jsonl are compared example by example on the final stage."""
     from curlora_bench.analysis import stats as ours
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
     from curlora_bench.store.folders import find_runs
     from curlora_bench.store.schema import read_predictions
     from tests.conftest import tiny_config

@@ -18,7 +18,7 @@ from curlora_bench.core.errors import BenchError
 from curlora_bench.core.layout import GENERATIONS, RECORDS
 from curlora_bench.core.protocol import Protocol
 from curlora_bench.run.data import Batching
-from curlora_bench.run.driver import run_experiment
+from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.kinds import KINDS
 from curlora_bench.run.kinds.prompted import (
     PromptSpec,
@@ -428,7 +428,7 @@ def test_task_orders_and_grids_run_prompted_tasks(toy, write_config, tmp_path):
 
 
 def test_trackers_get_every_metric_by_name():
-    from curlora_bench.run.trackers import record_scalar
+    from curlora_bench.experiment.trackers import record_scalar
     from curlora_bench.store.schema import Record
 
     assert record_scalar(Record(2, "rewrite", "rewrite", "rouge_l", 0.5, 8)) == ("rouge_l/rewrite", 0.5, 2)

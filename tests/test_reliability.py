@@ -27,7 +27,7 @@ def finished(tmp_path_factory, toy_data):
     import yaml
 
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
 
     d = tmp_path_factory.mktemp("finished")
     cfg_path = d / "exp.yaml"

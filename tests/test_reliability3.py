@@ -117,7 +117,7 @@ def two_runs(toy_data: Path, methods=None) -> dict:
 @pytest.fixture(scope="module")
 def done(tmp_path_factory, toy_data):
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
 
     d = tmp_path_factory.mktemp("done")
     (d / "exp.yaml").write_text(yaml.safe_dump(two_runs(toy_data)))
@@ -581,7 +581,7 @@ def test_the_limit_is_overridable(toy_data, write_config, tmp_path, cli):
 
 def test_a_large_grid_makes_its_specs_in_linear_time(toy_data, write_config, tmp_path):
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_specs
+    from curlora_bench.experiment.driver import run_specs
 
     n = 3000  # before: every spec resolved the whole config again (quadratic: minutes)
     cfg = two_runs(toy_data, methods=[{"method": "lora", "rank": 2, "grid": {"alpha": list(range(1, n + 1))}}])

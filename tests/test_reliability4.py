@@ -650,7 +650,7 @@ main()
 def general_reference(tmp_path_factory, toy_data):
     """An uninterrupted one-method run with a small `general:` task."""
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
 
     d = tmp_path_factory.mktemp("general-ref")
     cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}],

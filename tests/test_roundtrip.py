@@ -18,7 +18,7 @@ from curlora_bench.adapters import ADAPTERS
 from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
 from curlora_bench.core.protocol import Protocol
-from curlora_bench.run.driver import run_experiment
+from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.evaluate import accuracy
 from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.run.spec import RunSpec

@@ -10,7 +10,7 @@ from curlora_bench.adapters import ADAPTERS
 from curlora_bench.config.experiment import TrainConfig
 from curlora_bench.config.loading import load_config
 from curlora_bench.config.methods import method_dict, parse_method
-from curlora_bench.run.driver import run_experiment
+from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.train import make_optimizer
 from curlora_bench.sources.models import auto_targets, load_model
 from curlora_bench.store.folders import find_runs

@@ -71,7 +71,7 @@ def tiny(tmp_path_factory, toy_data):
     import yaml
 
     from curlora_bench.config.loading import load_config
-    from curlora_bench.run.driver import run_experiment
+    from curlora_bench.experiment.driver import run_experiment
     from curlora_bench.sources.models import load_model
 
     d = tmp_path_factory.mktemp("snippets")

@@ -131,7 +131,7 @@ def test_ray_sweep_killed_and_rerun_equals_the_local_executor(toy_data, write_co
 
 
 def test_ray_gets_the_runs_seed_major(toy_data, write_config, tmp_path):
-    from curlora_bench.run.executors import seed_major
+    from curlora_bench.experiment.executors import seed_major
     from curlora_bench.run.spec import RunSpec
 
     cfg, _ = load_config(write_config(tiny_config(toy_data, seeds=[7, 3, 5])))

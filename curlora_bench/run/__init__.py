@@ -1,1 +1,1 @@
-"""One run of a task sequence (method x seed) and the experiment that drives the runs."""
+"""One run of a task sequence (method x seed): its phases, training, evaluation, data."""

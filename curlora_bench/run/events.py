@@ -1,8 +1,10 @@
-"""What a run reports while it works. Sinks subscribe by subclassing `RunEvents`.
+"""What a run reports while it works: the vocabulary of its events. Sinks subscribe by
+subclassing `RunEvents`.
 
-The run emits each event once; the console, the Ray progress board and the trackers
-(TensorBoard, MLflow: `run/trackers.py`) are sinks, combined with `Fanout`. The run itself
-writes records.jsonl and train_log.jsonl, so they exist whatever sinks are attached.
+The run emits each event once to the one sink it is given; the experiment machinery
+(`experiment/events.py`, `experiment/trackers.py`) combines the console, the Ray progress
+board and the trackers into that sink. The run itself writes records.jsonl and
+train_log.jsonl, so they exist whatever sinks are attached.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..store.schema import Record, RunSummary, TrainLogEntry
 
@@ -61,101 +60,3 @@ class RunEvents:
 
     def close(self) -> None:
         """The run is over, finished or not (an exception may be on its way): release what is held."""
-
-
-class Fanout(RunEvents):
-    """Every event to each sink, in order."""
-
-    def __init__(self, sinks: list[RunEvents]) -> None:
-        self.sinks = sinks
-
-    def message(self, text: str) -> None:
-        for s in self.sinks:
-            s.message(text)
-
-    def run_started(self, run: RunStart) -> None:
-        for s in self.sinks:
-            s.run_started(run)
-
-    def stage_started(self, run: str, stage: int, task: str, steps: int) -> None:
-        for s in self.sinks:
-            s.stage_started(run, stage, task, steps)
-
-    def step(self, step: int, loss: float) -> None:
-        for s in self.sinks:
-            s.step(step, loss)
-
-    def logged(self, entry: TrainLogEntry) -> None:
-        for s in self.sinks:
-            s.logged(entry)
-
-    def record(self, record: Record) -> None:
-        for s in self.sinks:
-            s.record(record)
-
-    def stage_finished(self, run: str, stage: int) -> None:
-        for s in self.sinks:
-            s.stage_finished(run, stage)
-
-    def run_finished(self, summary: RunSummary) -> None:
-        for s in self.sinks:
-            s.run_finished(summary)
-
-    def close(self) -> None:
-        for s in self.sinks:
-            s.close()
-
-
-class ConsoleEvents(RunEvents):
-    """Messages on a rich console and a transient progress bar per training stage."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._progress: Progress | None = None
-        self._bar = None
-        self._ema: float | None = None
-        self._label = ""
-        self._rate = ""
-
-    def message(self, text: str) -> None:
-        self.console.print(text)
-
-    def stage_started(self, run: str, stage: int, task: str, steps: int) -> None:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), console=self.console, transient=True)
-        self._progress.start()
-        self._label = f"{run} train {task}"
-        self._bar = self._progress.add_task(self._label, total=steps)
-        self._ema = None
-        self._rate = ""
-
-    def step(self, step: int, loss: float) -> None:
-        if self._progress is None:
-            return
-        self._ema = loss if self._ema is None else 0.9 * self._ema + 0.1 * loss
-        self._progress.update(self._bar, advance=1, description=self.describe())
-
-    def logged(self, entry: TrainLogEntry) -> None:
-        self._rate = f" lr {entry.lr:.2e} {entry.tokens_per_s:,.0f} tok/s"
-        if self._progress is not None:
-            self._progress.update(self._bar, description=self.describe())
-
-    def describe(self) -> str:
-        """The bar's text: the smoothed loss, the latest logged learning rate and throughput."""
-        loss = f" loss {self._ema:.3f}" if self._ema is not None else ""
-        return f"{self._label}{loss}{self._rate}"
-
-    def stage_finished(self, run: str, stage: int) -> None:
-        self._stop()
-
-    def close(self) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    def __del__(self) -> None:
-        self._stop()

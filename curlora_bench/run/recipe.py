@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import torch
 
@@ -57,12 +56,11 @@ from ..store.schema import (
 from ..strategies import make_strategy
 from . import drift
 from .context import StageContext
-from .events import Fanout, RunEvents, RunStart
+from .events import RunEvents, RunStart
 from .kinds import KINDS
 from .observe import PeakMemory, TrainLog
 from .prepare import Prepared, in_order, prepare, target_modules
 from .spec import RunSpec
-from .trackers import open_trackers
 from .train import NonFiniteLoss, TrainStats, schedule_length, steps_of, train_stage
 
 
@@ -232,11 +230,9 @@ class Recipe:
         self.progress, self.resumed_from = state.progress, stage
 
     def start_logging(self) -> None:
-        """Trackers (opened here, in whatever process runs the run), the run's JSONL files, the
-        initial perplexity record of a fresh run."""
+        """The run's start to its sink (trackers replay what the files kept), the run's JSONL
+        files, the initial perplexity record of a fresh run."""
         cfg, spec, folder = self.cfg, self.spec, self.folder
-        # trackers replay what the files kept, so each step reaches them once
-        self.events = Fanout([self.events, *open_trackers(cfg.execution.log, Path(spec.out))])
         config = {k: v for k, v in resolved_dict(cfg).items() if k not in ("methods", "seeds")}
         self.events.run_started(RunStart(
             cfg.name, folder, self.method.display_label, spec.seed, self.key,

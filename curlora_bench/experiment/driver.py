@@ -12,17 +12,17 @@ from ..config.identity import comparable, differing
 from ..core.env import check_precision, release_memory, resolve_device
 from ..core.errors import BenchError
 from ..core.layout import CONFIG
+from ..run.events import RunEvents
+from ..run.general import check_general, code_notes
+from ..run.prepare import prepare
+from ..run.recipe import run_one
+from ..run.spec import RunSpec
 from ..store import checkpoint
 from ..store.folders import FolderLock, finished_summary, write_atomic
 from ..store.schema import RunSummary
 from .cluster import preflight
-from .events import RunEvents
 from .executors import Executor, run_ray
-from .general import check_general, code_notes
-from .prepare import prepare
-from .recipe import run_one
-from .spec import RunSpec
-from .trackers import check_trackers, mlflow_client, mlflow_experiment
+from .trackers import check_trackers, mlflow_client, mlflow_experiment, tracked
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = None,
@@ -82,7 +82,7 @@ def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool
     release_memory()
     summaries = []
     for spec in specs:
-        summaries.append(run_one(spec, prepared, events, fresh=fresh))
+        summaries.append(run_one(spec, prepared, tracked(events, spec), fresh=fresh))
         release_memory()  # injected adapters can hold reference cycles: free the run's model now
     return summaries
 

@@ -24,9 +24,10 @@ import yaml
 
 from ..core.errors import BenchError, first_line
 from ..core.layout import RECORDS, REPORT, SUMMARY, TENSORBOARD, TRAIN_LOG
+from ..run.events import RunEvents, RunStart
 from ..store.folders import write_atomic
 from ..store.schema import Record, RunSummary, TrainLogEntry
-from .events import RunEvents, RunStart
+from .events import Fanout
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # tracker -> the package it needs
 TRAIN_SCALARS = ("loss", "lr", "grad_norm", "tokens_per_s")
@@ -112,6 +113,12 @@ def summary_scalars(summary: RunSummary) -> list[tuple[str, float, int]]:
 
 def _tag(text: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", text)
+
+
+def tracked(events: RunEvents, spec: Any) -> RunEvents:
+    """`events` and the trackers of the spec's `execution.log`, opened in whatever process runs
+    the run (a Ray worker too); each replays what the run's files kept, so each step reaches it once."""
+    return Fanout([events, *open_trackers(spec.experiment.execution.log, Path(spec.out))])
 
 
 def open_trackers(names: list[str], experiment_folder: Path) -> list[RunEvents]:

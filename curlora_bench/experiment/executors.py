@@ -13,11 +13,12 @@ from typing import Any, Literal
 from ..config.experiment import check_address, check_gpus
 from ..core.errors import BenchError, SignalNote, signals_noted
 from ..core.layout import RAY_LOGS
+from ..run.events import RunEvents
+from ..run.recipe import run_one
+from ..run.spec import RunSpec
 from ..store.schema import RunSummary, TrainLogEntry, parse
 from .cluster import RayCluster
-from .events import RunEvents
-from .recipe import run_one
-from .spec import RunSpec
+from .trackers import tracked
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _run_remote(spec: dict, key: str, threads: int, board: Any, fresh: bool) -> 
     torch.set_num_threads(threads)
     run = RunSpec.from_dict(spec)
     board.update.remote(key, state="running", started=time.time())
-    summary = run_one(run, events=BoardEvents(board, key), threads=threads, fresh=fresh)
+    summary = run_one(run, events=tracked(BoardEvents(board, key), run), threads=threads, fresh=fresh)
     return to_dict(summary)
 
 
