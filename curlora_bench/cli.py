@@ -421,6 +421,20 @@ def tasks() -> None:
 
 
 @app.command()
+def sequences() -> None:
+    """List built-in task sequences: their tasks, named orders, where the data come from, and cards."""
+    from .sources.sequences import SEQUENCES
+
+    for name, seq in SEQUENCES.items():
+        console.print(f"[bold]{name:18}[/] {seq.description}", highlight=False)
+        console.print(f"{'':18}   data: {seq.data}; source: {seq.source}", markup=False, highlight=False)
+        for order, tasks in seq.orders.items():
+            console.print(f"{'':18}   order {order}: {', '.join(tasks)}", markup=False, highlight=False)
+        for task, line in seq.card.items():
+            console.print(f"{'':18}   {task}: {line}", markup=False, highlight=False)
+
+
+@app.command()
 def methods() -> None:
     """List adapter methods and continual-learning strategies (installed plug-ins too) and their options."""
     from .adapters import ADAPTERS

@@ -1,5 +1,6 @@
 """Reading a config: YAML (checked for alias bombs and duplicate keys) -> legacy positions moved
--> `--set` overrides -> validated `ExperimentConfig`, data paths made absolute."""
+-> `--set` overrides -> a built-in `sequence:` expanded into `tasks:` / `orders:` -> validated
+`ExperimentConfig`, data paths made absolute."""
 
 from __future__ import annotations
 
@@ -34,6 +35,38 @@ def move_legacy_keys(raw: dict, where: str) -> None:
         execution[key] = value
 
 
+# top-level keys read before the config is parsed: a built-in sequence and which of its orders
+# (`expand_sequence`); they become `tasks:` and `orders:`, so they are no part of the schema
+# and a run of a sequence is the run of the tasks it expands to
+SEQUENCE_KEYS = ("sequence", "order")
+
+
+def expand_sequence(raw: dict) -> None:
+    """`sequence: NAME` (`order:` one of its orders, a list of them, or all when unset) -> the
+    sequence's tasks in the first selected order as `tasks:`, and the selected orders as
+    `orders:` when there are several."""
+    if "sequence" not in raw:
+        if "order" in raw:
+            raise BenchError("order: selects orders of a built-in `sequence:`; for your own tasks give `orders:`")
+        return
+    from ..sources.sequences import SEQUENCES
+
+    name, order = raw.pop("sequence"), raw.pop("order", None)
+    if "tasks" in raw:
+        raise BenchError("sequence: a config gives either `sequence:` (a built-in sequence's tasks and orders) "
+                         "or `tasks:`, not both")
+    if "orders" in raw:
+        raise BenchError("orders: a sequence brings its own orders; choose among them with `order:`")
+    if not isinstance(name, str):
+        raise BenchError(f"sequence: expected the name of a built-in sequence, got {name!r} "
+                         "(`curlora-bench sequences` lists them)")
+    seq = SEQUENCES.get(name, "sequence")
+    names = seq.select(order)
+    raw["tasks"] = list(seq.orders[names[0]])
+    if len(names) > 1:
+        raw["orders"] = [list(seq.orders[n]) for n in names]
+
+
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text)
@@ -50,6 +83,9 @@ def apply_override(raw: dict, assignment: str) -> None:
     moved = LEGACY_EXECUTION.get(tuple(parts))
     if moved is not None:  # an execution option under the name it had before `execution:` existed
         parts = ["execution", moved]
+    if len(parts) == 1 and parts[0] in SEQUENCE_KEYS:  # read before the schema (expand_sequence)
+        raw[parts[0]] = _parse_value(value)
+        return
     # check the key against the schema so a typo is named, not silently added
     cls: Any = ExperimentConfig
     for depth, part in enumerate(parts):
@@ -133,13 +169,15 @@ def read_yaml(path: Path) -> Any:
 
 
 def raw_config(path: Path, overrides: list[str] | None = None) -> dict:
-    """A config file as the mapping a user wrote, legacy keys moved and `--set`s applied (unvalidated)."""
+    """A config file as the mapping a user wrote, legacy keys moved, `--set`s applied and a
+    `sequence:` expanded (unvalidated)."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping at the top level")
     move_legacy_keys(raw, "")
     for assignment in overrides or []:
         apply_override(raw, assignment)
+    expand_sequence(raw)
     return raw
 
 

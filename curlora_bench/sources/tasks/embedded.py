@@ -19,6 +19,7 @@ from datasets import Dataset
 
 from .. import assets
 from . import EMBEDDED_CORPORA, EMBEDDED_TASKS
+from .baselines import naive_bayes_accuracy
 
 
 def is_eval(key: str, percent: int = 20) -> bool:
@@ -174,16 +175,113 @@ def detag_brown(raw: str) -> str:
 
 def brown(folder: Path) -> str:
     """Every 10th Brown text in file order (50 texts across all 15 genres, ~100k words)."""
-    files = sorted(p for p in folder.iterdir() if p.name[:2].isalpha() and p.name[2:].isdigit())
-    return "\n\n".join(detag_brown(p.read_text(encoding="utf-8", errors="replace")) for p in files[::10])
+    return "\n\n".join(detag_brown(p.read_text(encoding="utf-8", errors="replace")) for p in brown_files(folder)[::10])
+
+
+def amazon_sentiment(folder: Path) -> dict[str, Dataset]:
+    """Amazon product-review sentences in three classes (negative / neutral / positive, as
+    `tweet-sentiment-3`), split by review (the id's part before `_`) so that no review's sentences
+    sit on both sides."""
+    rows = []
+    for rid, rating, text in read_ground_truth(folder / "amazonReviewSnippets_GroundTruth.txt"):
+        rows.append((rid, text, 0 if rating <= -0.5 else (2 if rating >= 0.5 else 1)))
+    out = {}
+    for name, want in (("train", False), ("eval", True)):
+        sel = [r for r in rows if is_eval(r[0].split("_")[0]) == want]
+        out[name] = Dataset.from_dict({"id": [r[0] for r in sel], "text": [r[1] for r in sel],
+                                       "label": [r[2] for r in sel]})
+    return out
+
+
+def brown_files(folder: Path) -> list[Path]:
+    """The Brown texts in file order (ca01 ... cr09)."""
+    return sorted(p for p in folder.iterdir() if p.name[:2].isalpha() and p.name[2:].isdigit())
+
+
+# the Brown genres by the files' second letter (ca..cr), in the corpus manual's order
+BROWN_GENRES = {"a": "press reportage", "b": "press editorial", "c": "press reviews", "d": "religion",
+                "e": "skills and hobbies", "f": "popular lore", "g": "belles-lettres", "h": "government",
+                "j": "learned", "k": "general fiction", "l": "mystery", "m": "science fiction",
+                "n": "adventure", "p": "romance", "r": "humor"}
+# positions (mod 10) of the Brown files read for drift: the `brown` corpus (0) and the
+# `brown_next_sentence` probe (5); a task reads the other eight in ten
+BROWN_DRIFT_POSITIONS = (0, 5)
+BROWN_PASSAGES_PER_FILE = 10
+
+
+def brown_genre(folder: Path) -> dict[str, Dataset]:
+    """Passages (consecutive sentences, 40-100 words) labelled with their text's genre (15), from
+    the Brown texts the drift corpus and probe leave out; split by text: in each genre every
+    fifth of its task texts is eval. At most `BROWN_PASSAGES_PER_FILE` passages per text,
+    evenly spaced."""
+    from ..general import sentences
+
+    genres = list(BROWN_GENRES)
+    files = [p for i, p in enumerate(brown_files(folder)) if i % 10 not in BROWN_DRIFT_POSITIONS]
+    seen: dict[str, int] = {}
+    rows: dict[str, list] = {"train": [], "eval": []}
+    for p in files:
+        genre = p.name[1]
+        k = seen[genre] = seen.get(genre, -1) + 1
+        passages, cur = [], []
+        for para in detag_brown(p.read_text(encoding="utf-8", errors="replace")).split("\n"):
+            for s in sentences(para):
+                cur.append(s)
+                if len(" ".join(cur).split()) >= 40:
+                    if len(" ".join(cur).split()) <= 100:
+                        passages.append(" ".join(cur))
+                    cur = []
+        step = max(1, len(passages) / BROWN_PASSAGES_PER_FILE)
+        picked = [passages[int(j * step)] for j in range(min(BROWN_PASSAGES_PER_FILE, len(passages)))]
+        split = "eval" if k % 5 == 4 else "train"
+        rows[split] += [(f"{p.name}-{j}", text, genres.index(genre)) for j, text in enumerate(picked)]
+    return {split: Dataset.from_dict({"id": [r[0] for r in rs], "text": [r[1] for r in rs],
+                                      "label": [r[2] for r in rs]}) for split, rs in rows.items()}
+
+
+# the books of the Protestant canon (1..66) by genre
+BIBLE_GENRES = {"law": range(1, 6), "history": [*range(6, 18), 44], "wisdom and poetry": range(18, 23),
+                "prophets": [*range(23, 40), 66], "gospels": range(40, 44), "epistles": range(45, 66)}
+BIBLE_PASSAGES_PER_BOOK = 80
+
+
+def bible_genre(folder: Path) -> dict[str, Dataset]:
+    """Passages of up to three consecutive verses of one chapter (WEB text, at least 15 words)
+    labelled with their book's genre (6); split by book as `bible-paraphrase` (books whose number
+    is a multiple of 5 are eval), so the two tasks never train on each other's eval verses. At
+    most `BIBLE_PASSAGES_PER_BOOK` passages per book, evenly spaced."""
+    web = json.loads((folder / "web.json").read_text())
+    genre_of = {b: g for g, (_, books) in enumerate(BIBLE_GENRES.items()) for b in books}
+    by_book: dict[int, list] = {}
+    chunk: list[str] = []
+    for vid in sorted((k for k in web if web[k]), key=int):
+        if chunk and int(vid) // 1000 != int(chunk[0]) // 1000 or len(chunk) == 3:
+            by_book.setdefault(int(chunk[0]) // 1_000_000, []).append(chunk)
+            chunk = []
+        chunk.append(vid)
+    by_book.setdefault(int(chunk[0]) // 1_000_000, []).append(chunk)
+    rows: dict[str, list] = {"train": [], "eval": []}
+    for book, chunks in sorted(by_book.items()):
+        texts = [(c[0], " ".join(" ".join(web[v].replace("`", "'").split()) for v in c)) for c in chunks]
+        texts = [t for t in texts if len(t[1].split()) >= 15]
+        step = max(1, len(texts) / BIBLE_PASSAGES_PER_BOOK)
+        picked = [texts[int(j * step)] for j in range(min(BIBLE_PASSAGES_PER_BOOK, len(texts)))]
+        rows["eval" if book % 5 == 0 else "train"] += [(vid, t, genre_of[book]) for vid, t in picked]
+    return {split: Dataset.from_dict({"id": [r[0] for r in rs], "text": [r[1] for r in rs],
+                                      "label": [r[2] for r in rs]}) for split, rs in rows.items()}
 
 
 for _name, _build in (("rt-sentiment", rt_sentiment), ("tweet-sentiment", tweet_sentiment),
                       ("tweet-sentiment-3", tweet_sentiment_3), ("bible-paraphrase", bible_paraphrase),
-                      ("bible-rewrite", bible_rewrite)):
+                      ("bible-rewrite", bible_rewrite), ("amazon-sentiment", amazon_sentiment),
+                      ("brown-genre", brown_genre), ("bible-genre", bible_genre)):
     EMBEDDED_TASKS.register(_name, _build)
 for _name, _build in (("nyt-editorials", nyt_editorials), ("brown", brown)):
     EMBEDDED_CORPORA.register(_name, _build)
+
+
+# the builders whose cards give the bag-of-words baseline (single-text classification tasks)
+NAIVE_BAYES = ("amazon-sentiment", "brown-genre", "bible-genre")
 
 
 def card_stats(task) -> list[str]:
@@ -204,6 +302,10 @@ def card_stats(task) -> list[str]:
         rouge, exact = copy_baseline(splits["eval"])
         lines.append(f"copy-the-input baseline (the KJV verse as its own rewrite): ROUGE-L {rouge:.3f}, "
                      f"exact match {exact:.3f} on eval")
+    if task.builder in NAIVE_BAYES and task.prompt is None:
+        acc = naive_bayes_accuracy(splits["train"]["text"], splits["train"]["label"], splits["eval"]["text"],
+                                   splits["eval"]["label"])
+        lines.append(f"bag-of-words naive Bayes baseline (fitted on train): {acc:.3f} on eval")
     if task.builder == "bible-paraphrase" and task.prompt is None:
         t, acc = overlap_baseline(splits)
         lines.append(f"word-overlap baseline (Jaccard >= {t:.2f}, tuned on train): {acc:.3f} on eval")
