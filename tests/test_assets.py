@@ -18,6 +18,9 @@ EMBEDDED = {
     "tweet-sentiment": (2710, 722, ["id", "text", "label"], 2, 0.670),
     "tweet-sentiment-3": (3359, 841, ["id", "text", "label"], 3, 0.576),
     "bible-paraphrase": (26076, 5023, ["id", "sentence1", "sentence2", "label"], 2, 0.503),
+    "amazon-sentiment": (2887, 821, ["id", "text", "label"], 3, 0.410),
+    "brown-genre": (3280, 720, ["id", "text", "label"], 15, 0.167),
+    "bible-genre": (2937, 714, ["id", "text", "label"], 6, 0.266),
 }
 
 
