@@ -3,7 +3,7 @@
 Run for real, on a tiny run made here (its folder standing in for `results/seq`, a tiny model
 for the built-in one): every Python snippet, end to end (`curlora-bench export` → PEFT's
 `PeftModel.from_pretrained` and `curlora_bench.load_adapter`); `curlora-bench report` and
-`curlora-bench export`; the quick listing commands (`models`, `tasks`, `methods`, `assets list`).
+`curlora-bench export`; the quick listing commands (`models`, `tasks`, `sequences`, `methods`, `assets list`).
 
 Checked, not run, because they take minutes to hours or need the network:
 `curlora-bench run` (parsed by the Typer app, and its config loaded and validated with the
@@ -34,7 +34,7 @@ PYTHON = ("python", "py")
 STAND_INS = {"results/seq": "{tiny}", "out/lora": "{export}", "smollm2-135m": "tiny-gpt2",
              "~/.cache/curlora-bench/assets/smollm2-135m": "{base}", "results/published/<name>": "results/published/sweep",
              "plots/": "{tmp}/plots", "--plots DIR": "--plots {tmp}/plots-dir"}
-QUICK = {"models", "tasks", "methods", "list", "report", "export"}  # subcommands run for real
+QUICK = {"models", "tasks", "sequences", "methods", "list", "report", "export"}  # subcommands run for real
 
 
 def snippets(langs: tuple[str, ...]) -> list[tuple[str, str]]:

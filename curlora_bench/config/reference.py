@@ -62,6 +62,15 @@ GRID = Key("grid", "mapping of lists", "`null`",
            "the entry's own (`rank`, PEFT keys), dotted train keys (`train.lr`) or strategy options "
            "(`strategy.lambda`)")
 
+# `sequence:` and `order:` are read before the config is parsed (config/loading.py's expand_sequence)
+SEQUENCE_KEYS = (
+    Key("sequence", "string", "`null`",
+        "a built-in task sequence (`curlora-bench sequences` lists them), expanded before anything runs into "
+        "its `tasks` (in the first chosen order) and `orders`; a config gives `sequence` or `tasks`, not both"),
+    Key("order", "order name, or list of them", "`null`",
+        "which of the sequence's named orders run: one (its tasks in that order), a list, or all when unset"),
+)
+
 
 # The examples below each section, as YAML fragments of an experiment config (tests/test_config.py
 # merges each into a small valid config and loads it). A method without one gets a one-line
@@ -217,6 +226,8 @@ def _top() -> Section:
         elif key.key in LISTS:
             key = Key(key.key, LISTS[key.key], key.default, f"{key.meaning}: see [{key.key}](#{key.key})")
         rows.append(key)
+        if key.key == "tasks":
+            rows.extend(SEQUENCE_KEYS)
     return Section("top", "Top-level keys", 2, "An experiment YAML is a mapping of these keys; only `name` is required.",
                    tuple(rows), EXAMPLES["top"])
 
