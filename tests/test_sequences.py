@@ -182,3 +182,103 @@ def test_offline_long_cards_are_the_built_data():
                         f"eval majority {max(counts.values()) / len(ev):.3f}; {baseline}"), task
     assert SEQUENCES.get("offline-long-prompt").card == {f"{k}-prompt": v for k, v in
                                                          SEQUENCES.get("offline-long").card.items()}
+
+
+# O-LoRA's CL_Benchmark layout: <kind>/<dataset>/{train,dev,test}.json (JSON arrays of
+# {"label": name, "sentence": pre-formatted text}) and labels.json, as in cmnfriend/O-LoRA
+OLORA = {"olora-dbpedia": ("TC/dbpedia", "Title: {i}\nText:  an abstract {i}\n"),
+         "olora-amazon": ("SC/amazon", "Title: review {i}\nText: it broke {i}\n"),
+         "olora-yahoo": ("TC/yahoo", "Question: why {i}?\nAnswer: because {i}\n"),
+         "olora-agnews": ("TC/agnews", "Title: news {i}\nText: a story {i}\n")}
+
+
+@pytest.fixture
+def olora_checkout(tmp_path):
+    """A config folder beside a tiny CL_Benchmark with O-LoRA's schema: string labels named in
+    each folder's labels.json (in its order), 2 train rows per class and 1 test row per class."""
+    import json
+
+    for task, (folder, text) in OLORA.items():
+        labels = list(TASKS.get(task).label_map)
+        out = tmp_path / "CL_Benchmark" / folder
+        out.mkdir(parents=True)
+        (out / "labels.json").write_text(json.dumps(labels))
+        for split, per_class in (("train", 2), ("test", 1), ("dev", 1)):
+            rows = [{"label": lab, "sentence": text.format(i=f"{k}-{j}")} for j in range(per_class)
+                    for k, lab in enumerate(labels)]
+            (out / f"{split}.json").write_text(json.dumps(rows))
+    return tmp_path
+
+
+def test_olora_standard_orders_and_prompts_are_olora_s():
+    seq = SEQUENCES.get("olora-standard")
+    name = {t: t.removeprefix("olora-") for t in seq.tasks}
+    assert {k: [name[t] for t in v] for k, v in seq.orders.items()} == {
+        "1": ["dbpedia", "amazon", "yahoo", "agnews"], "2": ["dbpedia", "amazon", "agnews", "yahoo"],
+        "3": ["yahoo", "amazon", "agnews", "dbpedia"]}  # scripts/order_{1,2,3}.sh
+    for task in seq.tasks:
+        t = TASKS.get(task)
+        kind = "SC" if task == "olora-amazon" else "TC"
+        labels = list(t.label_map)
+        assert t.format == "hub" and t.train == "train" and t.eval == "test"
+        assert t.prompt.startswith(f"Task:{kind}\nDataset:{name[task]}\n")
+        assert t.prompt.endswith("Choose one from the option.\nOption: " + ", ".join(labels) + " \n{sentence}\nAnswer:")
+        assert t.choices == [" " + lab for lab in labels] and list(t.label_map.values()) == list(range(len(labels)))
+
+
+def test_olora_standard_loads_o_lora_files_through_the_hub_path(olora_checkout, write_config):
+    """The pack's tasks read O-LoRA's files as a local dataset folder (`load_dataset(path)`, the
+    call a hub id takes), labels by name through label_map, prompts filled from `sentence`."""
+    from curlora_bench.sources.tasks.loaders import load_splits
+
+    path = olora_checkout / "exp.yaml"
+    path.write_text("name: s\nmodel: tiny-gpt2\nmethods: [{method: lora, rank: 2}]\nsequence: olora-standard\n")
+    cfg, _ = load_config(path)
+    assert [t.name for t in cfg.tasks] == SEQUENCES.get("olora-standard").orders["1"] and len(cfg.orders) == 3
+    for task in cfg.tasks:
+        folder = olora_checkout / "CL_Benchmark" / OLORA[task.name][0]
+        assert task.path == str(folder)  # resolved against the config's folder
+        splits = load_splits(task, None, task.name)
+        classes = len(task.choices)
+        assert len(splits["train"]) == 2 * classes and len(splits["eval"]) == classes
+        assert splits["train"]["label"] == list(range(classes)) * 2
+        row = splits["eval"][3]
+        assert task.prompt.format(sentence=row["sentence"]).endswith(f"{row['sentence']}\nAnswer:")
+
+
+def test_a_label_no_label_map_names_is_dropped_and_an_empty_split_named(olora_checkout, write_config):
+    import json
+
+    from curlora_bench.core.errors import BenchError
+    from curlora_bench.sources.tasks.loaders import load_splits
+
+    task = TASKS.get("olora-agnews")
+    folder = olora_checkout / "CL_Benchmark" / "TC" / "agnews"
+    rows = json.loads((folder / "train.json").read_text())
+    (folder / "train.json").write_text(json.dumps([dict(r, label="Sci/Tech") if r["label"] == "World" else r
+                                                   for r in rows]))
+    task.path = str(folder)
+    splits = load_splits(task, None, "tasks[0]")
+    assert sorted(set(splits["train"]["label"])) == [1, 2, 3]  # the unnamed label's rows are dropped
+    (folder / "train.json").write_text(json.dumps([dict(r, label="Sci/Tech") for r in rows]))
+    with pytest.raises(BenchError, match="split is empty"):
+        load_splits(task, None, "tasks[0]")
+
+
+def test_label_map_keys_are_one_kind(write_config, cli, tmp_path):
+    task = {"name": "x", "format": "hub", "path": "p", "label_map": {"a": 0, 1: 1}}
+    code, _, err = cli("run", _config(write_config, tasks=[task]), "--output", tmp_path / "out")
+    assert code == 2 and "tasks[0].label_map: keys are all integers or all label texts" in err
+
+
+def test_olora_standard_runs_end_to_end_on_the_fixtures(olora_checkout):
+    """One order of the pack, trained and scored through the LM head on the tiny model."""
+    from curlora_bench.experiment.driver import run_experiment
+
+    path = olora_checkout / "exp.yaml"
+    path.write_text("name: s\nmodel: tiny-gpt2\ndevice: cpu\nmethods: [{method: lora, rank: 2}]\n"
+                    "sequence: olora-standard\norder: 3\nperplexity: null\n"
+                    "train: {epochs: 1, batch_size: 8, max_length: 96, limit: 8}\neval: {batch_size: 16, limit: 4}\n")
+    (summary,) = run_experiment(load_config(path)[0], olora_checkout / "out")
+    assert summary.status == "complete" and summary.tasks == SEQUENCES.get("olora-standard").orders["3"]
+    assert set(summary.zero_shot) == set(summary.tasks)  # prompted: the base model's scores are its baseline

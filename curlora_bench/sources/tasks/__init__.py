@@ -45,8 +45,9 @@ class TaskConfig:
     text: list[str] = field(default_factory=lambda: ["text"], metadata={"help": "one or two text columns"})
     label: str = field(default="label", metadata={"help": "integer label column"})
     num_classes: int | None = field(default=None, metadata={"help": "inferred from train labels if unset"})
-    label_map: dict[int, int] | None = field(
-        default=None, metadata={"help": "raw label -> class; rows with other labels are dropped"}
+    label_map: dict[int | str, int] | None = field(
+        default=None, metadata={"help": "raw label (an integer, or a label's text) -> class; rows with other "
+                                        "labels are dropped"}
     )
     train_rows: int | None = field(default=None, metadata={"help": "use only the first N raw train rows"})
     eval_rows: int | None = field(default=None, metadata={"help": "use only the first N raw eval rows"})
@@ -115,6 +116,8 @@ class TaskConfig:
             self.text = [self.text]
         if not 1 <= len(self.text) <= 2:
             raise BenchError(f"{where}.text: one or two text columns, got {self.text!r}")
+        if self.label_map and len({isinstance(k, str) for k in self.label_map}) > 1:
+            raise BenchError(f"{where}.label_map: keys are all integers or all label texts, got {self.label_map!r}")
         positive(where, "num_classes", self.num_classes)
         if self.num_classes is not None and self.num_classes < 2:
             raise BenchError(f"{where}.num_classes: must be >= 2, got {self.num_classes}")

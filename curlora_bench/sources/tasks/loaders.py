@@ -103,6 +103,23 @@ def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str
     return {s: check_split(task, ds, sources[s]) for s, ds in splits.items()}
 
 
+def class_of(task: TaskConfig, raw: object, label_col: str | None, where: str) -> int | None:
+    """A row's class from its raw label: an integer (or integer text), or a label's text that
+    `label_map` names (O-LoRA's files label rows by name), through `label_map` when there is one;
+    None: a label `label_map` leaves out (the row is dropped)."""
+    mapping = task.label_map if label_col else None
+    if mapping is not None and isinstance(raw, str) and not raw.strip().lstrip("-").isdigit():
+        return mapping.get(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
+        elif isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            raw = int(raw)  # one bad row makes a CSV column text: judge every row on its own
+        else:
+            raise BenchError(f"{where}: label {raw!r} in column {task.label!r} is not an integer")
+    return raw if mapping is None else mapping.get(raw)
+
+
 def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
     """Columns present, labels integers (mapped through label_map), split non-empty. A prompted
     task reads its prompt's fields (and target) instead of `text`; a target task has no labels
@@ -122,17 +139,9 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
     mapped = []
     # data rows are numbered from 1 (a CSV's header line is not counted)
     for i, raw in enumerate(labels):
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            if isinstance(raw, float) and raw.is_integer():
-                raw = int(raw)
-            elif isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-                raw = int(raw)  # one bad row makes a CSV column text: judge every row on its own
-            else:
-                raise BenchError(f"{source}: row {i + 1}: label {raw!r} in column {task.label!r} is not an integer")
-        if task.label_map is not None and label_col:
-            if raw not in task.label_map:
-                continue
-            raw = task.label_map[raw]
+        raw = class_of(task, raw, label_col, f"{source}: row {i + 1}")
+        if raw is None:
+            continue
         if raw < 0 or (classes is not None and raw >= classes):
             limit = f"0..{classes - 1}" if classes else ">= 0"
             what = f" ({classes} choices)" if task.choices is not None else ""
