@@ -188,7 +188,7 @@ def eval_split(lm, task_name: str | None, n: int, max_length: int, cache_dir: st
         return Split([torch.randint(0, vocab, (k,), generator=gen).tolist() for k in lengths], [0] * n)
     task = TASKS.get(task_name, "--eval-task")
     ds = subsample(load_splits(task, cache_dir, "--eval-task")["eval"], n, 0)
-    split = encode(lm.tokenizer, ds, task.text, max_length, lm.tokenizer.bos_token_id if lm.add_bos else None)
+    split = encode(lm.tokenizer, ds, task.text, max_length, lm.bos_id)
     return Split(split.ids, [0] * len(split))  # the bench head has two classes; labels do not matter here
 
 
@@ -406,7 +406,7 @@ def prompted_split(lm, task_name: str | None, answer: str, n: int, max_length: i
     task = prompted_task(task_name, answer)
     ds = subsample(load_splits(task, cache_dir, where)["eval"], n, 0)
     prepared = KINDS.get("prompted").prepare(task, ds, ds, lm.tokenizer, max_length,
-                                             lm.tokenizer.bos_token_id if lm.add_bos else None, where)
+                                             lm.bos_id, where)
     return prepared.eval, prepared.spec.choice_ids
 
 

@@ -72,7 +72,7 @@ def general_run(toy_data, tmp_path_factory):
     """A tiny 2-task run (LoRA, CURLoRA) with the hidden task in `general:`; a hook beside the
     run's own evaluation calls lm_eval directly on the same model after every stage."""
     from curlora_bench.cli import main
-    from curlora_bench.run.recipe import Recipe
+    from curlora_bench.run import recipe
 
     tmp = tmp_path_factory.mktemp("general")
     task = hidden_task(tmp)
@@ -81,16 +81,16 @@ def general_run(toy_data, tmp_path_factory):
     path = tmp / "exp.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     seen: dict[tuple[str, int], dict] = {}
-    own = Recipe.general_ability
+    own = recipe.general_ability
 
-    def hooked(self, stage):
-        seconds = own(self, stage)
-        seen[(self.method.display_label, stage.number)] = direct(self.model, self.prepared._lm.tokenizer, str(task))
+    def hooked(state, ledger, stage):
+        seconds = own(state, ledger, stage)
+        seen[(state.method.display_label, stage.number)] = direct(state.model, state.prepared._lm.tokenizer, str(task))
         return seconds
 
     out = tmp / "out"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Recipe, "general_ability", hooked)
+        mp.setattr(recipe, "general_ability", hooked)
         mp.setattr(sys, "argv", ["curlora-bench", "run", str(path), "--output", str(out)])
         try:
             main()

@@ -158,7 +158,8 @@ def test_release_memory_returns_freed_heap_pages():
 
 def test_the_run_releases_memory_between_phases(toy_data, write_config, tmp_path, monkeypatch):
     """After training, after evaluation and before each checkpoint of every stage, and between runs."""
-    from curlora_bench.experiment import driver, recipe
+    from curlora_bench.experiment import driver
+    from curlora_bench.run import recipe
 
     calls = []
     monkeypatch.setattr(recipe, "release_memory", lambda: calls.append("stage"))

@@ -630,16 +630,16 @@ def test_two_processes_preparing_one_probe_on_a_cold_cache_build_it_once(tmp_pat
 
 GENERAL_CHILD = """
 import os, signal, sys
-from curlora_bench.run.recipe import Recipe
+from curlora_bench.run import recipe
 calls = 0
-own = Recipe.general_ability
-def signalling(self, stage):
+own = recipe.general_ability
+def signalling(state, ledger, stage):
     global calls
     calls += 1
     if calls == 2:  # scoring after stage 2: stage 1 is checkpointed, stage 2 is in flight
         os.kill(os.getpid(), int(os.environ["SIGNAL"]))
-    return own(self, stage)
-Recipe.general_ability = signalling
+    return own(state, ledger, stage)
+recipe.general_ability = signalling
 from curlora_bench.cli import main
 sys.argv = ["curlora-bench", *sys.argv[1:]]
 main()

@@ -62,10 +62,23 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
 def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool, force: bool,
                 executor: Executor) -> list[RunSummary]:
     specs = run_specs(cfg, out)
-    # before anything else: results an earlier attempt set aside and never replaced go back
-    restored = [spec.name for spec in specs if checkpoint.recover(spec.folder)]
-    if restored:
-        events.message(f"put back the results an unfinished replacement had set aside: {', '.join(restored)}")
+    names = {spec.folder: spec.name for spec in specs}
+    restored: list[str] = []
+
+    def put_back(run: Path, earlier: bool) -> None:
+        if earlier:
+            restored.append(names[run])
+
+    # before anything else, results an earlier attempt set aside and never replaced go back; after
+    # the runs, however they ended (a Ray worker that died), those of a run without a stage of its own
+    with checkpoint.replacing(*names, on_restore=put_back):
+        if restored:
+            events.message(f"put back the results an unfinished replacement had set aside: {', '.join(restored)}")
+        return _run_all(cfg, out, specs, events, fresh, force, executor)
+
+
+def _run_all(cfg: ExperimentConfig, out: Path, specs: list[RunSpec], events: RunEvents, fresh: bool, force: bool,
+             executor: Executor) -> list[RunSummary]:
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..run.events import RunEvents, RunStart
+from ..run.events import RunEvents, RunStart, StageNumbers
 from ..store.schema import Record, RunSummary, TrainLogEntry
 
 
@@ -40,9 +40,9 @@ class Fanout(RunEvents):
         for s in self.sinks:
             s.record(record)
 
-    def stage_finished(self, run: str, stage: int) -> None:
+    def stage_finished(self, run: str, stage: int, numbers: StageNumbers | None = None) -> None:
         for s in self.sinks:
-            s.stage_finished(run, stage)
+            s.stage_finished(run, stage, numbers)
 
     def run_finished(self, summary: RunSummary) -> None:
         for s in self.sinks:
@@ -51,6 +51,13 @@ class Fanout(RunEvents):
     def close(self) -> None:
         for s in self.sinks:
             s.close()
+
+
+def stage_text(n: StageNumbers) -> str:
+    """A finished stage's numbers in a line: each task's score so far, perplexity, drift, time."""
+    return (", ".join(f"{task} {value:.3f}" for task, value in n.scores)
+            + (f", ppl {n.perplexity:.3f}" if n.perplexity is not None else "")
+            + f", drift {n.drift:.2e} ({n.train_seconds:.1f}s train)")
 
 
 class ConsoleEvents(RunEvents):
@@ -93,8 +100,10 @@ class ConsoleEvents(RunEvents):
         loss = f" loss {self._ema:.3f}" if self._ema is not None else ""
         return f"{self._label}{loss}{self._rate}"
 
-    def stage_finished(self, run: str, stage: int) -> None:
+    def stage_finished(self, run: str, stage: int, numbers: StageNumbers | None = None) -> None:
         self._stop()
+        if numbers is not None:
+            self.console.print(f"  {run} stage {numbers.stage}/{numbers.stages} {numbers.task}: {stage_text(numbers)}")
 
     def close(self) -> None:
         self._stop()

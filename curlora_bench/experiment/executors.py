@@ -13,11 +13,12 @@ from typing import Any, Literal
 from ..config.experiment import check_address, check_gpus
 from ..core.errors import BenchError, SignalNote, signals_noted
 from ..core.layout import RAY_LOGS
-from ..run.events import RunEvents
+from ..run.events import RunEvents, StageNumbers
 from ..run.recipe import run_one
 from ..run.spec import RunSpec
 from ..store.schema import RunSummary, TrainLogEntry, parse
 from .cluster import RayCluster
+from .events import stage_text
 from .trackers import tracked
 
 
@@ -75,10 +76,6 @@ class BoardEvents(RunEvents):
     def __init__(self, board: Any, key: str) -> None:
         self.board, self.key, self._last = board, key, 0.0
 
-    def message(self, text: str) -> None:
-        if " stage " in text and ":" in text:  # a finished stage's numbers
-            self.board.update.remote(self.key, last=text.strip().split(": ", 1)[-1])
-
     def stage_started(self, run: str, stage: int, task: str, steps: int) -> None:
         self.board.update.remote(self.key, state="running", stage=stage, task=task)
 
@@ -88,8 +85,11 @@ class BoardEvents(RunEvents):
             self._last = now
             self.board.update.remote(self.key, loss=entry.loss, lr=entry.lr, tps=entry.tokens_per_s)
 
-    def stage_finished(self, run: str, stage: int) -> None:
-        self.board.update.remote(self.key, done_stages=stage)
+    def stage_finished(self, run: str, stage: int, numbers: StageNumbers | None = None) -> None:
+        if numbers is None:
+            self.board.update.remote(self.key, done_stages=stage)
+        else:  # the stage's numbers, as the console shows them
+            self.board.update.remote(self.key, done_stages=stage, last=stage_text(numbers))
 
 
 def _run_remote(spec: dict, key: str, threads: int, board: Any, fresh: bool) -> dict:
@@ -120,27 +120,21 @@ def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: 
             events: RunEvents, fresh: bool = False) -> list[RunSummary]:
     """Every spec as one Ray task; returns the summaries of the runs that finished.
 
-    SIGINT/SIGTERM stop the sweep between two waits (`Interrupted`, no traceback); however the
-    sweep ends, once the cluster is gone every run that has not finished a stage gets the
-    results it was to replace back (`checkpoint.recover`), also when its worker died.
+    SIGINT/SIGTERM stop the sweep between two waits (`Interrupted`, no traceback). A run whose
+    worker died before its first stage gets the results it was to replace back from the driver
+    (`checkpoint.replacing` around the sweep), once the cluster is gone.
     """
-    from ..store import checkpoint
-
     threads = executor.threads()
     logs = Path(specs[0].out) / RAY_LOGS if specs else None
-    try:
-        with signals_noted() as note:
-            cluster = RayCluster(executor, note, logs)
-            with cluster as ray:
-                summaries, failed = _sweep(ray, note, specs, executor, threads, labels, tasks, events, fresh)
-                cluster.keep_logs = bool(failed)
-        for i, why in failed.items():
-            where = f"; Ray's logs: {logs}/" if logs and logs.is_dir() else ""
-            events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it{where})")
-        return [summaries[i] for i in range(len(specs)) if i in summaries]
-    finally:
-        for spec in specs:
-            checkpoint.recover(spec.folder)
+    with signals_noted() as note:
+        cluster = RayCluster(executor, note, logs)
+        with cluster as ray:
+            summaries, failed = _sweep(ray, note, specs, executor, threads, labels, tasks, events, fresh)
+            cluster.keep_logs = bool(failed)
+    for i, why in failed.items():
+        where = f"; Ray's logs: {logs}/" if logs and logs.is_dir() else ""
+        events.message(f"[red]failed[/]: {labels[i]}: {why} (rerun the same command to resume it{where})")
+    return [summaries[i] for i in range(len(specs)) if i in summaries]
 
 
 def _sweep(ray: Any, note: SignalNote, specs: list[RunSpec], executor: Executor, threads: int, labels: list[str],

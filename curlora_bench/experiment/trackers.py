@@ -24,7 +24,7 @@ import yaml
 
 from ..core.errors import BenchError, first_line
 from ..core.layout import RECORDS, REPORT, SUMMARY, TENSORBOARD, TRAIN_LOG
-from ..run.events import RunEvents, RunStart
+from ..run.events import RunEvents, RunStart, StageNumbers
 from ..store.folders import write_atomic
 from ..store.schema import Record, RunSummary, TrainLogEntry
 from .events import Fanout
@@ -158,7 +158,7 @@ class TensorBoardEvents(RunEvents):
     def record(self, record: Record) -> None:
         self.writer.add_scalar(*record_scalar(record))
 
-    def stage_finished(self, run: str, stage: int) -> None:
+    def stage_finished(self, run: str, stage: int, numbers: StageNumbers | None = None) -> None:
         if self.writer is not None:
             self.writer.flush()
 
@@ -279,7 +279,7 @@ class MlflowEvents(RunEvents):
     def record(self, record: Record) -> None:
         self._add([record_scalar(record)])
 
-    def stage_finished(self, run: str, stage: int) -> None:
+    def stage_finished(self, run: str, stage: int, numbers: StageNumbers | None = None) -> None:
         if self.run_id is not None:
             self._flush()
 

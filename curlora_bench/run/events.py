@@ -31,6 +31,19 @@ class RunStart:
     records: list[Record] = field(default_factory=list)  # kept from before the resume
 
 
+@dataclass(frozen=True)
+class StageNumbers:
+    """What a finished stage measured, for the sinks to show (the records hold them all)."""
+
+    stage: int  # 1-based
+    stages: int  # the run's tasks
+    task: str  # the stage's name
+    scores: list[tuple[str, float]]  # each task so far: its primary score after this stage
+    perplexity: float | None  # the primary corpus's (None: no perplexity)
+    drift: float  # the mean relative weight drift
+    train_seconds: float
+
+
 class RunEvents:
     """Callbacks of a run; the default does nothing (a run in another process, a test)."""
 
@@ -52,8 +65,9 @@ class RunEvents:
     def record(self, record: Record) -> None:
         """A records.jsonl line was written (an accuracy or perplexity)."""
 
-    def stage_finished(self, run: str, stage: int) -> None:
-        """The stage is trained, evaluated and checkpointed."""
+    def stage_finished(self, run: str, stage: int, numbers: StageNumbers | None = None) -> None:
+        """The stage is over: trained, evaluated and checkpointed, with these `numbers`; None when
+        its training stopped (a message says why)."""
 
     def run_finished(self, summary: RunSummary) -> None:
         """summary.json is written (the run completed or failed)."""

@@ -70,6 +70,11 @@ class Prepared:
         return self._by_seed[seed]
 
     @property
+    def eval_batch_size(self) -> int:
+        """Scoring's batch size: the protocol's (`paper`: one example at a time), else the config's."""
+        return self.protocol.eval_batch_size or self.cfg.eval.batch_size
+
+    @property
     def corpus_tokens(self) -> list[int] | None:
         """The primary corpus's tokens (None: no perplexity)."""
         return self.corpora[0].tokens if self.corpora else None
@@ -99,10 +104,9 @@ class Prepared:
             if tasks:
                 model = self._model if self._model is not None else \
                     load_model(self.cfg.model, self.cfg.execution.cache_dir).model
-                batch_size = self.protocol.eval_batch_size or self.cfg.eval.batch_size
                 for t in tasks:
                     with self.inference():
-                        scores = KINDS.get(t.kind).score(model.to(self.device), TaskHeads(), t, batch_size,
+                        scores = KINDS.get(t.kind).score(model.to(self.device), TaskHeads(), t, self.eval_batch_size,
                                                          self.batching)
                     self._zero_shot[t.name] = scores
                     events.message(f"  zero-shot {t.name}: " + ", ".join(f"{s.metric} {s.value:.3f}" for s in scores))
@@ -180,7 +184,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
     general_specs = check_general(cfg.general, cfg.execution.cache_dir)  # before the model loads
     lm = load_model(cfg.model, cfg.execution.cache_dir, protocol.padding_side)
-    bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
+    bos_id = lm.bos_id
     check_lengths(cfg, lm, protocol)
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
@@ -200,7 +204,7 @@ def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol, train_seed: int
     """Every task's splits read, subsetted (the same rows for every method and seed) and tokenised
     by its task kind. With `data_seed: per-run`, `train_seed` (a run's seed) draws the train
     subsets; eval and validation rows are always the shared seed's."""
-    bos_id = lm.tokenizer.bos_token_id if lm.add_bos else None
+    bos_id = lm.bos_id
     per_run = cfg.data_seed == "per-run"
     out = []
     for i, task in enumerate(cfg.tasks):

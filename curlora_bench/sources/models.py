@@ -31,6 +31,11 @@ class LoadedModel:
     name: str
     add_bos: bool  # prepend BOS to each perplexity window / classification input
 
+    @property
+    def bos_id(self) -> int | None:
+        """The token prepended to every input and window (None: the model takes none)."""
+        return self.tokenizer.bos_token_id if self.add_bos else None
+
 
 @dataclass
 class ModelSpec:

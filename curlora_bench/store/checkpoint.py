@@ -11,9 +11,11 @@ into place, so a crash leaves either a whole checkpoint or none. Nothing is read
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +294,49 @@ def recover(run: Path) -> bool:
         return restore_previous(run)
     drop_previous(run)
     return moved_back
+
+
+class Replacement:
+    """The run folders a `replacing` block may replace the work of (see `replacing`)."""
+
+    def __init__(self, runs: tuple[Path, ...], on_restore: Callable[[Path, bool], None]) -> None:
+        self.runs, self.on_restore = runs, on_restore
+
+    def start_over(self, run: Path) -> None:
+        """`run` starts over: what it holds is set aside, deleted at its first checkpoint (`drop_previous`)."""
+        set_aside(run)
+
+    def settle(self, earlier: bool = False) -> bool:
+        """Every folder settled (`recover`); True when one had its earlier results put back."""
+        restored = False
+        for run in self.runs:
+            if recover(run):
+                self.on_restore(run, earlier)
+                restored = True
+        return restored
+
+
+@contextlib.contextmanager
+def replacing(*runs: Path, fresh: bool = False,
+              on_restore: Callable[[Path, bool], None] | None = None) -> Iterator[Replacement]:
+    """A block that may replace the work of `runs`: the one place their set-aside work is put back.
+
+    On entry, what an earlier attempt left is settled (`on_restore(run, True)` for each folder
+    whose results came back); with `fresh`, each folder's work is set aside. However the block
+    ends (an error, a signal, a worker that died), every folder is settled again, before a
+    second Ctrl-C or SIGTERM takes effect: work set aside beside no finished stage of its
+    replacement goes back (`on_restore(run, False)`), beside one it goes. Inside, `settle()`
+    does the same at once (a run that ended without a stage, to know it)."""
+    replacement = Replacement(runs, on_restore or (lambda run, earlier: None))
+    replacement.settle(earlier=True)
+    try:
+        if fresh:  # only now, as the block starts: other runs keep theirs until theirs starts
+            for run in runs:
+                set_aside(run)
+        yield replacement
+    finally:
+        with signals_deferred():
+            replacement.settle()
 
 
 def stored_work(run: Path) -> tuple[Path, str, dict, dict | None] | None:
