@@ -23,11 +23,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .adapters import ADAPTERS
 from .adapters.curlora_layer import CURLoRALayer
-from .config.experiment import ExecutionConfig, TrainConfig
+from .config.experiment import TrainConfig
 from .config.methods import parse_method
-from .config.regimes import Stage
 from .core.env import (
     check_precision,
     configure_threads,
@@ -36,13 +34,24 @@ from .core.env import (
     resolve_device,
 )
 from .core.errors import BenchError
-from .core.protocol import Protocol
-from .run.context import StageContext
-from .run.data import Batching, PreparedTask, Split, batches, encode, subsample
-from .run.evaluate import accuracy, perplexity
-from .run.kinds import KINDS
-from .run.kinds.prompted import PromptedSplit, PromptSpec, choice_loglikelihoods, generate_ids
-from .run.train import autocast, enter_training, make_optimizer, train_step
+from .run import (
+    KINDS,
+    Batching,
+    PreparedTask,
+    PromptedSplit,
+    PromptSpec,
+    Split,
+    accuracy,
+    attach_method,
+    autocast,
+    batches,
+    choice_loglikelihoods,
+    encode,
+    generate_ids,
+    lone_stage,
+    perplexity,
+    subsample,
+)
 from .sources.heads import TaskHeads, classify
 from .sources.models import (
     auto_targets,
@@ -54,7 +63,6 @@ from .sources.models import (
 )
 from .sources.tasks import TASKS
 from .sources.tasks.loaders import load_splits
-from .strategies import make_strategy
 
 TARGETS = [  # (name, numerator, denominator, minimum ratio)
     ("curlora / floor", "train curlora", "train floor", 0.90),
@@ -132,7 +140,7 @@ def _training_variants(lm, rank: int) -> dict[str, tuple[nn.Module, list[str], o
                        ("curlora+checkpointing", {"method": "curlora", "rank": rank})):
         model = copy.deepcopy(lm.model)
         cfg = parse_method(spec, f"bench {name}")
-        modules = ADAPTERS.get(cfg.method).attach(model, auto_targets(model), cfg, 0, f"bench {name}")
+        _, modules = attach_method(model, cfg, auto_targets(model), 0, f"bench {name}")
         if name == "floor":
             model.enable_input_require_grads()  # gradients flow through every layer, as with an adapter
         if name.endswith("+checkpointing"):
@@ -195,7 +203,7 @@ def eval_split(lm, task_name: str | None, n: int, max_length: int, cache_dir: st
 def check_inputs(lm, rank: int, seq_len: int, model_name: str) -> None:
     """The rank and sequence length the model can take, before anything is allocated."""
     from .adapters.base import check_rank
-    from .run.prepare import max_positions
+    from .run import max_positions
 
     limit = max_positions(lm.model)
     if limit is not None and seq_len > limit:
@@ -278,8 +286,9 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
                    warmup: int, device: torch.device, precisions: tuple[str, ...], compile_model: bool, say):
     """Every training variant, interleaved one step each per round; returns CURLoRA's model and heads.
 
-    Each step is the run's own (`run.train.train_step`): collate, the task kind's loss, the
-    plugins' step hooks, backward, clipping, AdamW and the scheduler. With bf16 among `precisions`,
+    Each step is a run's own (`run.lone_stage`, stepped by the `StageTrainer` a run's stage trains
+    with): collate, the task kind's loss, the plugins' step hooks, backward, clipping, AdamW and the
+    scheduler. With bf16 among `precisions`,
     the run's own variants (floor, lora, curlora) also take a bf16-autocast step each round, on the
     same model with an optimizer of its own, timed as `train <name> (bf16)`."""
     n_batches, (batch_size, seq_len) = len(data), data[0].shape
@@ -296,27 +305,22 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
         heads = TaskHeads().to(device)
         new = [heads.add("bench", hid, 2, seed=0).to(device)]
         checkpointing = name.endswith("+checkpointing")
-        params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
         for precision in precisions:
             if precision != "fp32" and f"train {name}" not in BF16_PATHS:
                 continue
             train_cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, max_length=seq_len, limit=None,
                                     warmup_steps=warmup, precision=precision, dropout="off")
-            ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), "bench", False, 0), [task],
-                               {"bench": task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing),
-                               batching, Protocol.of("standard"), 0, f"bench {name}")
-            enter_training(model, new, train_cfg.dropout, checkpointing)
-            plugins = [ADAPTERS.get(method.method), make_strategy(None, 0)]
             key = f"train {name}" + ("" if precision == "fp32" else BF16)
-            state[key] = (ctx, plugins, params, *make_optimizer(params, train_cfg, n_batches))
+            state[key] = lone_stage(model, modules, method, heads, new, task, train_cfg, batching, checkpointing,
+                                    f"bench {name}", n_batches)
             result.seconds[key] = []
     say(f"training: {len(state)} variants x {n_batches} steps of {batch_size}x{seq_len} tokens on {device}")
     for step in range(n_batches):
         idx = list(range(step * batch_size, (step + 1) * batch_size))
-        for key, (ctx, plugins, params, optimizer, scheduler) in state.items():
+        for key, trainer in state.items():
             _sync(device)
             t0 = time.perf_counter()
-            train_step(ctx, task, idx, plugins, optimizer, scheduler, params, step)
+            trainer.step(task, idx)
             _sync(device)
             if step >= warmup:
                 result.seconds[key].append(time.perf_counter() - t0)
@@ -324,7 +328,8 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
         result.figures[key] = batch_size * seq_len / statistics.median(result.seconds[key])
     # memory kept for backward, measured once per variant outside the timed steps
     mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
-    for key, (ctx, *_) in state.items():
+    for key, trainer in state.items():
+        ctx = trainer.ctx
         mb = activation_bytes(ctx.model, ctx.heads, data[0].to(device), labels[0].to(device), mask, device,
                               ctx.train.precision) / 2**20
         result.memory[f"{key} activations MB"] = mb
@@ -332,7 +337,7 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
         plain = result.memory[f"train {name} activations MB"]
         result.memory[f"{name} checkpointed / plain activations"] = (
             result.memory[f"train {name}+checkpointing activations MB"] / plain if plain else float("nan"))
-    model, heads = state["train curlora"][0].model, state["train curlora"][0].heads
+    model, heads = state["train curlora"].ctx.model, state["train curlora"].ctx.heads
     del state, variants  # free the other variants' models before evaluating
     model.eval()
     return model, heads

@@ -12,11 +12,9 @@ from ..config.identity import comparable, differing
 from ..core.env import check_precision, release_memory, resolve_device
 from ..core.errors import BenchError
 from ..core.layout import CONFIG
-from ..run.events import RunEvents
+from ..run import RunEvents, RunSpec, run_one
 from ..run.general import check_general, code_notes
 from ..run.prepare import prepare
-from ..run.recipe import run_one
-from ..run.spec import RunSpec
 from ..store import checkpoint
 from ..store.folders import FolderLock, finished_summary, write_atomic
 from ..store.schema import RunSummary

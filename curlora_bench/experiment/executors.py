@@ -13,9 +13,7 @@ from typing import Any, Literal
 from ..config.experiment import check_address, check_gpus
 from ..core.errors import BenchError, SignalNote, signals_noted
 from ..core.layout import RAY_LOGS
-from ..run.events import RunEvents, StageNumbers
-from ..run.recipe import run_one
-from ..run.spec import RunSpec
+from ..run import RunEvents, RunSpec, StageNumbers, run_one
 from ..store.schema import RunSummary, TrainLogEntry, parse
 from .cluster import RayCluster
 from .events import stage_text

@@ -17,13 +17,17 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ..adapters import uses_conv1d
-from ..config.experiment import resolved_dict
+from torch import nn
+
+from ..adapters import ADAPTERS, uses_conv1d
+from ..config.experiment import ExecutionConfig, TrainConfig, resolved_dict
 from ..config.methods import method_dict
 from ..config.regimes import Stage
 from ..core.env import module_seed, release_memory
 from ..core.layout import RECORDS, SUMMARY, TRAIN_LOG
 from ..core.metrics import drift_summary
+from ..core.protocol import Protocol
+from ..sources.heads import TaskHeads
 from ..store import checkpoint
 from ..store.folders import finished_summary, write_summary
 from ..store.schema import (
@@ -40,8 +44,10 @@ from ..store.schema import (
     read_records,
     read_train_log,
 )
+from ..strategies import make_strategy
 from . import drift
 from .context import StageContext
+from .data import Batching, PreparedTask
 from .events import RunEvents, RunStart, StageNumbers
 from .kinds import KINDS
 from .ledger import Ledger, summarise
@@ -49,7 +55,7 @@ from .observe import TrainLog
 from .prepare import Prepared
 from .spec import RunSpec
 from .state import RunState, open_run, resume, run_inputs
-from .train import NonFiniteLoss, TrainStats, schedule_length, steps_of, train_stage
+from .train import NonFiniteLoss, StageTrainer, TrainStats, schedule_length, steps_of, train_stage
 
 
 def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents | None = None,
@@ -179,6 +185,18 @@ def stage_context(state: RunState, stage: Stage) -> StageContext:
     return StageContext(state.model, state.modules, state.method, state.heads, stage, [p.tasks[k] for k in stage.tasks],
                         {t.name: t for t in p.tasks}, state.train_cfg, state.cfg.execution, p.batching, p.protocol,
                         spec.seed, spec.where)
+
+
+def lone_stage(model: nn.Module, modules: list[str], method, heads: TaskHeads, new: list[nn.Module],
+               task: PreparedTask, train_cfg: TrainConfig, batching: Batching, checkpointing: bool, where: str,
+               scheduler_total: int) -> StageTrainer:
+    """One stage of one task outside a run (the standard protocol, seed 0), trained as a run's
+    stage is: the method's adapter and a plain strategy around every step, `new` (the task's
+    head) trained beside the adapter. What `bench` times, step by step."""
+    ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), task.name, False, 0), [task],
+                       {task.name: task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing), batching,
+                       Protocol.of("standard"), 0, where)
+    return StageTrainer(ctx, new, [ADAPTERS.get(method.method), make_strategy(None, 0)], scheduler_total)
 
 
 def train(state: RunState, ledger: Ledger, ctx: StageContext, events: RunEvents) -> TrainStats:

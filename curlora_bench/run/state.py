@@ -109,14 +109,19 @@ class RunState:
         return [self.adapter, self.strategy]
 
 
+def attach_method(model: nn.Module, method, targets: list[str], seed: int, where: str) -> tuple[Adapter, list[str]]:
+    """The method entry's adapter attached to `model` in place at `targets`; (adapter, adapted modules)."""
+    adapter = ADAPTERS.get(method.method)
+    return adapter, adapter.attach(model, targets, method, seed, where)
+
+
 def open_run(spec: RunSpec, inputs: RunInputs) -> RunState:
     """A model with its adapter attached, the weights at init (for the drift), the strategy;
     progress empty."""
     cfg, prepared, device = spec.experiment, inputs.prepared, inputs.prepared.device
     set_seed(spec.seed)
     model = prepared.take_model()
-    adapter = ADAPTERS.get(spec.method.method)
-    modules = adapter.attach(model, target_modules(cfg, model), spec.method, spec.seed, spec.where)
+    adapter, modules = attach_method(model, spec.method, target_modules(cfg, model), spec.seed, spec.where)
     model.to(device)
     reference = drift.snapshot(model, modules)
     if cfg.execution.gradient_checkpointing:

@@ -158,6 +158,34 @@ def train_step(ctx, task: PreparedTask, rows: list[int], plugins: list, optimize
     return loss_value, lr, norm_of, int(batch["attention_mask"].sum())
 
 
+class StageTrainer:
+    """What a stage trains with: the adapter's trainable parameters and the stage's `new` task
+    state (its heads) under one AdamW and schedule of `scheduler_total` steps, the model in the
+    stage's training modes. `step` is one optimizer step; `finish` ends the stage. `train_stage`
+    runs a whole stage through it; `bench` times its steps."""
+
+    def __init__(self, ctx, new: list[nn.Module], plugins: list, scheduler_total: int) -> None:
+        self.ctx, self.new, self.plugins, self.steps = ctx, new, plugins, 0
+        head_params = [p for m in new for p in m.parameters()]
+        self.params = [p for p in ctx.model.parameters() if p.requires_grad] + head_params
+        self.optimizer, self.scheduler = make_optimizer(self.params, ctx.train, scheduler_total,
+                                                        heads=len(head_params))
+        enter_training(ctx.model, new, ctx.train.dropout, ctx.execution.gradient_checkpointing)
+
+    def step(self, task: PreparedTask, rows: list[int]) -> tuple[float, float, Callable[[], float], int]:
+        """One optimizer step on `rows` of `task`'s training split (`train_step`)."""
+        out = train_step(self.ctx, task, rows, self.plugins, self.optimizer, self.scheduler, self.params, self.steps)
+        self.steps += 1
+        return out
+
+    def finish(self) -> None:
+        """The model back in eval mode; the new state frozen: earlier tasks' state never trains again."""
+        self.ctx.model.eval()
+        for module in self.new:
+            module.eval()
+            module.requires_grad_(False)
+
+
 def train_stage(ctx, new: list[nn.Module], plugins: list, scheduler_total: int,
                 on_step: Callable[[StepInfo], None] | None = None) -> TrainStats:
     """Train the adapter and the stage's `new` task state for cfg.epochs over the stage's tasks.
@@ -167,27 +195,20 @@ def train_stage(ctx, new: list[nn.Module], plugins: list, scheduler_total: int,
     dropout on (the reference's `model.train()`); otherwise it stays in eval mode. Either way it
     ends in eval mode, and the new state is frozen: earlier tasks' state never trains again.
     """
-    cfg, model = ctx.train, ctx.model
-    head_params = [p for m in new for p in m.parameters()]
-    params = [p for p in model.parameters() if p.requires_grad] + head_params
-    optimizer, scheduler = make_optimizer(params, cfg, scheduler_total, heads=len(head_params))
+    cfg = ctx.train
+    trainer = StageTrainer(ctx, new, plugins, scheduler_total)
     gen = torch.Generator().manual_seed(ctx.seed + ctx.stage.seed_offset)
-    enter_training(model, new, cfg.dropout, ctx.execution.gradient_checkpointing)
-    step, seen, tokens, loss_sum = 0, 0, 0, 0.0
+    seen, tokens, loss_sum = 0, 0, 0.0
     loss_value = float("nan")
     start = time.perf_counter()
     for _epoch in range(cfg.epochs):
         for k, idx in epoch_batches(ctx.tasks, cfg.batch_size, ctx.stage.interleave, gen):
-            loss_value, lr, norm_of, batch_tokens = train_step(ctx, ctx.tasks[k], idx, plugins, optimizer, scheduler,
-                                                               params, step)
-            step += 1
+            loss_value, lr, norm_of, batch_tokens = trainer.step(ctx.tasks[k], idx)
             seen += len(idx)
             tokens += batch_tokens
             loss_sum += loss_value
             if on_step is not None:
-                on_step(StepInfo(step, loss_value, lr, len(idx), batch_tokens, norm_of))
-    model.eval()
-    for module in new:
-        module.eval()
-        module.requires_grad_(False)
+                on_step(StepInfo(trainer.steps, loss_value, lr, len(idx), batch_tokens, norm_of))
+    trainer.finish()
+    step = trainer.steps
     return TrainStats(step, seen, loss_value, loss_sum / max(step, 1), time.perf_counter() - start, tokens)
