@@ -163,3 +163,22 @@ def test_settle_inside_the_block_restores_once(tmp_path):
         replacement.start_over(run)
         assert replacement.settle() and not replacement.settle()
     assert (run / SUMMARY).read_text() == "old" and said == [False]
+
+
+def test_a_finished_stage_reads_on_the_console_and_the_board_from_its_numbers():
+    import io
+
+    from rich.console import Console
+
+    from curlora_bench.experiment.events import ConsoleEvents, stage_text
+    from curlora_bench.run.events import StageNumbers
+
+    out = io.StringIO()
+    numbers = StageNumbers(2, 3, "polarity", [("pairs", 0.5), ("polarity", 0.875)], 31.25, 1.5e-3, 2.04)
+    console = ConsoleEvents(Console(file=out, width=200))
+    console.stage_finished("lora-r2 seed 0", 2, numbers)
+    console.stage_finished("lora-r2 seed 0", 3)  # stopped: a message says why
+    assert out.getvalue() == ("  lora-r2 seed 0 stage 2/3 polarity: pairs 0.500, polarity 0.875, ppl 31.250, "
+                              "drift 1.50e-03 (2.0s train)\n")
+    no_ppl = StageNumbers(1, 1, "a", [("a", 1.0)], None, 0.0, 0.04)
+    assert stage_text(no_ppl) == "a 1.000, drift 0.00e+00 (0.0s train)"
