@@ -182,3 +182,18 @@ def test_a_finished_stage_reads_on_the_console_and_the_board_from_its_numbers():
                               "drift 1.50e-03 (2.0s train)\n")
     no_ppl = StageNumbers(1, 1, "a", [("a", 1.0)], None, 0.0, 0.04)
     assert stage_text(no_ppl) == "a 1.000, drift 0.00e+00 (0.0s train)"
+
+
+def test_the_ray_board_shows_a_finished_stage_from_its_numbers():
+    from curlora_bench.experiment.events import stage_text
+    from curlora_bench.experiment.executors import BoardEvents
+    from curlora_bench.run.events import StageNumbers
+
+    updates = []
+    board = SimpleNamespace(update=SimpleNamespace(remote=lambda key, **fields: updates.append((key, fields))))
+    sink = BoardEvents(board, "0")
+    numbers = StageNumbers(1, 2, "pairs", [("pairs", 0.5)], None, 1e-3, 1.0)
+    sink.message("  lora-r2 seed 0: resuming after stage 1/2")  # messages are the console's alone
+    sink.stage_finished("lora-r2 seed 0", 1, numbers)
+    sink.stage_finished("lora-r2 seed 0", 2)
+    assert updates == [("0", {"done_stages": 1, "last": stage_text(numbers)}), ("0", {"done_stages": 2})]
