@@ -17,8 +17,8 @@ from curlora_bench.core import metrics
 from curlora_bench.core.errors import BenchError
 from curlora_bench.core.layout import GENERATIONS, RECORDS
 from curlora_bench.core.protocol import Protocol
-from curlora_bench.run.data import Batching
 from curlora_bench.experiment.driver import run_experiment
+from curlora_bench.run.data import Batching
 from curlora_bench.run.kinds import KINDS
 from curlora_bench.run.kinds.prompted import (
     PromptSpec,

@@ -9,8 +9,8 @@ import yaml
 
 from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
-from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.experiment.driver import run_experiment
+from curlora_bench.run.data import Batching, PreparedTask, Split
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.store.schema import read_predictions, read_records
 from curlora_bench.strategies import make_strategy
