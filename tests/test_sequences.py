@@ -4,6 +4,7 @@ that a drift measure reads)."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import pytest
@@ -252,7 +253,7 @@ def test_a_label_no_label_map_names_is_dropped_and_an_empty_split_named(olora_ch
     from curlora_bench.core.errors import BenchError
     from curlora_bench.sources.tasks.loaders import load_splits
 
-    task = TASKS.get("olora-agnews")
+    task = copy.deepcopy(TASKS.get("olora-agnews"))  # the registry's own stays as shipped
     folder = olora_checkout / "CL_Benchmark" / "TC" / "agnews"
     rows = json.loads((folder / "train.json").read_text())
     (folder / "train.json").write_text(json.dumps([dict(r, label="Sci/Tech") if r["label"] == "World" else r
