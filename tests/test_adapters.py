@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from curlora_bench.adapters import ADAPTERS
+from curlora_bench.adapters import ADAPTERS, adapter_of
 from curlora_bench.adapters.curlora_layer import CURLoRALayer, cur_indices, sampling_probabilities
 from curlora_bench.config.methods import parse_method
 from curlora_bench.sources.heads import TaskHeads
@@ -37,7 +37,7 @@ def base(request):
 def attach(lm, spec, seed=0):
     cfg = parse_method(spec, "methods[0]")
     model = copy.deepcopy(lm.model)
-    names = ADAPTERS.get(cfg.method).attach(model, auto_targets(model), cfg, seed, "methods[0]")
+    names = adapter_of(cfg).attach(model, auto_targets(model), cfg, seed, "methods[0]")
     return model, names, cfg
 
 

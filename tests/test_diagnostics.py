@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from curlora_bench.adapters import ADAPTERS
+from curlora_bench.adapters import adapter_of
 from curlora_bench.adapters.curlora_layer import curlora_sampling, kl_from_uniform, sampling_stats
 from curlora_bench.config.methods import parse_method
 from curlora_bench.run.drift import relative_drift, snapshot
@@ -24,7 +24,7 @@ def base(request):
 def attached(lm, spec):
     cfg = parse_method(spec, "m")
     model = copy.deepcopy(lm.model)
-    names = ADAPTERS.get(cfg.method).attach(model, auto_targets(model), cfg, 0, "m")
+    names = adapter_of(cfg).attach(model, auto_targets(model), cfg, 0, "m")
     return model, names, snapshot(model, names)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from curlora_bench.adapters import ADAPTERS
+from curlora_bench.adapters import adapter_of
 from curlora_bench.config.experiment import TrainConfig
 from curlora_bench.config.loading import load_config
 from curlora_bench.config.methods import parse_method
@@ -39,7 +39,7 @@ def _grads(model_name: str, method: dict, checkpointing: bool, dropout: str = "o
     torch.manual_seed(0)
     model = load_model(model_name).model
     cfg = parse_method(dict(method), "methods[0]")
-    adapter = ADAPTERS.get(cfg.method)
+    adapter = adapter_of(cfg)
     adapter.attach(model, auto_targets(model), cfg, 0, "methods[0]")
     if checkpointing:
         enable_checkpointing(model)

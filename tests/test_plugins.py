@@ -19,7 +19,8 @@ EXAMPLE = ROOT / "docs" / "guides" / "examples" / "top_layers"
 
 
 def _cli(args: list, site: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    # the package under test stays importable (a checkout on PYTHONPATH rather than installed)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "curlora_bench", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 

@@ -1,4 +1,4 @@
-"""Adapters: one module per method, each registering itself in ADAPTERS (loaded on first lookup).
+"""Adapters: one module per method, each an entry of ADAPTERS (its module imported on first lookup).
 
 A method *entry* of a config (adapter options, label, train overrides, strategy, regime) is
 parsed by `config.methods`.
@@ -6,6 +6,34 @@ parsed by `config.methods`.
 
 from __future__ import annotations
 
-from .base import ADAPTERS, Adapter, AdapterConfig, find_targets, freeze, uses_conv1d
+from typing import Any
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "find_targets", "freeze", "uses_conv1d"]
+from ..core.registry import Registry
+from .base import (
+    PLUGIN_GROUP,
+    Adapter,
+    AdapterConfig,
+    find_targets,
+    freeze,
+    make_adapter,
+    uses_conv1d,
+)
+
+# the built-in methods: name -> "module:Adapter subclass" (installed packages add theirs under PLUGIN_GROUP)
+ADAPTERS: Registry[Adapter] = Registry("method", base=Adapter, make=make_adapter, group=PLUGIN_GROUP, entries={
+    "curlora": "curlora_bench.adapters.curlora:CURLoRA",
+    "full": "curlora_bench.adapters.simple:Full",
+    "head-only": "curlora_bench.adapters.simple:HeadOnly",
+    "lora": "curlora_bench.adapters.lora:LoRA",
+    "osf": "curlora_bench.adapters.osf:OSF",
+    "peft": "curlora_bench.adapters.peft_any:PeftPassthrough",
+})
+
+
+def adapter_of(cfg: Any) -> Adapter:
+    """The adapter that runs a parsed method entry: its config class's own (`{method: peft, type: OSF}`
+    is run by `osf`), else its `method`'s."""
+    return ADAPTERS.get(getattr(cfg, "adapter", None) or cfg.method)
+
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "adapter_of", "find_targets", "freeze", "uses_conv1d"]

@@ -17,14 +17,13 @@ from ..core.errors import BenchError
 from ..core.hooks import Plugin
 from ..core.metrics import DiagnosticRow
 from ..core.parse import from_dict, positive
-from ..core.registry import Registry
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "RankedConfig", "check_rank", "find_targets", "freeze",
-           "module_seed", "register", "set_module", "uses_conv1d"]
+__all__ = ["Adapter", "AdapterConfig", "RankedConfig", "check_rank", "find_targets", "freeze",
+           "make_adapter", "module_seed", "set_module", "uses_conv1d"]
 
 
 @dataclass
@@ -77,7 +76,7 @@ class RankedConfig(AdapterConfig):
 class Adapter(Plugin):
     """One parameter-efficient method: its options, how to attach it, which tensors are its own,
     and what it adds to diagnostics, reports and exports. A new method is one module that
-    subclasses this and registers itself; nothing elsewhere names it. As a `Plugin` it may act
+    subclasses this and one `"module:Class"` entry in `adapters/__init__.py`; nothing else names it. As a `Plugin` it may act
     before, during and after each stage (PEFT OSF re-wraps its layers between tasks)."""
 
     name: str = ""
@@ -136,30 +135,14 @@ class Adapter(Plugin):
         return {}
 
 
-def _load_adapters() -> None:
-    from . import curlora, lora, peft_any, simple  # noqa: F401  (each registers itself)
-
-
 PLUGIN_GROUP = "curlora_bench.methods"  # entry points of installed packages: name = "package.module:AdapterClass"
 
 
-def _adopt(name: str, obj: Any) -> Adapter:
-    """An installed package's method: an `Adapter` subclass whose `name` is its entry point's."""
-    if not (isinstance(obj, type) and issubclass(obj, Adapter)):
-        raise BenchError(f"{obj!r} is not a subclass of curlora_bench.adapters.Adapter")
-    if obj.name != name:
-        raise BenchError(f"its class's name is {obj.name!r}, not the entry point's {name!r}")
-    if not (isinstance(obj.config_cls, type) and issubclass(obj.config_cls, AdapterConfig)):
-        raise BenchError(f"its config_cls {obj.config_cls!r} is not a subclass of AdapterConfig")
-    return obj()
-
-
-ADAPTERS: Registry[Adapter] = Registry("method", load=_load_adapters, group=PLUGIN_GROUP, adopt=_adopt)
-
-
-def register(adapter_cls: type[Adapter]) -> type[Adapter]:
-    ADAPTERS.register(adapter_cls.name, adapter_cls())
-    return adapter_cls
+def make_adapter(cls: type[Adapter]) -> Adapter:
+    """The registry's item of an `Adapter` subclass (checked by the registry): an instance of it."""
+    if not (isinstance(cls.config_cls, type) and issubclass(cls.config_cls, AdapterConfig)):
+        raise BenchError(f"its config_cls {cls.config_cls!r} is not a subclass of AdapterConfig")
+    return cls()
 
 
 def freeze(model: nn.Module) -> None:

@@ -17,7 +17,6 @@ from .base import (
     find_targets,
     freeze,
     module_seed,
-    register,
     set_module,
 )
 
@@ -61,7 +60,6 @@ def _summary(axis: str, key: str) -> tuple[str, ...]:
     return ("sampling", "summary", axis, key)
 
 
-@register
 class CURLoRA(Adapter):
     name = "curlora"
     config_cls = CURLoRAConfig

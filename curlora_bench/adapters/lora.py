@@ -15,7 +15,6 @@ from .base import (
     find_targets,
     freeze,
     module_seed,
-    register,
     uses_conv1d,
 )
 
@@ -80,7 +79,6 @@ def reference_lora_a(in_features: int, rank: int, seed: int) -> torch.Tensor:
     return a
 
 
-@register
 class LoRA(Adapter):
     name = "lora"
     config_cls = LoRAConfig

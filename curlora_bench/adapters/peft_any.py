@@ -12,12 +12,13 @@ from .base import (
     AdapterConfig,
     check_rank,
     find_targets,
-    register,
-    set_module,
     uses_conv1d,
 )
 from .lora import peft_inject
 
+# PEFT types with an adapter module of their own (same spelling, `{method: peft, type: OSF}`, same
+# run keys): the entry is parsed, attached and checkpointed by that adapter
+OWN_ADAPTER = {"OSF": "osf"}
 # Names people use for LoRA variants that PEFT expresses as LoraConfig options.
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "DORA": ("LORA", {"use_dora": True}),
@@ -32,7 +33,7 @@ class PeftPassthroughConfig(AdapterConfig):
 
     type: str = field(default="LORA", metadata={"help": "PEFT type: LORA, VERA, OSF, ... or DORA/PISSA/RSLORA"})
     rank_step: int | float | None = field(default=None, metadata={
-        "help": "OSF only: preserved rank added before each later task (OSF's continual protocol: merge, then "
+        "help": "OSF only (adapters/osf.py): preserved rank added before each later task (OSF's continual protocol: merge, then "
                 "re-wrap with effective_rank + (t-1) * rank_step); null = effective_rank"})
     options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "any key of PEFT's config for that type, written inline (r, lora_alpha, ...)", "inline": True})
@@ -55,23 +56,8 @@ class PeftPassthroughConfig(AdapterConfig):
     def validate(self, where: str) -> None:
         base, options = self.resolve(where)
         self.build(base, options, [], where)
-        if base != "OSF":
-            if self.rank_step is not None:
-                raise BenchError(f"{where}.rank_step: only OSF grows a preserved rank between tasks, not {base}")
-            return
-        rank = options.get("effective_rank")
-        if rank is None:
-            raise BenchError(f"{where}.effective_rank: set it for OSF (the preserved rank of the first task; "
-                             "OSF's continual protocol grows it by rank_step per task)")
-        if self.rank_step is None:
-            self.rank_step = rank  # explicit, so run keys show the protocol
-        if self.rank_step < 0 or isinstance(self.rank_step, float) != isinstance(rank, float):
-            raise BenchError(f"{where}.rank_step: {self.rank_step!r} must be >= 0 and, like effective_rank "
-                             f"({rank!r}), an integer rank or a fraction")
-
-    def stage_rank(self, stage: int) -> int | float:
-        """OSF's preserved rank while training stage `stage` (1-based)."""
-        return self.options["effective_rank"] + (stage - 1) * self.rank_step
+        if self.rank_step is not None:
+            raise BenchError(f"{where}.rank_step: only OSF grows a preserved rank between tasks, not {base}")
 
     def prefix(self) -> str:
         """PEFT's name prefix of this type's trainable tensors (lora_, vera_lambda_, ...)."""
@@ -92,17 +78,25 @@ class PeftPassthroughConfig(AdapterConfig):
             raise BenchError(f"{where}: PEFT {base} config rejected: {exc}") from None
 
 
-@register
 class PeftPassthrough(Adapter):
     name = "peft"
     config_cls = PeftPassthroughConfig
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
 
     def parse(self, data, where):
+        own = OWN_ADAPTER.get(str(data.get("type", "LORA")).upper())
+        if own is not None:
+            from . import ADAPTERS
+
+            return ADAPTERS.get(own).parse(data, where)
+        return self.passthrough(data, where)
+
+    def passthrough(self, data, where):
+        """Every key besides the fixed ones goes to PEFT's config (`options`)."""
         fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy", "regime", "rank_step")
                  if k in data}
         options = {k: v for k, v in data.items() if k not in fixed}
-        return from_dict(PeftPassthroughConfig, {**fixed, "options": options}, where)
+        return from_dict(self.config_cls, {**fixed, "options": options}, where)
 
     def options(self, cfg):
         extra = {k: getattr(cfg, k) for k in ("train", "strategy", "regime", "rank_step") if getattr(cfg, k) is not None}
@@ -114,56 +108,21 @@ class PeftPassthrough(Adapter):
         check_rank(model, targets, options.get("r", getattr(cfg.build(base, options, [], where), "r", None)),
                    where, "r")
 
-    def attach(self, model, targets, cfg, seed, where, stage: int = 1):
+    def attach(self, model, targets, cfg, seed, where):
         names = find_targets(model, targets, where)
-        base, options = cfg.resolve(where)
-        if base == "OSF":
-            options = {**options, "effective_rank": cfg.stage_rank(stage)}
-        peft_config = cfg.build(base, options, names, where)
+        self.inject(model, names, cfg, cfg.resolve(where)[1], seed, where)
+        return names
+
+    def inject(self, model, names, cfg, options, seed, where) -> None:
+        """PEFT's layers of `cfg`'s type, built with `options`, into the modules `names`."""
+        peft_config = cfg.build(cfg.resolve(where)[0], options, names, where)
         if uses_conv1d(model, names) and hasattr(peft_config, "fan_in_fan_out"):
             peft_config.fan_in_fan_out = True  # GPT-2 Conv1D stores weights (in, out)
         if hasattr(peft_config, "projection_prng_key") and "projection_prng_key" not in options:
             peft_config.projection_prng_key = seed  # VeRA-style fixed projections follow the run seed
         peft_inject(model, peft_config, names, cfg.prefix())
-        return names
 
     def state_dict(self, model, modules, cfg):
         sd = model.state_dict()
         stem = cfg.prefix().split("_")[0] + "_"  # VeRA keeps fixed vera_A/vera_B beside vera_lambda_*
-        out = {k: v for k, v in sd.items() if stem in k}
-        if cfg.resolve("")[0] == "OSF":  # earlier tasks are merged into the base weights between stages
-            out.update({f"{m}.base_layer.weight": sd[f"{m}.base_layer.weight"] for m in modules})
-        return out
-
-    # OSF's continual protocol (PEFT's OSF docs, "Sequential Task Learning"): between tasks the
-    # SVD is recomputed on the updated weights and the preserved subspace grows. PEFT's docs
-    # call `model.unload()`; this PEFT's OSF layer keeps the update as a separate delta, so it
-    # is merged first (unload alone would drop the task just learned).
-    def before_stage(self, ctx):
-        position = ctx.stage.position  # the t-th task OSF learns
-        if position > 1 and ctx.method.resolve(ctx.where)[0] == "OSF":
-            self._rewrap(ctx.model, ctx.modules, ctx.method, position, ctx.where, merge=True)
-
-    def structure_for(self, model, modules, cfg, position, where, tensors):
-        import torch
-
-        if position > 1 and cfg.resolve(where)[0] == "OSF":
-            # the SVD of the stage's re-wrap was taken of the merged weights the checkpoint holds
-            with torch.no_grad():
-                for name in modules:
-                    key = f"{name}.base_layer.weight"
-                    if key in tensors:
-                        model.get_submodule(name).base_layer.weight.copy_(tensors[key])
-            self._rewrap(model, modules, cfg, position, where, merge=False)
-
-    def _rewrap(self, model, modules, cfg, stage, where, merge: bool) -> None:
-        device = next(model.parameters()).device
-        for name in modules:
-            layer = model.get_submodule(name)
-            if merge:
-                layer.merge()
-            set_module(model, name, layer.get_base_layer())
-        if hasattr(model, "peft_config"):
-            del model.peft_config  # the tuner's record of the adapter just removed
-        self.attach(model, modules, cfg, 0, where, stage=stage)
-        model.to(device)
+        return {k: v for k, v in sd.items() if stem in k}

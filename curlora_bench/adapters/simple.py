@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from .base import Adapter, AdapterConfig, find_targets, freeze, register
+from .base import Adapter, AdapterConfig, find_targets, freeze
 
 
-@register
 class HeadOnly(Adapter):
     name = "head-only"
     config_cls = AdapterConfig
@@ -17,7 +16,6 @@ class HeadOnly(Adapter):
         return []
 
 
-@register
 class Full(Adapter):
     name = "full"
     config_cls = AdapterConfig

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..adapters import ADAPTERS, AdapterConfig
+from ..adapters import AdapterConfig, adapter_of
 from ..core.errors import BenchError
 from ..core.parse import check_name, from_dict, positive, short_value, to_dict
 from ..core.protocol import Protocol
@@ -335,7 +335,7 @@ class ExperimentConfig:
         trains nothing but task heads (head-only) would have nothing to train there."""
         prompted = [t.name for t in self.tasks if t.kind == "prompted"]
         for i, method in enumerate(self.methods):
-            if prompted and ADAPTERS.get(method.method).trains_only_heads:
+            if prompted and adapter_of(method).trains_only_heads:
                 raise BenchError(f"methods[{i}]: {method.display_label} trains only task heads, and prompted task "
                                  f"{prompted[0]!r} has none (it trains through the model's LM head): nothing to "
                                  "train; drop that method or use classification tasks")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..adapters import ADAPTERS, AdapterConfig
+from ..adapters import ADAPTERS, AdapterConfig, adapter_of
 from ..core.errors import BenchError
 from ..strategies import parse_strategy
 from .legacy import is_legacy_joint, unwrap_joint
@@ -33,7 +33,7 @@ def parse_method(data: Any, where: str) -> AdapterConfig:
 
 def method_dict(cfg: AdapterConfig) -> dict[str, Any]:
     """The flat mapping a user writes (label explicit); parse_method's inverse."""
-    return ADAPTERS.get(cfg.method).options(cfg)
+    return adapter_of(cfg).options(cfg)
 
 
 def regime_of(cfg: AdapterConfig) -> str:

@@ -6,7 +6,8 @@ stage; `joint` is the multi-task upper bound a continual method is read against:
 over every task at once (batches of all tasks interleaved, as many optimizer steps as the
 whole sequence), evaluated once, so its accuracy matrix has only its last row.
 
-Adding a regime: a `Regime` subclass here, registered in `REGIMES`; a method entry selects it
+Adding a regime: a `Regime` subclass (here or in a module of its own) and its `"module:Class"`
+entry in `REGIMES`; a method entry selects it
 with `regime: <name>`.
 """
 
@@ -77,7 +78,9 @@ class Joint(Regime):
         return [Stage(T, 1, tuple(range(T)), self.name, True, 0)]
 
 
-REGIMES: Registry[Regime] = Registry("regime")
-for _regime in (Sequential(), Joint()):
-    REGIMES.register(_regime.name, _regime)
+# name -> "module:Regime subclass"; a method entry selects one with `regime: <name>`
+REGIMES: Registry[Regime] = Registry("regime", base=Regime, make=lambda cls: cls(), entries={
+    "joint": "curlora_bench.config.regimes:Joint",
+    "sequential": "curlora_bench.config.regimes:Sequential",
+})
 SEQUENTIAL = "sequential"

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..adapters import ADAPTERS
+from ..adapters import adapter_of
 from ..config.experiment import ExperimentConfig
 from ..core.env import check_precision, configure_threads, resolve_device
 from ..core.errors import BenchError
@@ -189,7 +189,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
-        ADAPTERS.get(method.method).check(lm.model, targets, method, cfg.origin(i))
+        adapter_of(method).check(lm.model, targets, method, cfg.origin(i))
         if method.strategy:
             strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"{cfg.origin(i)}.strategy")
     for t in tasks:

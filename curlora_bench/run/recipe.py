@@ -19,7 +19,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..adapters import ADAPTERS, uses_conv1d
+from ..adapters import adapter_of, uses_conv1d
 from ..config.experiment import ExecutionConfig, TrainConfig, resolved_dict
 from ..config.methods import method_dict
 from ..config.regimes import Stage
@@ -196,7 +196,7 @@ def lone_stage(model: nn.Module, modules: list[str], method, heads: TaskHeads, n
     ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), task.name, False, 0), [task],
                        {task.name: task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing), batching,
                        Protocol.of("standard"), 0, where)
-    return StageTrainer(ctx, new, [ADAPTERS.get(method.method), make_strategy(None, 0)], scheduler_total)
+    return StageTrainer(ctx, new, [adapter_of(method), make_strategy(None, 0)], scheduler_total)
 
 
 def train(state: RunState, ledger: Ledger, ctx: StageContext, events: RunEvents) -> TrainStats:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..adapters import ADAPTERS
+from ..adapters import adapter_of
 from ..adapters.base import Adapter
 from ..config.experiment import ExperimentConfig, TrainConfig
 from ..config.methods import regime_of
@@ -111,7 +111,7 @@ class RunState:
 
 def attach_method(model: nn.Module, method, targets: list[str], seed: int, where: str) -> tuple[Adapter, list[str]]:
     """The method entry's adapter attached to `model` in place at `targets`; (adapter, adapted modules)."""
-    adapter = ADAPTERS.get(method.method)
+    adapter = adapter_of(method)
     return adapter, adapter.attach(model, targets, method, seed, where)
 
 

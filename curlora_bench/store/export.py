@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..adapters import ADAPTERS
+from ..adapters import adapter_of
 from ..config.methods import parse_method, regime_of
 from ..config.regimes import REGIMES
 from ..core.errors import BenchError, first_line
@@ -66,7 +66,7 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
         out.mkdir(parents=True, exist_ok=True)
         save_file(adapter_sd, out / ADAPTER)
         save_file(heads_sd, out / HEADS)
-        extras = ADAPTERS.get(cfg.method).export_extras(out, cfg, state.modules, state.conv1d, state.model,
+        extras = adapter_of(cfg).export_extras(out, cfg, state.modules, state.conv1d, state.model,
                                                         adapter_sd)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         why = getattr(exc, "strerror", None) or first_line(exc)
@@ -117,7 +117,7 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
     if missing:
         raise BenchError(f"{where}: export metadata lacks {', '.join(missing)}; export the run again")
     method = parse_method(meta["method"], f"{where}: method")
-    adapter = ADAPTERS.get(method.method)
+    adapter = adapter_of(method)
     modules = adapter.attach(model, meta["modules"], method, meta["seed"], where)
     tensors = _load(folder / ADAPTER)
     position = REGIMES.get(regime_of(method)).position(meta["stage"], len(meta["tasks"]))

@@ -8,22 +8,20 @@ the method as the normalised mapping `parse_strategy` returns (every option expl
 keys, labels and `config.yaml` show them; `naive` (no strategy) is stored as nothing, so entries
 without one keep their run keys.
 
-Adding a strategy: a module here with a `Strategy` subclass decorated `@register`, imported in
-`STRATEGY_MODULES`. Every random draw uses its own generator seeded from the run seed, so
+Adding a strategy: a module here with a `Strategy` subclass and its `"module:Class"` entry in
+`STRATEGIES`. Every random draw uses its own generator seeded from the run seed, so
 `naive` runs draw exactly what they drew before strategies existed.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, ClassVar
 
 from ..core.errors import BenchError
 from ..core.hooks import Plugin
 from ..core.parse import coerce, positive, short_value
-from ..core.registry import entry_point_objects
+from ..core.registry import Registry
 
-STRATEGY_MODULES = ("replay", "ewc")
 PLUGIN_GROUP = "curlora_bench.strategies"  # entry points of installed packages: name = "package.module:StrategyClass"
 
 
@@ -75,32 +73,18 @@ class Naive(Strategy):
         return None
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"naive": Naive}  # in the order the reference lists them
-_loaded: list[bool] = []
-
-
-def register(cls: type[Strategy]) -> type[Strategy]:
-    if cls.name in STRATEGIES:
-        raise ValueError(f"strategy {cls.name!r} is registered twice")
-    STRATEGIES[cls.name] = cls
-    return cls
+# the built-in strategies: name -> "module:Strategy subclass", each imported on first lookup
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", base=Strategy, group=PLUGIN_GROUP, entries={
+    "naive": "curlora_bench.strategies.base:Naive",
+    "ewc": "curlora_bench.strategies.ewc:EWC",
+    "l2": "curlora_bench.strategies.ewc:L2",
+    "replay": "curlora_bench.strategies.replay:Replay",
+})
 
 
 def strategies() -> dict[str, type[Strategy]]:
-    """Every strategy by name, sorted (their modules imported on first use; sorted, so the order
-    never depends on which module some caller imported first)."""
-    if not _loaded:
-        _loaded.append(True)
-        for module in STRATEGY_MODULES:
-            importlib.import_module(f"{__package__}.{module}")
-        for name, obj, origin in entry_point_objects(PLUGIN_GROUP, "strategy"):  # installed packages' strategies
-            if not (isinstance(obj, type) and issubclass(obj, Strategy)) or obj.name != name:
-                raise BenchError(f"strategy plug-in {name!r} (from {origin}): {obj!r} is not a Strategy subclass "
-                                 f"named {name!r}")
-            if name in STRATEGIES:
-                raise BenchError(f"strategy plug-in {name!r} (from {origin}): that name is taken")
-            STRATEGIES[name] = obj
-    return dict(sorted(STRATEGIES.items()))
+    """Every strategy by name, sorted (their modules imported on first use)."""
+    return dict(STRATEGIES.items())
 
 
 def parse_strategy(raw: Any, where: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..core.errors import BenchError
-from .base import Strategy, register
+from .base import Strategy
 
 
 def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -53,7 +53,6 @@ def diagonal_fisher(ctx, task: str) -> dict[str, torch.Tensor]:
     return {n: f / len(groups) for n, f in fisher.items()}
 
 
-@register
 class EWC(Strategy):
     name = "ewc"
     help = "online elastic weight consolidation, diagonal Fisher (Kirkpatrick et al. 2017; Schwarz et al. 2018)"
@@ -109,7 +108,6 @@ class EWC(Strategy):
         return {**super().summary(tasks), "memory_floats": floats}
 
 
-@register
 class L2(EWC):
     name = "l2"
     help = "L2 pull towards the weights after the previous stage (EWC with F = 1)"

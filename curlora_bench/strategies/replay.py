@@ -14,7 +14,7 @@ import torch
 
 from ..core.env import module_seed
 from ..core.errors import BenchError
-from .base import Strategy, register
+from .base import Strategy
 
 Replayed = list[tuple[str, list[int]]]  # (task, rows of its train split) per replayed task
 
@@ -25,7 +25,6 @@ def memory_indices(n: int, per_task: int, seed: int, task: str) -> list[int]:
     return torch.randperm(n, generator=gen)[:per_task].tolist()
 
 
-@register
 class Replay(Strategy):
     name = "replay"
     help = "experience replay from a per-task episodic memory (Rolnick et al. 2019; Chaudhry et al. 2019)"
