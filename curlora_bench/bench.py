@@ -293,7 +293,8 @@ def bench_training(result: BenchResult, lm, rank: int, data: list[torch.Tensor],
     same model with an optimizer of its own, timed as `train <name> (bf16)`."""
     n_batches, (batch_size, seq_len) = len(data), data[0].shape
     rows = [row.tolist() for b in data for row in b]
-    task = PreparedTask("bench", 2, Split(rows, [int(y) for b in labels for y in b]), Split([], []), None)
+    task = PreparedTask("bench", 2, Split(rows, [int(y) for b in labels for y in b]), Split([], []), None,
+                        KINDS.get("classification"))
     batching = Batching(device, lm.tokenizer.pad_token_id)
     variants = _training_variants(lm, rank)
     hid = hidden_size(lm.model)

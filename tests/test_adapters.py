@@ -180,7 +180,8 @@ def test_osf_follows_its_continual_protocol():
     preserved rank grown by rank_step; the function the model computes does not change."""
     lm = load_model("tiny-llama")
     model, names, cfg = attach(lm, {"method": "peft", "type": "OSF", "effective_rank": 2, "rank_step": 3})
-    adapter = ADAPTERS.get("peft")
+    adapter = adapter_of(cfg)
+    assert adapter is ADAPTERS.get("osf") and adapter is not ADAPTERS.get("peft")  # its own module, same spelling
     assert cfg.stage_rank(1) == 2 and cfg.stage_rank(3) == 8
     x = torch.tensor([lm.tokenizer("a test sentence, with words").input_ids])
     with torch.no_grad():  # an identity at init (its delta is U_low S_low V_low minus their init)

@@ -23,6 +23,7 @@ from curlora_bench.core.protocol import Protocol
 from curlora_bench.run.data import Batching, PreparedTask, Split, collate
 from curlora_bench.run.evaluate import accuracy, perplexity
 from curlora_bench.run.events import RunEvents
+from curlora_bench.run.kinds import KINDS
 from curlora_bench.run.prepare import prepare
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.sources.models import auto_targets, backbone, hidden_size, load_model
@@ -204,7 +205,7 @@ def _train(dropout: str | None, seed: int = 0):
     modes = []
     hook = backbone(model).register_forward_pre_hook(lambda m, _: modes.append(m.training))
     cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-2, warmup_steps=0, dropout=dropout)
-    task = PreparedTask("t", 2, split, split, TaskData(1, None, 16, 16, "", ""))
+    task = PreparedTask("t", 2, split, split, TaskData(1, None, 16, 16, "", ""), KINDS.get("classification"))
     train_one(model, heads, task, cfg, Batching(torch.device("cpu"), lm.tokenizer.pad_token_id),
               Protocol.of("standard"), 0)
     hook.remove()

@@ -114,15 +114,25 @@ def test_kind_and_primary_metric_follow_the_fields():
     choices = from_dict(TaskConfig, {"name": "t", "train": "a", "eval": "b", "prompt": "{text}:", "choices": ["a", "b"]},
                         "")
     target = from_dict(TaskConfig, {"name": "t", "train": "a", "eval": "b", "prompt": "{x} {y}:", "target": "z"}, "")
-    assert (plain.kind, plain.primary_metric) == ("classification", "accuracy")
-    assert (choices.kind, choices.primary_metric, choices.columns) == ("prompted", "accuracy", ["text"])
-    assert (target.kind, target.primary_metric, target.columns) == ("prompted", "rouge_l", ["x", "y", "z"])
+    assert (plain.task_kind.name, plain.primary_metric) == ("classification", "accuracy")
+    assert (choices.task_kind.name, choices.primary_metric, choices.columns) == ("prompted", "accuracy", ["text"])
+    assert (target.task_kind.name, target.primary_metric, target.columns) == ("prompted", "rouge_l", ["x", "y", "z"])
+    # `kind:` written: the inferred kind is stored unwritten (same run keys); another is one line naming the field
+    written = from_dict(TaskConfig, {"name": "t", "train": "a", "eval": "b", "kind": "prompted", "prompt": "{x}:",
+                                     "target": "z"}, "")
+    assert written.kind is None and written.task_kind.name == "prompted"
+    for bad, message in [({"kind": "classification", "prompt": "{x}:", "target": "z"},
+                          r"tasks\[0\]\.prompt: only for a prompted task, not a classification task"),
+                         ({"kind": "prompted"}, r"tasks\[0\]\.prompt: required for a prompted task"),
+                         ({"kind": "regression"}, r"tasks\[0\]\.kind: unknown task kind 'regression'")]:
+        with pytest.raises(BenchError, match=message):
+            from_dict(TaskConfig, {"name": "t", "train": "a", "eval": "b", **bad}, "tasks[0]")
 
 
 def test_prompted_fields_are_left_out_of_identities_while_unset(toy, write_config):
     from curlora_bench.config.identity import OMITTED_AT_DEFAULT
 
-    assert {key[1] for key in OMITTED_AT_DEFAULT if key[0] == "tasks[]"} - {"val"} == set(PROMPT_FIELDS)
+    assert {key[1] for key in OMITTED_AT_DEFAULT if key[0] == "tasks[]"} - {"val"} == {"kind", *PROMPT_FIELDS}
     plain, _ = load_config(write_config(tiny_config(toy), "plain.yaml"))
     assert not any(k in t for t in plain.identity(plain.methods[0], 0).settings["tasks"] for k in PROMPT_FIELDS)
     prompted, _ = load_config(write_config(prompted_config(toy), "p.yaml"))

@@ -11,6 +11,7 @@ from curlora_bench.core.protocol import Protocol
 from curlora_bench.run import train as train_mod
 from curlora_bench.run.corpora import ppl_settings
 from curlora_bench.run.data import Batching, PreparedTask, Split
+from curlora_bench.run.kinds import KINDS
 from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.sources.heads import TaskHeads
 from curlora_bench.sources.models import hidden_size, load_model
@@ -50,7 +51,7 @@ def test_training_pools_and_schedules_as_the_protocol_says(monkeypatch, name):
     heads = TaskHeads()
     heads.add("t", hidden_size(lm.model), 2, seed=0)
     split = Split([[5, 6, 7, 8], [9, 10], [11, 12, 13], [14]] * 5, [0, 1] * 10)
-    task = PreparedTask("t", 2, split, split, TaskData(1, None, 20, 20, "", ""))
+    task = PreparedTask("t", 2, split, split, TaskData(1, None, 20, 20, "", ""), KINDS.get("classification"))
     from curlora_bench.config.experiment import TrainConfig
 
     cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_steps=0, dropout="off")

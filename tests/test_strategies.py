@@ -11,6 +11,7 @@ from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
 from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.data import Batching, PreparedTask, Split
+from curlora_bench.run.kinds import KINDS
 from curlora_bench.sources.heads import TaskHeads, classify
 from curlora_bench.store.schema import read_predictions, read_records
 from curlora_bench.strategies import make_strategy
@@ -22,7 +23,8 @@ from tests.conftest import run_killed, tiny_config
 
 def _task(name: str, n: int) -> PreparedTask:
     return PreparedTask(name, 2, Split([[1 + i % 7, 2, 3 + i % 5] for i in range(n)], [i % 2 for i in range(n)]),
-                        Split([[1]], [0]), info=None)
+                        Split([[1]], [0]), info=None,
+                        kind=KINDS.get("classification"))
 
 
 class Body(torch.nn.Module):

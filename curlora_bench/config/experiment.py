@@ -333,7 +333,7 @@ class ExperimentConfig:
     def _check_prompted(self) -> None:
         """A prompted task trains through the model's own LM head and adds no head: a method that
         trains nothing but task heads (head-only) would have nothing to train there."""
-        prompted = [t.name for t in self.tasks if t.kind == "prompted"]
+        prompted = [t.name for t in self.tasks if not t.task_kind.has_head]
         for i, method in enumerate(self.methods):
             if prompted and adapter_of(method).trains_only_heads:
                 raise BenchError(f"methods[{i}]: {method.display_label} trains only task heads, and prompted task "

@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..sources.kinds import omitted_fields
+
 # keys of a resolved config that are no part of a run's settings: what varies between the runs
 # of one experiment, and how runs execute
 RUN_LOCAL_KEYS = ("name", "seeds", "methods", "orders", "execution")
@@ -34,10 +36,9 @@ HASHED_CONSTANTS = {"train": {"compile": False}}
 # behaviour before they existed), so those runs keep their keys
 # (a `[]` section is a list of mappings: the key of each of its items, as `tasks[]`)
 OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("general",): None, ("eval", "validation"): None, ("tasks[]", "val"): None,
-                      # a prompted task's fields (sources.tasks.PROMPT_FIELDS; importing it here would import
-                      # torch on the report's path): unset on a classification task
-                      **{("tasks[]", k): None for k in ("prompt", "choices", "target", "target_prefix",
-                                                        "max_new_tokens", "stop", "metric")}}
+                      # a task's `kind:` and the fields its kind adds (`sources.kinds`): unset where the
+                      # task's fields select its kind / on a task of another kind
+                      **{("tasks[]", k): None for k in omitted_fields()}}
 
 
 def _kept(section: str, key: str, value: Any) -> bool:

@@ -94,6 +94,13 @@ class Registry(Generic[T]):
                 self.origins[name.lower()] = origin
         return self._items
 
+    def entry(self, name: str, spec: str) -> None:
+        """Add a `"module:object"` entry (loaded on its first lookup)."""
+        key = name.lower()
+        if key in self._items or key in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[key] = spec
+
     def register(self, name: str, item: T) -> T:
         """Add an item made elsewhere (a test's, a guide's example)."""
         key = name.lower()

@@ -14,7 +14,6 @@ from ..config.regimes import Stage
 from ..core.protocol import Protocol
 from ..sources.heads import TaskHeads
 from .data import Batching, PreparedTask, batches
-from .kinds import KINDS
 from .train import autocast
 
 
@@ -42,12 +41,12 @@ class StageContext:
 
     def collate(self, task: PreparedTask, rows: list[int]) -> dict[str, torch.Tensor]:
         """Rows of a task's training split as one batch, as its kind batches them."""
-        return KINDS.get(task.kind).collate(task, rows, self.batching)
+        return task.kind.collate(task, rows, self.batching)
 
     def batch_loss(self, task: PreparedTask, batch: dict[str, torch.Tensor], reduction: str = "mean",
                    mixed: bool = True) -> torch.Tensor:
         """The task's training loss on a collated batch, through its kind (under bf16 autocast if asked)."""
-        kind = KINDS.get(task.kind)
+        kind = task.kind
         with autocast(self.batching.device, self.train.precision) if mixed else contextlib.nullcontext():
             return kind.loss(self.model, self.heads, task, batch, self.protocol.train_pooling, reduction)
 

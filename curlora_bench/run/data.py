@@ -38,7 +38,7 @@ class PreparedTask:
     train: Split
     eval: Split
     info: TaskData
-    kind: str = "classification"  # its task kind (run/kinds): how it trains and is scored
+    kind: Any = None  # its task kind (a `run.kinds.TaskKind`): how it trains and is scored
     val: Split | None = None  # validation rows, with `eval.validation`
     spec: Any = None  # what its kind keeps besides the splits (the prompted kind: a `PromptSpec`)
     metric: str = "accuracy"  # its primary metric: the accuracy matrix's entries

@@ -26,7 +26,6 @@ from ..store.schema import (
     TrainLogEntry,
 )
 from .events import RunEvents
-from .kinds import KINDS
 
 if TYPE_CHECKING:
     from .state import RunState
@@ -108,7 +107,7 @@ def summarise(state: RunState, status: str, error: str | None, seconds: float) -
         perplexity=PerplexitySummary(ppl0, progress.ppl_after, final, base_ppl.protocol if base_ppl else None),
         metrics=metrics(state, ppl0, final), drift=progress.drift,
         diagnostics=state.adapter.diagnostics(state.model, state.modules), trainable_parameters=state.trainable,
-        head_parameters={t.name: state.hidden * t.num_classes + t.num_classes if KINDS.get(t.kind).has_head
+        head_parameters={t.name: state.hidden * t.num_classes + t.num_classes if t.kind.has_head
                          else 0 for t in p.tasks},
         adapted_modules=len(state.modules), stages=progress.stages, resumed_from_stage=state.resumed_from,
         wall_seconds=round(seconds, 3), device=str(p.device), threads=torch.get_num_threads(),

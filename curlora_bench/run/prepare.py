@@ -24,7 +24,7 @@ from .data import Batching, PreparedTask, carve_validation, subsample
 from .evaluate import PerplexityResult
 from .events import RunEvents
 from .general import GeneralScore, check_general, evaluate_general
-from .kinds import KINDS, Score
+from .kinds import Score, kind_of
 from .train import autocast
 
 
@@ -100,13 +100,13 @@ class Prepared:
         scores before the first stage: the floor its learning is read against."""
         if self._zero_shot is None:
             self._zero_shot = {}
-            tasks = [t for t in self.tasks if KINDS.get(t.kind).zero_shot]
+            tasks = [t for t in self.tasks if t.kind.zero_shot]
             if tasks:
                 model = self._model if self._model is not None else \
                     load_model(self.cfg.model, self.cfg.execution.cache_dir).model
                 for t in tasks:
                     with self.inference():
-                        scores = KINDS.get(t.kind).score(model.to(self.device), TaskHeads(), t, self.eval_batch_size,
+                        scores = t.kind.score(model.to(self.device), TaskHeads(), t, self.eval_batch_size,
                                                          self.batching)
                     self._zero_shot[t.name] = scores
                     events.message(f"  zero-shot {t.name}: " + ", ".join(f"{s.metric} {s.value:.3f}" for s in scores))
@@ -193,7 +193,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
         if method.strategy:
             strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"{cfg.origin(i)}.strategy")
     for t in tasks:
-        events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {KINDS.get(t.kind).describe(t)}")
+        events.message(f"  task {t.name}: {len(t.train)} train / {len(t.eval)} eval, {t.kind.describe(t)}")
     corpora = prepare_corpora(cfg, lm.tokenizer, protocol, bos_id)
     return Prepared(cfg, protocol, Batching(device, lm.tokenizer.pad_token_id, lm.tokenizer.padding_side), tasks,
                     corpora, bos_id, _model=lm.model, _lm=dataclasses.replace(lm, model=None),
@@ -220,7 +220,7 @@ def prepare_tasks(cfg: ExperimentConfig, lm, protocol: Protocol, train_seed: int
                 pool, val = carve_validation(pool, cfg.train.limit, cfg.eval.validation, seed, per_run, where)
         train = subsample(pool, cfg.train.limit, train_seed if per_run and train_seed is not None else seed)
         ev = subsample(splits["eval"], cfg.eval.limit, seed)
-        out.append(KINDS.get(task.kind).prepare(task, train, ev, lm.tokenizer, cfg.train.max_length, bos_id, where,
+        out.append(kind_of(task).prepare(task, train, ev, lm.tokenizer, cfg.train.max_length, bos_id, where,
                                                 val=val))
     return out
 

@@ -49,7 +49,6 @@ from . import drift
 from .context import StageContext
 from .data import Batching, PreparedTask
 from .events import RunEvents, RunStart, StageNumbers
-from .kinds import KINDS
 from .ledger import Ledger, summarise
 from .observe import TrainLog
 from .prepare import Prepared
@@ -203,7 +202,7 @@ def train(state: RunState, ledger: Ledger, ctx: StageContext, events: RunEvents)
     """Before-stage hooks, the stage's tasks' new state (heads), then the training loop."""
     for plugin in state.plugins:
         plugin.before_stage(ctx)
-    new = [m for t in ctx.tasks for m in KINDS.get(t.kind).add(state.heads, t, state.hidden,
+    new = [m for t in ctx.tasks for m in t.kind.add(state.heads, t, state.hidden,
                                                                  head_seed(state.spec.seed, t.name))]
     for module in new:
         module.to(state.prepared.device)
@@ -226,7 +225,7 @@ def evaluate(state: RunState, ledger: Ledger, stage: Stage) -> None:
                 if rows is None:
                     continue
                 view = task if split == "eval" else dataclasses.replace(task, eval=rows)
-                scores = KINDS.get(task.kind).score(state.model, state.heads, view, p.eval_batch_size, p.batching)
+                scores = task.kind.score(state.model, state.heads, view, p.eval_batch_size, p.batching)
                 matrix = progress.matrix if split == "eval" else validation_matrix(state)
                 matrix[stage.row][j] = scores[0].value
                 tag = None if split == "eval" else split
@@ -297,7 +296,7 @@ def save_checkpoint(state: RunState, ledger: Ledger, stage: Stage) -> None:
         schema_version=SCHEMA_VERSION, stage=stage.number, run_key=state.key, label=method.display_label,
         method=method_dict(method), seed=state.spec.seed, model=state.cfg.model, modules=state.modules,
         conv1d=uses_conv1d(state.model, state.modules), protocol=p.protocol.name, pooling=p.protocol.train_pooling,
-        tasks=[HeadInfo(t.name, t.num_classes, KINDS.get(t.kind).has_head) for t in p.tasks[: stage.number]],
+        tasks=[HeadInfo(t.name, t.num_classes, t.kind.has_head) for t in p.tasks[: stage.number]],
         hidden_size=state.hidden, adapter_tensors={}, progress=state.progress, rng={})
     checkpoint.save_stage(state.folder, saved, state.adapter.state_dict(state.model, state.modules, method),
                           state.heads.state_dict(), state.strategy.state_dict())

@@ -17,10 +17,11 @@ from ..config.legacy import upgrade_summary
 from ..core.errors import BenchError
 from ..core.metrics import MATRIX_METRICS
 from ..core.parse import from_dict, to_dict
+from ..sources.kinds import record_metrics
 
 SCHEMA_VERSION = 2
-# a record's metric outside `general:` (a task's, core.metrics.TASK_METRICS, or perplexity)
-RECORD_METRICS = ("accuracy", "perplexity", "accuracy_norm", "exact_match", "rouge_l", "chrf")
+# a record's metric outside `general:`: a task's (one its kind records, `sources.kinds`), or perplexity
+RECORD_METRICS = (*record_metrics(), "perplexity")
 
 
 @dataclass

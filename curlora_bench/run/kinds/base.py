@@ -5,8 +5,9 @@ The run loop, the strategies and the report see a task only through its kind: `p
 tokenises its splits, `add` gives it its trainable state (the classification kind: a linear
 head of its own; the prompted kind: none, it trains through the model's LM head), `collate`
 batches its rows, `loss` is its training loss on a batch, `score` its measurements after a
-stage (the first is its primary metric: the accuracy matrix's entry). Adding a kind is one
-module in `run/kinds/` registered in `KINDS`, and a `TaskConfig.kind` that names it.
+stage (the first is its primary metric: the accuracy matrix's entry). What a kind asks of a task
+definition (its fields, their checks, its metrics) is its `sources.kinds.KindSpec`, whose
+`runtime` names the class here; `run.kinds.KINDS` loads it from there.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...core.registry import Registry
+from ...sources.kinds import KINDS as SPECS
+from ...sources.kinds import KindSpec
 
 if TYPE_CHECKING:
     import torch
@@ -39,10 +41,25 @@ class Score:
 
 
 class TaskKind:
+    """A kind's run-time side, named by its `KindSpec.runtime` (`sources.kinds`)."""
+
     name: str = ""
-    metric: str = ""  # the default primary metric, the accuracy matrix's entries
-    has_head: bool = True  # `add` gives the task a head of its own (in heads.safetensors)
     zero_shot: bool = False  # its baseline is the base model's score, measured once per experiment
+
+    @property
+    def spec(self) -> KindSpec:
+        """What the kind asks of a task definition (fields, checks, metrics)."""
+        return SPECS.get(self.name)
+
+    @property
+    def metric(self) -> str:
+        """The default primary metric, the accuracy matrix's entries."""
+        return self.spec.metrics[0]
+
+    @property
+    def has_head(self) -> bool:
+        """`add` gives the task a head of its own (in heads.safetensors)."""
+        return self.spec.has_head
 
     def describe(self, task: PreparedTask) -> str:
         """How `prepare`'s message shows the task, after its split sizes."""
@@ -73,15 +90,3 @@ class TaskKind:
               batching: Batching) -> list[Score]:
         """The task's measurements on its eval split; the first is the primary metric."""
         raise NotImplementedError
-
-
-def _load_kinds() -> None:
-    from . import classification, prompted  # noqa: F401  (each registers itself)
-
-
-KINDS: Registry[TaskKind] = Registry("task kind", load=_load_kinds)
-
-
-def register(cls: type[TaskKind]) -> type[TaskKind]:
-    KINDS.register(cls.name, cls())
-    return cls

@@ -14,13 +14,11 @@ from ...core.errors import BenchError
 from ...sources.heads import classify
 from ..data import PreparedTask, encode, task_data
 from ..evaluate import predictions
-from .base import Score, TaskKind, register
+from .base import Score, TaskKind
 
 
-@register
 class Classification(TaskKind):
     name = "classification"
-    metric = "accuracy"
 
     def prepare(self, task, train, eval, tokenizer, max_length, bos_id, where, val=None):
         num_classes = task.num_classes or max(train["label"]) + 1
@@ -42,7 +40,7 @@ class Classification(TaskKind):
             raise BenchError(f"{where}: a validation label is {max(val['label'])} but the train labels give "
                              f"{num_classes} classes; set num_classes")
         return PreparedTask(task.name, num_classes, splits["train"], splits["eval"],
-                            task_data(task, splits["train"], splits["eval"]), self.name, splits.get("val"))
+                            task_data(task, splits["train"], splits["eval"]), self, splits.get("val"))
 
     def add(self, heads, task, hidden, seed):
         return [heads.add(task.name, hidden, task.num_classes, seed=seed)]

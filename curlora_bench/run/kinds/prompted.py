@@ -30,7 +30,7 @@ from ...core import metrics
 from ...core.errors import BenchError
 from ...sources.models import backbone, lm_logits
 from ..data import PreparedTask, Split, batches, task_data
-from .base import Score, TaskKind, register
+from .base import Score, TaskKind
 
 DEFAULT_STOP = ["\n"]
 DEFAULT_TARGET_PREFIX = " "
@@ -228,11 +228,8 @@ def argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda c: values[c])
 
 
-@register
 class Prompted(TaskKind):
     name = "prompted"
-    metric = "accuracy"  # choices; a target task's is rouge_l
-    has_head = False
     zero_shot = True
 
     def prepare(self, task, train, eval, tokenizer, max_length, bos_id, where, val=None):
@@ -255,7 +252,7 @@ class Prompted(TaskKind):
         spec = PromptSpec(task.answer, task.primary_metric, new_tokens,
                           DEFAULT_STOP if task.stop is None else list(task.stop), tokenizer.eos_token_id, tokenizer,
                           task.choices, choice_ids)
-        return PreparedTask(task.name, len(task.choices or []), tr, ev, task_data(task, tr, ev), self.name, va,
+        return PreparedTask(task.name, len(task.choices or []), tr, ev, task_data(task, tr, ev), self, va,
                             spec=spec, metric=spec.metric)
 
     def describe(self, task):

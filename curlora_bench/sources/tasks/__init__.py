@@ -1,14 +1,13 @@
 """Task and corpus definitions: built-ins are versioned YAML files beside this module.
 
 Embedded tasks and corpora are built from their asset's files by a builder of `embedded.py`,
-found by name in `EMBEDDED_TASKS` / `EMBEDDED_CORPORA` (filled on first lookup).
+found by name in `EMBEDDED_TASKS` / `EMBEDDED_CORPORA` (each imported on its first lookup).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,14 +17,20 @@ import yaml
 from ...core.errors import BenchError
 from ...core.parse import check_name, from_dict, positive
 from ...core.registry import Registry
+from ..kinds import (
+    KINDS,
+    PROMPTED_METRICS,
+    KindSpec,
+    PromptedSpec,
+    check_kind,
+    inferred_kind,
+    prompt_fields,
+)
 
 Format = Literal["csv", "jsonl", "parquet", "hub", "embedded"]
-# a prompted task's primary metric, by how it is answered (the first is the default)
-PROMPTED_METRICS = {"choices": ("accuracy", "accuracy_norm", "exact_match"),
-                    "target": ("rouge_l", "exact_match", "chrf")}
-# the fields of a prompted task: none of them set = a classification task, and left out of a run's
-# identity while unset (config.identity), so the runs made before they existed keep their keys
-PROMPT_FIELDS = ("prompt", "choices", "target", "target_prefix", "max_new_tokens", "stop", "metric")
+# the fields of a prompted task (its kind's, `sources.kinds`): left out of a run's identity while unset
+PROMPT_FIELDS = PromptedSpec.fields
+__all__ = ["PROMPTED_METRICS", "PROMPT_FIELDS", "TaskConfig", "CorpusConfig", "prompt_fields"]
 
 
 @dataclass
@@ -57,6 +62,9 @@ class TaskConfig:
     paper: dict[str, Any] | None = field(
         default=None, metadata={"help": "overrides applied under `protocol: paper` (the reference code's splits)"}
     )
+    kind: str | None = field(default=None, metadata={
+        "help": "task kind (see `sources/kinds.py`): classification | prompted | ...; null = from the fields "
+                "(prompted when `prompt:` is set)"})
     prompt: str | None = field(default=None, metadata={
         "help": "a prompted task: a template over the row's columns ('Review: {text}\\nSentiment:'), answered "
                 "through the model's own LM head (loss on the answer tokens only; no head); give choices or target"})
@@ -77,30 +85,25 @@ class TaskConfig:
                 "| exact_match, target rouge_l | exact_match | chrf; null = the first"})
 
     @property
-    def kind(self) -> str:
-        """How the task trains and is scored (`run/kinds`): classification through a head of its own,
-        or prompted (a `prompt:`): as text through the model's own LM head."""
-        return "classification" if self.prompt is None else "prompted"
+    def task_kind(self) -> KindSpec:
+        """How the task trains and is scored: the kind it names, or the one its fields select
+        (`sources.kinds`: classification through a head of its own, or prompted: a `prompt:`)."""
+        return KINDS.get(self.kind or inferred_kind(self))
 
     @property
     def answer(self) -> str | None:
-        """How a prompted task is answered: `choices` or `target` (None: a classification task)."""
-        return None if self.prompt is None else "choices" if self.choices is not None else "target"
+        """How a prompted task is answered: `choices` or `target` (None: not a prompted task)."""
+        return PromptedSpec.answer(self) if isinstance(self.task_kind, PromptedSpec) else None
 
     @property
     def primary_metric(self) -> str:
         """The metric of the task's accuracy-matrix entries."""
-        if self.answer is None:
-            return "accuracy"
-        return self.metric or PROMPTED_METRICS[self.answer][0]
+        return self.task_kind.primary_metric(self)
 
     @property
     def columns(self) -> list[str]:
         """The text columns the task reads: its `text`, or a prompted task's fields and target."""
-        if self.prompt is None:
-            return list(self.text)
-        fields = list(dict.fromkeys(prompt_fields(self.prompt)))
-        return fields + ([self.target] if self.target and self.target not in fields else [])
+        return self.task_kind.columns(self)
 
     def validate(self, where: str) -> None:
         check_name(f"{where}.name", self.name, "task name")
@@ -121,7 +124,8 @@ class TaskConfig:
         positive(where, "num_classes", self.num_classes)
         if self.num_classes is not None and self.num_classes < 2:
             raise BenchError(f"{where}.num_classes: must be >= 2, got {self.num_classes}")
-        self.validate_prompt(where)
+        if check_kind(self, where).name == inferred_kind(self):
+            self.kind = None  # stored as the fields say it, so writing the inferred kind keeps run keys
         if self.format == "embedded":
             for key in ("builder", "asset"):
                 if not getattr(self, key):
@@ -145,55 +149,12 @@ class TaskConfig:
                              "leave val unset (rows carved from train)")
 
 
-    def validate_prompt(self, where: str) -> None:
-        """A prompted task has a template over its columns and exactly one of choices / target."""
-        if self.prompt is None:
-            unset = [k for k in PROMPT_FIELDS[1:] if getattr(self, k) is not None]
-            if unset:
-                raise BenchError(f"{where}.{unset[0]}: only for a prompted task (set `prompt:` too)")
-            return
-        try:
-            fields = prompt_fields(self.prompt)
-        except ValueError as exc:
-            raise BenchError(f"{where}.prompt: not a template ({exc}); write a literal brace as {{{{ or }}}}") from None
-        bad = [f for f in fields if not f or not f.isidentifier()]
-        if bad:
-            raise BenchError(f"{where}.prompt: {{{bad[0]}}} is not a column name (fields are {{column}})")
-        if (self.choices is None) == (self.target is None):
-            raise BenchError(f"{where}: a prompted task gives exactly one of `choices` (one answer per class) "
-                             "or `target` (a column holding the answer text)")
-        if self.choices is not None:
-            if len(self.choices) < 2 or any(not c.strip() for c in self.choices):
-                raise BenchError(f"{where}.choices: at least 2 non-empty answers, got {self.choices!r}")
-            if len(set(self.choices)) != len(self.choices):
-                raise BenchError(f"{where}.choices: answers must differ, got {self.choices!r}")
-            if len({c.strip() for c in self.choices}) != len(self.choices):  # exact match compares them stripped
-                raise BenchError(f"{where}.choices: answers must differ beyond surrounding whitespace (exact match "
-                                 f"strips it, so one generation would match two labels), got {self.choices!r}")
-            if self.num_classes is not None and self.num_classes != len(self.choices):
-                raise BenchError(f"{where}.num_classes: {self.num_classes}, but {len(self.choices)} choices")
-            if self.target_prefix is not None:
-                raise BenchError(f"{where}.target_prefix: only for a target task (choices carry their own spacing)")
-        positive(where, "max_new_tokens", self.max_new_tokens)
-        if self.stop is not None and any(not s for s in self.stop):
-            raise BenchError(f"{where}.stop: empty strings stop nothing, got {self.stop!r}")
-        allowed = PROMPTED_METRICS[self.answer]
-        if self.metric is not None and self.metric not in allowed:
-            raise BenchError(f"{where}.metric: a {self.answer} task is scored by {' | '.join(allowed)}, "
-                             f"got {self.metric!r}")
-
-
 def same_file(a: str, b: str) -> bool:
     """Two spellings of one file (relative, `..`, a symlink, a hard link)."""
     try:
         return os.path.samefile(a, b)
     except OSError:  # one is missing: compared as written, resolved (the reader names the missing one)
         return Path(a).resolve() == Path(b).resolve()
-
-
-def prompt_fields(template: str) -> list[str]:
-    """The `{column}` fields of a prompt template, in order (ValueError: not a template)."""
-    return [name for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
 
 
 @dataclass
@@ -238,21 +199,22 @@ TASKS: Registry[TaskConfig] = Registry("task")
 CORPORA: Registry[CorpusConfig] = Registry("corpus")
 
 
-def _load_builders() -> None:
-    from . import embedded  # noqa: F401  (registers the builders)
-
-
-# name -> function(asset folder) returning {"train": Dataset, "eval": Dataset}
-EMBEDDED_TASKS: Registry[Any] = Registry("embedded task builder", load=_load_builders)
-# name -> function(asset folder) returning the corpus text
-EMBEDDED_CORPORA: Registry[Any] = Registry("embedded corpus builder", load=_load_builders)
+# name -> "module:function(asset folder)" returning {"train": Dataset, "eval": Dataset}
+EMBEDDED_TASKS: Registry[Any] = Registry("embedded task builder", entries={
+    "rt-sentiment": "curlora_bench.sources.tasks.embedded:rt_sentiment", "tweet-sentiment": "curlora_bench.sources.tasks.embedded:tweet_sentiment",
+    "tweet-sentiment-3": "curlora_bench.sources.tasks.embedded:tweet_sentiment_3", "bible-paraphrase": "curlora_bench.sources.tasks.embedded:bible_paraphrase",
+    "bible-rewrite": "curlora_bench.sources.tasks.embedded:bible_rewrite", "amazon-sentiment": "curlora_bench.sources.tasks.embedded:amazon_sentiment",
+    "brown-genre": "curlora_bench.sources.tasks.embedded:brown_genre", "bible-genre": "curlora_bench.sources.tasks.embedded:bible_genre"})
+# name -> "module:function(asset folder)" returning the corpus text
+EMBEDDED_CORPORA: Registry[Any] = Registry("embedded corpus builder", entries={
+    "nyt-editorials": "curlora_bench.sources.tasks.embedded:nyt_editorials", "brown": "curlora_bench.sources.tasks.embedded:brown"})
 
 
 def _load_builtins() -> None:
     for path in sorted(Path(__file__).parent.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
-        kind = data.pop("kind", "task")
-        if kind == "corpus":
+        if data.get("kind") == "corpus":  # a task's `kind:` is its task kind
+            del data["kind"]
             CORPORA.register(data["name"], from_dict(CorpusConfig, data, path.name))
         else:
             TASKS.register(data["name"], from_dict(TaskConfig, data, path.name))

@@ -18,7 +18,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .. import assets
-from . import EMBEDDED_CORPORA, EMBEDDED_TASKS
+from . import EMBEDDED_TASKS
 from .baselines import naive_bayes_accuracy
 
 
@@ -269,15 +269,6 @@ def bible_genre(folder: Path) -> dict[str, Dataset]:
         rows["eval" if book % 5 == 0 else "train"] += [(vid, t, genre_of[book]) for vid, t in picked]
     return {split: Dataset.from_dict({"id": [r[0] for r in rs], "text": [r[1] for r in rs],
                                       "label": [r[2] for r in rs]}) for split, rs in rows.items()}
-
-
-for _name, _build in (("rt-sentiment", rt_sentiment), ("tweet-sentiment", tweet_sentiment),
-                      ("tweet-sentiment-3", tweet_sentiment_3), ("bible-paraphrase", bible_paraphrase),
-                      ("bible-rewrite", bible_rewrite), ("amazon-sentiment", amazon_sentiment),
-                      ("brown-genre", brown_genre), ("bible-genre", bible_genre)):
-    EMBEDDED_TASKS.register(_name, _build)
-for _name, _build in (("nyt-editorials", nyt_editorials), ("brown", brown)):
-    EMBEDDED_CORPORA.register(_name, _build)
 
 
 # the builders whose cards give the bag-of-words baseline (single-text classification tasks)
