@@ -2,8 +2,8 @@
 docs/guides/examples/focal_kind.py) trains and scores a real tiny run, and its metric entry reaches
 the summary and the report's row, as the guide says.
 
-The kind is registered into a copy of the task-kind registry and selected by patching
-`TaskConfig.kind` (the guide's one-line change), so the rest of the suite never sees it.
+The kind is registered into copies of the task-kind registries (its spec and its run-time side) and
+selected by `kind: focal` on the tasks, so the rest of the suite never sees it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from curlora_bench.core import metrics
 from curlora_bench.core.errors import BenchError
 from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.kinds import KINDS
-from curlora_bench.sources.tasks import TaskConfig
+from curlora_bench.sources.kinds import KINDS as SPECS
 from tests.conftest import ROOT, tiny_config
 
 GUIDE = ROOT / "docs" / "guides" / "task-kinds.md"
@@ -27,13 +27,15 @@ EXAMPLE = ROOT / "docs" / "guides" / "examples" / "focal_kind.py"
 
 @pytest.fixture
 def focal(monkeypatch):
-    """The guide's kind, registered for this test only, and every task of the run using it."""
-    KINDS.get("classification")  # the built-in kinds first: the copy below keeps them
-    monkeypatch.setattr(KINDS, "_items", dict(KINDS._items))
+    """The guide's kind, registered for this test only (a task selects it with `kind: focal`)."""
+    for registry in (SPECS, KINDS):
+        registry.items()  # the built-in kinds first: the copy below keeps them
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
     spec = importlib.util.spec_from_file_location("focal_kind_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(TaskConfig, "kind", property(lambda self: "focal" if self.prompt is None else "prompted"))
+    SPECS.register("focal", SPECS.adopt("focal", module.FocalSpec))
+    KINDS.register("focal", KINDS.adopt("focal", module.Focal))
     return module
 
 
@@ -47,7 +49,10 @@ def test_the_guides_task_kind_trains_and_scores_a_run(focal, toy_data, write_con
     calls = []
     loss = focal.Focal.loss
     monkeypatch.setattr(focal.Focal, "loss", lambda self, *a, **k: calls.append(k) or loss(self, *a, **k))
-    cfg, _ = load_config(write_config(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
+    raw = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])
+    raw["tasks"] = [{**t, "kind": "focal"} for t in raw["tasks"]]
+    cfg, _ = load_config(write_config(raw))
+    assert [t.task_kind.name for t in cfg.tasks] == ["focal", "focal"]
     [summary] = run_experiment(cfg, tmp_path / "out")
     assert summary.status == "complete" and calls  # trained through the focal loss
     assert len(summary.accuracy_matrix) == 2 and all(0 <= v <= 1 for v in summary.accuracy_matrix[1])

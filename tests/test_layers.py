@@ -103,6 +103,49 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
         "curlora_bench.core.probe:4 (foundation) imports curlora_bench.run.recipe.run_one (run)"]
 
 
+def import_circles() -> list[list[str]]:
+    """The package's modules that import one another round a circle (strongly connected components of
+    more than one module in the import graph, function-level imports included)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+    def resolve(target: str) -> str | None:  # `package.module.name` -> the module it is read from
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {m: {r for _, t in imports_of(p, m) if (r := resolve(t)) not in (None, m)} for m, p in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """Registries name their plugins as "module:object" strings, so no plugin family's base imports
+    its plugins (which import it)."""
+    assert import_circles() == []
+
+
 def _heavy_after(code: str) -> list[str]:
     probe = code + f"\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)

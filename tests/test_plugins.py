@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, tiny_config
@@ -77,3 +78,55 @@ def test_a_strategy_plugin_may_not_take_a_builtin_name(tmp_path):
     _dist(site, "dup-strategy", "[curlora_bench.strategies]\nreplay = curlora_bench.strategies.replay:Replay\n")
     res = _cli(["methods"], site, tmp_path)
     assert res.returncode == 2 and "strategy plug-in 'replay' (from dup-strategy 1.0): that name is taken" in res.stderr
+
+
+def test_a_registry_entry_loads_on_its_first_lookup_and_is_checked():
+    """Built-in entries are "module:object" strings: nothing is imported until a name is looked up,
+    and an entry that cannot load or is not the family's class is one line naming it."""
+    from curlora_bench.core.errors import BenchError
+    from curlora_bench.core.registry import Registry
+
+    class Base:
+        name = ""
+
+    class Good(Base):
+        name = "good"
+
+    made = []
+    registry = Registry("widget", base=Base, make=lambda cls: made.append(cls) or cls(), entries={
+        "good": f"{__name__}:_GOOD", "missing": "no_such_module:Thing", "odd": "json:dumps"})
+    globals()["_GOOD"] = Good
+    try:
+        assert made == [] and isinstance(registry.get("good"), Good) and made == [Good]  # only the one looked up
+        assert registry.get("GOOD") is registry.get("good")  # loaded once, names in any case
+        with pytest.raises(BenchError, match=r"^widget 'missing' \(no_such_module:Thing\): cannot load: "
+                                             r"ModuleNotFoundError"):
+            registry.get("missing")
+        with pytest.raises(BenchError, match=r"^widget 'odd' \(json:dumps\): .* is not a subclass of "):
+            registry.get("odd")
+        renamed = Registry("widget", base=Base, entries={"other": f"{__name__}:_GOOD"})
+        with pytest.raises(BenchError, match="its class's name is 'good', not the entry's 'other'"):
+            renamed.get("other")
+    finally:
+        del globals()["_GOOD"]
+
+
+def test_builtin_families_are_registry_entries():
+    """Adapters, strategies, task kinds (both halves), regimes and embedded builders all load
+    through the one mechanism, each entry checked against its family."""
+    from curlora_bench.adapters import ADAPTERS, Adapter
+    from curlora_bench.config.regimes import REGIMES, Regime
+    from curlora_bench.run.kinds import KINDS, TaskKind
+    from curlora_bench.sources.kinds import KINDS as SPECS
+    from curlora_bench.sources.kinds import KindSpec
+    from curlora_bench.sources.tasks import EMBEDDED_TASKS
+    from curlora_bench.strategies import STRATEGIES, Strategy
+
+    assert {"curlora", "lora", "osf", "peft"} <= set(ADAPTERS) and all(isinstance(a, Adapter) for _, a in
+                                                                      ADAPTERS.items())
+    assert set(STRATEGIES) == {"naive", "replay", "ewc", "l2"} and all(issubclass(c, Strategy) for _, c in
+                                                                      STRATEGIES.items())
+    assert set(REGIMES) == {"sequential", "joint"} and all(isinstance(r, Regime) for _, r in REGIMES.items())
+    assert set(SPECS) == set(KINDS) == {"classification", "prompted"}
+    assert all(isinstance(k, TaskKind) and isinstance(k.spec, KindSpec) for _, k in KINDS.items())
+    assert "rt-sentiment" in EMBEDDED_TASKS

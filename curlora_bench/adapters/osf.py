@@ -10,7 +10,7 @@ so it is merged first (unload alone would drop the task just learned).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..core.errors import BenchError
@@ -23,6 +23,7 @@ class OSFConfig(PeftPassthroughConfig):
     """`{method: peft, type: OSF, effective_rank: 8, rank_step: 8}`: PEFT's OsfConfig keys inline."""
 
     adapter: ClassVar[str] = "osf"  # the adapter that runs it (its `method` stays `peft`)
+    type: str = field(default="OSF", metadata={"help": "PEFT type: OSF"})
 
     def validate(self, where: str) -> None:
         base, options = self.resolve(where)

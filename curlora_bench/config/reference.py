@@ -121,6 +121,11 @@ methods:
   - {method: peft, type: VERA, r: 64}
   - {method: peft, type: OSF, effective_rank: 0.25, rank_step: 0.25, train: {lr: 1.0e-4}}
 """,
+    "method osf": """\
+methods:
+  - {method: peft, type: OSF, effective_rank: 8}   # rank_step 8: the preserved rank grows by 8 per task
+  - {method: osf, effective_rank: 0.25, rank_step: 0.25}   # the same adapter, stored as {method: peft, type: OSF}
+""",
     "strategy": """\
 methods:
   - {method: lora, rank: 8, strategy: {name: replay, per_task: 64}}

@@ -3,8 +3,11 @@
 The focal loss (Lin et al. 2017) scales each example's cross-entropy by (1 - p)^gamma, p the
 probability of its true class, so well-classified examples count less: a common choice for
 imbalanced tasks. Everything else is as the built-in classification kind: a linear head per task,
-scored by accuracy beside the majority-class baseline. In the package this file is
-curlora_bench/run/kinds/focal.py, listed in run/kinds/base.py's `_load_kinds`.
+scored by accuracy beside the majority-class baseline. In the package the two classes below
+live apart, as the layers ask: `FocalSpec` (what the kind asks of a task; no torch) beside the
+built-in specs in curlora_bench/sources/kinds.py, with its entry in that module's `KINDS`, and
+`Focal` (how it trains and is scored) in curlora_bench/run/kinds/focal.py, named by the spec's
+`runtime`. A task selects it with `kind: focal`.
 """
 
 from __future__ import annotations
@@ -14,17 +17,30 @@ from torch import nn
 from curlora_bench.core.errors import BenchError
 from curlora_bench.run.data import PreparedTask, encode, task_data
 from curlora_bench.run.evaluate import predictions
-from curlora_bench.run.kinds.base import Score, TaskKind, register
+from curlora_bench.run.kinds.base import Score, TaskKind
 from curlora_bench.sources.heads import classify
+from curlora_bench.sources.kinds import ClassificationSpec
 
 GAMMA = 2.0  # 0 is plain cross-entropy
 
 
-@register
-class Focal(TaskKind):
-    name = "focal"  # what TaskConfig.kind returns for the tasks this kind trains
-    metric = "accuracy"  # the primary metric: the accuracy matrix's entries (a key of TASK_METRICS)
+class FocalSpec(ClassificationSpec):
+    """The task side: a classification task's fields, checks and metrics, under its own name."""
+
+    name = "focal"  # what a task's `kind:` names
+    help = "classification trained with a focal loss (gamma 2) instead of cross-entropy"
+    metrics = ("accuracy",)  # what its records measure; the first is the primary metric (keys of TASK_METRICS)
     has_head = True  # `add` gives each task a head of its own (saved in heads.safetensors)
+    runtime = "curlora_bench.run.kinds.focal:Focal"  # its run-time side, below
+
+    def inferred(self, task):
+        return False  # only a task that writes `kind: focal`
+
+
+class Focal(TaskKind):
+    """The run-time side: how the task's examples become a loss and how it is scored."""
+
+    name = "focal"  # its spec's name; `self.metric` and `self.has_head` are read from the spec
 
     def describe(self, task):
         return f"{task.num_classes} classes, focal loss (gamma {GAMMA:g}), majority baseline {task.majority:.3f}"
@@ -39,7 +55,7 @@ class Focal(TaskKind):
         splits = {name: encode(tokenizer, ds, task.text, max_length, bos_id)
                   for name, ds in (("train", train), ("eval", eval), ("val", val)) if ds is not None}
         return PreparedTask(task.name, num_classes, splits["train"], splits["eval"],
-                            task_data(task, splits["train"], splits["eval"]), self.name, splits.get("val"),
+                            task_data(task, splits["train"], splits["eval"]), self, splits.get("val"),
                             metric=self.metric)
 
     def add(self, heads, task, hidden, seed):
