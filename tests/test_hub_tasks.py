@@ -122,7 +122,7 @@ def test_prompted_glue_forms_render_o_loras_prompts(glue, name, fields, answers)
 
     task = copy.deepcopy(TASKS.get(name))
     task.path = str(glue)
-    assert task.kind == "prompted" and task.choices == answers and "O-LoRA" in task.card["prompt"]
+    assert task.task_kind.name == "prompted" and task.choices == answers and "O-LoRA" in task.card["prompt"]
     splits = load_splits(task, None, "tasks[0]")
     lm = load_model("tiny-gpt2")
     prepared = KINDS.get("prompted").prepare(task, splits["train"], splits["eval"], lm.tokenizer, 256, None, "t")
