@@ -16,9 +16,9 @@ from curlora_bench.core.layout import (
     TRAIN_LOG,
 )
 from curlora_bench.run.events import RunEvents
-from curlora_bench.run.ledger import Ledger, cut_back, further_perplexities, last_row, metrics
+from curlora_bench.run.ledger import Ledger, further_perplexities, last_row, metrics
 from curlora_bench.store import checkpoint
-from curlora_bench.store.folders import records_lines
+from curlora_bench.store.folders import cut_back, records_lines
 from curlora_bench.store.schema import (
     Generation,
     PerplexitySummary,

@@ -41,7 +41,7 @@ def test_offline_long_has_five_tasks_or_more_in_three_orders():
         assert len({tuple(o) for o in seq.orders.values()}) == 3
         assert set(seq.card) == set(seq.tasks)
     prompted = SEQUENCES.get("offline-long-prompt")
-    assert all(TASKS.get(t).kind == "prompted" for t in prompted.tasks)
+    assert all(TASKS.get(t).task_kind.name == "prompted" for t in prompted.tasks)
     plain = SEQUENCES.get("offline-long")
     assert [[t + "-prompt" for t in o] for o in plain.orders.values()] == list(prompted.orders.values())
 

@@ -14,7 +14,7 @@ from ..core.env import git_commit, package_versions
 from ..core.layout import GENERATIONS, PREDICTIONS, RECORDS, TRAIN_LOG
 from ..core.metrics import MATRIX_METRICS, average_accuracy, matrix_metrics, perplexity_drift
 from ..core.parse import to_dict
-from ..store.folders import RecordWriter, keep_records
+from ..store.folders import RecordWriter
 from ..store.schema import (
     SCHEMA_VERSION,
     Generation,
@@ -72,15 +72,6 @@ class Ledger:
         for writer in (self.records, self.train_log, self.predictions, self.generations):
             if writer is not None:
                 writer.close()
-
-
-def cut_back(folder: Path, progress: RunProgress) -> None:
-    """The run's files cut back to the lines a checkpoint's `progress` counted (each line checked)."""
-    keep_records(folder / RECORDS, progress.records)
-    keep_records(folder / TRAIN_LOG, progress.train_log)
-    keep_records(folder / PREDICTIONS, progress.predictions)
-    if progress.generations or (folder / GENERATIONS).exists():
-        keep_records(folder / GENERATIONS, progress.generations)
 
 
 def last_row(progress: RunProgress) -> int | None:

@@ -21,6 +21,7 @@ from ..core.layout import stage_dir
 from ..sources.heads import TaskHeads
 from ..sources.models import backbone, enable_checkpointing, hidden_size
 from ..store import checkpoint
+from ..store.folders import cut_back
 from ..store.schema import RunProgress
 from ..strategies import make_strategy
 from ..strategies.base import Strategy
@@ -30,7 +31,6 @@ from .evaluate import PerplexityResult
 from .events import RunEvents
 from .general import GeneralScore
 from .kinds import Score
-from .ledger import cut_back
 from .observe import PeakMemory
 from .prepare import Prepared, in_order, prepare, target_modules
 from .spec import RunSpec

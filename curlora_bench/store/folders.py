@@ -9,8 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import BenchError
-from ..core.layout import CONFIG, LOCK, RECORDS, SUMMARY, SUMMARY_GLOBS
-from .schema import Record, RunSummary, TrainLogEntry, dump, load
+from ..core.layout import (
+    CONFIG,
+    GENERATIONS,
+    LOCK,
+    PREDICTIONS,
+    RECORDS,
+    SUMMARY,
+    SUMMARY_GLOBS,
+    TRAIN_LOG,
+)
+from .schema import Record, RunProgress, RunSummary, TrainLogEntry, dump, load
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -147,6 +156,15 @@ class RecordWriter:
             self._f.close()
         except OSError:  # what it could not flush failed a write already, which said so naming the file
             pass
+
+
+def cut_back(folder: Path, progress: RunProgress) -> None:
+    """The run's files cut back to the lines a checkpoint's `progress` counted (each line checked)."""
+    keep_records(folder / RECORDS, progress.records)
+    keep_records(folder / TRAIN_LOG, progress.train_log)
+    keep_records(folder / PREDICTIONS, progress.predictions)
+    if progress.generations or (folder / GENERATIONS).exists():
+        keep_records(folder / GENERATIONS, progress.generations)
 
 
 def keep_records(path: Path, n: int) -> None:

@@ -28,16 +28,11 @@ from filelock import FileLock
 
 from ...core.errors import BenchError
 from .. import assets
+from ..text import sentences
 
 PROBE_ITEMS = 500  # items built per probe (a run scores `general.limit` of them)
 PROBE_SEED = 0
 CHOICES = 4
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
-
-
-def sentences(paragraph: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(paragraph) if s.strip()]
-
 
 def brown_documents(folder: Path) -> list[list[str]]:
     """The sentences of every Brown text the `brown` corpus leaves out (files 5, 15, 25, ...)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .. import assets
+from ..text import sentences
 from . import EMBEDDED_TASKS
 from .baselines import naive_bayes_accuracy
 
@@ -214,8 +215,6 @@ def brown_genre(folder: Path) -> dict[str, Dataset]:
     the Brown texts the drift corpus and probe leave out; split by text: in each genre every
     fifth of its task texts is eval. At most `BROWN_PASSAGES_PER_FILE` passages per text,
     evenly spaced."""
-    from ..general import sentences
-
     genres = list(BROWN_GENRES)
     files = [p for i, p in enumerate(brown_files(folder)) if i % 10 not in BROWN_DRIFT_POSITIONS]
     seen: dict[str, int] = {}
