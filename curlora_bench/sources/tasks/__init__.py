@@ -30,7 +30,8 @@ from ..kinds import (
 Format = Literal["csv", "jsonl", "parquet", "hub", "embedded"]
 # the fields of a prompted task (its kind's, `sources.kinds`): left out of a run's identity while unset
 PROMPT_FIELDS = PromptedSpec.fields
-__all__ = ["PROMPTED_METRICS", "PROMPT_FIELDS", "TaskConfig", "CorpusConfig", "prompt_fields"]
+__all__ = ["CORPORA", "EMBEDDED_CORPORA", "EMBEDDED_TASKS", "PROMPTED_METRICS", "PROMPT_FIELDS", "TASKS", "CorpusConfig",
+           "TaskConfig", "check_paper_overrides", "prompt_fields", "same_file"]
 
 
 @dataclass
@@ -199,15 +200,17 @@ TASKS: Registry[TaskConfig] = Registry("task")
 CORPORA: Registry[CorpusConfig] = Registry("corpus")
 
 
-# name -> "module:function(asset folder)" returning {"train": Dataset, "eval": Dataset}
+# the embedded builders: name -> "module:function", each function named as its builder
+# (`tweet-sentiment-3` -> `tweet_sentiment_3`), imported on the first lookup of its name
+_BUILDERS = "curlora_bench.sources.tasks.embedded"
+# function(asset folder) returning {"train": Dataset, "eval": Dataset}
 EMBEDDED_TASKS: Registry[Any] = Registry("embedded task builder", entries={
-    "rt-sentiment": "curlora_bench.sources.tasks.embedded:rt_sentiment", "tweet-sentiment": "curlora_bench.sources.tasks.embedded:tweet_sentiment",
-    "tweet-sentiment-3": "curlora_bench.sources.tasks.embedded:tweet_sentiment_3", "bible-paraphrase": "curlora_bench.sources.tasks.embedded:bible_paraphrase",
-    "bible-rewrite": "curlora_bench.sources.tasks.embedded:bible_rewrite", "amazon-sentiment": "curlora_bench.sources.tasks.embedded:amazon_sentiment",
-    "brown-genre": "curlora_bench.sources.tasks.embedded:brown_genre", "bible-genre": "curlora_bench.sources.tasks.embedded:bible_genre"})
-# name -> "module:function(asset folder)" returning the corpus text
+    name: f"{_BUILDERS}:{name.replace('-', '_')}" for name in (
+        "rt-sentiment", "tweet-sentiment", "tweet-sentiment-3", "bible-paraphrase", "bible-rewrite",
+        "amazon-sentiment", "brown-genre", "bible-genre")})
+# function(asset folder) returning the corpus text
 EMBEDDED_CORPORA: Registry[Any] = Registry("embedded corpus builder", entries={
-    "nyt-editorials": "curlora_bench.sources.tasks.embedded:nyt_editorials", "brown": "curlora_bench.sources.tasks.embedded:brown"})
+    name: f"{_BUILDERS}:{name.replace('-', '_')}" for name in ("nyt-editorials", "brown")})
 
 
 def _load_builtins() -> None:
