@@ -214,3 +214,23 @@ def test_osf_follows_its_continual_protocol():
     fresh.load_state_dict(saved, strict=False)
     with torch.no_grad():
         torch.testing.assert_close(fresh(x).logits, model(x).logits)
+
+
+def test_osf_is_its_own_adapter_under_the_peft_spelling():
+    """`{method: peft, type: OSF}` is parsed and run by adapters/osf.py and stored as written, so its
+    run keys are those of the runs made before OSF had a module; `{method: osf}` is the same entry."""
+    from curlora_bench.config.identity import RunIdentity
+    from curlora_bench.config.methods import method_dict
+    from curlora_bench.core.errors import BenchError
+
+    peft = parse_method({"method": "peft", "type": "OSF", "effective_rank": 2}, "m")
+    short = parse_method({"method": "osf", "effective_rank": 2}, "m")
+    assert adapter_of(peft) is adapter_of(short) is ADAPTERS.get("osf")
+    assert method_dict(peft) == method_dict(short) == {"method": "peft", "label": "peft-osf-e2", "type": "OSF",
+                                                       "rank_step": 2, "effective_rank": 2}
+    assert RunIdentity.of({}, method_dict(peft), 0).run_key == RunIdentity.of({}, method_dict(short), 0).run_key
+    assert adapter_of(parse_method({"method": "peft", "type": "VERA", "r": 4}, "m")) is ADAPTERS.get("peft")
+    with pytest.raises(BenchError, match=r"m\.rank_step: only OSF grows a preserved rank between tasks, not LORA"):
+        parse_method({"method": "peft", "type": "LORA", "r": 4, "rank_step": 2}, "m")
+    with pytest.raises(BenchError, match=r"m\.type: the osf method is PEFT type OSF, got 'VERA'"):
+        parse_method({"method": "osf", "type": "VERA", "effective_rank": 2}, "m")
