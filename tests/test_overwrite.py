@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_config
+from tests.conftest import run_in, tiny_config
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -22,12 +23,17 @@ def one_task(toy_data: Path, **method) -> dict:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, toy_data):
+    """One finished one-task run under the label `mine`, made once for the module."""
+    return run_in(tmp_path_factory.mktemp("finished"), one_task(toy_data))
+
+
 @pytest.fixture
-def done(toy_data, write_config, tmp_path, cli):
-    out = tmp_path / "out"
-    code, _, err = cli("run", write_config(one_task(toy_data), "a.yaml"), "--output", out)
-    assert code == 0, err
-    return out
+def done(finished, tmp_path):
+    """A copy of the finished run's folder that the test may change."""
+    shutil.copytree(finished, tmp_path / "out")
+    return tmp_path / "out"
 
 
 def test_changed_options_under_the_same_label_are_refused(done, toy_data, write_config, cli):
