@@ -43,19 +43,62 @@ def run_killed(cfg_path: Path, out: Path, kill_at: int, setup: str = "", args: t
     assert proc.returncode == -9, proc.stderr
 
 
-def killed_and_resumed(cli, cfg_path: Path, method: dict, folder: Path, kill_at: int) -> Path:
-    """`cfg_path`'s experiment cut to `method`, SIGKILLed at optimizer step `kill_at` (one thread)
-    and run again: the second run must resume after stage 1. Returns its output folder."""
+class Crash(BaseException):
+    """The process dying, stood in for in this process: raised from an optimizer step, it passes
+    every `except Exception` of the package (cleanup in `finally` still runs, which a SIGKILL
+    skips: `run_killed` is the real thing, tested once in tests/test_resume.py)."""
+
+
+def crash_at_steps(monkeypatch, *steps: int) -> None:
+    """`Crash` at each of `steps`, optimizer steps counted over this process from now on (before
+    the step is taken, as `run_killed` kills)."""
+    import torch
+
+    real, calls = torch.optim.AdamW.step, []
+
+    def crashing(self, *a, **k):
+        calls.append(1)
+        if len(calls) in steps:
+            raise Crash(len(calls))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", crashing)
+
+
+def crashed_and_resumed(cli, monkeypatch, cfg_path: Path, out: Path, *steps: int) -> str:
+    """`run cfg_path --output out`, crashed at each of `steps` (see `crash_at_steps`) and run again
+    until it finishes; every run after a crash must resume after stage 1. Returns what they printed."""
+    crash_at_steps(monkeypatch, *steps)
+    for _ in steps:
+        with pytest.raises(Crash):
+            cli("run", cfg_path, "--output", out)
+    code, stdout, err = cli("run", cfg_path, "--output", out)  # with what the crashed runs printed
+    assert code == 0, err
+    assert stdout.count("resuming after stage 1/2") == len(steps), stdout
+    return stdout
+
+
+def cut_to(cfg_path: Path, method: dict, folder: Path) -> Path:
+    """`cfg_path`'s experiment with `method` alone, written to folder/exp.yaml."""
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["methods"] = [method]
-    single = folder / "exp.yaml"
-    single.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    out = folder / "killed"
-    run_killed(single, out, kill_at, OMP_NUM_THREADS="1")
-    code, stdout, err = cli("run", single, "--output", out)
-    assert code == 0, err
-    assert "resuming after stage 1/2" in stdout
-    return out
+    (folder / "exp.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return folder / "exp.yaml"
+
+
+def signal_at_step(monkeypatch, step: int, sig: int) -> None:
+    """This process gets `sig` at the `step`-th optimizer step from now on."""
+    import torch
+
+    real, calls = torch.optim.AdamW.step, []
+
+    def signalling(self, *a, **k):
+        calls.append(1)
+        if len(calls) == step:
+            os.kill(os.getpid(), sig)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", signalling)
 
 
 @pytest.fixture(scope="session")

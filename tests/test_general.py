@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import killed_and_resumed, tiny_config
+from tests.conftest import crashed_and_resumed, cut_to, tiny_config
 
 pytest.importorskip("lm_eval")
 
@@ -159,10 +159,11 @@ def test_forgetting_general_without_general_runs_is_one_line(general_run, cli, t
     assert len(err.strip().splitlines()) == 1
 
 
-def test_a_killed_run_resumes_with_identical_general_records(general_run, tmp_path, cli):
+def test_a_killed_run_resumes_with_identical_general_records(general_run, tmp_path, cli, monkeypatch):
     path, _, whole, _ = general_run
-    method = yaml.safe_load(path.read_text())["methods"][0]
-    out = killed_and_resumed(cli, path, method, tmp_path, 4)  # killed at the first step of stage 2
+    single = cut_to(path, yaml.safe_load(path.read_text())["methods"][0], tmp_path)
+    out = tmp_path / "killed"
+    crashed_and_resumed(cli, monkeypatch, single, out, 4)  # killed at the first step of stage 2
     assert (out / "lora-r2" / "seed-0" / RECORDS).read_text() == (whole / "lora-r2" / "seed-0" / RECORDS).read_text()
 
 

@@ -30,7 +30,7 @@ from curlora_bench.run.prepare import prepare_tasks
 from curlora_bench.sources.models import load_model
 from curlora_bench.sources.tasks import PROMPT_FIELDS, TaskConfig
 from curlora_bench.store.schema import read_generations, read_records
-from tests.conftest import killed_and_resumed, tiny_config
+from tests.conftest import crashed_and_resumed, cut_to, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -345,10 +345,11 @@ def test_report_renders_matrix_forgetting_and_tradeoff_on_primary_metrics(gen_ru
     assert code == 0 and (tmp_path / "plots" / "accuracy_matrix.png").is_file(), err
 
 
-def test_prompted_runs_resume_after_sigkill_with_identical_records(gen_run, toy, tmp_path, cli):
+def test_prompted_runs_resume_after_a_crash_with_identical_records(gen_run, toy, tmp_path, cli, monkeypatch):
     path, _, whole, _ = gen_run
     # replay (its memory is checkpointed too; 2 steps a stage), killed at the first step of stage 2
-    out = killed_and_resumed(cli, path, METHODS[2], tmp_path, 3)
+    out = tmp_path / "killed"
+    crashed_and_resumed(cli, monkeypatch, cut_to(path, METHODS[2], tmp_path), out, 3)
     label = "lora-r2+replay4"
     for name in (RECORDS, GENERATIONS, "predictions.jsonl"):
         assert _lines(out / label / "seed-0" / name) == _lines(whole / label / "seed-0" / name), name

@@ -18,7 +18,7 @@ from curlora_bench.strategies import make_strategy
 from curlora_bench.strategies.base import parse_strategy
 from curlora_bench.strategies.ewc import quadratic_penalty
 from curlora_bench.strategies.replay import memory_indices
-from tests.conftest import run_killed, tiny_config
+from tests.conftest import crashed_and_resumed, tiny_config
 
 
 def _task(name: str, n: int) -> PreparedTask:
@@ -208,7 +208,7 @@ def _predictions(run):
     return [p.to_json() for p in lines]
 
 
-def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_path, cli):
+def test_strategies_resume_after_a_crash_with_identical_records(toy_data, tmp_path, cli, monkeypatch):
     methods = [{"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}},
                {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 1e4}},
                {"method": "lora", "rank": 2, "strategy": {"name": "l2", "lambda": 10}}]
@@ -218,16 +218,13 @@ def test_strategies_resume_after_sigkill_with_identical_records(toy_data, tmp_pa
     whole = run_experiment(cfg, tmp_path / "whole")
     assert [s.strategy["name"] for s in whole] == ["replay", "ewc", "l2"]
     assert whole[0].strategy["memory_examples"] == 16 and whole[1].strategy["memory_floats"] > 0
-    # 3 steps per stage: step 5 is in the middle of replay's stage 2, step 11 in EWC's
-    for kill_at in ("5", "11"):
-        out = tmp_path / f"killed-{kill_at}"
-        run_killed(path, out, kill_at, OMP_NUM_THREADS="1")
-        code, stdout, err = cli("run", path, "--output", out)
-        assert code == 0, err
-        assert "resuming after stage 1/2" in stdout
-        for s in whole:
-            assert _records(out / s.label / "seed-0") == _records(tmp_path / "whole" / s.label / "seed-0"), s.label
-            assert _predictions(out / s.label / "seed-0") == _predictions(tmp_path / "whole" / s.label / "seed-0")
+    # 3 steps per stage: step 5 is in the middle of replay's stage 2; the rerun resumes it (steps
+    # 6-8), runs EWC's stage 1 (9-11) and crashes at 13, in the middle of EWC's stage 2
+    out = tmp_path / "killed"
+    crashed_and_resumed(cli, monkeypatch, path, out, 5, 13)
+    for s in whole:
+        assert _records(out / s.label / "seed-0") == _records(tmp_path / "whole" / s.label / "seed-0"), s.label
+        assert _predictions(out / s.label / "seed-0") == _predictions(tmp_path / "whole" / s.label / "seed-0")
 
 
 def test_joint_sees_every_task_with_the_sequences_steps():
