@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +141,55 @@ def run_in(folder: Path, cfg: dict) -> Path:
     (folder / "exp.yaml").write_text(yaml.safe_dump(cfg))
     run_experiment(load_config(folder / "exp.yaml")[0], folder / "out")
     return folder / "out"
+
+
+def records(run: Path) -> list[dict]:
+    """A run folder's records.jsonl, line by line."""
+    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder`, by content."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+THREE_METHODS = [{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}, {"method": "full"}]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, toy_data) -> tuple[Path, Path]:
+    """(config, results folder) of one uninterrupted tiny run of LoRA, CURLoRA and full fine-tuning
+    (2 stages each), made once per test process; tests that change it work on a copy."""
+    folder = tmp_path_factory.mktemp("finished-run")
+    return folder / "exp.yaml", run_in(folder, tiny_config(toy_data, methods=THREE_METHODS))
+
+
+class ReachedRun(Exception):
+    """A config got past every check to the run (stubbed out by `stubbed_results`)."""
+
+
+@pytest.fixture
+def stubbed_results(tmp_path, toy_data, monkeypatch) -> Path:
+    """A results folder of the tiny one-method config, with files in it, and the run stubbed out:
+    a bad-input case must be refused before it reaches `run_one` (which raises `ReachedRun`), and
+    leave this folder as it was. The unbroken config gets through to the run, not to a mismatch."""
+    from curlora_bench.config.experiment import resolved_dict
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.experiment import driver
+
+    def no_run(*args, **kwargs):
+        raise ReachedRun
+
+    monkeypatch.setattr(driver, "run_one", no_run)
+    monkeypatch.setattr(driver, "run_ray", no_run)
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
+    out = tmp_path / "out"
+    (out / "lora-r2" / "seed-0").mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved_dict(load_config(base)[0]), sort_keys=False))
+    (out / "lora-r2" / "seed-0" / "records.jsonl").write_text('{"stage": 0}\n')
+    return out
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_in, tiny_config
+from tests.conftest import ROOT, run_in, signal_at_step, tiny_config
 from tests.test_overwrite import snapshot
 
 
@@ -32,35 +32,17 @@ def reference(tmp_path_factory, toy_data):
     return d / "exp.yaml", run_in(d, two_stage(toy_data))
 
 
-SIGNALLER = """
-import os, signal, sys, torch
-from curlora_bench.cli import main
-calls = 0
-step = torch.optim.AdamW.step
-def signalling_step(self, *a, **k):
-    global calls
-    calls += 1
-    if calls == int(os.environ["SIGNAL_AT_STEP"]):
-        os.kill(os.getpid(), int(os.environ["SIGNAL"]))
-    return step(self, *a, **k)
-torch.optim.AdamW.step = signalling_step
-sys.argv = ["curlora-bench", *sys.argv[1:]]
-main()
-"""
-
-
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_mid_stage_drops_it_exits_128_plus_and_rerun_resumes(reference, tmp_path, cli, sig, code):
+def test_signal_mid_stage_drops_it_exits_128_plus_and_rerun_resumes(reference, tmp_path, cli, monkeypatch, sig, code):
     cfg_path, ref = reference
     out = tmp_path / "o"
-    # 48 examples / batch 16 = 3 steps per stage: step 5 is in the middle of stage 2
-    env = {**os.environ, "SIGNAL_AT_STEP": "5", "SIGNAL": str(int(sig)), "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", SIGNALLER, "run", str(cfg_path), "--output", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == code, proc.stderr
-    err = proc.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"interrupted ({sig.name})") and "Traceback" not in proc.stderr
+    # 48 examples / batch 16 = 3 steps per stage: step 5 is in the middle of stage 2 (the exit code of
+    # a real process: tests/test_signals.py)
+    signal_at_step(monkeypatch, 5, sig)
+    rc, _, stderr = cli("run", cfg_path, "--output", out)
+    assert rc == code, stderr
+    err = stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"interrupted ({sig.name})") and "Traceback" not in stderr
     run = out / "lora-r2" / "seed-0"
     assert (run / "checkpoints" / "stage-1" / "state.json").is_file()
     assert not (run / "checkpoints" / "stage-2").exists() and not (run / "summary.json").exists()

@@ -11,7 +11,6 @@ that is not UTF-8, a data file truncated or corrupted. Every case runs in-proces
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import random
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_config
+from tests.conftest import ReachedRun, snapshot, tiny_config
 
 SEED = 15
 N_CASES = 300
@@ -142,35 +141,11 @@ def make_case(rng: random.Random, base: dict, data: Path, tmp: Path) -> tuple[st
     return f"task {task} {split}: {how}", yaml.safe_dump(cfg)
 
 
-def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-class ReachedRun(Exception):
-    pass
-
-
-def test_fuzz_broken_configs_and_data(tmp_path, toy_data, cli, monkeypatch, empty_cache):
-    from curlora_bench.experiment import driver
-
-    def no_run(*args, **kwargs):
-        raise ReachedRun  # every check passed: the case was not refused
-
-    monkeypatch.setattr(driver, "run_one", no_run)
-    monkeypatch.setattr(driver, "run_ray", no_run)
-    from curlora_bench.config.experiment import resolved_dict
-    from curlora_bench.config.loading import load_config
-
+def test_fuzz_broken_configs_and_data(tmp_path, toy_data, cli, stubbed_results, empty_cache):
     base = json.loads(json.dumps(tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}])))
     # a results folder of the unbroken config, with files in it, which no case may change; a
     # case that gets past every check reaches `run_one` (and fails the test), not a config mismatch
-    out = tmp_path / "out"
-    (out / "lora-r2" / "seed-0").mkdir(parents=True)
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved_dict(load_config(tmp_path / "base.yaml")[0]),
-                                                    sort_keys=False))
-    (out / "lora-r2" / "seed-0" / "records.jsonl").write_text('{"stage": 0}\n')
+    out = stubbed_results
     before = snapshot(out)
     rng = random.Random(SEED)
     failures, kinds = [], set()
@@ -254,14 +229,7 @@ def executor_case(rng: random.Random, cfg: dict) -> tuple[str, dict, list[str]]:
     return f"--max-runs {limit}", cfg, ["--max-runs", limit]
 
 
-def test_fuzz_executor_options_and_sizes(tmp_path, toy_data, cli, monkeypatch, empty_cache):
-    from curlora_bench.experiment import driver
-
-    def no_run(*args, **kwargs):
-        raise ReachedRun
-
-    monkeypatch.setattr(driver, "run_one", no_run)
-    monkeypatch.setattr(driver, "run_ray", no_run)
+def test_fuzz_executor_options_and_sizes(tmp_path, toy_data, cli, stubbed_results, empty_cache):
     base = json.loads(json.dumps(tiny_config(toy_data)))
     rng = random.Random(SEED)
     failures, kinds = [], set()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import run_killed, tiny_config, train_one
+from tests.conftest import Crash, crash_at_steps, tiny_config, train_one
 
 pytest.importorskip("tensorboard", reason="pip install 'curlora-bench[trackers]'")
 pytest.importorskip("mlflow", reason="pip install 'curlora-bench[trackers]'")
@@ -148,23 +148,24 @@ def test_log_every_changes_only_the_log(logged, tmp_path, cli):
     assert (a["settings_hash"], a["run_key"]) == (b["settings_hash"], b["run_key"])
 
 
-TRACKER_SETUP = """
-from curlora_bench.experiment import trackers
-# send every point at once, so the killed process leaves steps after its checkpoint in both trackers
-trackers.MlflowEvents.FLUSH_SECONDS = -1.0
-logged = trackers.TensorBoardEvents.logged
-def flushing(self, entry):
-    logged(self, entry)
-    self.writer.flush()
-trackers.TensorBoardEvents.logged = flushing
-"""
+def test_a_crash_then_resume_logs_every_step_exactly_once(logged, tmp_path, cli, monkeypatch):
+    from curlora_bench.experiment import trackers
 
-
-def test_sigkill_then_resume_logs_every_step_exactly_once(logged, tmp_path, cli):
     cfg_path, reference = logged
     out = tmp_path / "killed"
+    # every point sent at once, so the crashed run leaves steps after its checkpoint in both trackers
+    monkeypatch.setattr(trackers.MlflowEvents, "FLUSH_SECONDS", -1.0)
+    logged_step = trackers.TensorBoardEvents.logged
+
+    def flushing(self, entry):
+        logged_step(self, entry)
+        self.writer.flush()
+
+    monkeypatch.setattr(trackers.TensorBoardEvents, "logged", flushing)
     # step 5 of the whole experiment is LoRA's stage 2, step 2: step 4 is logged after the checkpoint
-    run_killed(cfg_path, out, 5, TRACKER_SETUP)
+    crash_at_steps(monkeypatch, 5)
+    with pytest.raises(Crash):
+        cli("run", cfg_path, "--output", out)
     lora = out / "lora-r2" / "seed-0"
     assert [x["global_step"] for x in train_log(lora)] == [1, 2, 3, 4]  # one step past the checkpoint
     assert [s for s, _ in scalars(lora)["train/loss"]] == [1, 2, 3, 4]
