@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -13,12 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_in, signal_at_step, tiny_config
-from tests.test_overwrite import snapshot
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+from tests.conftest import ROOT, records, run_in, signal_at_step, snapshot, tiny_config
 
 
 def two_stage(toy_data: Path) -> dict:
@@ -56,9 +50,9 @@ def test_signal_mid_stage_drops_it_exits_128_plus_and_rerun_resumes(reference, t
 def test_a_second_run_on_the_same_folder_is_refused(reference, tmp_path, cli):
     from curlora_bench.store.folders import FolderLock
 
-    cfg_path, _ = reference
+    cfg_path, ref = reference
     out = tmp_path / "o"
-    out.mkdir()
+    shutil.copytree(ref, out)  # finished: once the lock is free, the run finds it complete
     with FolderLock(out):
         before = snapshot(out)
         code, _, err = cli("run", cfg_path, "--output", out)
@@ -66,18 +60,20 @@ def test_a_second_run_on_the_same_folder_is_refused(reference, tmp_path, cli):
         assert len(err.strip().splitlines()) == 1
         assert snapshot(out) == before
     assert not (out / ".lock").exists()
-    assert cli("run", cfg_path, "--output", out)[0] == 0  # released: the next one runs
+    code, stdout, _ = cli("run", cfg_path, "--output", out)
+    assert code == 0 and "already complete" in stdout  # released: the next one runs
 
 
 def test_the_lock_of_a_dead_process_does_not_block(reference, tmp_path, cli):
-    cfg_path, _ = reference
+    cfg_path, ref = reference
     out = tmp_path / "o"
-    out.mkdir()
+    shutil.copytree(ref, out)
     code = ("import sys, os; from pathlib import Path; from curlora_bench.store.folders import FolderLock; "
             "FolderLock(Path(sys.argv[1])).__enter__(); os._exit(0)")
     subprocess.run([sys.executable, "-c", code, str(out)], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     assert (out / ".lock").exists()  # left behind, but no process holds it
-    assert cli("run", cfg_path, "--output", out)[0] == 0
+    code, stdout, _ = cli("run", cfg_path, "--output", out)
+    assert code == 0 and "already complete" in stdout
 
 
 def test_disk_full_at_a_checkpoint_keeps_the_previous_one(reference, tmp_path, cli, monkeypatch):

@@ -496,69 +496,87 @@ def test_a_deferred_block_holds_a_signal_another_thread_receives(sig):
     assert (cut, raised) == (0, 20)
 
 
-FRESH_CHILD = """
-import os, signal, sys, threading, time
-from curlora_bench.store import checkpoint
-moves = 0
-replace = os.replace
-def counting(a, b, *rest, **kw):
-    global moves
-    if ".previous" in str(b) and not str(b).endswith(".previous"):
-        moves += 1
-        if moves == int(os.environ["SIGNAL_AT_MOVE"]):
-            os.kill(os.getpid(), int(os.environ["SIGNAL"]))  # mid set-aside; a busy thread is alive
-    return replace(a, b, *rest, **kw)
-os.replace = counting
-threading.Thread(target=lambda: [sum(range(1000)) for _ in iter(int, 1)], daemon=True).start()
-from curlora_bench.cli import main
-sys.argv = ["curlora-bench", *sys.argv[1:]]
-main()
-"""
+def contents(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def busy_thread():
+    """A second thread keeping a core busy while the test runs (a real run has threads: torch's, a
+    tracker's), so the kernel may hand a signal to it rather than to the main thread."""
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: [sum(range(1000)) for _ in iter(stop.is_set, True)], daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def signal_at_move(monkeypatch, at: int, sig: int) -> None:
+    """This process gets `sig` at the `at`-th rename into a run's `.previous/` (mid set-aside)."""
+    replace, moves = os.replace, []
+
+    def counting(a, b, *rest, **kw):
+        if ".previous" in str(b) and not str(b).endswith(".previous"):
+            moves.append(1)
+            if len(moves) == at:
+                os.kill(os.getpid(), sig)
+        return replace(a, b, *rest, **kw)
+
+    monkeypatch.setattr(os, "replace", counting)
 
 
 @pytest.mark.parametrize("at", [1, 2, 3])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_in_the_middle_of_the_set_aside_leaves_every_run_as_it_was(finished, tmp_path, sig, code, at):
+def test_a_signal_in_the_middle_of_the_set_aside_leaves_every_run_as_it_was(results, cli, monkeypatch, busy_thread,
+                                                                           sig, code, at):
     """`run --fresh` on a finished experiment, signalled between two renames of the first run's
     set-aside while another thread keeps a core busy: one line, 130/143, and every run's files
     exactly as they were (nothing left in `.previous/`)."""
-    out = tmp_path / "out"
-    shutil.copytree(finished, out)
-    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    proc = subprocess.run([sys.executable, "-c", FRESH_CHILD, "run", str(out / "config.yaml"), "--output", str(out),
-                           "--fresh"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                               "SIGNAL": str(int(sig)), "SIGNAL_AT_MOVE": str(at)})
-    assert proc.returncode == code, proc.stderr
-    assert one_line(proc.stderr).startswith("interrupted"), proc.stderr
-    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert after == before
+    before = contents(results)
+    signal_at_move(monkeypatch, at, sig)
+    rc, _, err = cli("run", results / "config.yaml", "--output", results, "--fresh")
+    assert rc == code, err
+    assert one_line(err).startswith("interrupted"), err
+    assert contents(results) == before
 
 
-def test_a_second_signal_during_the_put_back_waits_until_everything_is_back(finished, tmp_path):
+def test_a_second_signal_during_the_put_back_waits_until_everything_is_back(results, cli, monkeypatch, busy_thread):
     """SIGINT mid set-aside, then SIGTERM as the results are being put back (a second Ctrl-C, a
     supervisor's SIGTERM): the put-back finishes first, then the process ends in one line."""
-    out = tmp_path / "out"
-    shutil.copytree(finished, out)
-    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    second = FRESH_CHILD.replace("os.replace = counting", """os.replace = counting
-restore = checkpoint.restore_previous
-def signalling_restore(run):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return restore(run)
-checkpoint.restore_previous = signalling_restore""")
-    proc = subprocess.run([sys.executable, "-c", second, "run", str(out / "config.yaml"), "--output", str(out),
-                           "--fresh"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                               "SIGNAL": str(int(signal.SIGINT)), "SIGNAL_AT_MOVE": "5"})
-    assert proc.returncode in (130, 143) and one_line(proc.stderr).startswith("interrupted"), proc.stderr
-    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert after == before
+    from curlora_bench.store import checkpoint
+
+    before = contents(results)
+    signal_at_move(monkeypatch, 5, signal.SIGINT)
+    restore = checkpoint.restore_previous
+
+    def signalling_restore(run):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return restore(run)
+
+    monkeypatch.setattr(checkpoint, "restore_previous", signalling_restore)
+    rc, _, err = cli("run", results / "config.yaml", "--output", results, "--fresh")
+    assert rc in (130, 143) and one_line(err).startswith("interrupted"), err
+    assert contents(results) == before
+
+
+@pytest.fixture(scope="module")
+def whole_report(finished, tmp_path_factory):
+    """`report --out` of the finished experiment, left alone (what a signalled one must equal)."""
+    target = tmp_path_factory.mktemp("whole-report") / "whole.md"
+    proc = subprocess.run([sys.executable, "-m", "curlora_bench", "report", str(finished), "--draws", "200",
+                           "--out", str(target)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return target.read_text()
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.2, 0.5, 1.0])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished, tmp_path, sig, code, delay):
+def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished, whole_report, tmp_path, sig, code,
+                                                                  delay):
     """`report --out` signalled while it reads, computes or writes: one line and 130/143; or, when
     it came after the report was written (the interpreter shutting down), exit 0 and no killed
     process. The output file is either absent or whole, never cut."""
@@ -567,8 +585,6 @@ def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished, tmp
                                  "--out", str(target)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
 
-    whole = report(tmp_path / "whole.md")  # the same command, left alone
-    assert whole.wait(timeout=120) == 0, whole.stderr.read()
     target = tmp_path / "report.md"
     proc = report(target)
     wait_for_handlers(proc)
@@ -576,13 +592,13 @@ def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished, tmp
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:  # it finished before the signal
-        assert target.read_text() == (tmp_path / "whole.md").read_text()
+        assert target.read_text() == whole_report
         return
     # rarely (about 1 in 40 at 0.5 s) the interpreter re-raises SIGINT on its way out after the line
     # and 130 were decided, so the process reports death by SIGINT, which a shell shows as 130 too
     assert proc.returncode in (code, -sig if sig == signal.SIGINT else code), err
     assert one_line(err).startswith("interrupted"), err
-    assert not target.exists() or target.read_text() == (tmp_path / "whole.md").read_text()
+    assert not target.exists() or target.read_text() == whole_report
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.md")]  # no temporary left
 
 
@@ -628,24 +644,6 @@ def test_two_processes_preparing_one_probe_on_a_cold_cache_build_it_once(tmp_pat
 
 # ---- a signal during general-ability scoring: one line, and the rerun's records are the same --------
 
-GENERAL_CHILD = """
-import os, signal, sys
-from curlora_bench.run import recipe
-calls = 0
-own = recipe.general_ability
-def signalling(state, ledger, stage):
-    global calls
-    calls += 1
-    if calls == 2:  # scoring after stage 2: stage 1 is checkpointed, stage 2 is in flight
-        os.kill(os.getpid(), int(os.environ["SIGNAL"]))
-    return own(state, ledger, stage)
-recipe.general_ability = signalling
-from curlora_bench.cli import main
-sys.argv = ["curlora-bench", *sys.argv[1:]]
-main()
-"""
-
-
 @pytest.fixture(scope="module")
 def general_reference(tmp_path_factory, toy_data):
     """An uninterrupted one-method run with a small `general:` task."""
@@ -662,14 +660,23 @@ def general_reference(tmp_path_factory, toy_data):
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_during_general_scoring_is_one_line_and_the_rerun_matches(general_reference, tmp_path, cli, sig,
-                                                                          code):
+def test_a_signal_during_general_scoring_is_one_line_and_the_rerun_matches(general_reference, tmp_path, cli,
+                                                                          monkeypatch, sig, code):
+    from curlora_bench.run import recipe
+
     path, whole = general_reference
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-c", GENERAL_CHILD, "run", str(path), "--output", str(out)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SIGNAL": str(int(sig))})
-    assert proc.returncode == code and one_line(proc.stderr).startswith("interrupted"), proc.stderr
+    own, calls = recipe.general_ability, []
+
+    def signalling(state, ledger, stage):
+        calls.append(1)
+        if len(calls) == 2:  # scoring after stage 2: stage 1 is checkpointed, stage 2 is in flight
+            os.kill(os.getpid(), sig)
+        return own(state, ledger, stage)
+
+    monkeypatch.setattr(recipe, "general_ability", signalling)
+    rc, _, err = cli("run", path, "--output", out)
+    assert rc == code and one_line(err).startswith("interrupted"), err
     rc, stdout, err = cli("run", path, "--output", out)
     assert rc == 0 and "resuming after stage 1/2" in stdout, err
     run = ("lora-r2", "seed-0")
