@@ -154,6 +154,35 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def runs_snapshot(folder: Path) -> dict[str, str]:
+    """Every file of every run folder (what --fresh may set aside), by content."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob("*/seed-*/**/*")) if p.is_file()}
+
+
+def one_line(err: str) -> str:
+    """The one line of an error output (no traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound and released: nothing listens there afterwards
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_runs(toy_data: Path, methods=None) -> dict:
+    """Two methods, one task of 3 optimizer steps each, no perplexity: the fastest real runs."""
+    cfg = tiny_config(toy_data, methods=methods or [{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}],
+                      perplexity=None)
+    cfg["tasks"] = cfg["tasks"][:1]
+    return cfg
+
+
 THREE_METHODS = [{"method": "lora", "rank": 2}, {"method": "curlora", "rank": 2}, {"method": "full"}]
 
 
@@ -163,6 +192,15 @@ def finished_run(tmp_path_factory, toy_data) -> tuple[Path, Path]:
     (2 stages each), made once per test process; tests that change it work on a copy."""
     folder = tmp_path_factory.mktemp("finished-run")
     return folder / "exp.yaml", run_in(folder, tiny_config(toy_data, methods=THREE_METHODS))
+
+
+@pytest.fixture
+def results(finished_run, tmp_path) -> Path:
+    """A copy of `finished_run`'s results folder that the test may change."""
+    import shutil
+
+    shutil.copytree(finished_run[1], tmp_path / "out")
+    return tmp_path / "out"
 
 
 class ReachedRun(Exception):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, snapshot, tiny_config
+from tests.conftest import ROOT, one_line, snapshot, tiny_config
 
 
 def _mutate(cfg: dict, data: Path, tmp: Path, case: str) -> str | None:
@@ -249,3 +249,191 @@ def test_set_through_a_scalar_is_one_line(tmp_path, cli, write_config, toy_data,
     code, _, err = cli("run", cfg_path, "--set", assignment, "--output", tmp_path / "o")
     assert code == 2 and "not a mapping" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+# ---- hostile input: one line, exit 2, nothing written, the asset cache untouched -------------------
+
+HIDDEN = [{"context": f"Item {i} is", "choices": ["yes", "no"], "label": i % 2} for i in range(6)]
+
+
+def task_yaml(folder, name: str = "hidden_mc", metric: str = "acc", extra: str = "", file: str | None = None):
+    """A small multiple-choice harness task YAML over a local jsonl (6 rows)."""
+    import json
+
+    data = folder / "hidden.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in HIDDEN))
+    path = folder / (file or f"{name}.yaml")
+    path.write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files: {{test: {json.dumps(str(data))}}}\n"
+                    "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{context}}'\n"
+                    "doc_to_choice: choices\ndoc_to_target: '{{label}}'\n"
+                    f"metric_list:\n  - {{metric: {metric}, aggregation: mean, higher_is_better: true}}\n{extra}")
+    return str(path)
+
+
+def _prompted(cfg, data, **task):
+    cfg["tasks"][1] = {"name": "rewrite", "format": "csv", "train": str(data / "rewrite_train.csv"),
+                       "eval": str(data / "rewrite_dev.csv"), "prompt": "Words: {text}\nReversed:",
+                       "target": "reversed", **task}
+
+
+def _choices(cfg, data, choices):
+    cfg["tasks"][1] = {"name": "polarity", "format": "csv", "train": str(data / "polarity_train.csv"),
+                       "eval": str(data / "polarity_dev.csv"), "prompt": "Review: {text}\nSentiment:",
+                       "choices": choices}
+
+
+def _rows(data, folder, name: str, change) -> str:
+    """The rewrite task's train rows, changed, as a CSV of their own."""
+    import csv
+
+    with open(data / "rewrite_train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(folder / name, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(change(rows))
+    return str(folder / name)
+
+
+def _bytes(folder, name: str, data: bytes) -> str:
+    (folder / name).write_bytes(data)
+    return str(folder / name)
+
+
+HOSTILE = {
+    "max_new_tokens past the positions": (
+        lambda c, d, t: _prompted(c, d, max_new_tokens=1100),
+        "tasks[1].max_new_tokens: 1,100 new tokens after a prompt of at least one token do not fit the 1,024 "
+        "positions of model tiny-gpt2 (at most 1,023)"),
+    "max_new_tokens 10**9": (lambda c, d, t: _prompted(c, d, max_new_tokens=10**9), "tasks[1].max_new_tokens: "),
+    "choices differing by whitespace": (
+        lambda c, d, t: _choices(c, d, [" positive", "positive"]),
+        "tasks[1].choices: answers must differ beyond surrounding whitespace"),
+    "one corpus spelled two ways": (
+        lambda c, d, t: c.update(perplexity=[c["perplexity"], {**c["perplexity"],
+                                                               "file": str(d / ".." / d.name / "corpus.txt")}]),
+        "perplexity[1]: corpus "),
+    "validation file that is the eval file": (
+        lambda c, d, t: (c["tasks"][0].update(val=str(d / "." / "pairs_dev.csv")), c["eval"].update(validation=8)),
+        "tasks[0].val: "),
+    "epochs 10**30": (lambda c, d, t: c["train"].update(epochs=10**30),
+                      "train.epochs: 1,000,000,000,000,000,000,000,000,000,000 is more than 10,000"),
+    "duplicate choices": (lambda c, d, t: _choices(c, d, [" a", " a"]), "tasks[1].choices: answers must differ"),
+    "choices and target both set": (
+        lambda c, d, t: (_choices(c, d, [" negative", " positive"]), c["tasks"][1].update(target="text")),
+        "tasks[1]: a prompted task gives exactly one of `choices`"),
+    "a template naming a missing column": (
+        lambda c, d, t: _prompted(c, d, prompt="Words: {nope}\nReversed:"), "missing prompt field column 'nope'"),
+    "max_new_tokens 0": (lambda c, d, t: _prompted(c, d, max_new_tokens=0), "tasks[1].max_new_tokens: must be > 0"),
+    "an empty eval split": (lambda c, d, t: _prompted(c, d, eval=_rows(d, t, "empty.csv", lambda rows: [])),
+                            "empty.csv: split is empty (no data rows)"),
+    "empty targets": (
+        lambda c, d, t: _prompted(c, d, train=_rows(d, t, "blank.csv", lambda rows: [{**r, "reversed": ""} for r in rows])),
+        "blank.csv: row 1: target column 'reversed' is empty or not text"),
+    "a data file that is not UTF-8": (
+        lambda c, d, t: _prompted(c, d, train=_bytes(t, "latin.csv", (d / "rewrite_train.csv").read_bytes() + b"\xff,x\n")),
+        "latin.csv: cannot read as csv: line "),
+    "epochs 0": (lambda c, d, t: c["train"].update(epochs=0), "train.epochs: must be > 0, got 0"),
+    "epochs -1": (lambda c, d, t: c["train"].update(epochs=-1), "train.epochs: must be > 0, got -1"),
+    "epochs 1e30": (lambda c, d, t: c["train"].update(epochs=1e30), "train.epochs: expected an integer"),
+    "epochs '2'": (lambda c, d, t: c["train"].update(epochs="2"), "train.epochs: expected an integer, got '2'"),
+    "a missing further corpus": (
+        lambda c, d, t: c.update(perplexity=[c["perplexity"], {**c["perplexity"], "file": str(t / "nope.txt")}]),
+        "perplexity[1].file: corpus file not found"),
+    "an empty further corpus": (
+        lambda c, d, t: c.update(perplexity=[c["perplexity"], {**c["perplexity"], "file": _bytes(t, "e.txt", b"")}]),
+        "e.txt: corpus file is empty"),
+    "general num_fewshot above the data": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t)], "num_fewshot": 6}),
+        "general.tasks[0]: num_fewshot 6 is more than task 'hidden_mc' can draw: 6 example(s) to take shots from, "
+        "so at most 5"),
+    "general task declared twice": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t), task_yaml(t, file="copy.yaml")]}),
+        "general.tasks[1]: task 'hidden_mc' is declared twice (also by general.tasks[0])"),
+    "general unknown metric": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t, metric="accuracy_of_vibes")]}),
+        "general.tasks[0]: metric 'accuracy_of_vibes' of "),
+    "general YAML that is no YAML": (
+        lambda c, d, t: (t / "bad.yaml").write_text("task: [unclosed\n") and c.update(general={"tasks": [str(t / "bad.yaml")]}),
+        "is not a readable task YAML"),
+    "general YAML that is a list": (
+        lambda c, d, t: (t / "list.yaml").write_text("- a\n- b\n") and c.update(general={"tasks": [str(t / "list.yaml")]}),
+        "is not a task YAML (expected a mapping, got list)"),
+    "general task over an empty data file": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t)]}) or (t / "hidden.jsonl").write_text(""),
+        "general.tasks[0]: the harness cannot load it"),
+    "general task over a cut data file": (
+        lambda c, d, t: c.update(general={"tasks": [task_yaml(t)]}) or (t / "hidden.jsonl").write_text('{"conte'),
+        "general.tasks[0]: the harness cannot load it"),
+    "general task YAML that is a folder": (
+        lambda c, d, t: (t / "dir.yaml").mkdir() or c.update(general={"tasks": [str(t / "dir.yaml")]}),
+        "general.tasks[0]: task YAML not found"),
+    "general probe and a declared probe name": (
+        lambda c, d, t: c.update(general={"tasks": ["nyt_cloze", task_yaml(t, name="nyt_cloze")]}),
+        "general.tasks[1]: task 'nyt_cloze' is declared twice"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_input_is_one_line_before_any_work(case, toy_data, write_config, cli, tmp_path, empty_cache):
+    change, message = HOSTILE[case]
+    cfg = tiny_config(toy_data)
+    folder = tmp_path / "yamls"
+    folder.mkdir()
+    change(cfg, toy_data, folder)
+    out = tmp_path / "out"
+    code, _, err = cli("run", write_config(cfg), "--output", out)
+    assert code == 2 and message in one_line(err), err
+    assert not out.exists()
+
+
+def test_a_head_lr_equal_to_lr_is_accepted_and_is_the_run_without_it(toy_data, write_config):
+    from curlora_bench.config.loading import load_config
+
+    plain, _ = load_config(write_config(tiny_config(toy_data), "a.yaml"))
+    cfg = tiny_config(toy_data)
+    cfg["train"]["head_lr"] = cfg["train"]["lr"]
+    same, _ = load_config(write_config(cfg, "b.yaml"))
+    assert same.identity(same.methods[0], 0) .run_key == plain.identity(plain.methods[0], 0).run_key
+
+
+def test_a_task_yaml_with_code_tags_says_what_it_will_run(toy_data, write_config, cli, tmp_path, empty_cache):
+    """lm-eval's `!function` imports the Python file beside the YAML: the run says which, before it
+    is imported (here the module is missing, so the harness then refuses the task in one line)."""
+    folder = tmp_path / "[red]tasks"  # printed as it is, not read as console markup
+    folder.mkdir()
+    path = task_yaml(folder, extra="process_docs: !function helpers.keep_all\n")
+    code, out, err = cli("run", write_config(tiny_config(toy_data, general={"tasks": [path]})), "--output",
+                         tmp_path / "out")
+    said = f"general.tasks[0]: {path} runs Python code when loaded: {folder / 'helpers.py'} (keep_all)"
+    assert "".join(said.split()) in "".join(out.split()), out  # the console wraps long paths anywhere
+    assert code == 2 and "general.tasks[0]: the harness cannot load it" in one_line(err)
+
+
+def test_general_scoring_outside_a_git_repository_writes_nothing_to_stderr(tmp_path, monkeypatch, capfd):
+    """The harness runs `git describe` for a note in its results (not read here); outside a
+    repository git's "fatal: not a git repository" reached the terminal."""
+    from curlora_bench.config.experiment import GeneralConfig
+    from curlora_bench.run.general import check_general, evaluate_general
+    from curlora_bench.sources.models import load_model
+
+    monkeypatch.chdir(tmp_path)
+    general = GeneralConfig(tasks=[task_yaml(tmp_path)], limit=None, batch_size=4)
+    lm = load_model("tiny-gpt2")
+    scores = evaluate_general(lm.model, lm.tokenizer, general, check_general(general))
+    assert {s.metric for s in scores} == {"acc"}
+    err = capfd.readouterr().err
+    assert "git" not in err and "fatal" not in err, err
+
+
+def test_nul_right_to_left_and_overlong_prompts_run(toy_data, write_config, cli, tmp_path):
+    """What is valid runs: NUL and right-to-left text in a prompted task's rows, a template longer
+    than `max_length` (the prompt keeps its last tokens), CURLoRA with random C/R."""
+    rows = _rows(toy_data, tmp_path, "odd.csv", lambda rows: [
+        {**r, "text": ("שלום \u202e" if i % 2 else "nul\x00 ") + r["text"]} for i, r in enumerate(rows)])
+    cfg = tiny_config(toy_data, methods=[{"method": "curlora", "rank": 2, "cr": "random"}])
+    _prompted(cfg, toy_data, train=rows, prompt="Words: " + "x " * 200 + "{text}\nReversed:", max_new_tokens=4)
+    out = tmp_path / "out"
+    code, _, err = cli("run", write_config(cfg), "--output", out)
+    assert code == 0, err
+    assert len(list(out.glob("curlora*/seed-0/summary.json"))) == 1, list(out.iterdir())

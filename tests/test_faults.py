@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, records, run_in, signal_at_step, snapshot, tiny_config
+from tests.conftest import (
+    ROOT,
+    one_line,
+    records,
+    run_in,
+    signal_at_step,
+    snapshot,
+    tiny_config,
+    two_runs,
+)
 
 
 def two_stage(toy_data: Path) -> dict:
@@ -304,3 +313,43 @@ def test_bench_arguments_are_one_line(cli, tmp_path, monkeypatch, args, message)
     code, out, err = cli("bench", "--model", "tiny-gpt2", "--steps", "1", "--warmup", "0", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, out + err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_that_cannot_be_written_is_one_line_and_left_nowhere(toy_data, write_config, tmp_path, cli, monkeypatch):
+    from curlora_bench.store import folders
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folders.os, "write", full)
+    code, _, err = cli("run", write_config(two_runs(toy_data)), "-o", tmp_path / "o")
+    assert code == 2
+    assert one_line(err) == f"error: {tmp_path / 'o' / '.lock'}: cannot write the lock file (No space left on device)"
+    assert not (tmp_path / "o" / ".lock").exists()
+
+
+def test_a_writer_that_cannot_flush_at_close_keeps_the_error_that_names_the_file(tmp_path):
+    from curlora_bench.store.folders import RecordWriter
+
+    writer = RecordWriter(tmp_path / "records.jsonl")
+    writer._f.close()
+
+    class Full:
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self):
+            return 0
+
+        close = flush
+
+    writer._f = Full()
+    from curlora_bench.core.errors import BenchError
+    from curlora_bench.store.schema import Record
+
+    with pytest.raises(BenchError, match="records.jsonl: cannot append a line"):
+        writer.write(Record(0, None, "c", "perplexity", 1.0, 1))
+    writer.close()  # what it could not flush was reported by the write, not a second error
