@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from tests.conftest import Crash, crash_at_steps, tiny_config, train_one
+from tests.conftest import Crash, crash_at_steps, run_in, tiny_config, train_one
 
 pytest.importorskip("tensorboard", reason="pip install 'curlora-bench[trackers]'")
 pytest.importorskip("mlflow", reason="pip install 'curlora-bench[trackers]'")
@@ -31,16 +30,9 @@ def without_timing(lines: list[dict]) -> list[dict]:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, toy_data):
     """One uninterrupted tiny run of LoRA and CURLoRA with TensorBoard and MLflow on."""
-    from curlora_bench.config.loading import load_config
-    from curlora_bench.experiment.driver import run_experiment
-
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     d = tmp_path_factory.mktemp("logged")
-    cfg_path = d / "exp.yaml"
-    cfg_path.write_text(yaml.safe_dump(tiny_config(toy_data, log=["tensorboard", "mlflow"])))
-    cfg, _ = load_config(cfg_path)
-    run_experiment(cfg, d / "out")
-    return cfg_path, d / "out"
+    return d / "exp.yaml", run_in(d, tiny_config(toy_data, log=["tensorboard", "mlflow"]))
 
 
 def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import (
     ROOT,
     free_port,
     one_line,
+    run_in,
     run_killed,
     runs_snapshot,
     signal_at_step,
@@ -33,13 +33,8 @@ from tests.conftest import (
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory, toy_data):
-    from curlora_bench.config.loading import load_config
-    from curlora_bench.experiment.driver import run_experiment
-
     d = tmp_path_factory.mktemp("done")
-    (d / "exp.yaml").write_text(yaml.safe_dump(two_runs(toy_data)))
-    run_experiment(load_config(d / "exp.yaml")[0], d / "out")
-    return d / "exp.yaml", d / "out"
+    return d / "exp.yaml", run_in(d, two_runs(toy_data))
 
 
 @pytest.fixture

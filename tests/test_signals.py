@@ -17,6 +17,7 @@ import yaml
 from tests.conftest import (
     ROOT,
     one_line,
+    run_in,
     tiny_config,
 )
 from tests.test_bad_inputs import task_yaml
@@ -113,16 +114,10 @@ def test_a_signal_while_report_writes_is_one_line_and_no_half_file(finished_run,
 @pytest.fixture(scope="module")
 def general_reference(tmp_path_factory, toy_data):
     """An uninterrupted one-method run with a small `general:` task."""
-    from curlora_bench.config.loading import load_config
-    from curlora_bench.experiment.driver import run_experiment
-
     d = tmp_path_factory.mktemp("general-ref")
     cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}],
                       general={"tasks": [task_yaml(d)], "limit": None, "batch_size": 4})
-    (d / "exp.yaml").write_text(yaml.safe_dump(cfg))
-    loaded, _ = load_config(d / "exp.yaml")
-    run_experiment(loaded, d / "out")
-    return d / "exp.yaml", d / "out"
+    return d / "exp.yaml", run_in(d, cfg)
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
