@@ -26,7 +26,7 @@ def test_run_and_report(toy_data, write_config, tmp_path, cli, model):
         assert [r.stage for r in ppl] == [0, 1, 2]
         assert all(r.protocol["window"] == 128 for r in ppl)
         summary = json.loads((run / "summary.json").read_text())
-        A = summary["accuracy_matrix"]
+        A = summary["score_matrix"]
         assert A[0][1] is None and all(0 <= v <= 1 for v in (A[0][0], A[1][0], A[1][1]))
         assert summary["perplexity"]["initial"] == ppl[0].value
         if params:

@@ -43,7 +43,7 @@ def test_default_config_shrunk_on_smollm2(cli, tmp_path):
         assert s["status"] == "complete" and s["adapted_modules"] == 90
         # LoRA: per layer, one (q) + two (k, v) matrices in one per_matrix; CURLoRA: r x r per matrix
         assert s["trainable_parameters"] == (30 * per_matrix if label == "lora-r8" else 90 * per_matrix)
-        A = s["accuracy_matrix"]
+        A = s["score_matrix"]
         assert lower_triangle(A) == pytest.approx(flat(SEQ[label]["matrix"]), abs=1e-9), (label, A)
         assert all(v is None for i, row in enumerate(A) for v in row[i + 1:])
         ppl = s["perplexity"]
@@ -70,7 +70,7 @@ def test_generative_config_shrunk_on_smollm2(cli, tmp_path):
                            "tweet-sentiment-prompt": "accuracy"}
     rewrite = s["zero_shot"]["bible-rewrite"]
     assert rewrite == pytest.approx(SEQ_GEN_REWRITE_ZERO_SHOT, rel=1e-6)
-    A = s["accuracy_matrix"]
+    A = s["score_matrix"]
     assert lower_triangle(A) == pytest.approx(flat(SEQ_GEN_MATRIX), rel=1e-6), A
     assert s["perplexity"]["final"] == pytest.approx(INITIAL_PPL, rel=1e-5)  # drift 1.0 here, as pinned
     lines = (out / "curlora-r8" / "seed-0" / "generations.jsonl").read_text().splitlines()

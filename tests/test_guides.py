@@ -55,7 +55,7 @@ def test_the_guides_task_kind_trains_and_scores_a_run(focal, toy_data, write_con
     assert [t.task_kind.name for t in cfg.tasks] == ["focal", "focal"]
     [summary] = run_experiment(cfg, tmp_path / "out")
     assert summary.status == "complete" and calls  # trained through the focal loss
-    assert len(summary.accuracy_matrix) == 2 and all(0 <= v <= 1 for v in summary.accuracy_matrix[1])
+    assert len(summary.score_matrix) == 2 and all(0 <= v <= 1 for v in summary.score_matrix[1])
     records = [json.loads(line) for line in (tmp_path / "out" / summary.label / "seed-0" / "records.jsonl")
                .read_text().splitlines()]
     assert {r["metric"] for r in records} == {"accuracy", "perplexity"}
@@ -100,7 +100,7 @@ def test_the_guides_metric_reaches_the_summary_and_the_report(toy_data, write_co
     metrics.MATRIX_METRICS.append(entry)  # the one entry the guide adds (the list every reader shares)
     try:
         [summary] = run_experiment(cfg, tmp_path / "after")
-        A = summary.accuracy_matrix
+        A = summary.score_matrix
         assert summary.metrics["max_forgetting"] == pytest.approx(max_forgetting(A))
         text = to_markdown(build_table(find_runs([tmp_path / "after"])))
         assert "| Forgetting, worst task |" in text

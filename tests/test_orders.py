@@ -7,10 +7,10 @@ import pytest
 
 from curlora_bench.analysis.paired import order_spread
 from curlora_bench.analysis.report import Column, build_table
+from curlora_bench.analysis.rows import summary_rows
 from curlora_bench.config.experiment import task_orders
 from curlora_bench.config.loading import load_config
 from curlora_bench.core.errors import BenchError
-from curlora_bench.core.metrics import summary_rows
 from curlora_bench.experiment.driver import run_experiment
 from curlora_bench.run.spec import RunSpec
 from tests.conftest import tiny_config
@@ -55,9 +55,9 @@ def test_orders_run_everywhere_and_the_listed_order_keeps_its_runs(toy_data, wri
     row = {r.name: r for r in t.rows}
     vals = t.values(row["pairs accuracy (after polarity)"], t.columns[0])
     # pooled by name: the listed run's final pairs accuracy only (the swapped run learned pairs last)
-    assert vals == [listed.accuracy_matrix[1][0]]
+    assert vals == [listed.score_matrix[1][0]]
     assert sorted(t.values(row["pairs accuracy (after pairs)"], t.columns[0])) == sorted(
-        [listed.accuracy_matrix[0][0], swapped.accuracy_matrix[1][1]])
+        [listed.score_matrix[0][0], swapped.score_matrix[1][1]])
 
 
 def _runs(out):

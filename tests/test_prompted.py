@@ -307,12 +307,12 @@ def test_records_hold_every_metric_of_every_earlier_task_each_stage(gen_run):
         assert got == stages, s.label
         assert all(r.measured_once for r in recs if r.stage == 0)
         zs = {(r.task, r.metric): r.value for r in recs if r.stage == 0 and r.metric != "perplexity"}
-        assert all(r.majority_baseline == zs[(r.task, r.metric)] for r in recs if r.stage > 0 and r.task in
+        assert all(r.baseline == zs[(r.task, r.metric)] for r in recs if r.stage > 0 and r.task in
                    ("polarity", "rewrite"))
         assert s.metric == {"polarity": "accuracy", "rewrite": "rouge_l"}
-        assert s.majority_baseline == {"polarity": zs[("polarity", "accuracy")], "rewrite": zs[("rewrite", "rouge_l")]}
+        assert s.baseline == {"polarity": zs[("polarity", "accuracy")], "rewrite": zs[("rewrite", "rouge_l")]}
         assert s.head_parameters == {"polarity": 0, "rewrite": 0} and s.num_classes == {"polarity": 2, "rewrite": 0}
-        last = s.accuracy_matrix[-1]
+        last = s.score_matrix[-1]
         assert last == [next(r.value for r in recs if r.stage == 2 and r.task == t and r.metric == s.primary(t))
                         for t in ("polarity", "rewrite")]
         gens = read_generations(out / s.label / "seed-0" / GENERATIONS)
@@ -405,7 +405,7 @@ def test_a_mixed_sequence_keeps_the_classification_head(toy, write_config, tmp_p
     recs = read_records(tmp_path / "out" / "curlora-r2" / "seed-0" / RECORDS)
     polarity = [r for r in recs if r.task == "polarity"]
     assert [(r.stage, r.metric) for r in polarity] == [(1, "accuracy"), (2, "accuracy")]
-    assert polarity[0].majority_baseline == s.majority_baseline["polarity"]
+    assert polarity[0].baseline == s.baseline["polarity"]
 
 
 def test_a_finished_prompted_run_is_kept_and_checked(gen_run, tmp_path):
@@ -435,7 +435,7 @@ def test_task_orders_and_grids_run_prompted_tasks(toy, write_config, tmp_path):
     assert {tuple(s.tasks) for s in summaries} == {("polarity", "rewrite"), ("rewrite", "polarity")}
     assert len({json.dumps(s.zero_shot, sort_keys=True) for s in summaries}) == 1
     for s in summaries:  # the matrix's entries are each task's primary metric, in the run's order
-        assert s.majority_baseline == {t: s.zero_shot[t][s.primary(t)] for t in s.tasks}
+        assert s.baseline == {t: s.zero_shot[t][s.primary(t)] for t in s.tasks}
 
 
 def test_trackers_get_every_metric_by_name():

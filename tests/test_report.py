@@ -25,7 +25,7 @@ def summary_dict(label, seed, method, A=A, ppl=(10.0, [11.0, 12.0, 13.0]), drift
         "run_key": f"{label}-{seed}", "settings_hash": settings_hash or f"h-{label}",
         "settings": settings or {"model": model, "protocol": protocol}, "status": status, "error": error,
         "model": model, "protocol": protocol, "padding_side": "right", "tasks": tasks, "num_classes": {t: 2 for t in tasks},
-        "majority_baseline": {t: 0.5 for t in tasks}, "data": {}, "accuracy_matrix": A,
+        "baseline": {t: 0.5 for t in tasks}, "data": {}, "score_matrix": A,
         "perplexity": {"initial": ppl[0], "after_stage": ppl[1], "final": ppl[1][-1],
                        "protocol": {"corpus": "wikitext2", "window": 256}},
         "metrics": {"average_accuracy": 0.7, "backward_transfer": -0.1, "forgetting": 0.1, "perplexity_drift": 1.3},

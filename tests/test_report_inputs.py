@@ -64,7 +64,7 @@ def test_report_refuses_two_different_files_for_one_run(tmp_path, cli):
 def test_report_on_a_wrongly_shaped_summary_is_one_line(damage, tmp_path, cli):
     run = tmp_path / "x" / "lora-r8" / "seed-0"
     shutil.copytree(sorted(PUBLISHED.glob("*/seed-0"))[0], run)
-    data = json.loads((run / "summary.json").read_text())
+    data = json.loads((run / "summary.json").read_text())  # schema 2: renamed when read
     if damage == "a row missing":
         data["accuracy_matrix"] = data["accuracy_matrix"][:-1]
     elif damage == "a row too short":
@@ -75,7 +75,7 @@ def test_report_on_a_wrongly_shaped_summary_is_one_line(damage, tmp_path, cli):
     code, _, err = cli("report", tmp_path / "x")
     assert code == 2
     line = one_line(err)
-    assert str(run / "summary.json") in line and "accuracy_matrix" in line and "expected 3 x 3 (3 tasks)" in line
+    assert str(run / "summary.json") in line and "score_matrix" in line and "expected 3 x 3 (3 tasks)" in line
 
 # ---- report: hostile options and damaged run files ------------------------------------------------
 
@@ -96,14 +96,14 @@ def _predictions(results, data: bytes) -> None:
 REPORT_CASES = {
     "--margin inf": (None, ["--margin", "inf"], "--margin: must be a finite number, got inf"),
     "--plasticity gain without head-only": (None, ["--plasticity", "gain"], "--plasticity gain: no head-only run"),
-    "accuracy 7.0 in a summary": (lambda r: _summary(r, lambda d: d["accuracy_matrix"][0].__setitem__(0, 7.0)), [],
-                                  "accuracy_matrix[0][0]: 7.0 is not a score in [0, 1]"),
-    "accuracy -0.5 in a summary": (lambda r: _summary(r, lambda d: d["accuracy_matrix"][1].__setitem__(1, -0.5)), [],
-                                   "accuracy_matrix[1][1]: -0.5 is not a score in [0, 1]"),
-    "NaN accuracy in a summary": (lambda r: _summary(r, lambda d: d["accuracy_matrix"][1].__setitem__(0, float("nan"))),
-                                  [], "accuracy_matrix[1][0]: expected a number, got nan"),
-    "a baseline of 2 in a summary": (lambda r: _summary(r, lambda d: d["majority_baseline"].__setitem__("pairs", 2)),
-                                     [], "majority_baseline.pairs: 2.0 is not a score in [0, 1]"),
+    "accuracy 7.0 in a summary": (lambda r: _summary(r, lambda d: d["score_matrix"][0].__setitem__(0, 7.0)), [],
+                                  "score_matrix[0][0]: 7.0 is not a score in [0, 1]"),
+    "accuracy -0.5 in a summary": (lambda r: _summary(r, lambda d: d["score_matrix"][1].__setitem__(1, -0.5)), [],
+                                   "score_matrix[1][1]: -0.5 is not a score in [0, 1]"),
+    "NaN accuracy in a summary": (lambda r: _summary(r, lambda d: d["score_matrix"][1].__setitem__(0, float("nan"))),
+                                  [], "score_matrix[1][0]: expected a number, got nan"),
+    "a baseline of 2 in a summary": (lambda r: _summary(r, lambda d: d["baseline"].__setitem__("pairs", 2)),
+                                     [], "baseline.pairs: 2.0 is not a score in [0, 1]"),
     "non-UTF-8 predictions": (lambda r: _predictions(r, lambda b: b + b"\xff\xfe\n"), [],
                               "predictions.jsonl: line "),
     "truncated predictions": (lambda r: _predictions(r, lambda b: b[: len(b) // 2]), [],

@@ -115,7 +115,7 @@ def test_nan_loss_stops_that_run_only(tmp_path, cli, write_config, toy_data, mon
     assert full["error"] == "full seed 0 stage 2 (polarity) step 3: loss is nan at step 3"
     flat = " ".join(stdout.split())
     assert "stopped: full seed 0 stage 2" in flat and "finished stages are kept" in flat
-    assert full["accuracy_matrix"][0][0] is not None and full["accuracy_matrix"][1] == [None, None]
+    assert full["score_matrix"][0][0] is not None and full["score_matrix"][1] == [None, None]
     assert (run / "checkpoints" / "stage-1").is_dir()
     other = json.loads((tmp_path / "o" / "curlora-r2" / "seed-0" / "summary.json").read_text())
     assert other["status"] == "complete"

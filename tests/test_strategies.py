@@ -255,10 +255,10 @@ def test_joint_run_is_one_row_flagged_in_the_report(toy_data, write_config, tmp_
         {"method": "lora", "rank": 2}, {"method": "joint", "adapter": {"method": "lora", "rank": 2}}])))
     seq, joint = run_experiment(cfg, tmp_path / "out")
     assert joint.label == "joint-lora-r2"
-    assert joint.accuracy_matrix[0] == [None, None] and None not in joint.accuracy_matrix[1]
+    assert joint.score_matrix[0] == [None, None] and None not in joint.score_matrix[1]
     assert [s.steps for s in joint.stages] == [sum(s.steps for s in seq.stages)]
     assert joint.metrics["forgetting"] is None
-    assert joint.metrics["average_accuracy"] == pytest.approx(sum(joint.accuracy_matrix[1]) / 2)
+    assert joint.metrics["average_accuracy"] == pytest.approx(sum(joint.score_matrix[1]) / 2)
     records = read_records(tmp_path / "out" / "joint-lora-r2" / "seed-0" / "records.jsonl")
     assert {(r.stage, r.after_task, r.task) for r in records} == {(2, "joint", "pairs"), (2, "joint", "polarity")}
     md = render(find_runs([tmp_path / "out"]), "md")

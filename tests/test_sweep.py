@@ -276,7 +276,7 @@ def test_strategies_are_families_and_joint_is_never_matched():
     cols = _columns((("lora-r8", lora, 0.8, 2.0, 0.07), ("ewc-a", ewc, 0.7, 1.1, 0.0), ("ewc-b", ewc, 0.9, 1.3, 0.0)))
     joint_runs = _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0)
     for s in joint_runs:
-        s.accuracy_matrix, s.regime = [[None, None], [0.9, 0.9]], "joint"
+        s.score_matrix, s.regime = [[None, None], [0.9, 0.9]], "joint"
     cols.append(Column("joint-lora-r8", runs=[Run(None, s) for s in joint_runs]))
     to = tradeoff(cols, draws=0)
     assert {p.column: p.family for p in to.points} == {
@@ -372,7 +372,7 @@ def test_tradeoff_plot_draws_joint_as_a_level(tmp_path, monkeypatch):
     runs += [Run(None, s) for s in _summaries("lora-r4", lora, 0.7, 1.1, 0.03)]
     runs += [Run(None, s) for s in _summaries("lora-r2", lora, 0.9, 9.0, 0.03)]
     for s in _summaries("joint-lora-r8", joint, 0.9, 1.3, 0.0):
-        s.accuracy_matrix, s.regime = [[None, None], [0.9, 0.9]], "joint"
+        s.score_matrix, s.regime = [[None, None], [0.9, 0.9]], "joint"
         runs.append(Run(None, s))
     figures = []
     monkeypatch.setattr(tradeoff_plot.plt.Figure, "savefig", lambda fig, path, **k: figures.append(fig))

@@ -66,7 +66,7 @@ def value(summary, quantity: str) -> float | None:
     if summary.status != "complete":
         return None
     if quantity == "plasticity":
-        return metrics.plasticity(summary.accuracy_matrix)
+        return metrics.plasticity(summary.score_matrix)
     v = summary.metrics.get(quantity)
     if v is None:
         return None

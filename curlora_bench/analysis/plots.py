@@ -26,6 +26,7 @@ from ..core.metrics import TASK_METRICS  # noqa: E402
 from ..store.folders import Run  # noqa: E402
 from ..store.schema import RunSummary, read_train_log  # noqa: E402
 from .report import check_one_experiment, group_columns  # noqa: E402
+from .rows import score_word  # noqa: E402
 from .tradeoff import tradeoff  # noqa: E402
 from .tradeoff_plot import DPI, STYLE, WIDTH  # noqa: E402
 
@@ -73,7 +74,7 @@ def accuracy_heatmaps(runs: list[Run], path: Path) -> Path:
         mean = np.full((T, T), np.nan)
         for i in range(T):
             for j in range(i + 1):
-                mean[i, j] = _mean_std([s.accuracy_matrix[i][j] for s in summaries])[0]
+                mean[i, j] = _mean_std([s.score_matrix[i][j] for s in summaries])[0]
         image = ax.imshow(mean, vmin=0.0, vmax=1.0, cmap="viridis")
         for i in range(T):
             for j in range(i + 1):
@@ -114,13 +115,13 @@ def perplexity_per_stage(runs: list[Run], path: Path) -> Path | None:
 def earlier_tasks(runs: list[Run], path: Path) -> Path:
     groups = by_column(runs)
     tasks = runs[0].summary.tasks
-    majority = runs[0].summary.majority_baseline
+    majority = runs[0].summary.baseline
     T = len(tasks)
     fig, axes, spare = grid(T, 2, 3.8, sharey=True)
     for j, (ax, task) in enumerate(zip(axes, tasks)):
         x = np.arange(j, T)
         for label, summaries in groups.items():
-            stats = [_mean_std([s.accuracy_matrix[i][j] for s in summaries]) for i in x]
+            stats = [_mean_std([s.score_matrix[i][j] for s in summaries]) for i in x]
             ax.errorbar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", ms=7, capsize=4,
                         label=label)
         first = runs[0].summary
@@ -184,7 +185,7 @@ def tradeoff_plot(runs: list[Run], path: Path, **options) -> Path | None:
 
     check_one_experiment(runs)
     to = tradeoff(group_columns(runs), draws=0, **options)
-    return draw(to, path, metrics.score_word(runs[0].summary.metric)) if to is not None else None
+    return draw(to, path, score_word(runs[0].summary.metric)) if to is not None else None
 
 
 @styled

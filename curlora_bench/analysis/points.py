@@ -212,7 +212,7 @@ def log_drift(summary, corpus: str | None) -> float | None:
 
 
 def run_values(summary, corpus: str | None, scores=None) -> RunValues:
-    A = summary.accuracy_matrix
+    A = summary.score_matrix
     complete = summary.status == "complete"
     values = {
         "plasticity": metrics.plasticity(A) if complete else None,

@@ -2,7 +2,7 @@
 
 Columns are points of one experiment: runs that share a settings hash (the experiment's
 settings and the method's options) and a label, their seeds pooled. Rows come from the
-metrics (`metrics.summary_rows`) and from the methods present (`Adapter.report_rows`).
+metrics (`rows.summary_rows`) and from the methods present (`Adapter.report_rows`).
 Runs of different experiments are refused, naming the settings that differ.
 """
 
@@ -26,9 +26,9 @@ from ..config.regimes import REGIMES
 from ..core import metrics
 from ..core.errors import BenchError
 from ..core.layout import PREDICTIONS
-from ..core.metrics import Row
 from ..store.folders import Run, experiment_labels
 from ..store.schema import read_predictions
+from . import rows as report_rows
 from . import stats
 from .markdown import (
     mcnemar_markdown,
@@ -45,6 +45,7 @@ from .paired import (
     order_spread,
     paired_differences,
 )
+from .rows import Row
 from .tradeoff import DRAWS, Selection, TradeOff, select_on_validation, tradeoff
 
 
@@ -141,11 +142,11 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
     check_one_experiment(runs)
     first = runs[0].summary
     columns = group_columns(runs)
-    rows = metrics.summary_rows(first.tasks, first.majority_baseline, first.metric)
+    rows = report_rows.summary_rows(first.tasks, first.baseline, first.metric)
     rows += corpus_rows(first)
-    rows += metrics.general_rows(first.general)
+    rows += report_rows.general_rows(first.general)
     for name in dict.fromkeys(r.summary.method["method"] for r in runs):
-        rows += [d.row() for d in ADAPTERS.get(name).report_rows]
+        rows += [report_rows.diagnostic_row(d) for d in ADAPTERS.get(name).report_rows]
     cells = {}
     for col in columns:
         for row in rows:
@@ -179,7 +180,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
                  example_pairs(columns, base, scores), options.margin, selections,
-                 "baseline" if first.zero_shot else "majority", metrics.score_word(first.metric))
+                 "baseline" if first.zero_shot else "majority", report_rows.score_word(first.metric))
 
 
 def corpus_rows(first) -> list[Row]:

@@ -8,10 +8,10 @@ run). How a run executes (`execution:`: trackers, log interval, gradient checkpo
 compile, executor, asset cache) is left out by construction, as PEFT leaves its
 `runtime_config` out of `to_dict`, so it never changes an identity.
 
-Two facts of history are kept so that runs made before this module existed keep their keys:
-`train.compile` was a training setting at its default `false` (hashed as such), and joint
-training was written `{method: joint, adapter: {...}}` (hashed in that form). Settings read
-back from older files are normalised (`comparable`) before they are compared.
+Two facts of history (`config.legacy`) are kept so that runs made before this module existed
+keep their keys: `train.compile` was a training setting at its default `false` (hashed as such),
+and joint training was written `{method: joint, adapter: {...}}` (hashed in that form). Settings
+read back from older files are normalised (`comparable`) before they are compared.
 """
 
 from __future__ import annotations
@@ -22,16 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..sources.kinds import omitted_fields
+from .legacy import HASHED_CONSTANTS, LEGACY_EXECUTION
 
 # keys of a resolved config that are no part of a run's settings: what varies between the runs
 # of one experiment, and how runs execute
 RUN_LOCAL_KEYS = ("name", "seeds", "methods", "orders", "execution")
-# where execution options lived before they had their own section (still accepted, and moved)
-LEGACY_EXECUTION = {("train", "gradient_checkpointing"): "gradient_checkpointing",
-                    ("train", "log_every"): "log_every", ("train", "compile"): "compile",
-                    ("log",): "log", ("cache_dir",): "cache_dir"}
-# the part of the settings hashed as a constant: compile at its default when it was a train key
-HASHED_CONSTANTS = {"train": {"compile": False}}
 # settings added since runs were first published, left out of an identity at their default (the
 # behaviour before they existed), so those runs keep their keys
 # (a `[]` section is a list of mappings: the key of each of its items, as `tasks[]`)

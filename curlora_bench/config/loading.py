@@ -13,27 +13,7 @@ import yaml
 from ..core.errors import BenchError
 from ..core.parse import from_dict
 from .experiment import ExperimentConfig
-from .identity import LEGACY_EXECUTION
-
-
-def move_legacy_keys(raw: dict, where: str) -> None:
-    """Execution options where they lived before `execution:` existed (`train.log_every`, `log`,
-    `cache_dir`, ...) move into `execution:`, so older configs and config.yaml files still load."""
-    for path, key in LEGACY_EXECUTION.items():
-        node = raw
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or path[-1] not in node:
-            continue
-        value = node.pop(path[-1])
-        execution = raw.setdefault("execution", {})
-        if not isinstance(execution, dict):
-            return  # the schema names it
-        if key in execution and execution[key] != value:
-            raise BenchError(f"{where}{'.'.join(path)}: also set as execution.{key} (to {execution[key]!r}); "
-                             f"keep one (execution.{key})")
-        execution[key] = value
-
+from .legacy import legacy_set_key, move_legacy_keys
 
 # top-level keys read before the config is parsed: a built-in sequence and which of its orders
 # (`expand_sequence`); they become `tasks:` and `orders:`, so they are no part of the schema
@@ -79,10 +59,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise BenchError(f"--set {assignment}: expected KEY=VALUE")
     key, _, value = assignment.partition("=")
-    parts = key.strip().split(".")
-    moved = LEGACY_EXECUTION.get(tuple(parts))
-    if moved is not None:  # an execution option under the name it had before `execution:` existed
-        parts = ["execution", moved]
+    parts = legacy_set_key(key.strip().split("."))
     if len(parts) == 1 and parts[0] in SEQUENCE_KEYS:  # read before the schema (expand_sequence)
         raw[parts[0]] = _parse_value(value)
         return

@@ -1,11 +1,11 @@
-"""Continual-learning metrics, each with the report row it owns.
+"""Continual-learning metrics: pure functions, and the title and format each one's report row has.
 
-Pure functions over the accuracy matrix A[i][j]: the accuracy on task j after training stage
-i (0-based, j <= i); entries with j > i are None. T is the number of stages. Every metric a
-run summarises is declared once in `MATRIX_METRICS` (key, row title, format, function), so
-adding one is one entry here; `summary_rows` lays out the report's rows in the paper's order.
-This module imports nothing else from the package; adapters declare their own rows as
-`DiagnosticRow` data.
+Pure functions over the score matrix A[i][j]: the score (accuracy, or a task's primary metric)
+on task j after training stage i (0-based, j <= i); entries with j > i are None. T is the number
+of stages. Every metric a run summarises is declared once in `MATRIX_METRICS` (key, row title,
+format, function), so adding one is one entry here; the report's rows are laid out from these in
+`analysis.rows`. This module imports nothing else from the package; adapters declare their own
+rows as `DiagnosticRow` data.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 Matrix = Sequence[Sequence[float | None]]
 
@@ -146,49 +145,20 @@ def drift_summary(per_module: dict[str, float]) -> tuple[float, float]:
     return (sum(vals) / len(vals), max(vals)) if vals else (0.0, 0.0)
 
 
-# ---- report rows -------------------------------------------------------------------------
+# ---- how a report formats a value (a metric's and an adapter's rows declare one) ----------
 
 Kind = str  # how a value is formatted: accuracy | perplexity | count | signed | ratio | drift (a ratio summarised on the log scale) | small | kl
-
-
-@dataclass(frozen=True)
-class Row:
-    """One report row: its title, how to format it, and how to read it from a run summary.
-
-    `read` gets a typed `RunSummary` and returns None where the run has no such value.
-    `paper_key` names the row in the paper's published tables, for rows the paper reports.
-    """
-
-    name: str
-    kind: Kind
-    read: Callable[[Any], float | None]
-    baseline: float | None = None
-    paper_key: str | None = None
 
 
 @dataclass(frozen=True)
 class DiagnosticRow:
     """A report row an adapter declares as data: the value at `paths[0]` of a run summary's
     `diagnostics` (a path is a tuple of keys), or the sum of the values at several paths;
-    None where the run has none of them."""
+    the report (`analysis.rows`) reads it."""
 
     name: str
     kind: Kind
     paths: tuple[tuple[str, ...], ...]
-
-    def read(self, summary: Any) -> float | None:
-        values = []
-        for path in self.paths:
-            node = summary.diagnostics
-            for key in path:
-                if not isinstance(node, dict) or key not in node:
-                    return None
-                node = node[key]
-            values.append(node)
-        return sum(values) if values else None
-
-    def row(self) -> Row:
-        return Row(self.name, self.kind, self.read)
 
 
 @dataclass(frozen=True)
@@ -216,32 +186,6 @@ def matrix_metrics(A: Matrix, ppl0: float | None, ppl1: float | None) -> dict[st
         return {}
     square = [row[: len(A)] for row in A]
     return {m.key: m.compute(square, ppl0, ppl1) for m in MATRIX_METRICS}
-
-
-def _acc(after: str, task: str) -> Callable[[Any], float | None]:
-    """Accuracy on `task` after the stage that learned `after`, by name (runs in other orders pool)."""
-    def read(s: Any) -> float | None:
-        i, j = s.tasks.index(after), s.tasks.index(task)
-        return s.accuracy_matrix[i][j] if j <= i else None
-
-    return read
-
-
-def _metric(key: str) -> Callable[[Any], float | None]:
-    return lambda s: s.metrics.get(key)  # a failed run before stage 1 has no metrics
-
-
-def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
-    def read(s: Any) -> float | None:
-        if not s.drift:
-            return None
-        # by stage number: a joint run has one entry, at the final stage
-        d = s.drift[-1] if stage is None else next((d for d in s.drift if d.stage == stage + 1), None)
-        if d is None or not d.modules:
-            return None
-        return getattr(d, key)
-
-    return read
 
 
 # ---- general ability (lm-evaluation-harness tasks; `RunSummary.general`) ----------------------
@@ -282,54 +226,3 @@ def general_ability(general: General | None, when: str, task: str | None = None,
         return before
     after = sum(a for _, a in pairs) / len(pairs)
     return after if when == "after" else before - after
-
-
-def general_rows(general: General | None) -> list[Row]:
-    """Rows of general ability: before / after / drop per task and metric, then their average
-    over tasks (each task's primary metric)."""
-    if not general:
-        return []
-    rows = []
-    names = {"before": "before", "after": "after", "drop": "drop (before − after)"}
-    kinds = {"before": "accuracy", "after": "accuracy", "drop": "signed"}
-    for task, by_metric in general.items():
-        for metric in by_metric:
-            rows += [Row(f"General ability ({task}, {metric}) {names[w]}", kinds[w],
-                         lambda s, w=w, t=task, m=metric: general_ability(s.general, w, t, m)) for w in names]
-    if len(general) > 1:
-        what = f"average of {len(general)} tasks' " + ", ".join(general_primary(list(m)) for m in general.values())
-        rows += [Row(f"General ability ({what}) {names[w]}", kinds[w],
-                     lambda s, w=w: general_ability(s.general, w)) for w in names]
-    return rows
-
-
-def score_word(metric: dict[str, str] | None) -> str:
-    """What the matrix metrics average: "accuracy", or "score" where some task's primary metric
-    (`metric`: task -> its metric) is not accuracy."""
-    return "score" if any(m != "accuracy" for m in (metric or {}).values()) else "accuracy"
-
-
-def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str, str] | None = None) -> list[Row]:
-    """The report's rows in the paper's order, then the matrix metrics and the weight drift.
-
-    `metric`: each task's primary metric (None: accuracy throughout). Where a task's is not
-    accuracy its rows say which it is, and the matrix metrics average scores, not accuracies."""
-    metric = metric or {}
-    word = score_word(metric)
-    rows = [Row("Initial perplexity", "perplexity", lambda s: s.perplexity.initial, paper_key="initial_ppl")]
-    for i, t in enumerate(tasks):
-        for j in [i, *range(i)]:  # the task just learned first, then the earlier ones
-            title = TASK_METRICS[metric.get(tasks[j], "accuracy")].title
-            rows.append(Row(f"{tasks[j]} {title} (after {t})", "accuracy", _acc(t, tasks[j]), majority.get(tasks[j]),
-                            paper_key=f"{tasks[j]}_acc_after_{t}" if title == "accuracy" else None))
-    rows += [
-        Row("Final perplexity", "perplexity", lambda s: s.perplexity.final, paper_key="final_ppl"),
-        Row("Trainable parameters", "count", lambda s: s.trainable_parameters),
-        Row("Plasticity (each task right after it was learned)", "accuracy",
-            lambda s: plasticity(s.accuracy_matrix) if s.status == "complete" else None),
-        *(Row(m.title.replace("accuracy", word), m.kind, _metric(m.key))
-          for m in MATRIX_METRICS),
-    ]
-    rows += [Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")) for i, t in enumerate(tasks)]
-    rows.append(Row("‖ΔW‖/‖W‖ max over matrices (final)", "small", _drift(None, "max")))
-    return rows

@@ -156,7 +156,7 @@ def probe_config(raw: dict, entry: Any, lr: float, seeds: list[int], base_dir: P
 
 def plasticity_of(summaries: list) -> float | None:
     """Mean plasticity of finished runs (None: a run failed or none finished)."""
-    values = [metrics.plasticity(s.accuracy_matrix) for s in summaries if s.status == "complete"]
+    values = [metrics.plasticity(s.score_matrix) for s in summaries if s.status == "complete"]
     if not values or len(values) < len(summaries) or any(v is None for v in values):
         return None
     return sum(values) / len(values)

@@ -231,7 +231,7 @@ def evaluate(state: RunState, ledger: Ledger, stage: Stage) -> None:
                 tag = None if split == "eval" else split
                 for s in scores:
                     ledger.record(Record(stage.number, stage.name, task.name, s.metric, s.value, s.n,
-                                         majority_baseline=baseline(state, task.name, s), split=tag))
+                                         baseline=baseline(state, task.name, s), split=tag))
                     if s.per_example is not None:
                         ledger.predicted(Prediction(stage.number, stage.name, task.name, s.metric, s.per_example, tag))
                     if s.generations is not None and tag is None:

@@ -43,7 +43,7 @@ from ..core.layout import (
     TRAIN_LOG,
     stage_dir,
 )
-from .schema import SCHEMA_VERSION, RunSummary, StageCheckpoint, dump, load
+from .schema import TENSORS_FORMAT, RunSummary, StageCheckpoint, dump, load
 
 
 def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -92,7 +92,7 @@ def save_stage(run: Path, state: StageCheckpoint, adapter: dict[str, torch.Tenso
     state.strategy_tensors = {k: list(v.shape) for k, v in (strategy or {}).items()}
     try:
         tmp.mkdir(parents=True)
-        save_file(_tensors(adapter), tmp / ADAPTER, metadata={"format": str(SCHEMA_VERSION)})
+        save_file(_tensors(adapter), tmp / ADAPTER, metadata={"format": str(TENSORS_FORMAT)})
         save_file(_tensors(heads), tmp / HEADS)
         save_file(_tensors(rng_tensors), tmp / RNG)
         if strategy:

@@ -25,7 +25,7 @@ from ..sources.heads import TaskHeads
 from ..sources.models import hidden_size
 from . import checkpoint
 from .folders import write_atomic
-from .schema import SCHEMA_VERSION
+from .schema import TENSORS_FORMAT
 
 
 def pick_run(experiment: Path, method: str | None, seed: int | None) -> Path:
@@ -72,7 +72,7 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
         why = getattr(exc, "strerror", None) or first_line(exc)
         raise BenchError(f"{out}: cannot write the export ({why}); the run is unchanged") from None
     meta = {
-        "format": SCHEMA_VERSION,
+        "format": TENSORS_FORMAT,
         "base_model": state.model,
         "method": state.method,
         "seed": state.seed,

@@ -237,7 +237,7 @@ def expected_records(summary: RunSummary) -> int:
     perplexity and each prompted task's zero-shot score, then per stage every accuracy-matrix entry
     and each corpus's perplexity (a prompted task's further metrics come on top, uncounted)."""
     corpora = (summary.perplexity.initial is not None) + len(summary.perplexities or {})
-    accuracies = sum(v is not None for matrix in (summary.accuracy_matrix, summary.validation_matrix or [])
+    accuracies = sum(v is not None for matrix in (summary.score_matrix, summary.validation_matrix or [])
                      for row in matrix for v in row)
     return corpora * (1 + len(summary.stages)) + accuracies + len(summary.zero_shot or {})
 

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config.legacy import upgrade_summary
+from ..config.legacy import OLDER_SCHEMAS, renamed_fields, upgrade_summary
 from ..core.errors import BenchError
 from ..core.metrics import MATRIX_METRICS
 from ..core.parse import from_dict, to_dict
 from ..sources.kinds import record_metrics
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: `accuracy_matrix` -> `score_matrix`, `majority_baseline` -> `baseline`
+# the format number of adapter tensor files and exports (their layout did not change with the schema)
+TENSORS_FORMAT = 2
 # a record's metric outside `general:`: a task's (one its kind records, `sources.kinds`), or perplexity
 RECORD_METRICS = (*record_metrics(), "perplexity")
 
@@ -37,7 +39,7 @@ class Record:
     n: int  # examples (a task's metric) or scored tokens (perplexity)
     # what a trivial predictor scores: a classification task's majority class; a prompted task's
     # base model, zero-shot (the stage-0 record of the same metric)
-    majority_baseline: float | None = None
+    baseline: float | None = None
     protocol: dict[str, Any] | None = None  # perplexity records: how it was measured
     # the initial perplexity and a prompted task's zero-shot scores (stage 0), shared by every run
     measured_once: bool | None = None
@@ -45,13 +47,18 @@ class Record:
     # an lm-evaluation-harness task's metric (`general:`): acc, acc_norm, ... as the harness names it
     general: bool | None = None
 
+    @staticmethod
+    def upgrade(data: dict) -> dict:
+        """A record written before schema 3, its fields under their new names (`config.legacy`)."""
+        return renamed_fields(data)
+
     def validate(self, where: str) -> None:
         if not self.general and self.metric not in RECORD_METRICS:
             raise BenchError(f"{where}.metric: {self.metric!r} is not one of {', '.join(RECORD_METRICS)}")
 
     def to_json(self) -> str:
         """One JSON line; the optional fields only where they apply."""
-        optional = ("majority_baseline", "protocol", "measured_once", "split", "general")
+        optional = ("baseline", "protocol", "measured_once", "split", "general")
         return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in optional})
 
 
@@ -202,9 +209,10 @@ class RunSummary:
     tasks: list[str]
     num_classes: dict[str, int]  # a prompted task's: its choices (0: a target task)
     # the floor of each task's primary metric: the majority class, or a prompted task's zero-shot score
-    majority_baseline: dict[str, float]
+    baseline: dict[str, float]
     data: dict[str, TaskData]
-    accuracy_matrix: list[list[float | None]]
+    # each task's primary metric (`metric`: accuracy, or ROUGE-L for a target task) after each stage
+    score_matrix: list[list[float | None]]
     perplexity: PerplexitySummary
     metrics: dict[str, float | None]  # MATRIX_METRICS by key; {} if no stage finished
     drift: list[StageDrift]
@@ -246,21 +254,22 @@ class RunSummary:
 
     @staticmethod
     def upgrade(data: dict) -> dict:
-        """A summary written before regimes existed, read as it is meant (`config.legacy`)."""
+        """A summary of an older schema or written before regimes existed, read as it is meant
+        (`config.legacy`)."""
         return upgrade_summary(data)
 
     def validate(self, where: str) -> None:
         n = len(self.tasks)  # one row per stage (joint fills one), one column per task
-        rows = [len(row) for row in self.accuracy_matrix]
+        rows = [len(row) for row in self.score_matrix]
         if rows != [n] * n:
-            raise BenchError(f"{where}.accuracy_matrix: {len(rows)} rows of {sorted(set(rows)) or [0]} values, "
+            raise BenchError(f"{where}.score_matrix: {len(rows)} rows of {sorted(set(rows)) or [0]} values, "
                              f"expected {n} x {n} ({n} tasks)")
-        for name, matrix in (("accuracy_matrix", self.accuracy_matrix), ("validation_matrix", self.validation_matrix)):
+        for name, matrix in (("score_matrix", self.score_matrix), ("validation_matrix", self.validation_matrix)):
             for i, row in enumerate(matrix or []):
                 for j, value in enumerate(row):
                     check_score(f"{where}.{name}[{i}][{j}]", value)
-        for task, value in self.majority_baseline.items():
-            check_score(f"{where}.majority_baseline.{task}", value)
+        for task, value in self.baseline.items():
+            check_score(f"{where}.baseline.{task}", value)
         expected = {m.key for m in MATRIX_METRICS}
         if self.metrics and set(self.metrics) != expected:
             raise BenchError(f"{where}.metrics: keys {sorted(self.metrics)}, expected {sorted(expected)}")
@@ -315,9 +324,13 @@ def parse(cls: type, data: Any, path: Path | str) -> Any:
     """A schema object from decoded JSON; any mismatch is one error naming the file."""
     if isinstance(data, dict) and "schema_version" in {f.name for f in dataclasses.fields(cls)}:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        # a summary of an older schema is read (reports of published runs); a checkpoint is not resumed
+        older = version in OLDER_SCHEMAS and hasattr(cls, "upgrade")
+        if version != SCHEMA_VERSION and not older:
             raise BenchError(f"{path}: results schema version {version!r}, this curlora-bench reads "
                              f"version {SCHEMA_VERSION}; rerun with --fresh (or use the version that wrote it)")
+        if older:  # read as this version: its fields renamed (`config.legacy`)
+            data = {**renamed_fields(data), "schema_version": SCHEMA_VERSION}
     upgrade = getattr(cls, "upgrade", None)
     if upgrade is not None and isinstance(data, dict):
         data = upgrade(data)
