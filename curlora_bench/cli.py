@@ -72,23 +72,20 @@ def run(
     """Run a task sequence once per method and seed (resuming finished stages); save the forgetting table."""
     from .config.loading import load_config
 
-    trackers = [] if log is None else \
-        [f"execution.log=[{', '.join(t.strip() for t in log.split(',') if t.strip() not in ('', 'none'))}]"]
-    limit = [] if max_runs is None else [f"execution.max_runs={max_runs}"]
-    cfg, _ = load_config(config, [*(set_ or []), *trackers, *limit])  # a config error: one line, before torch loads
+    trackers = None if log is None else [t.strip() for t in log.split(",") if t.strip() not in ("", "none")]
+    flags = {"executor": executor.value if executor else None, "workers": workers, "address": address,
+             "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run, "max_runs": max_runs, "log": trackers}
+    cfg, _ = load_config(config, set_ or [], flags)  # a config error: one line, before torch loads
 
     from .analysis.report import render, rich_table
     from .core.layout import REPORT, run_dir
     from .experiment.driver import run_experiment
     from .experiment.events import ConsoleEvents
-    from .experiment.executors import Executor
     from .store.folders import Run, write_atomic
 
     out = output or Path("results") / cfg.name
-    where = Executor.of(cfg.execution, executor=executor.value if executor else None, workers=workers,
-                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     with stop_on_signals():  # Ctrl-C / SIGTERM: the stage in flight is dropped, exit 130 / 143
-        summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force, executor=where)
+        summaries = run_experiment(cfg, out, ConsoleEvents(console), fresh=fresh, force=force)
     # exactly this config's runs (a --force'd folder may also hold another config's)
     runs = [Run(run_dir(out, s.label, s.seed, s.order), s) for s in summaries]
     if not runs:  # a Ray sweep whose every worker died: each run said why above
@@ -140,14 +137,12 @@ def calibrate(
 
     from .experiment.calibrate import calibrate as run_calibration
     from .experiment.events import ConsoleEvents
-    from .experiment.executors import Executor
     from .store.folders import write_atomic
 
     out = output or Path("results") / f"{name}-calibrate"
     with stop_on_signals():
         searches, text = run_calibration(config, set_ or [], target, tolerance, wanted_seeds, method, max_probes,
-                                         lr_range, out, ConsoleEvents(console),
-                                         lambda cfg: Executor.of(cfg.execution))
+                                         lr_range, out, ConsoleEvents(console))
     for s in searches:
         if s.within:
             console.print(f"{s.label}: lr {s.found:g} gives plasticity {s.probes[s.found]:.3f}", markup=False)

@@ -4,7 +4,6 @@ and the identity of each run (`config.identity`). Reading YAML and `--set` is `c
 from __future__ import annotations
 
 import copy
-import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from ..core.parse import check_name, from_dict, positive, short_value, to_dict
 from ..core.protocol import Protocol
 from ..sources.tasks import CORPORA, TASKS, CorpusConfig, TaskConfig, same_file
 from ..strategies import strategy_suffix
+from .execution import ExecutionConfig
 from .grid import expand, grid_points, point_suffix, train_suffix
 from .identity import RunIdentity
 from .legacy import hashed_joint, is_legacy_joint, unwrap_joint
@@ -168,75 +168,6 @@ def check_harness_entry(entry: Any, where: str) -> None:
             raise BenchError(f"{where}.data_files.{split}: file not found: {path}")
     if len({DATA_FORMATS[Path(p).suffix] for p in files.values()}) > 1:
         raise BenchError(f"{where}.data_files: every split must have the same format")
-
-
-# the default of `execution.max_runs`: more runs than this is a typo more often than a plan
-MAX_RUNS = 1000
-# a cluster to join: `auto` (the one `ray start` left running here), HOST:PORT or a Ray client ray://HOST:PORT
-_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
-ADDRESS = re.compile(rf"(?:ray://)?(?P<host>{_HOST}):(?P<port>[0-9]{{1,5}})")
-
-
-def check_address(name: str, value: str | None) -> None:
-    """`auto`, HOST:PORT or ray://HOST:PORT, the port in 1..65535 (None: start a local cluster)."""
-    if value is None or value == "auto":
-        return
-    match = ADDRESS.fullmatch(value) if isinstance(value, str) else None
-    if match is None or not 0 < int(match["port"]) < 65536:
-        raise BenchError(f"{name}: {value!r} is not auto, HOST:PORT or ray://HOST:PORT")
-
-
-def check_gpus(name: str, value: float) -> None:
-    """A finite number >= 0; above 1, whole GPUs (Ray shares a GPU only in fractions below 1)."""
-    if not math.isfinite(value) or value < 0:
-        raise BenchError(f"{name}: must be a number >= 0, got {value!r}")
-    if value > 1 and not float(value).is_integer():
-        raise BenchError(f"{name}: {value!r} GPUs; give a fraction below 1 (runs share a GPU) or whole GPUs")
-
-
-@dataclass
-class ExecutionConfig:
-    """How the runs execute: never what they measure, so no part of a run's identity."""
-
-    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list, metadata={
-        "help": "trackers besides train_log.jsonl: tensorboard (event files in each run folder), mlflow "
-                "(MLFLOW_TRACKING_URI, default sqlite in the experiment folder); `run --log` overrides"})
-    log_every: int = field(default=1, metadata={
-        "help": "a train_log.jsonl line (and tracker point) every N optimizer steps and at a stage's last "
-                "step; its loss is the mean since the previous line"})
-    gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "recompute each transformer layer's activations during backward (transformers' non-reentrant "
-                "checkpointing) instead of keeping them: less memory, more time, the same numbers"})
-    compile: bool = field(default=False, metadata={
-        "help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time "
-                "dominates short CPU runs"})
-    executor: Literal["local", "ray"] = field(default="local", metadata={
-        "help": "local: one run after another here; ray: every (method point, seed) as a Ray task; `run --executor` overrides"})
-    workers: int | None = field(default=None, metadata={
-        "help": "ray: concurrent runs of the local Ray cluster started for the sweep (default: cores // cpus_per_run)"})
-    address: str | None = field(default=None, metadata={
-        "help": "ray: join an existing cluster (auto | HOST:PORT) instead of starting one"})
-    cpus_per_run: int | None = field(default=None, metadata={
-        "help": "torch threads of each run (ray: also its CPU resource; default 1 there, all cores locally)"})
-    gpus_per_run: float = field(default=0.0, metadata={
-        "help": "ray: GPUs of each run (1 = a GPU each; 0.5 = two runs share one)"})
-    cache_dir: str | None = field(default=None, metadata={
-        "help": "embedded-asset cache (default: $CURLORA_BENCH_CACHE or ~/.cache/curlora-bench)"})
-    max_runs: int = field(default=MAX_RUNS, metadata={
-        "help": "refuse an experiment of more runs than this (method entries and grid points x task orders x "
-                "seeds), counted before anything is expanded; `run --max-runs` overrides"})
-
-    def validate(self, where: str) -> None:
-        prefix = f"{where}." if where else ""
-        positive(where, "log_every", self.log_every)
-        positive(where, "max_runs", self.max_runs)
-        self.log = list(dict.fromkeys(self.log))
-        for key in ("workers", "cpus_per_run"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise BenchError(f"{prefix}{key}: must be >= 1, got {value}")
-        check_gpus(f"{prefix}gpus_per_run", self.gpus_per_run)
-        check_address(f"{prefix}address", self.address)
 
 
 @dataclass

@@ -11,7 +11,8 @@ from typing import Any, get_type_hints
 import yaml
 
 from ..core.errors import BenchError
-from ..core.parse import from_dict
+from ..core.parse import declared_fields, from_dict
+from .execution import ExecutionConfig, with_flags
 from .experiment import ExperimentConfig
 from .legacy import legacy_set_key, move_legacy_keys
 
@@ -68,7 +69,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     for depth, part in enumerate(parts):
         if cls is None:
             break
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in declared_fields(cls)}
         if part not in fields:
             known = ", ".join(fields)
             raise BenchError(f"--set {key}: unknown key {'.'.join(parts[: depth + 1])!r} (expected one of: {known})")
@@ -158,10 +159,17 @@ def raw_config(path: Path, overrides: list[str] | None = None) -> dict:
     return raw
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
-    """Read, override and validate a config; return it and the folder relative paths resolve from."""
+def load_config(path: str | Path, overrides: list[str] | None = None,
+                flags: dict[str, Any] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Read, override and validate a config; return it and the folder relative paths resolve from.
+    `flags`: a command's execution flags (`--executor ray`, ...; None: not given) over `execution:`."""
     path = Path(path)
-    cfg = from_dict(ExperimentConfig, raw_config(path, overrides), "")
+    raw = raw_config(path, overrides)
+    if flags:  # applied before the rest is checked: `--max-runs` decides whether the size is refused
+        execution = raw.get("execution")
+        raw["execution"] = with_flags(from_dict(ExecutionConfig, {} if execution is None else execution,
+                                                "execution"), **flags)
+    cfg = from_dict(ExperimentConfig, raw, "")
     absolutize(cfg, path.resolve().parent)
     return cfg, path.resolve().parent
 

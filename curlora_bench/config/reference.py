@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..adapters import ADAPTERS, AdapterConfig
+from ..core.parse import declared_fields
 from ..sources.tasks import TaskConfig
 from ..strategies.base import strategies
 from .experiment import (
@@ -210,7 +211,7 @@ def type_name(tp: Any) -> str:
 def _keys(cls: type, names: list[str] | None = None) -> tuple[Key, ...]:
     """The rows of a dataclass's fields (all, or `names` in that order)."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in declared_fields(cls)}
     rows = []
     for name in names if names is not None else list(fields):
         f = fields[name]

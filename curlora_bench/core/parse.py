@@ -106,6 +106,12 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
     raise TypeError(f"unsupported annotation {tp!r} at {where}")
 
 
+def declared_fields(cls: Any) -> list[dataclasses.Field]:
+    """The fields a user writes and `to_dict` writes back: every field but those marked
+    `derived` (filled in by a load step: where entries came from, which flags set an option)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("derived")]
+
+
 def from_dict(cls: type, data: Any, where: str) -> Any:
     """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
     if isinstance(data, cls):
@@ -113,7 +119,7 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise BenchError(f"{where or 'config'}: expected a mapping, got {data!r}")
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in declared_fields(cls) if f.init}
     prefix = f"{where}." if where else ""
     for key in data:
         if key not in fields:
@@ -135,7 +141,7 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
 def to_dict(obj: Any) -> Any:
     """Dataclass tree -> plain YAML/JSON-able data."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in declared_fields(obj)}
     if isinstance(obj, list):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

@@ -200,8 +200,8 @@ def check_entries(raw: dict, labels: list[str], wanted: list[str] | None) -> lis
 
 
 def calibrate(path: Path, overrides: list[str], target: float, tolerance: float, seeds: list[int] | None,
-              wanted: list[str] | None, max_probes: int, bounds: tuple[float, float], out: Path, events,
-              executor_of: Callable[[ExperimentConfig], Any]) -> tuple[list[Search], str]:
+              wanted: list[str] | None, max_probes: int, bounds: tuple[float, float], out: Path,
+              events) -> tuple[list[Search], str]:
     """Search every chosen method entry of the config at `path` (see the module's doc); every probe
     runs into `out`. Returns the searches and the `methods:` fragment of what they found."""
     from .driver import run_experiment
@@ -226,7 +226,7 @@ def calibrate(path: Path, overrides: list[str], target: float, tolerance: float,
     for i in chosen:
         def measure(lr: float, i: int = i) -> float | None:
             probe = probe_config(raw, entries[i], lr, seeds, base)
-            summaries = run_experiment(probe, out, events, force=True, executor=executor_of(probe))
+            summaries = run_experiment(probe, out, events, force=True)
             p = plasticity_of(summaries)
             events.message(f"[bold]{labels[i]}[/]: lr {short_value(lr)} -> "
                            + ("a run failed" if p is None else f"plasticity {p:.3f}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config.execution import ExecutionConfig
 from ..config.experiment import ExperimentConfig, resolved_dict
 from ..config.identity import comparable, differing
 from ..core.env import check_precision, release_memory, resolve_device
@@ -19,25 +20,25 @@ from ..store import checkpoint
 from ..store.folders import FolderLock, finished_summary, write_atomic
 from ..store.schema import RunSummary
 from .cluster import preflight
-from .executors import Executor, run_ray
+from .executors import run_ray
 from .trackers import check_trackers, mlflow_client, mlflow_experiment, tracked
 
 
 def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = None,
-                   fresh: bool = False, force: bool = False, executor: Executor | None = None) -> list[RunSummary]:
+                   fresh: bool = False, force: bool = False) -> list[RunSummary]:
     """Run every (method, seed) of `cfg` into `out`, resuming finished stages; return the summaries
     of the runs that finished (a run whose worker died is left to resume on the next call).
 
     `fresh` starts every run of `cfg` over; `force` accepts a folder that holds another config;
-    `executor` says where the runs execute (default: the config's `execution:` section).
+    where the runs execute is the config's `execution:` section (a command's flags applied).
     """
     events = events or RunEvents()
-    executor = executor or Executor.of(cfg.execution)
-    executor.validate()
-    if executor.kind == "ray":
+    executor = cfg.execution
+    executor.check_placement()
+    if executor.executor == "ray":
         preflight(executor)  # Ray installed; the runs' CPUs and GPUs exist; something answers at --address
     check_trackers(cfg.execution.log)  # a tracker's package missing: one line, before any asset is built
-    if cfg.train.precision != "fp32" and executor.kind != "ray":  # (a Ray worker checks its own device)
+    if cfg.train.precision != "fp32" and executor.executor != "ray":  # (a Ray worker checks its own device)
         check_precision(cfg.train.precision, resolve_device(cfg.device))
     for note in code_notes(cfg.general):  # every entry checked first; then what the harness will import, said
         events.message(note)
@@ -58,7 +59,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
 
 
 def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool, force: bool,
-                executor: Executor) -> list[RunSummary]:
+                executor: ExecutionConfig) -> list[RunSummary]:
     specs = run_specs(cfg, out)
     names = {spec.folder: spec.name for spec in specs}
     restored: list[str] = []
@@ -86,7 +87,7 @@ def _run_all(cfg: ExperimentConfig, out: Path, specs: list[RunSpec], events: Run
     if "mlflow" in cfg.execution.log:  # the store and experiment exist before runs (maybe in parallel) log there
         mlflow_experiment(mlflow_client(out), cfg.name, out)
     # with `fresh`, each run sets its earlier results aside as it starts (run_one), not all of them now
-    if executor.kind == "ray":
+    if executor.executor == "ray":
         del prepared  # each Ray task prepares its own data and model
         return run_ray(specs, executor, [spec.name for spec in specs], len(cfg.tasks), events, fresh)
     prepared.initial_perplexity(events)

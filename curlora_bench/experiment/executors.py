@@ -1,71 +1,23 @@
 """Where runs execute. An executor decides only *where* each `RunSpec` runs, never what it
 computes: `local` runs them one after another in this process, `ray` runs each as one Ray task
-on a local Ray cluster started for the sweep or on an existing cluster (`address`)."""
+on a local Ray cluster started for the sweep or on an existing cluster (`address`). Both read
+the experiment's execution options (`config.execution.ExecutionConfig`, flags applied)."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ..config.experiment import check_address, check_gpus
-from ..core.errors import BenchError, SignalNote, signals_noted
+from ..config.execution import ExecutionConfig
+from ..core.errors import SignalNote, signals_noted
 from ..core.layout import RAY_LOGS
 from ..run import RunEvents, RunSpec, StageNumbers, run_one
 from ..store.schema import RunSummary, TrainLogEntry, parse
 from .cluster import RayCluster
 from .events import stage_text
 from .trackers import tracked
-
-
-@dataclass(frozen=True)
-class Executor:
-    """How to execute the runs of an experiment (the config's `execution:` section, or `run`'s flags)."""
-
-    kind: Literal["local", "ray"] = "local"
-    workers: int | None = None  # ray: concurrent runs of a local cluster (default: cores // cpus_per_run)
-    address: str | None = None  # ray: join this cluster (auto | HOST:PORT) instead of starting one
-    cpus_per_run: int | None = None  # torch threads of a run (ray: also its CPU resource); default all/1
-    gpus_per_run: float = 0.0  # ray: GPU resource of a run
-    # where each setting came from, for error messages: a `run` flag or an `execution.` key
-    names: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, execution: Any, **flags: Any) -> Executor:
-        """The config's execution settings, each overridden by the `run` flag given for it (not None)."""
-        values, names = {}, []
-        for key in ("executor", "workers", "address", "cpus_per_run", "gpus_per_run"):
-            flag = flags.get(key)
-            values[key] = flag if flag is not None else getattr(execution, key)
-            names.append((key, f"--{key.replace('_', '-')}" if flag is not None else f"execution.{key}"))
-        return cls(values.pop("executor"), **values, names=tuple(names))
-
-    def name(self, key: str) -> str:
-        return dict(self.names).get(key, f"--{key.replace('_', '-')}")
-
-    def validate(self) -> None:
-        """Every option checked as the config's `execution:` section is (the flags override it)."""
-        if self.kind not in ("local", "ray"):
-            raise BenchError(f"{self.name('executor')}: expected local or ray, got {self.kind!r}")
-        for key in ("workers", "cpus_per_run"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise BenchError(f"{self.name(key)}: must be >= 1, got {value}")
-        check_gpus(self.name("gpus_per_run"), self.gpus_per_run)
-        check_address(self.name("address"), self.address)
-        if self.kind == "local" and (self.workers or self.address or self.gpus_per_run):
-            given = [self.name(k) for k in ("workers", "address", "gpus_per_run") if getattr(self, k)]
-            raise BenchError(f"{' and '.join(given)}: need --executor ray (or execution.executor: ray)")
-        if self.address and self.workers:
-            raise BenchError(f"{self.name('workers')} sizes a local Ray cluster; with {self.name('address')} the "
-                             "cluster has its own size")
-
-    def threads(self) -> int:
-        if self.cpus_per_run:
-            return self.cpus_per_run
-        return 1 if self.kind == "ray" else len(os.sched_getaffinity(0))
 
 
 class BoardEvents(RunEvents):
@@ -114,7 +66,7 @@ def seed_major(specs: list[RunSpec]) -> list[int]:
     return sorted(range(len(specs)), key=lambda i: (seed_rank[specs[i].seed], i))
 
 
-def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: int,
+def run_ray(specs: list[RunSpec], executor: ExecutionConfig, labels: list[str], tasks: int,
             events: RunEvents, fresh: bool = False) -> list[RunSummary]:
     """Every spec as one Ray task; returns the summaries of the runs that finished.
 
@@ -135,7 +87,7 @@ def run_ray(specs: list[RunSpec], executor: Executor, labels: list[str], tasks: 
     return [summaries[i] for i in range(len(specs)) if i in summaries]
 
 
-def _sweep(ray: Any, note: SignalNote, specs: list[RunSpec], executor: Executor, threads: int, labels: list[str],
+def _sweep(ray: Any, note: SignalNote, specs: list[RunSpec], executor: ExecutionConfig, threads: int, labels: list[str],
            tasks: int, events: RunEvents, fresh: bool) -> tuple[dict[int, RunSummary], dict[int, str]]:
     board = ray.remote(num_cpus=0)(Board).remote()
     task = ray.remote(num_cpus=threads, num_gpus=executor.gpus_per_run, max_retries=1)(_run_remote)
