@@ -119,8 +119,8 @@ def with_flags(execution: ExecutionConfig, **flags: Any) -> ExecutionConfig:
     unknown = sorted(set(given) - set(FLAGS))
     if unknown:
         raise TypeError(f"no execution flag {unknown[0]!r}")
-    hints = get_type_hints(ExecutionConfig)
-    values = {key: coerce(hints[key], value, FLAGS[key]) for key, value in given.items()}
-    out = dataclasses.replace(execution, **values, flags=tuple(dict.fromkeys((*execution.flags, *given))))
+    if "log" in given:  # the one flag the command line does not type (a list of tracker names)
+        given["log"] = coerce(get_type_hints(ExecutionConfig)["log"], given["log"], FLAGS["log"])
+    out = dataclasses.replace(execution, **given, flags=tuple(dict.fromkeys((*execution.flags, *given))))
     out.validate("execution")
     return out
