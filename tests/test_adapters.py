@@ -37,7 +37,7 @@ def base(request):
 def attach(lm, spec, seed=0):
     cfg = parse_method(spec, "methods[0]")
     model = copy.deepcopy(lm.model)
-    names = adapter_of(cfg).attach(model, auto_targets(model), cfg, seed, "methods[0]")
+    names = adapter_of(cfg).attach(model, auto_targets(model), cfg.options, seed, "methods[0]")
     return model, names, cfg
 
 
@@ -140,7 +140,7 @@ def test_c_r_survive_save_load(base, tmp_path):
         for n in names:
             model.get_submodule(n).curlora_U.normal_()
     adapter = ADAPTERS.get("curlora")
-    sd = adapter.state_dict(model, names, cfg)
+    sd = adapter.state_dict(model, names, cfg.options)
     assert any(k.endswith("curlora_C") for k in sd) and any(k.endswith("curlora_R") for k in sd)
     save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "a.safetensors")
     fresh, _, _ = attach(base, {"method": "curlora", "rank": 4}, seed=99)  # other C/R
@@ -182,7 +182,7 @@ def test_osf_follows_its_continual_protocol():
     model, names, cfg = attach(lm, {"method": "peft", "type": "OSF", "effective_rank": 2, "rank_step": 3})
     adapter = adapter_of(cfg)
     assert adapter is ADAPTERS.get("osf") and adapter is not ADAPTERS.get("peft")  # its own module, same spelling
-    assert cfg.stage_rank(1) == 2 and cfg.stage_rank(3) == 8
+    assert cfg.options.stage_rank(1) == 2 and cfg.options.stage_rank(3) == 8
     x = torch.tensor([lm.tokenizer("a test sentence, with words").input_ids])
     with torch.no_grad():  # an identity at init (its delta is U_low S_low V_low minus their init)
         torch.testing.assert_close(model(x).logits, lm.model(x).logits, atol=1e-5, rtol=1e-5)
@@ -193,7 +193,7 @@ def test_osf_follows_its_continual_protocol():
         before = model(x).logits
         base_before = {n: model.get_submodule(n).base_layer.weight.clone() for n in names}
     stage = SimpleNamespace(position=2)  # the second task OSF learns
-    adapter.before_stage(SimpleNamespace(model=model, modules=names, method=cfg, stage=stage, where="m"))
+    adapter.before_stage(SimpleNamespace(model=model, modules=names, method=cfg.options, stage=stage, where="m"))
     with torch.no_grad():
         torch.testing.assert_close(model(x).logits, before, atol=1e-4, rtol=1e-4)
     for n in names:
@@ -208,9 +208,9 @@ def test_osf_follows_its_continual_protocol():
                 p.add_(0.05 * torch.randn_like(p))
     # a resumed run rebuilds the stage-2 structure before loading the stage-2 tensors
     fresh, _, _ = attach(lm, {"method": "peft", "type": "OSF", "effective_rank": 2, "rank_step": 3})
-    saved = adapter.state_dict(model, names, cfg)
-    adapter.structure_for(fresh, names, cfg, 2, "m", saved)
-    assert {k: v.shape for k, v in adapter.state_dict(fresh, names, cfg).items()} == {k: v.shape for k, v in saved.items()}
+    saved = adapter.state_dict(model, names, cfg.options)
+    adapter.structure_for(fresh, names, cfg.options, 2, "m", saved)
+    assert {k: v.shape for k, v in adapter.state_dict(fresh, names, cfg.options).items()} == {k: v.shape for k, v in saved.items()}
     fresh.load_state_dict(saved, strict=False)
     with torch.no_grad():
         torch.testing.assert_close(fresh(x).logits, model(x).logits)

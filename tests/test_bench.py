@@ -19,7 +19,7 @@ def test_materialised_variant_equals_factored(name):
     lm = load_model(name)
     model = copy.deepcopy(lm.model)
     cfg = parse_method({"method": "curlora", "rank": 4}, "m")
-    modules = ADAPTERS.get("curlora").attach(model, auto_targets(model), cfg, 0, "m")
+    modules = ADAPTERS.get("curlora").attach(model, auto_targets(model), cfg.options, 0, "m")
     with torch.no_grad():
         for m in modules:
             model.get_submodule(m).curlora_U.normal_(0, 0.5)

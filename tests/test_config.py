@@ -22,7 +22,7 @@ def test_shipped_configs_validate(path):
 def test_overrides_apply_and_are_typed(toy_data, write_config):
     path = write_config(tiny_config(toy_data))
     cfg, _ = load_config(path, ["train.lr=1e-4", "methods.1.rank=3", "seeds=[1, 2]"])
-    assert cfg.train.lr == 1e-4 and cfg.methods[1].rank == 3 and cfg.seeds == [1, 2]
+    assert cfg.train.lr == 1e-4 and cfg.methods[1].options.rank == 3 and cfg.seeds == [1, 2]
 
 
 def test_relative_paths_resolve_against_config_folder(toy_data, tmp_path):

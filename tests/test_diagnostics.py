@@ -24,7 +24,7 @@ def base(request):
 def attached(lm, spec):
     cfg = parse_method(spec, "m")
     model = copy.deepcopy(lm.model)
-    names = adapter_of(cfg).attach(model, auto_targets(model), cfg, 0, "m")
+    names = adapter_of(cfg).attach(model, auto_targets(model), cfg.options, 0, "m")
     return model, names, snapshot(model, names)
 
 

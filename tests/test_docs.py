@@ -78,18 +78,19 @@ def test_every_command_argument_and_option_is_in_the_cli_reference():
 
 def _schema_keys() -> list[tuple[str, str]]:
     """(section heading, key) for every key of the config schema, read from the dataclasses."""
-    from curlora_bench.adapters import AdapterConfig
     from curlora_bench.config import reference as ref
+    from curlora_bench.config.methods import MethodEntry
+    from curlora_bench.core.parse import declared_fields
     from curlora_bench.strategies.base import strategies
 
-    common = [f.name for f in dataclasses.fields(AdapterConfig)]
-    keys = [("Top-level keys", f.name) for f in dataclasses.fields(ref.ExperimentConfig)]
+    common = [f.name for f in declared_fields(MethodEntry)]
+    keys = [("Top-level keys", f.name) for f in declared_fields(ref.ExperimentConfig)]
     for section, cls in ref.NESTED.items():
-        keys += [(section, f.name) for f in dataclasses.fields(cls)]
+        keys += [(section, f.name) for f in declared_fields(cls)]
     keys += [("methods", name) for name in [*common, "grid"]]
     for name, adapter in ref.ADAPTERS.items():
         keys += [(f"method: {name}", "<key>" if f.metadata.get("inline") else f.name)
-                 for f in dataclasses.fields(adapter.config_cls) if f.name not in common]
+                 for f in declared_fields(adapter.config_cls)]
     keys += [("tasks", f.name) for f in dataclasses.fields(ref.TaskConfig) if f.name not in ref.TASK_SKIP]
     for name, cls in strategies().items():
         keys.append((f"name: {name}", None))

@@ -40,7 +40,7 @@ def _grads(model_name: str, method: dict, checkpointing: bool, dropout: str = "o
     model = load_model(model_name).model
     cfg = parse_method(dict(method), "methods[0]")
     adapter = adapter_of(cfg)
-    adapter.attach(model, auto_targets(model), cfg, 0, "methods[0]")
+    adapter.attach(model, auto_targets(model), cfg.options, 0, "methods[0]")
     if checkpointing:
         enable_checkpointing(model)
     heads = TaskHeads()

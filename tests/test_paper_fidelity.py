@@ -71,7 +71,7 @@ class OneLayer(nn.Module):
 def lora(layer: nn.Module, rank: int, init: str, alpha: float = 1.0, seed: int = 0) -> OneLayer:
     model = OneLayer(copy.deepcopy(layer))
     cfg = parse_method({"method": "lora", "rank": rank, "alpha": alpha, "init": init}, "m")
-    ADAPTERS.get("lora").attach(model, ["proj"], cfg, seed, "m")
+    ADAPTERS.get("lora").attach(model, ["proj"], cfg.options, seed, "m")
     return model
 
 
@@ -109,7 +109,7 @@ def test_reference_init_is_identity_and_per_module(name):
     lm = load_model(name)
     model = copy.deepcopy(lm.model)
     cfg = parse_method({"method": "lora", "rank": 4, "init": "reference"}, "m")
-    names = ADAPTERS.get("lora").attach(model, auto_targets(model), cfg, 0, "m")
+    names = ADAPTERS.get("lora").attach(model, auto_targets(model), cfg.options, 0, "m")
     x = torch.tensor([lm.tokenizer("a test sentence, with words").input_ids])
     with torch.no_grad():
         torch.testing.assert_close(model(x).logits, lm.model(x).logits, atol=1e-6, rtol=1e-6)
@@ -160,9 +160,9 @@ def _load(toy_data, write_config, **extra):
 
 def test_protocol_defaults(toy_data, write_config):
     std = _load(toy_data, write_config)
-    assert (std.methods[0].init, std.train.dropout, std.methods[0].display_label) == ("peft", "off", "lora-r2")
+    assert (std.methods[0].options.init, std.train.dropout, std.methods[0].display_label) == ("peft", "off", "lora-r2")
     paper = _load(toy_data, write_config, protocol="paper")
-    assert (paper.methods[0].init, paper.train.dropout, paper.methods[0].display_label) == (
+    assert (paper.methods[0].options.init, paper.train.dropout, paper.methods[0].display_label) == (
         "reference", "model", "lora-r2")
     resolved = resolved_dict(paper)
     assert resolved["methods"][0]["init"] == "reference" and resolved["train"]["dropout"] == "model"
@@ -176,9 +176,9 @@ def test_protocol_defaults(toy_data, write_config):
 def test_an_explicit_init_is_kept_and_named_when_not_the_protocols(toy_data, write_config, protocol, init, label):
     cfg = _load(toy_data, write_config, protocol=protocol,
                 methods=[{"method": "lora", "rank": 2, "init": init}], train={"dropout": "off"})
-    assert (cfg.methods[0].init, cfg.methods[0].display_label, cfg.train.dropout) == (init, label, "off")
+    assert (cfg.methods[0].options.init, cfg.methods[0].display_label, cfg.train.dropout) == (init, label, "off")
     again = parse_method(method_dict(cfg.methods[0]), "m")  # what export/resume read back
-    assert (again.init, again.display_label) == (init, label)
+    assert (again.options.init, again.display_label) == (init, label)
 
 
 def test_bare_yaml_off_and_bad_values(toy_data, write_config, tmp_path):
@@ -196,7 +196,7 @@ def _train(dropout: str | None, seed: int = 0):
     lm = load_model("tiny-gpt2")
     model = copy.deepcopy(lm.model)
     torch.manual_seed(seed)  # PEFT draws A from the global RNG; dropout masks come from it too
-    ADAPTERS.get("lora").attach(model, auto_targets(model), parse_method({"method": "lora", "rank": 2}, "m"), 0, "m")
+    ADAPTERS.get("lora").attach(model, auto_targets(model), parse_method({"method": "lora", "rank": 2}, "m").options, 0, "m")
     heads = TaskHeads()
     heads.add("t", hidden_size(model), 2, seed=0)
     gen = torch.Generator().manual_seed(0)

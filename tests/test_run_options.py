@@ -62,7 +62,7 @@ def test_random_cr_has_ws_scale_and_is_no_column_of_w():
     lm = load_model("tiny-llama")
     cfg = parse_method({"method": "curlora", "rank": 4, "cr": "random"}, "m")
     assert cfg.display_label == "curlora-r4-randcr"
-    names = ADAPTERS.get("curlora").attach(lm.model, auto_targets(lm.model), cfg, 0, "m")
+    names = ADAPTERS.get("curlora").attach(lm.model, auto_targets(lm.model), cfg.options, 0, "m")
     for name in names:
         layer = lm.model.get_submodule(name)
         w = layer.base_layer.weight
@@ -72,7 +72,7 @@ def test_random_cr_has_ws_scale_and_is_no_column_of_w():
         assert float(c.pow(2).mean().sqrt()) == pytest.approx(rms, rel=0.35)
         assert not any(torch.allclose(c[:, k], w[:, j]) for k in range(4) for j in range(w.shape[1]))
     again = load_model("tiny-llama")
-    ADAPTERS.get("curlora").attach(again.model, auto_targets(again.model), cfg, 0, "m")
+    ADAPTERS.get("curlora").attach(again.model, auto_targets(again.model), cfg.options, 0, "m")
     assert torch.equal(again.model.get_submodule(names[0]).curlora_C, lm.model.get_submodule(names[0]).curlora_C)
 
 

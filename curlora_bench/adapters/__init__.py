@@ -30,10 +30,10 @@ ADAPTERS: Registry[Adapter] = Registry("method", base=Adapter, make=make_adapter
 })
 
 
-def adapter_of(cfg: Any) -> Adapter:
-    """The adapter that runs a parsed method entry: its config class's own (`{method: peft, type: OSF}`
-    is run by `osf`), else its `method`'s."""
-    return ADAPTERS.get(getattr(cfg, "adapter", None) or cfg.method)
+def adapter_of(entry: Any) -> Adapter:
+    """The adapter that runs a parsed method entry (`config.methods.MethodEntry`): its options
+    class's own (`{method: peft, type: OSF}` is run by `osf`), else its `method`'s."""
+    return ADAPTERS.get(getattr(entry.options, "adapter", None) or entry.method)
 
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "adapter_of", "find_targets", "freeze", "uses_conv1d"]

@@ -28,29 +28,17 @@ __all__ = ["Adapter", "AdapterConfig", "RankedConfig", "check_rank", "find_targe
 
 @dataclass
 class AdapterConfig:
-    """Options every method entry has."""
-
-    method: str = field(metadata={"help": "adapter name (see `curlora-bench methods`)"})
-    label: str | None = field(
-        default=None, metadata={"help": "column name in reports; default derived from the options"}
-    )
-    train: dict[str, Any] | None = field(
-        default=None, metadata={"help": "this method's own train settings over the experiment's ({lr: 1.0e-2})"}
-    )
-    strategy: dict[str, Any] | str | None = field(
-        default=None, metadata={"help": "continual-learning strategy: naive | {name: replay|ewc|l2, ...} (below)"}
-    )
-    regime: str | None = field(
-        default=None, metadata={"help": "sequential (one stage per task, the default) | joint (one stage over every "
-                                        "task: the multi-task upper bound, labelled joint-<label>)"}
-    )
+    """An adapter's own options (none here). What every method entry carries besides (its adapter's
+    name, label, train overrides, strategy, regime) is the entry's: `config.methods.MethodEntry`."""
 
     def default_label(self) -> str:
-        return self.method
+        """The label an entry gets from these options ("": the adapter's name)."""
+        return ""
 
-    @property
-    def display_label(self) -> str:
-        return self.label or self.default_label()
+    def label_under(self, protocol: str) -> str:
+        """The default label once the options follow `protocol` (LoRA names an init that is not the
+        protocol's own)."""
+        return self.default_label()
 
     def validate(self, where: str) -> None:
         pass
@@ -88,17 +76,19 @@ class Adapter(Plugin):
     report_rows: tuple[DiagnosticRow, ...] = ()
     # it trains nothing of the model, only task heads (head-only): useless on a prompted task
     trains_only_heads: bool = False
+    # options written before the entry's train/strategy/regime keys (where published summaries have them)
+    leading_options: tuple[str, ...] = ()
+    # the `method:` an entry naming this adapter is stored under, when another's (None: its own name)
+    written_as: str | None = None
 
     def parse(self, data: dict[str, Any], where: str) -> AdapterConfig:
-        """A `methods:` entry (a mapping with `method:`) -> this method's validated config."""
+        """The adapter's keys of a `methods:` entry (the entry's own, `method`, `label`, `train`,
+        `strategy` and `regime`, taken out) -> this method's validated options."""
         return from_dict(self.config_cls, data, where)
 
     def options(self, cfg: AdapterConfig) -> dict[str, Any]:
-        """The flat mapping a user writes, label explicit: `parse`'s inverse."""
-        data = {**dataclasses.asdict(cfg), "label": cfg.display_label}
-        for key in ("train", "strategy", "regime"):
-            if data[key] is None:
-                del data[key]  # absent unless set, so run keys of plain entries stay as they were
+        """The options as a user writes them in an entry: `parse`'s inverse."""
+        data = dataclasses.asdict(cfg)
         for f in dataclasses.fields(cfg):  # options added after runs were published: absent at their default
             if f.metadata.get("omitted_at_default") and data.get(f.name) == f.default:
                 del data[f.name]

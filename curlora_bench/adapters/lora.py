@@ -42,11 +42,12 @@ class LoRAConfig(RankedConfig):
         init = self.init or own
         return f"lora-r{self.rank}" + ("" if init == own else INIT_SUFFIX[init])
 
+    def label_under(self, protocol: str) -> str:
+        # read while `init` may still be unset (the entry asks before `follow_protocol`): under
+        # `paper` the resolved init (reference) is the protocol's own, so the label stays `lora-r8`
+        return self.default_label(protocol)
+
     def follow_protocol(self, protocol: str) -> None:
-        # label first, while `init` may still be unset: under `paper` the resolved init
-        # (reference) is the protocol's own, so the label stays `lora-r8` there too
-        if self.label is None:
-            self.label = self.default_label(protocol)
         self.init = self.init or Protocol.of(protocol).lora_init
 
     def validate(self, where: str) -> None:

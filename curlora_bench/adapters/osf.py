@@ -47,11 +47,12 @@ class OSF(PeftPassthrough):
     name = "osf"
     config_cls = OSFConfig
     help = "PEFT's OSF with its continual protocol: {method: peft, type: OSF, effective_rank: 8, rank_step: 8}"
+    written_as = "peft"  # an entry's `method: osf` is stored as `method: peft` (one run key for both)
 
     def parse(self, data, where):
         if str(data.get("type", "OSF")).upper() != "OSF":
             raise BenchError(f"{where}.type: the osf method is PEFT type OSF, got {data['type']!r}")
-        return self.passthrough({**data, "method": "peft", "type": data.get("type", "OSF")}, where)
+        return self.passthrough({**data, "type": data.get("type", "OSF")}, where)
 
     def attach(self, model, targets, cfg, seed, where, stage: int = 1):
         names = find_targets(model, targets, where)

@@ -29,7 +29,8 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 @dataclass
 class PeftPassthroughConfig(AdapterConfig):
-    """`{method: peft, type: VERA, r: 8, ...}`: every key besides method/label/type goes to PEFT."""
+    """`{method: peft, type: VERA, r: 8, ...}`: every key besides the entry's own, type and
+    rank_step goes to PEFT."""
 
     type: str = field(default="LORA", metadata={"help": "PEFT type: LORA, VERA, OSF, ... or DORA/PISSA/RSLORA"})
     rank_step: int | float | None = field(default=None, metadata={
@@ -82,6 +83,7 @@ class PeftPassthrough(Adapter):
     name = "peft"
     config_cls = PeftPassthroughConfig
     help = "any PEFT method: {method: peft, type: VERA|DORA|PISSA|OSF|..., <PEFT config keys>}"
+    leading_options = ("type",)
 
     def parse(self, data, where):
         own = OWN_ADAPTER.get(str(data.get("type", "LORA")).upper())
@@ -93,14 +95,13 @@ class PeftPassthrough(Adapter):
 
     def passthrough(self, data, where):
         """Every key besides the fixed ones goes to PEFT's config (`options`)."""
-        fixed = {k: data[k] for k in ("method", "label", "type", "train", "strategy", "regime", "rank_step")
-                 if k in data}
+        fixed = {k: data[k] for k in ("type", "rank_step") if k in data}
         options = {k: v for k, v in data.items() if k not in fixed}
         return from_dict(self.config_cls, {**fixed, "options": options}, where)
 
     def options(self, cfg):
-        extra = {k: getattr(cfg, k) for k in ("train", "strategy", "regime", "rank_step") if getattr(cfg, k) is not None}
-        return {"method": cfg.method, "label": cfg.display_label, "type": cfg.type, **extra, **cfg.options}
+        extra = {"rank_step": cfg.rank_step} if cfg.rank_step is not None else {}
+        return {"type": cfg.type, **extra, **cfg.options}
 
     def check(self, model, targets, cfg, where):
         # PEFT itself only checks a rank when it builds the layers (allocating them first)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..adapters import AdapterConfig, adapter_of
+from ..adapters import adapter_of
 from ..core.errors import BenchError
 from ..core.parse import check_name, from_dict, positive, short_value, to_dict
 from ..core.protocol import Protocol
@@ -20,7 +20,7 @@ from .execution import ExecutionConfig
 from .grid import expand, grid_points, point_suffix, train_suffix
 from .identity import RunIdentity
 from .legacy import hashed_joint, is_legacy_joint, unwrap_joint
-from .methods import method_dict, parse_method, regime_of
+from .methods import MethodEntry, method_dict, parse_method, regime_of
 from .regimes import REGIMES
 
 # upper bounds of integer train settings: beyond them a run never ends (or never starts) in practice
@@ -271,7 +271,7 @@ class ExperimentConfig:
                                  f"{prompted[0]!r} has none (it trains through the model's LM head): nothing to "
                                  "train; drop that method or use classification tasks")
 
-    def _check_method(self, entry: Any, where: str) -> AdapterConfig:
+    def _check_method(self, entry: Any, where: str) -> MethodEntry:
         """One method entry, parsed, with its train overrides checked against the experiment's."""
         method = parse_method(entry, where)
         for key in method.train or {}:
@@ -315,7 +315,7 @@ class ExperimentConfig:
         origins = self.__dict__.get("_origins")
         return origins[i] if origins is not None and i < len(origins) else (f"methods[{i}]", None)
 
-    def _expand_methods(self, entries: list[Any]) -> list[AdapterConfig]:
+    def _expand_methods(self, entries: list[Any]) -> list[MethodEntry]:
         """Grids expanded, options that follow the protocol filled in, labels made explicit."""
         out, origins = [], []
         for i, entry in enumerate(entries):
@@ -347,13 +347,13 @@ class ExperimentConfig:
         """The seed of the shared subsets: eval and validation rows, and train rows unless per-run."""
         return self.data_seed if isinstance(self.data_seed, int) else 0
 
-    def train_for(self, method: AdapterConfig, where: str = "") -> TrainConfig:
+    def train_for(self, method: MethodEntry, where: str = "") -> TrainConfig:
         """The experiment's training settings with the method's own `train:` overrides."""
         if not method.train:
             return self.train
         return from_dict(TrainConfig, {**to_dict(self.train), **method.train}, f"{where or method.display_label}.train")
 
-    def identity(self, method: AdapterConfig, seed: int, order: list[str] | None = None,
+    def identity(self, method: MethodEntry, seed: int, order: list[str] | None = None,
                  resolved: dict[str, Any] | None = None) -> RunIdentity:
         """The identity of one run of this experiment (see `config.identity`); `resolved`:
         `resolved_dict(self)`, when the caller has it. A `head_lr` equal to the run's own `lr`
@@ -377,7 +377,7 @@ DATA_KEYS = ("max_length", "limit")
 EXECUTION_TRAIN_KEYS = ("gradient_checkpointing", "log_every", "compile")
 
 
-def hashed_form(method: AdapterConfig, protocol: str) -> dict[str, Any] | None:
+def hashed_form(method: MethodEntry, protocol: str) -> dict[str, Any] | None:
     """The form a method entry is hashed in when it differs from `method_dict`: a joint entry as
     `{method: joint, label, [train], adapter: {...}}`, as joint training was written before
     regimes existed, so those runs keep their run keys (`config.identity`)."""

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..adapters import ADAPTERS, AdapterConfig
+from ..adapters import ADAPTERS
 from ..core.parse import declared_fields
 from ..sources.tasks import TaskConfig
 from ..strategies.base import strategies
@@ -28,10 +28,11 @@ from .experiment import (
     PerplexityConfig,
     TrainConfig,
 )
+from .methods import MethodEntry
 
 NESTED = {"perplexity": PerplexityConfig, "general": GeneralConfig, "train": TrainConfig, "eval": EvalConfig, "execution": ExecutionConfig}
 TASK_SKIP = {"description", "version", "card", "builder", "asset"}  # set by built-in task files
-COMMON = [f.name for f in dataclasses.fields(AdapterConfig)]  # the keys every method entry takes
+COMMON = [f.name for f in declared_fields(MethodEntry)]  # the keys every method entry takes
 LISTS = {"methods": "list of method entries", "tasks": "list of task names and tasks"}
 
 
@@ -242,9 +243,9 @@ def _methods() -> list[Section]:
     out = [Section("methods", "methods", 2,
                    "A list of method entries, each one independent run per seed (or one per point of its `grid:`). "
                    "Every entry names its `method` and may carry these keys; each method's own keys follow.",
-                   (*_keys(AdapterConfig, COMMON), GRID), EXAMPLES["methods"])]
+                   (*_keys(MethodEntry, COMMON), GRID), EXAMPLES["methods"])]
     for name, adapter in ADAPTERS.items():
-        own = [f.name for f in dataclasses.fields(adapter.config_cls) if f.name not in COMMON]
+        own = [f.name for f in declared_fields(adapter.config_cls)]
         example = EXAMPLES.get(f"method {name}", f"methods:\n  - {{method: {name}}}\n")
         out.append(Section(f"method {name}", f"method: {name}", 3, _sentence(adapter.help),
                            _keys(adapter.config_cls, own), example))

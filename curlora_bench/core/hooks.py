@@ -22,7 +22,7 @@ class StageContext(Protocol):
 
     model: Any  # the adapted model
     modules: list[str]  # the adapted modules' names
-    method: Any  # the method's AdapterConfig
+    method: Any  # the adapter's options (its AdapterConfig)
     stage: Any  # the `config.regimes.Stage` in flight
     tasks: list[Any]  # this stage's PreparedTasks
     by_name: dict[str, Any]  # every task of the run by name

@@ -29,6 +29,8 @@ import yaml
 from ..config.experiment import ExperimentConfig
 from ..config.grid import point_suffix
 from ..config.loading import absolutize, raw_config
+from ..config.methods import MethodEntry, regime_of
+from ..config.regimes import REGIMES
 from ..core import metrics
 from ..core.errors import BenchError
 from ..core.parse import from_dict, short_value
@@ -182,9 +184,10 @@ def fragment(cfg_name: str, raw_entries: list, searches: list[Search], seeds: li
     return "\n".join(lines) + "\n" + yaml.safe_dump({"methods": methods}, sort_keys=False)
 
 
-def check_entries(raw: dict, labels: list[str], wanted: list[str] | None) -> list[int]:
+def check_entries(raw: dict, methods: list[MethodEntry], wanted: list[str] | None) -> list[int]:
     """Indices of the method entries to calibrate (every one, or those `--method` names)."""
     entries = raw.get("methods") or []
+    labels = [m.display_label for m in methods]
     chosen = list(range(len(labels))) if not wanted else []
     for name in wanted or []:
         if name not in labels:
@@ -194,7 +197,7 @@ def check_entries(raw: dict, labels: list[str], wanted: list[str] | None) -> lis
         if isinstance(entries[i], dict) and "grid" in entries[i]:
             raise BenchError(f"methods[{i}]: a grid entry; calibrate searches the learning rate of single "
                              "entries (drop its grid:)")
-        if isinstance(entries[i], dict) and entries[i].get("regime") == "joint":
+        if not REGIMES.get(regime_of(methods[i])).sequence:  # joint, however it is spelled
             raise BenchError(f"methods[{i}]: {labels[i]} trains every task in one stage: no plasticity to calibrate")
     return chosen
 
@@ -220,7 +223,7 @@ def calibrate(path: Path, overrides: list[str], target: float, tolerance: float,
     if not bounds[0] < bounds[1]:
         raise BenchError(f"--lr-range: {bounds[0]:g} is not below {bounds[1]:g}")
     labels = [m.display_label for m in cfg.methods]
-    chosen = check_entries(raw, labels, wanted)
+    chosen = check_entries(raw, cfg.methods, wanted)
     seeds = list(seeds or cfg.seeds[:1])
     searches = []
     for i in chosen:

@@ -77,7 +77,7 @@ def _run_locked(cfg: ExperimentConfig, out: Path, events: RunEvents, fresh: bool
 
 
 def _run_all(cfg: ExperimentConfig, out: Path, specs: list[RunSpec], events: RunEvents, fresh: bool, force: bool,
-             executor: Executor) -> list[RunSummary]:
+             executor: ExecutionConfig) -> list[RunSummary]:
     # loads and checks everything before anything is written
     prepared = prepare(cfg, events, executor.threads() if executor.cpus_per_run else None)
     check_same_experiment(cfg, out, force)

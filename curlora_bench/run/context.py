@@ -23,7 +23,7 @@ class StageContext:
 
     model: nn.Module
     modules: list[str]
-    method: Any  # AdapterConfig
+    method: Any  # the adapter's options (AdapterConfig)
     heads: TaskHeads
     stage: Stage
     tasks: list[PreparedTask]  # the stage's

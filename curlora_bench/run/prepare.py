@@ -189,7 +189,7 @@ def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None
     tasks = prepare_tasks(cfg, lm, protocol)
     targets = target_modules(cfg, lm.model)
     for i, method in enumerate(cfg.methods):  # every method must fit before any run starts
-        adapter_of(method).check(lm.model, targets, method, cfg.origin(i))
+        adapter_of(method).check(lm.model, targets, method.options, cfg.origin(i))
         if method.strategy:
             strategies()[method.strategy["name"]].check_tasks(method.strategy, tasks, f"{cfg.origin(i)}.strategy")
     for t in tasks:

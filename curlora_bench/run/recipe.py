@@ -181,7 +181,7 @@ def record_base_model(state: RunState, ledger: Ledger) -> None:
 # -- one stage ------------------------------------------------------------------------------------
 def stage_context(state: RunState, stage: Stage) -> StageContext:
     p, spec = state.prepared, state.spec
-    return StageContext(state.model, state.modules, state.method, state.heads, stage, [p.tasks[k] for k in stage.tasks],
+    return StageContext(state.model, state.modules, state.method.options, state.heads, stage, [p.tasks[k] for k in stage.tasks],
                         {t.name: t for t in p.tasks}, state.train_cfg, state.cfg.execution, p.batching, p.protocol,
                         spec.seed, spec.where)
 
@@ -192,7 +192,7 @@ def lone_stage(model: nn.Module, modules: list[str], method, heads: TaskHeads, n
     """One stage of one task outside a run (the standard protocol, seed 0), trained as a run's
     stage is: the method's adapter and a plain strategy around every step, `new` (the task's
     head) trained beside the adapter. What `bench` times, step by step."""
-    ctx = StageContext(model, modules, method, heads, Stage(1, 1, (0,), task.name, False, 0), [task],
+    ctx = StageContext(model, modules, method.options, heads, Stage(1, 1, (0,), task.name, False, 0), [task],
                        {task.name: task}, train_cfg, ExecutionConfig(gradient_checkpointing=checkpointing), batching,
                        Protocol.of("standard"), 0, where)
     return StageTrainer(ctx, new, [adapter_of(method), make_strategy(None, 0)], scheduler_total)
@@ -298,6 +298,6 @@ def save_checkpoint(state: RunState, ledger: Ledger, stage: Stage) -> None:
         conv1d=uses_conv1d(state.model, state.modules), protocol=p.protocol.name, pooling=p.protocol.train_pooling,
         tasks=[HeadInfo(t.name, t.num_classes, t.kind.has_head) for t in p.tasks[: stage.number]],
         hidden_size=state.hidden, adapter_tensors={}, progress=state.progress, rng={})
-    checkpoint.save_stage(state.folder, saved, state.adapter.state_dict(state.model, state.modules, method),
+    checkpoint.save_stage(state.folder, saved, state.adapter.state_dict(state.model, state.modules, method.options),
                           state.heads.state_dict(), state.strategy.state_dict())
     checkpoint.drop_previous(state.folder)

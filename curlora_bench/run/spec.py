@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..adapters import AdapterConfig
 from ..config.experiment import ExperimentConfig, resolved_dict
 from ..config.identity import RunIdentity
+from ..config.methods import MethodEntry
 from ..core.layout import run_dir
 from ..core.parse import from_dict
 
@@ -63,7 +63,7 @@ class RunSpec:
         return from_dict(ExperimentConfig, self.config, "")
 
     @property
-    def method(self) -> AdapterConfig:
+    def method(self) -> MethodEntry:
         return self.experiment.methods[self.method_index]
 
     @property

@@ -112,7 +112,7 @@ class RunState:
 def attach_method(model: nn.Module, method, targets: list[str], seed: int, where: str) -> tuple[Adapter, list[str]]:
     """The method entry's adapter attached to `model` in place at `targets`; (adapter, adapted modules)."""
     adapter = adapter_of(method)
-    return adapter, adapter.attach(model, targets, method, seed, where)
+    return adapter, adapter.attach(model, targets, method.options, seed, where)
 
 
 def open_run(spec: RunSpec, inputs: RunInputs) -> RunState:
@@ -147,9 +147,9 @@ def resume(state: RunState, events: RunEvents) -> RunState:
     saved, adapter_sd, heads_sd, rng = checkpoint.load_stage(folder, stage)
     where = str(stage_dir(folder, stage))
     position = state.regime.position(stage, len(tasks))
-    state.adapter.structure_for(state.model, state.modules, state.method, position, where, adapter_sd)
+    state.adapter.structure_for(state.model, state.modules, state.method.options, position, where, adapter_sd)
     checkpoint.load_weights(state.model, adapter_sd,
-                            state.adapter.state_dict(state.model, state.modules, state.method), where)
+                            state.adapter.state_dict(state.model, state.modules, state.method.options), where)
     state.heads = TaskHeads.restore([(h.name, h.num_classes) for h in saved.tasks if h.head], state.hidden,
                                     heads_sd, device)
     state.strategy.load_state_dict(checkpoint.load_strategy(folder, stage), [h.name for h in saved.tasks], device)

@@ -66,7 +66,7 @@ def export(experiment: Path, out: Path, stage: int | None = None, method: str | 
         out.mkdir(parents=True, exist_ok=True)
         save_file(adapter_sd, out / ADAPTER)
         save_file(heads_sd, out / HEADS)
-        extras = adapter_of(cfg).export_extras(out, cfg, state.modules, state.conv1d, state.model,
+        extras = adapter_of(cfg).export_extras(out, cfg.options, state.modules, state.conv1d, state.model,
                                                         adapter_sd)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         why = getattr(exc, "strerror", None) or first_line(exc)
@@ -118,11 +118,11 @@ def load_adapter(model: nn.Module, folder: str | Path) -> TaskHeads:
         raise BenchError(f"{where}: export metadata lacks {', '.join(missing)}; export the run again")
     method = parse_method(meta["method"], f"{where}: method")
     adapter = adapter_of(method)
-    modules = adapter.attach(model, meta["modules"], method, meta["seed"], where)
+    modules = adapter.attach(model, meta["modules"], method.options, meta["seed"], where)
     tensors = _load(folder / ADAPTER)
     position = REGIMES.get(regime_of(method)).position(meta["stage"], len(meta["tasks"]))
-    adapter.structure_for(model, modules, method, position, where, tensors)
-    checkpoint.load_weights(model, tensors, adapter.state_dict(model, modules, method),
+    adapter.structure_for(model, modules, method.options, position, where, tensors)
+    checkpoint.load_weights(model, tensors, adapter.state_dict(model, modules, method.options),
                             str(folder / ADAPTER))
     if hidden_size(model) != meta["hidden_size"]:
         raise BenchError(f"{where}: heads expect hidden size {meta['hidden_size']}, the model has {hidden_size(model)}")
