@@ -178,12 +178,14 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "one full run per seed"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
     model: str = field(default="tiny-gpt2", metadata={"help": "built-in name | hub id | local folder"})
-    methods: list[Any] = field(default_factory=list, metadata={
+    methods: list[MethodEntry] = field(default_factory=list, metadata={
+        "written": list[Any],  # entries and grids, parsed and expanded by `parse_written`
         "help": "one independent run each; any entry may carry `train:` (overrides) and `grid:` (lists)"})
     target_modules: str | list[str] = field(
         default="auto", metadata={"help": "auto = attention Q/K/V of the architecture, or module names"}
     )
-    tasks: list[Any] = field(default_factory=list, metadata={"help": "training order: names or inline tasks"})
+    tasks: list[TaskConfig] = field(default_factory=list, metadata={
+        "written": list[Any], "help": "training order: names or inline tasks"})
     perplexity: PerplexityConfig | list[PerplexityConfig] | None = field(default=None, metadata={
         "help": "a corpus, or a list of them (the first is the primary one: perplexity drift; each further one "
                 "is measured alike and reported in a row of its own); null = no perplexity"})
@@ -198,13 +200,43 @@ class ExperimentConfig:
     data_seed: int | Literal["per-run"] = field(default=0, metadata={
         "help": "seed of the train/eval subsets (the same rows for every run); per-run: each run seed draws its own "
                 "train subset (eval and validation rows stay data_seed 0's, so runs still pair example by example)"})
-    orders: int | list[list[str]] | None = field(default=None, metadata={
+    orders: list[list[str]] | None = field(default=None, metadata={
+        "written": int | list[list[str]] | None,  # N: drawn by `parse_written`
         "help": "task orders: N (the listed order, then N-1 seeded distinct permutations) or a list of "
                 "permutations of the task names; every method and seed runs each; null = as listed"})
     execution: ExecutionConfig = field(default_factory=ExecutionConfig, metadata={
         "help": "how runs execute (trackers, logging, memory, compile, executor, cache); no part of a run's identity"})
+    # the entry each method came from, for messages: (`methods[k]`, its grid point or None)
+    origins: list[tuple[str, str | None]] = field(default_factory=list, metadata={"derived": True})
+
+    @classmethod
+    def parse_written(cls, values: dict[str, Any], written: dict[str, Any], where: str) -> ExperimentConfig:
+        """The config from its checked fields (`values`) and its entries as written: method entries
+        parsed and grids expanded (labels explicit), tasks looked up or parsed, task orders drawn."""
+        cfg = cls(**values)
+        cfg.validate(where)
+        methods, tasks = written.get("methods", []), written.get("tasks", [])
+        if not methods:
+            raise BenchError("methods: the list is empty; give at least one method")
+        if not tasks:
+            raise BenchError("tasks: the list is empty; give at least one task")
+        cfg.check_protocol()
+        cfg.check_size(methods, written.get("orders"))
+        cfg.methods, cfg.origins = cfg._expand_methods(methods)
+        cfg.check_labels()
+        cfg.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)]
+        names = [t.name for t in cfg.tasks]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
+        cfg._check_prompted()
+        if written.get("orders") is not None:
+            cfg.orders = task_orders(written["orders"], names, cfg.subset_seed)
+        cfg.check_corpora()
+        return cfg
 
     def validate(self, where: str) -> None:
+        """The fields that need nothing else (`parse_written` checks the rest, in this order)."""
         check_name("name", self.name)
         if not self.seeds:
             raise BenchError("seeds: the list is empty; give at least one seed")
@@ -216,16 +248,16 @@ class ExperimentConfig:
                 raise BenchError(f"{key}: {seed} is outside 0 .. 2**32 - 1")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise BenchError(f"device: {self.device!r} is not auto, cpu, cuda, cuda:N or mps")
-        if not self.methods:
-            raise BenchError("methods: the list is empty; give at least one method")
-        if not self.tasks:
-            raise BenchError("tasks: the list is empty; give at least one task")
+
+    def check_protocol(self) -> None:
+        """The protocol's choices where the config leaves them open, and what it rules out."""
         if self.data_seed == "per-run" and self.protocol == "paper":
             raise BenchError("data_seed: per-run draws seeded subsets; the paper protocol takes the first rows")
         if self.train.dropout is None:
             self.train.dropout = Protocol.of(self.protocol).dropout
-        self.check_size()
-        self.methods = self._expand_methods(self.methods)
+
+    def check_labels(self) -> None:
+        """Every label a folder name (an explicit empty label is refused, not defaulted), each used once."""
         seen: dict[str, int] = {}
         for i, method in enumerate(self.methods):
             label = method.display_label
@@ -239,14 +271,9 @@ class ExperimentConfig:
                 raise BenchError(f"{self.origin(i)}: label {label!r} is used twice (also by {self.origin(seen[label])}); "
                                  "set `label:` to tell them apart")
             seen[label] = i
-        self.tasks = [parse_task(t, f"tasks[{i}]") for i, t in enumerate(self.tasks)]
-        names = [t.name for t in self.tasks]
-        for i, n in enumerate(names):
-            if names.index(n) != i:
-                raise BenchError(f"tasks[{i}].name: task {n!r} appears twice")
-        self._check_prompted()
-        if self.orders is not None:
-            self.orders = task_orders(self.orders, names, self.subset_seed)
+
+    def check_corpora(self) -> None:
+        """Perplexity corpora and harness tasks listed once each; target modules as a list."""
         if isinstance(self.perplexity, list):
             if not self.perplexity:
                 raise BenchError("perplexity: the list is empty; give a corpus, or null for no perplexity")
@@ -287,13 +314,14 @@ class ExperimentConfig:
         self.train_for(method, where)
         return method
 
-    def check_size(self) -> None:
+    def check_size(self, methods: list[Any], orders: Any) -> None:
         """Refuse more runs than `execution.max_runs`, counted from the grids' list lengths and the
-        `orders:` value before anything is expanded (a typo of a 10**9-point grid is one line, at once)."""
+        `orders:` value as written, before anything is expanded (a typo of a 10**9-point grid is one
+        line, at once)."""
         limit = self.execution.max_runs
-        points = [grid_points(entry) for entry in self.methods]
-        orders = self.orders if isinstance(self.orders, int) and not isinstance(self.orders, bool) else \
-            len(self.orders) if isinstance(self.orders, list) else 1
+        points = [grid_points(entry) for entry in methods]
+        orders = orders if isinstance(orders, int) and not isinstance(orders, bool) else \
+            len(orders) if isinstance(orders, list) else 1
         orders = max(orders, 1)
         total = sum(points) * orders * len(self.seeds)
         if total <= limit:
@@ -312,11 +340,11 @@ class ExperimentConfig:
         return f"{entry} (grid point {point})" if point else entry
 
     def _origin_parts(self, i: int) -> tuple[str, str | None]:
-        origins = self.__dict__.get("_origins")
-        return origins[i] if origins is not None and i < len(origins) else (f"methods[{i}]", None)
+        return self.origins[i] if i < len(self.origins) else (f"methods[{i}]", None)
 
-    def _expand_methods(self, entries: list[Any]) -> list[MethodEntry]:
-        """Grids expanded, options that follow the protocol filled in, labels made explicit."""
+    def _expand_methods(self, entries: list[Any]) -> tuple[list[MethodEntry], list[tuple[str, str | None]]]:
+        """Grids expanded, options that follow the protocol filled in, labels made explicit; with
+        the entry (and grid point) each came from."""
         out, origins = [], []
         for i, entry in enumerate(entries):
             if is_legacy_joint(entry):  # the spelling before `regime:` (config.legacy)
@@ -339,8 +367,7 @@ class ExperimentConfig:
                 for method, point in group:
                     method.label += point_suffix(point, [k for k in point if not k.startswith(("train.", "strategy."))])
             out += [m for m, _ in group]
-        self.__dict__["_origins"] = origins
-        return out
+        return out, origins
 
     @property
     def subset_seed(self) -> int:

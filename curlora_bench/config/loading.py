@@ -11,7 +11,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from ..core.errors import BenchError
-from ..core.parse import declared_fields, from_dict
+from ..core.parse import declared_fields, from_dict, written_type
 from .execution import ExecutionConfig, with_flags
 from .experiment import ExperimentConfig
 from .legacy import legacy_set_key, move_legacy_keys
@@ -73,7 +73,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         if part not in fields:
             known = ", ".join(fields)
             raise BenchError(f"--set {key}: unknown key {'.'.join(parts[: depth + 1])!r} (expected one of: {known})")
-        hint = get_type_hints(cls)[part]
+        hint = written_type(fields[part], get_type_hints(cls))
         cls = next((a for a in getattr(hint, "__args__", (hint,)) if dataclasses.is_dataclass(a)), None)
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..adapters import ADAPTERS
-from ..core.parse import declared_fields
+from ..core.parse import declared_fields, written_type
 from ..sources.tasks import TaskConfig
 from ..strategies.base import strategies
 from .experiment import (
@@ -217,7 +217,7 @@ def _keys(cls: type, names: list[str] | None = None) -> tuple[Key, ...]:
     for name in names if names is not None else list(fields):
         f = fields[name]
         key = "<key>" if f.metadata.get("inline") else name
-        rows.append(Key(key, "any" if f.metadata.get("inline") else type_name(hints[name]),
+        rows.append(Key(key, "any" if f.metadata.get("inline") else type_name(written_type(f, hints)),
                         "" if f.metadata.get("inline") else _shown(_default(f)), f.metadata.get("help", "")))
     return tuple(rows)
 

@@ -112,6 +112,14 @@ def declared_fields(cls: Any) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("derived")]
 
 
+def written_type(f: dataclasses.Field, hints: dict[str, Any]) -> Any:
+    """The type a user writes for field `f`: its declared type, or, where the field's metadata has
+    `written` (entries the class turns into its declared type: grids expanded, task names looked
+    up), that type. A class with such fields has a `parse_written(values, written, where)`
+    classmethod that returns the instance, every field of its declared type."""
+    return f.metadata.get("written", hints[f.name])
+
+
 def from_dict(cls: type, data: Any, where: str) -> Any:
     """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
     if isinstance(data, cls):
@@ -125,12 +133,15 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
         if key not in fields:
             known = ", ".join(fields)
             raise BenchError(f"{prefix}{key}: unknown key (expected one of: {known})")
-    kwargs = {}
+    kwargs, written = {}, {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = coerce(hints[name], data[name], f"{prefix}{name}")
+            value = coerce(written_type(f, hints), data[name], f"{prefix}{name}")
+            (written if "written" in f.metadata else kwargs)[name] = value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise BenchError(f"{prefix}{name}: required key is missing")
+    if written or any("written" in f.metadata for f in fields.values()):
+        return cls.parse_written(kwargs, written, where)  # the class's own load step (see `written_type`)
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if check is not None:
