@@ -39,7 +39,7 @@ def test_grid_expands_to_the_cartesian_product_with_labels_that_show_the_point(t
                       "lora-r8-lr1e-3", "curlora-r2-alpha1", "curlora-r2-alpha2", "mine-ep1", "mine-ep2"]
     assert [cfg.train_for(m).lr for m in cfg.methods[:3]] == [1e-4, 3e-4, 1e-3]
     assert [cfg.train_for(m).epochs for m in cfg.methods[-2:]] == [1, 2]
-    assert [m.alpha for m in cfg.methods[6:8]] == [1.0, 2.0]
+    assert [m.options.alpha for m in cfg.methods[6:8]] == [1.0, 2.0]
     assert len({cfg.identity(m, 0).run_key for m in cfg.methods}) == len(cfg.methods)  # every point its own run
 
 
