@@ -165,7 +165,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None,
     `flags`: a command's execution flags (`--executor ray`, ...; None: not given) over `execution:`."""
     path = Path(path)
     raw = raw_config(path, overrides)
-    if flags:  # applied before the rest is checked: `--max-runs` decides whether the size is refused
+    if flags and any(v is not None for v in flags.values()):  # before the rest is checked: `--max-runs` decides whether the size is refused
         execution = raw.get("execution")
         raw["execution"] = with_flags(from_dict(ExecutionConfig, {} if execution is None else execution,
                                                 "execution"), **flags)
