@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from curlora_bench.config.execution import ExecutionConfig
 from curlora_bench.core.errors import BenchError, SignalNote
 from curlora_bench.experiment import cluster
-from curlora_bench.experiment.executors import Executor
 
 
 class FakeRay:
@@ -93,7 +93,7 @@ def no_ray(monkeypatch):
 
 def test_preflight_refuses_more_cpus_than_this_machine_has(no_ray):
     cores = len(os.sched_getaffinity(0))
-    ex = Executor("ray", cpus_per_run=cores + 1, names=(("cpus_per_run", "--cpus-per-run"),))
+    ex = ExecutionConfig(executor="ray", cpus_per_run=cores + 1, flags=("cpus_per_run",))
     with pytest.raises(BenchError, match=rf"^--cpus-per-run {cores + 1}: this machine has {cores} cores; a run "):
         cluster.preflight(ex)
 
@@ -102,27 +102,27 @@ def test_preflight_refuses_more_cpus_than_this_machine_has(no_ray):
 def test_preflight_refuses_more_gpus_than_this_machine_has(no_ray, monkeypatch, gpus, says):
     monkeypatch.setattr(cluster, "local_gpus", lambda: gpus)
     with pytest.raises(BenchError, match=rf"^--gpus-per-run 2.5: this machine {says}; a run could never"):
-        cluster.preflight(Executor("ray", gpus_per_run=2.5))
-    cluster.preflight(Executor("ray", gpus_per_run=float(gpus)))  # as many as there are: accepted
+        cluster.preflight(ExecutionConfig(executor="ray", gpus_per_run=2.5, flags=("gpus_per_run",)))
+    cluster.preflight(ExecutionConfig(executor="ray", gpus_per_run=float(gpus)))  # as many as there are: accepted
 
 
 def test_preflight_at_an_address_probes_it_and_checks_nothing_local(no_ray, monkeypatch):
     probed = []
     monkeypatch.setattr(cluster, "probe", lambda address, name: probed.append((address, name)))
     monkeypatch.setattr(cluster, "local_gpus", lambda: 0)
-    cluster.preflight(Executor("ray", address="h:1", gpus_per_run=4, names=(("address", "--address"),)))
+    cluster.preflight(ExecutionConfig(executor="ray", address="h:1", gpus_per_run=4, flags=("address",)))
     assert probed == [("h:1", "--address")]
 
 
 def test_check_cluster_compares_with_the_largest_live_node():
     ray = FakeRay([node(2), node(4, 1), node(64, 8, alive=False)])
-    ex = Executor("ray", address="h:1", gpus_per_run=1)
+    ex = ExecutionConfig(executor="ray", address="h:1", gpus_per_run=1, flags=("gpus_per_run", "cpus_per_run"))
     cluster.check_cluster(ray, ex, 4)  # the 4-CPU node with a GPU takes it
     with pytest.raises(BenchError, match=r"^--cpus-per-run 5: no node of the cluster at h:1 has that many "
                                          r"CPUs \(the most: 4\); a run could never be scheduled$"):
         cluster.check_cluster(ray, ex, 5)
     with pytest.raises(BenchError, match=r"^--gpus-per-run 2: no node .* many GPUs \(the most: 1\)"):
-        cluster.check_cluster(ray, Executor("ray", address="h:1", gpus_per_run=2), 1)
+        cluster.check_cluster(ray, ExecutionConfig(executor="ray", address="h:1", gpus_per_run=2, flags=("gpus_per_run",)), 1)
     with pytest.raises(BenchError, match=r"many GPUs \(it has none\)"):
         cluster.check_cluster(FakeRay([node(8)]), ex, 1)
     with pytest.raises(BenchError, match=r"the most: 0\)"):
@@ -143,7 +143,7 @@ def test_stale_temp_folders_of_dead_drivers_are_removed_and_no_other(tmp_path, m
 
 def test_joining_a_cluster_too_small_for_a_run_shuts_the_connection_again(no_ray):
     no_ray._nodes = [node(1)]
-    ex = Executor("ray", address="h:1", cpus_per_run=2)
+    ex = ExecutionConfig(executor="ray", address="h:1", cpus_per_run=2, flags=("cpus_per_run",))
     with pytest.raises(BenchError, match=r"cpus-per-run 2: no node of the cluster at h:1"):
         cluster.RayCluster(ex, SignalNote()).__enter__()
     assert no_ray.calls == ["init ['address', 'log_to_driver', 'logging_level']", "shutdown"]
@@ -152,7 +152,7 @@ def test_joining_a_cluster_too_small_for_a_run_shuts_the_connection_again(no_ray
 
 def test_joining_a_cluster_that_fits_returns_ray_and_exits_clean(no_ray):
     no_ray._nodes = [node(4)]
-    with cluster.RayCluster(Executor("ray", address="h:1"), SignalNote()) as ray:
+    with cluster.RayCluster(ExecutionConfig(executor="ray", address="h:1"), SignalNote()) as ray:
         assert ray is no_ray and ray.initialized
     assert no_ray.calls[-1] == "shutdown"
 
@@ -163,7 +163,7 @@ def test_joining_a_cluster_that_fits_returns_ray_and_exits_clean(no_ray):
 ])
 def test_a_failed_start_is_one_line(no_ray, says, message):
     no_ray.fail, no_ray.says = ConnectionError("no route\nmore detail"), says
-    ex = Executor("ray", address="h:1", names=(("address", "--address"),))
+    ex = ExecutionConfig(executor="ray", address="h:1", flags=("address",))
     with pytest.raises(BenchError) as info:
         cluster.RayCluster(ex, SignalNote()).__enter__()
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
@@ -177,7 +177,7 @@ def test_a_signal_during_the_start_stops_it_after_cleaning_up(no_ray):
     note.signum = 15  # arrived while ray.init ran
     note.install = lambda: None  # the test's own handlers stay
     with pytest.raises(Interrupted):
-        cluster.RayCluster(Executor("ray", address="h:1"), note).__enter__()
+        cluster.RayCluster(ExecutionConfig(executor="ray", address="h:1"), note).__enter__()
     assert no_ray.calls[-1] == "shutdown"
 
 
@@ -195,7 +195,7 @@ def test_reap_kills_what_outlived_the_shutdown(monkeypatch):
     monkeypatch.setattr(cluster, "GRACE", 0.2)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        c = cluster.RayCluster(Executor("ray"), SimpleNamespace())
+        c = cluster.RayCluster(ExecutionConfig(executor="ray"), SimpleNamespace())
         c.processes = [psutil.Process(child.pid)]
         c._reap()
         assert child.wait(timeout=10) == -9 and c.processes == []
