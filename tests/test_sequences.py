@@ -118,7 +118,7 @@ def test_no_drift_corpus_is_a_task():
 
 def _built(name):
     from curlora_bench.sources import assets
-    from curlora_bench.sources.tasks.embedded import EMBEDDED_TASKS
+    from curlora_bench.sources.tasks import EMBEDDED_TASKS
 
     task = TASKS.get(name)
     return EMBEDDED_TASKS.get(task.builder)(assets.ensure(task.asset))
@@ -128,7 +128,8 @@ def _built(name):
 def test_brown_genre_reads_no_text_a_drift_measure_reads():
     from curlora_bench.sources import assets
     from curlora_bench.sources.general import brown_documents
-    from curlora_bench.sources.tasks.embedded import BROWN_GENRES, EMBEDDED_CORPORA, brown_files
+    from curlora_bench.sources.tasks import EMBEDDED_CORPORA
+    from curlora_bench.sources.tasks.embedded import BROWN_GENRES, brown_files
 
     folder = assets.ensure("brown")
     splits = _built("brown-genre")
