@@ -58,3 +58,31 @@ def relative_drift(model: nn.Module, modules: list[str], reference: dict[str, to
         out[name] = float(delta.norm() / w0.norm())
     model.train(was_training)
     return out
+
+
+@torch.inference_mode()
+def weight_pair(model: nn.Module, name: str, reference: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W0, W) of one adapted module as (out, in) float matrices on CPU: its weight at init and now
+    (the base plus the exact delta where the layer has one, else the effective weight)."""
+    m = model.get_submodule(name)
+    if hasattr(m, "delta_weight"):
+        base = m.base_layer
+        w0 = base.weight.float()
+        w = w0 + m.delta_weight().float()
+        if isinstance(base, Conv1D):  # stored (in, out)
+            w0, w = w0.T, w.T
+        return w0.cpu(), w.cpu()
+    return reference[name].T, effective_weight(m).float().cpu().T
+
+
+def intruder_dimensions(w0: torch.Tensor, w: torch.Tensor, top_k: int, epsilons: list[float]) -> list[int]:
+    """For each threshold, how many of the `top_k` highest-ranking left singular vectors of the
+    fine-tuned `w` are intruder dimensions: their largest absolute cosine similarity with every
+    left singular vector of the pre-trained `w0` is below it (Shuttleworth et al. 2024, "LoRA vs
+    Full Fine-tuning: An Illusion of Equivalence", Definition 1; the same test as PEFT's
+    `peft/tuners/lora/intruders.py`, `reduce_intruder_dimension`: `(U_merged.T @ U_base).abs()
+    .max(dim=1)` over the first top_k). `w0`, `w`: (out, in)."""
+    u0 = torch.linalg.svd(w0.double(), full_matrices=False).U
+    u = torch.linalg.svd(w.double(), full_matrices=False).U[:, :top_k]
+    best = (u.T @ u0).abs().max(dim=1).values
+    return [int((best < eps).sum()) for eps in epsilons]

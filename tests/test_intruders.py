@@ -1,0 +1,74 @@
+"""Intruder dimensions (Shuttleworth et al. 2024) on matrices with a known count, and the
+(W0, W) pair read from an adapted layer in the orientation the definition uses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers.pytorch_utils import Conv1D
+
+from curlora_bench.run.drift import intruder_dimensions, snapshot, weight_pair
+
+
+def _base(n: int = 16) -> torch.Tensor:
+    # singular vectors of diag(n, ..., 1) are the standard basis
+    return torch.diag(torch.arange(n, 0, -1, dtype=torch.float64))
+
+
+def _spread(signs: list[int]) -> torch.Tensor:
+    v = torch.tensor(signs, dtype=torch.float64)
+    return v / v.norm()  # |cos| with every basis vector: 1/sqrt(n)
+
+
+def test_a_direction_spread_over_every_base_vector_is_one_intruder():
+    w0 = _base()
+    u = _spread([1] * 16)  # cos 0.25 with each e_i
+    w = w0 + 40 * torch.outer(u, u)  # the new top singular vector, about u (best cos 0.30)
+    # the others bend towards u too (best cos 0.66-0.91), so a loose threshold counts them
+    assert intruder_dimensions(w0, w, top_k=10, epsilons=[0.2, 0.5, 0.9]) == [0, 1, 9]
+
+
+def test_two_orthogonal_new_directions_are_two_and_a_small_change_none():
+    w0 = _base()
+    u = _spread([1] * 16)
+    v = _spread([1, -1] * 8)  # orthogonal to u, also 0.25 with each e_i
+    w = w0 + 40 * torch.outer(u, u) + 35 * torch.outer(v, v)
+    # best cosines: 0.33, 0.33 for the two new directions, 0.67-0.86 for the other eight
+    assert intruder_dimensions(w0, w, top_k=10, epsilons=[0.3, 0.5, 0.6]) == [0, 2, 2]
+    assert intruder_dimensions(w0, w, top_k=1, epsilons=[0.5]) == [1]
+    # a change that keeps every singular direction near a base one has none
+    noise = torch.randn(16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert intruder_dimensions(w0, w0 + 1e-3 * noise, top_k=10, epsilons=[0.5, 0.9]) == [0, 0]
+
+
+def test_a_new_direction_below_the_top_k_is_not_counted():
+    w0 = _base()
+    u = _spread([1] * 16)
+    w = w0 + 0.5 * torch.outer(u, u)  # a small singular value: ranked low, not among the top 3
+    assert intruder_dimensions(w0, w, top_k=3, epsilons=[0.5]) == [0]
+
+
+def test_the_cosine_threshold_is_strict():
+    # cos exactly 1/sqrt(2) with two base vectors: an intruder only for a threshold above it
+    w0 = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))
+    u = torch.tensor([1.0, 1.0], dtype=torch.float64) / math.sqrt(2)
+    w = 10 * torch.outer(u, u) + 1e-3 * torch.eye(2, dtype=torch.float64)
+    assert intruder_dimensions(w0, w, top_k=1, epsilons=[0.7, 0.71]) == [0, 1]
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_weight_pair_is_out_by_in_for_linear_and_conv1d(conv):
+    torch.manual_seed(0)
+    layer = Conv1D(5, 3) if conv else torch.nn.Linear(3, 5)  # 3 in, 5 out either way
+    model = torch.nn.Sequential(layer)
+    ref = snapshot(model, ["0"])
+    w0, w = weight_pair(model, "0", ref)
+    native = layer.weight.detach()
+    expected = native.T if conv else native
+    assert w0.shape == (5, 3) and torch.allclose(w0, expected) and torch.allclose(w, expected)
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    _, moved = weight_pair(model, "0", ref)
+    assert torch.allclose(moved - w0, torch.ones(5, 3))
