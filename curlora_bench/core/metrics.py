@@ -40,12 +40,40 @@ def backward_transfer(A: Matrix) -> float | None:
 
 
 def forgetting(A: Matrix) -> float | None:
-    """Mean over j<T-1 of max_{i<T-1} A[i][j] - A[T-1][j]. None for one task."""
+    """Mean over j<T-1 of max_{i<T-1} A[i][j] - A[T-1][j] (Chaudhry et al. 2018; the forgetting
+    rate of SAPT's and TRACE's tables, `Fgt` in SAPT's score.py). None for one task."""
     T = len(A)
     if T < 2:
         return None
     per_task = [max(A[i][j] for i in range(j, T - 1)) - A[T - 1][j] for j in range(T - 1)]
     return sum(per_task) / len(per_task)
+
+
+def average_incremental(A: Matrix) -> float:
+    """Avg (EasyCL's "Average Accuracy"): the mean over stages k of the mean score on tasks 0..k
+    after stage k, so the whole sequence counts, not only its end."""
+    return sum(average_accuracy(A, k) for k in range(len(A))) / len(A)
+
+
+def backward_transfer_over_tasks(A: Matrix) -> float | None:
+    """BWT as SAPT's and TRACE's code compute it: sum_{j<T-1} (A[T-1][j] - A[j][j]) divided by T
+    (every task, the last one's term 0), not by T-1 as GEM's `backward_transfer`. None for one task."""
+    T = len(A)
+    if T < 2:
+        return None
+    return sum(A[T - 1][j] - A[j][j] for j in range(T - 1)) / T
+
+
+def forward_transfer(A: Matrix, base: Sequence[float | None]) -> float | None:
+    """FWT (GEM, Lopez-Paz & Ranzato 2017; EasyCL): mean over tasks j >= 1 of A[j-1][j] - base[j],
+    the score of task j just before it is learned minus the base model's score on it. Needs the
+    entries above the diagonal (tasks scored before they are learned) and `base` (zero-shot
+    scores); None where one is missing or for one task."""
+    T = len(A)
+    if T < 2 or len(base) < T:
+        return None
+    terms = [A[j - 1][j] - base[j] for j in range(1, T) if A[j - 1][j] is not None and base[j] is not None]
+    return sum(terms) / len(terms) if len(terms) == T - 1 else None
 
 
 def perplexity_drift(initial: float | None, final: float | None) -> float | None:

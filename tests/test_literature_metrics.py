@@ -1,0 +1,47 @@
+"""The continual-learning metrics the literature reports, on hand-computed matrices."""
+
+from __future__ import annotations
+
+import pytest
+
+from curlora_bench.core.metrics import (
+    average_accuracy,
+    average_incremental,
+    backward_transfer,
+    backward_transfer_over_tasks,
+    forgetting,
+    forward_transfer,
+)
+
+# A[i][j]: task j after stage i; above the diagonal: task j scored before it is learned
+A = [[0.80, 0.40, 0.30],
+     [0.70, 0.90, 0.35],
+     [0.60, 0.85, 0.95]]
+BASE = [0.50, 0.30, 0.20]  # the base model, before any stage
+
+
+def test_last_and_average_incremental():
+    assert average_accuracy(A) == pytest.approx((0.60 + 0.85 + 0.95) / 3)  # Last, AP
+    # Avg: (0.80 + (0.70 + 0.90) / 2 + 0.80) / 3
+    assert average_incremental(A) == pytest.approx((0.80 + 0.80 + 0.80) / 3)
+
+
+def test_backward_transfer_by_t_minus_one_and_by_t():
+    # (0.60 - 0.80) + (0.85 - 0.90) = -0.25
+    assert backward_transfer(A) == pytest.approx(-0.25 / 2)
+    assert backward_transfer_over_tasks(A) == pytest.approx(-0.25 / 3)
+    assert backward_transfer_over_tasks(A[:1]) is None
+
+
+def test_forgetting_takes_the_best_earlier_score():
+    # task 0: best of 0.80, 0.70 -> 0.80 - 0.60; task 1: 0.90 - 0.85
+    assert forgetting(A) == pytest.approx((0.20 + 0.05) / 2)
+
+
+def test_forward_transfer_needs_scores_before_learning():
+    # (A[0][1] - 0.30) + (A[1][2] - 0.20) = 0.10 + 0.15
+    assert forward_transfer(A, BASE) == pytest.approx(0.25 / 2)
+    lower = [[0.80, None, None], [0.70, 0.90, None], [0.60, 0.85, 0.95]]
+    assert forward_transfer(lower, BASE) is None  # not scored before learning
+    assert forward_transfer(A, [0.5, None, 0.2]) is None  # no base score
+    assert forward_transfer(A[:1], BASE) is None
