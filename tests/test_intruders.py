@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,3 +73,53 @@ def test_weight_pair_is_out_by_in_for_linear_and_conv1d(conv):
         layer.weight.add_(1.0)
     _, moved = weight_pair(model, "0", ref)
     assert torch.allclose(moved - w0, torch.ones(5, 3))
+
+
+def test_a_run_with_diagnostics_counts_intruders_after_every_stage(toy_data, tmp_path, cli):
+    import json
+
+    from tests.conftest import run_in, tiny_config
+
+    cfg = tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}, {"method": "full"}],
+                      diagnostics={"top_k": 4, "epsilons": [0.5, 0.9]}, perplexity=None)
+    out = run_in(tmp_path, cfg)
+    for label in ("lora-r2", "full"):
+        summary = json.loads((out / label / "seed-0" / "summary.json").read_text())
+        assert [d["stage"] for d in summary["drift"]] == [1, 2]
+        for d in summary["drift"]:
+            counted = d["intruders"]
+            assert counted["top_k"] == 4 and counted["epsilons"] == [0.5, 0.9]
+            assert set(counted["per_module"]) == set(d["per_module"])
+            per = list(counted["per_module"].values())
+            assert all(len(c) == 2 and 0 <= c[0] <= c[1] <= 4 for c in per)  # a looser threshold counts more
+            assert counted["total"] == [sum(c[k] for c in per) for k in range(2)]
+    code, stdout, err = cli("report", out)
+    assert code == 0, err
+    assert "Intruder dimensions, top 4 at ε 0.5, summed over matrices (after polarity)" in stdout
+
+
+def test_diagnostics_enter_a_run_identity_only_when_set(toy_data, write_config):
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.run.spec import RunSpec
+    from tests.conftest import tiny_config
+
+    def key(**extra):
+        cfg, _ = load_config(write_config(tiny_config(toy_data, **extra)))
+        return RunSpec.of(cfg, 0, 0, Path("out")).identity.run_key
+
+    plain = key()
+    assert key(diagnostics=None) == plain and key(diagnostics={}) != plain
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"top_k": 0}, "diagnostics.top_k"),
+    ({"epsilons": []}, "diagnostics.epsilons"),
+    ({"epsilons": [0.5, 1.5]}, "diagnostics.epsilons"),
+])
+def test_bad_diagnostics_are_one_line(toy_data, write_config, bad, message):
+    from curlora_bench.config.loading import load_config
+    from curlora_bench.core.errors import BenchError
+    from tests.conftest import tiny_config
+
+    with pytest.raises(BenchError, match=message):
+        load_config(write_config(tiny_config(toy_data, diagnostics=bad)))

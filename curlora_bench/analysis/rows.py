@@ -78,6 +78,27 @@ def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
     return read
 
 
+def intruder_rows(summary: Any) -> list[Row]:
+    """Rows of intruder dimensions (`diagnostics.intruders`), summed over the adapted matrices:
+    one per threshold and stage; none when the run counted none."""
+    counted = next((d.intruders for d in summary.drift or [] if d.intruders is not None), None)
+    if counted is None:
+        return []
+
+    def read(stage: int, k: int) -> Callable[[Any], float | None]:
+        def value(s: Any) -> float | None:
+            d = next((d for d in s.drift or [] if d.stage == stage + 1), None)
+            if d is None or d.intruders is None or k >= len(d.intruders.total):
+                return None
+            return d.intruders.total[k]
+        return value
+
+    # by stage number: a joint run has one entry, at its one stage
+    stages = [(d.stage - 1, summary.tasks[d.stage - 1]) for d in summary.drift]
+    return [Row(f"Intruder dimensions, top {counted.top_k} at ε {eps:g}, summed over matrices (after {t})",
+                "ratio", read(i, k)) for k, eps in enumerate(counted.epsilons) for i, t in stages]
+
+
 def general_rows(general: General | None) -> list[Row]:
     """Rows of general ability: before / after / drop per task and metric, then their average
     over tasks (each task's primary metric)."""

@@ -116,6 +116,25 @@ HARNESS_SPLITS = ("train", "validation", "test")
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Per-stage diagnostics of what forgetting is made of (opt-in: each costs time)."""
+
+    intruders: bool = field(default=True, metadata={
+        "help": "count intruder dimensions of every adapted matrix after each stage: of its top_k singular "
+                "vectors, those whose largest |cosine| with every singular vector of the pre-trained matrix is "
+                "below an epsilon (Shuttleworth et al. 2024); two SVDs per matrix and stage"})
+    top_k: int = field(default=10, metadata={"help": "highest-ranking singular vectors examined (the paper's k = 10)"})
+    epsilons: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9], metadata={
+        "help": "cosine thresholds, each counted apart (the paper sweeps them; PEFT's mitigation uses 0.5)"})
+
+    def validate(self, where: str) -> None:
+        positive(where, "top_k", self.top_k)
+        if not isinstance(self.epsilons, list) or not self.epsilons or \
+                not all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1 for e in self.epsilons):
+            raise BenchError(f"{where}.epsilons: give a list of cosine thresholds in (0, 1], got {self.epsilons!r}")
+
+
+@dataclass
 class GeneralConfig:
     """General ability: lm-evaluation-harness tasks scored on the base model once per experiment and on
     the adapted model after every stage (in memory), each metric a record."""
@@ -192,6 +211,8 @@ class ExperimentConfig:
     general: GeneralConfig | None = field(default=None, metadata={
         "help": "lm-evaluation-harness tasks before the first stage and after every stage (general ability: "
                 "its drop is a forgetting axis of `report --forgetting general`); null = none"})
+    diagnostics: DiagnosticsConfig | None = field(default=None, metadata={
+        "help": "per-stage diagnostics of what forgetting is made of (intruder dimensions); null = none"})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     protocol: Literal["standard", "paper"] = field(

@@ -21,6 +21,7 @@ from ..core.parse import declared_fields, written_type
 from ..sources.tasks import TaskConfig
 from ..strategies.base import strategies
 from .experiment import (
+    DiagnosticsConfig,
     EvalConfig,
     ExecutionConfig,
     ExperimentConfig,
@@ -30,7 +31,7 @@ from .experiment import (
 )
 from .methods import MethodEntry
 
-NESTED = {"perplexity": PerplexityConfig, "general": GeneralConfig, "train": TrainConfig, "eval": EvalConfig, "execution": ExecutionConfig}
+NESTED = {"perplexity": PerplexityConfig, "general": GeneralConfig, "diagnostics": DiagnosticsConfig, "train": TrainConfig, "eval": EvalConfig, "execution": ExecutionConfig}
 TASK_SKIP = {"description", "version", "card", "builder", "asset"}  # set by built-in task files
 COMMON = [f.name for f in declared_fields(MethodEntry)]  # the keys every method entry takes
 LISTS = {"methods": "list of method entries", "tasks": "list of task names and tasks"}
@@ -78,6 +79,9 @@ SEQUENCE_KEYS = (
 # merges each into a small valid config and loads it). A method without one gets a one-line
 # example of its own name.
 EXAMPLES = {
+    "diagnostics": """\
+diagnostics: {top_k: 10, epsilons: [0.5, 0.7, 0.9]}   # intruder dimensions after every stage
+""",
     "top": """\
 name: my-sequence
 seeds: [0, 1, 2]
@@ -273,7 +277,7 @@ def _tasks() -> Section:
 def reference_sections() -> list[Section]:
     """Every section of the config reference, in the order the page shows them."""
     sections = [_top(), *_methods(), _tasks()]
-    for name in ("train", "eval", "perplexity", "general", "execution"):
+    for name in ("train", "eval", "perplexity", "general", "diagnostics", "execution"):
         field = next(f for f in dataclasses.fields(ExperimentConfig) if f.name == name)
         intro = field.metadata.get("help") or NESTED[name].__doc__.splitlines()[0]
         sections.append(Section(name, name, 2, _sentence(intro), _keys(NESTED[name]),

@@ -82,7 +82,7 @@ def intruder_dimensions(w0: torch.Tensor, w: torch.Tensor, top_k: int, epsilons:
     Full Fine-tuning: An Illusion of Equivalence", Definition 1; the same test as PEFT's
     `peft/tuners/lora/intruders.py`, `reduce_intruder_dimension`: `(U_merged.T @ U_base).abs()
     .max(dim=1)` over the first top_k). `w0`, `w`: (out, in)."""
-    u0 = torch.linalg.svd(w0.double(), full_matrices=False).U
-    u = torch.linalg.svd(w.double(), full_matrices=False).U[:, :top_k]
+    u0 = torch.linalg.svd(w0.float(), full_matrices=False).U  # fp32: a cosine against a threshold
+    u = torch.linalg.svd(w.float(), full_matrices=False).U[:, :top_k]
     best = (u.T @ u0).abs().max(dim=1).values
     return [int((best < eps).sum()) for eps in epsilons]

@@ -34,6 +34,7 @@ from ..store.schema import (
     SCHEMA_VERSION,
     Generation,
     HeadInfo,
+    Intruders,
     Prediction,
     Record,
     RunSummary,
@@ -284,8 +285,20 @@ def weight_drift(state: RunState, stage: Stage) -> float:
     """How far the adapted weights moved (‖ΔW‖/‖W‖ per matrix); returns the mean."""
     per_module = drift.relative_drift(state.model, state.modules, state.reference)
     mean, top = drift_summary(per_module)
-    state.progress.drift.append(StageDrift(stage.number, mean, top, len(per_module), per_module))
+    state.progress.drift.append(StageDrift(stage.number, mean, top, len(per_module), per_module,
+                                           intruders(state)))
     return mean
+
+
+def intruders(state: RunState) -> Intruders | None:
+    """Intruder dimensions of every adapted matrix against its weight at init (`diagnostics:`)."""
+    d = state.cfg.diagnostics
+    if d is None or not d.intruders:
+        return None
+    per_module = {name: drift.intruder_dimensions(*drift.weight_pair(state.model, name, state.reference),
+                                                  d.top_k, d.epsilons) for name in state.modules}
+    total = [sum(counts[k] for counts in per_module.values()) for k in range(len(d.epsilons))]
+    return Intruders(d.top_k, list(d.epsilons), per_module, total)
 
 
 def save_checkpoint(state: RunState, ledger: Ledger, stage: Stage) -> None:

@@ -150,14 +150,27 @@ class TrainLogEntry:
 
 
 @dataclass
+class Intruders:
+    """Intruder dimensions after one stage (`diagnostics.intruders`): for each threshold in
+    `epsilons`, how many of each adapted matrix's `top_k` singular vectors are intruders."""
+
+    top_k: int
+    epsilons: list[float]
+    per_module: dict[str, list[int]]  # matrix -> one count per epsilon
+    total: list[int]  # summed over the matrices, one per epsilon
+
+
+@dataclass
 class StageDrift:
-    """‖ΔW‖/‖W‖ of every adapted matrix after one stage, with its mean and max."""
+    """‖ΔW‖/‖W‖ of every adapted matrix after one stage, with its mean and max (and, with
+    `diagnostics:`, its intruder dimensions)."""
 
     stage: int
     mean: float
     max: float
     modules: int
     per_module: dict[str, float]
+    intruders: Intruders | None = None
 
 
 @dataclass
