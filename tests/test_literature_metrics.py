@@ -45,3 +45,19 @@ def test_forward_transfer_needs_scores_before_learning():
     assert forward_transfer(lower, BASE) is None  # not scored before learning
     assert forward_transfer(A, [0.5, None, 0.2]) is None  # no base score
     assert forward_transfer(A[:1], BASE) is None
+
+
+def test_the_report_gives_them_from_each_runs_matrix(tmp_path):
+    from types import SimpleNamespace
+
+    from curlora_bench.analysis.rows import literature_rows
+
+    run = SimpleNamespace(status="complete", score_matrix=A)
+    joint = SimpleNamespace(status="complete", score_matrix=[[0.8, 0.9, 0.7]])
+    failed = SimpleNamespace(status="failed", score_matrix=A[:2])
+    values = {row.name.split(":")[0]: row.read(run) for row in literature_rows()}
+    assert values == pytest.approx({
+        "AP / Last": average_accuracy(A), "Avg": average_incremental(A), "BWT over T-1 tasks": backward_transfer(A),
+        "BWT over T tasks": backward_transfer_over_tasks(A), "Forgetting rate": forgetting(A)})
+    gap = SimpleNamespace(status="complete", score_matrix=[[0.8, None], [None, 0.9]])
+    assert all(row.read(r) is None for r in (joint, failed, gap) for row in literature_rows())

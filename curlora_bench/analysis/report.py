@@ -78,6 +78,7 @@ class Table:
     baseline_title: str = "majority"
     # what the averages average: "accuracy", or "score" where a task's primary metric is not accuracy
     score_word: str = "accuracy"
+    literature: list[Row] = field(default_factory=list)  # the sequence metrics as the literature names them
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -154,6 +155,11 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             vals = [row.read(r.summary) for r in col.runs]
             cells[(row.name, col.name)] = [float(v) for v in vals if v is not None]
     rows = [row for row in rows if row.paper_key or any(cells[(row.name, c.name)] for c in columns)]
+    literature = report_rows.literature_rows()
+    for col in columns:
+        for row in literature:
+            cells[(row.name, col.name)] = [float(v) for v in (row.read(r.summary) for r in col.runs) if v is not None]
+    literature = [row for row in literature if any(cells[(row.name, c.name)] for c in columns)]
     for name, numbers in paper_columns(first, columns).items():
         columns.append(Column(name))
         for row in rows:
@@ -181,7 +187,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
                  example_pairs(columns, base, scores), options.margin, selections,
-                 "baseline" if first.zero_shot else "majority", report_rows.score_word(first.metric))
+                 "baseline" if first.zero_shot else "majority", report_rows.score_word(first.metric), literature)
 
 
 def corpus_rows(first) -> list[Row]:
@@ -322,10 +328,21 @@ def to_markdown(t: Table) -> str:
     text += paired_markdown(t) if t.paired else ""
     text += mcnemar_markdown(t) if t.mcnemar else ""
     text += orders_markdown(t) if t.orders else ""
+    text += literature_markdown(t) if t.literature else ""
     if t.tradeoff and len(t.tradeoff.frontiers) > 1:
         text += tradeoff_markdown(t.tradeoff, t.margin, t.score_word)
     text += selection_markdown(t.selections, t.tradeoff.axis, t.score_word) if t.selections else ""
     return text
+
+
+def literature_markdown(t: Table) -> str:
+    """The sequence metrics as the literature names them, one table (mean ± sd over seeds)."""
+    head = ["", *map(header, t.columns)]
+    lines = ["", f"### The sequence's metrics as the literature names them ({t.score_word})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in t.literature:
+        lines.append("| " + " | ".join([row.name, *(fmt_cell(row.kind, t.values(row, c)) for c in t.columns)]) + " |")
+    return "\n".join(lines) + "\n\n_Definitions and sources: the concepts page, \"The literature's names\"._\n"
 
 
 def to_csv(t: Table) -> str:
@@ -339,6 +356,12 @@ def to_csv(t: Table) -> str:
             ci = st["ci95"] or [None, None]
             w.writerow([row.name, c.name, c.settings_hash, st["mean"], st["std"], st["n"], ci[0], ci[1],
                         row.baseline, None, len(c.failed)])
+    for row in t.literature:
+        for c in t.columns:
+            st = _stats(t.values(row, c), row.kind)
+            ci = st["ci95"] or [None, None]
+            w.writerow([row.name, c.name, c.settings_hash, st["mean"], st["std"], st["n"], ci[0], ci[1], None, None,
+                        len(c.failed)])
     for m in t.tradeoff.matched if t.tradeoff else []:
         col = next(c for c in t.columns if c.name == m.column)
         for q, test in m.tests.items():
@@ -374,6 +397,8 @@ def to_json(t: Table) -> str:
         "paired": {"baseline": t.baseline, "differences": [dataclasses.asdict(d) for d in t.paired]},
         "example_pairs": [dataclasses.asdict(e) for e in t.mcnemar],
         "orders": [dataclasses.asdict(o) for o in t.orders],
+        "literature": [{"row": r.name, "kind": r.kind, "cells": {c.name: _stats(t.values(r, c), r.kind)
+                                                               for c in t.columns}} for r in t.literature],
     }
     return json.dumps(data, indent=2) + "\n"
 

@@ -15,6 +15,11 @@ from ..core.metrics import (
     DiagnosticRow,
     General,
     Kind,
+    average_accuracy,
+    average_incremental,
+    backward_transfer,
+    backward_transfer_over_tasks,
+    forgetting,
     general_ability,
     general_primary,
     plasticity,
@@ -148,3 +153,32 @@ def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str,
     rows += [Row(f"‖ΔW‖/‖W‖ mean over matrices (after {t})", "small", _drift(i, "mean")) for i, t in enumerate(tasks)]
     rows.append(Row("‖ΔW‖/‖W‖ max over matrices (final)", "small", _drift(None, "max")))
     return rows
+
+
+# The sequence metrics as the continual-learning literature names them, each read from a finished
+# run's score matrix. FWT is not among them: it
+# needs each task scored before its own stage, which the runs do not measure.
+LITERATURE: list[tuple[str, Callable[[Any], float | None]]] = [
+    ("AP / Last: mean score over the tasks after the final stage (SAPT, TRACE; EasyCL's Last)", average_accuracy),
+    ("Avg: mean over stages of the mean score on the tasks learned so far (EasyCL)", average_incremental),
+    ("BWT over T-1 tasks: final minus just-learned score (GEM, Lopez-Paz & Ranzato 2017; EasyCL)",
+     backward_transfer),
+    ("BWT over T tasks: the same sum divided by T (SAPT's and TRACE's code)", backward_transfer_over_tasks),
+    ("Forgetting rate: best earlier score minus final, over T-1 tasks (Chaudhry et al. 2018; SAPT's Fgt)",
+     forgetting),
+]
+
+
+def literature_rows() -> list[Row]:
+    """The `LITERATURE` rows, each read from a complete run's matrix of two or more rows (a joint
+    run's one row has no sequence to read)."""
+
+    def read(f: Callable[[Any], float | None]) -> Callable[[Any], float | None]:
+        def value(s: Any) -> float | None:
+            A = s.score_matrix
+            if s.status != "complete" or len(A) < 2 or any(A[i][j] is None for i in range(len(A)) for j in range(i + 1)):
+                return None
+            return f(A)
+        return value
+
+    return [Row(name, "signed" if "BWT" in name else "accuracy", read(f)) for name, f in LITERATURE]
