@@ -20,6 +20,7 @@ from ..core.metrics import (
     backward_transfer,
     backward_transfer_over_tasks,
     forgetting,
+    forward_transfer,
     general_ability,
     general_primary,
     plasticity,
@@ -181,4 +182,12 @@ def literature_rows() -> list[Row]:
             return f(A)
         return value
 
-    return [Row(name, "signed" if "BWT" in name else "accuracy", read(f)) for name, f in LITERATURE]
+    def fwt(s: Any) -> float | None:
+        if s.status != "complete" or not s.zero_shot:
+            return None
+        base = [s.zero_shot.get(t, {}).get(s.primary(t)) for t in s.tasks]
+        return forward_transfer(s.score_matrix, base)
+
+    return [*(Row(name, "signed" if "BWT" in name else "accuracy", read(f)) for name, f in LITERATURE),
+            Row("FWT: score just before a task's own stage minus the base model's (GEM; EasyCL; needs "
+                "eval.lookahead)", "signed", fwt)]

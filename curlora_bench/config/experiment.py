@@ -80,8 +80,13 @@ class EvalConfig:
         "help": "validation examples per task, scored after every stage beside eval (to choose settings on, "
                 "`report --select-on validation`): a task's own `val` split, else the training rows after the train "
                 "subset (never a train or eval row); null = none"})
+    lookahead: bool = field(default=False, metadata={
+        "help": "also score each task that has a base-model score (prompted tasks) after every stage before its "
+                "own, filling the score matrix above its diagonal: forward transfer (FWT) in the report"})
 
     def validate(self, where: str) -> None:
+        if not isinstance(self.lookahead, bool):
+            raise BenchError(f"{where}.lookahead: expected true or false, got {self.lookahead!r}")
         positive(where, "batch_size", self.batch_size)
         positive(where, "limit", self.limit)
         positive(where, "validation", self.validation)

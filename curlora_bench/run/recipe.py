@@ -220,8 +220,11 @@ def evaluate(state: RunState, ledger: Ledger, stage: Stage) -> None:
     """Every task so far, each through its own kind (and its own frozen head), on its eval rows
     and, with `eval.validation`, its validation rows."""
     p, progress = state.prepared, state.progress
+    ahead = state.cfg.eval.lookahead and state.regime.sequence
     with p.inference():
-        for j, task in enumerate(p.tasks[: stage.row + 1]):
+        for j, task in enumerate(p.tasks):
+            if j > stage.row and not (ahead and task.kind.zero_shot):
+                continue  # not learned yet, and not scored before it is
             for split, rows in (("eval", task.eval), ("validation", task.val)):
                 if rows is None:
                     continue
