@@ -123,3 +123,31 @@ def test_bad_diagnostics_are_one_line(toy_data, write_config, bad, message):
 
     with pytest.raises(BenchError, match=message):
         load_config(write_config(tiny_config(toy_data, diagnostics=bad)))
+
+
+def test_the_recovery_probe_retrains_each_earlier_task_and_puts_the_weights_back(toy_data, tmp_path, cli):
+    """Zheng et al. 2025's probe on a tiny run: a score per earlier task after k steps, the run's
+    own results unchanged (the same records and matrix as without the probe)."""
+    import json
+
+    from tests.conftest import run_in, tiny_config
+
+    def run(folder, **extra):
+        folder.mkdir()
+        out = run_in(folder, tiny_config(toy_data, methods=[{"method": "lora", "rank": 2}], perplexity=None, **extra))
+        return out / "lora-r2" / "seed-0"
+
+    probed = run(tmp_path / "probed", diagnostics={"intruders": False, "recovery_steps": 2})
+    plain = run(tmp_path / "plain")
+    s, p = (json.loads((r / "summary.json").read_text()) for r in (probed, plain))
+    assert s["score_matrix"] == p["score_matrix"]
+    assert (probed / "records.jsonl").read_text().replace(str(tmp_path / "probed"), "") == \
+        (plain / "records.jsonl").read_text().replace(str(tmp_path / "plain"), "")
+    [r] = s["recovery"]  # two tasks: the first is the one earlier task
+    A = s["score_matrix"]
+    assert (r["task"], r["steps"], r["learned"], r["final"]) == ("pairs", 2, A[0][0], A[1][0])
+    assert 0 <= r["recovered"] <= 1
+    assert p["recovery"] is None and all(d["intruders"] is None for d in s["drift"])
+    code, stdout, err = cli("report", probed.parent.parent)
+    assert code == 0, err
+    assert "pairs accuracy after 2 steps of retraining from the end (recovery probe)" in stdout

@@ -147,6 +147,7 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
     rows += corpus_rows(first)
     rows += report_rows.general_rows(first.general)
     rows += report_rows.intruder_rows(first)
+    rows += report_rows.recovery_rows(first)
     for name in dict.fromkeys(r.summary.method["method"] for r in runs):
         rows += [report_rows.diagnostic_row(d) for d in ADAPTERS.get(name).report_rows]
     cells = {}

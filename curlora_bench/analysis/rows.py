@@ -105,6 +105,27 @@ def intruder_rows(summary: Any) -> list[Row]:
                 "ratio", read(i, k)) for k, eps in enumerate(counted.epsilons) for i, t in stages]
 
 
+def recovery_rows(summary: Any) -> list[Row]:
+    """Rows of the recovery probe (`diagnostics.recovery_steps`): each earlier task's score after
+    the retraining steps, and the share of its lost score they brought back, averaged over the
+    tasks that lost some; none when the run has no probe."""
+    if not summary.recovery:
+        return []
+    k = summary.recovery[0].steps
+
+    def task_value(task: str) -> Callable[[Any], float | None]:
+        return lambda s: next((r.recovered for r in s.recovery or [] if r.task == task), None)
+
+    def share(s: Any) -> float | None:
+        shares = [r.share for r in s.recovery or [] if r.share is not None]
+        return sum(shares) / len(shares) if shares else None
+
+    return [*(Row(f"{r.task} {TASK_METRICS[r.metric].title} after {k} steps of retraining from the end (recovery "
+                  "probe)", "accuracy", task_value(r.task)) for r in summary.recovery),
+            Row(f"Share of lost score back after {k} retraining steps (mean over earlier tasks that lost)", "ratio",
+                share)]
+
+
 def general_rows(general: General | None) -> list[Row]:
     """Rows of general ability: before / after / drop per task and metric, then their average
     over tasks (each task's primary metric)."""

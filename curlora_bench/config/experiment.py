@@ -131,9 +131,14 @@ class DiagnosticsConfig:
     top_k: int = field(default=10, metadata={"help": "highest-ranking singular vectors examined (the paper's k = 10)"})
     epsilons: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9], metadata={
         "help": "cosine thresholds, each counted apart (the paper sweeps them; PEFT's mitigation uses 0.5)"})
+    recovery_steps: int | None = field(default=None, metadata={
+        "help": "after the last stage, retrain the final model on each earlier task for this many optimizer steps "
+                "(weights restored after each) and score it: how much lost score returns (spurious vs real "
+                "forgetting, Zheng et al. 2025); null = no recovery probe"})
 
     def validate(self, where: str) -> None:
         positive(where, "top_k", self.top_k)
+        positive(where, "recovery_steps", self.recovery_steps)
         if not isinstance(self.epsilons, list) or not self.epsilons or \
                 not all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1 for e in self.epsilons):
             raise BenchError(f"{where}.epsilons: give a list of cosine thresholds in (0, 1], got {self.epsilons!r}")
@@ -217,7 +222,7 @@ class ExperimentConfig:
         "help": "lm-evaluation-harness tasks before the first stage and after every stage (general ability: "
                 "its drop is a forgetting axis of `report --forgetting general`); null = none"})
     diagnostics: DiagnosticsConfig | None = field(default=None, metadata={
-        "help": "per-stage diagnostics of what forgetting is made of (intruder dimensions); null = none"})
+        "help": "diagnostics of what forgetting is made of (intruder dimensions per stage, a recovery probe at the end); null = none"})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     protocol: Literal["standard", "paper"] = field(

@@ -80,7 +80,7 @@ SEQUENCE_KEYS = (
 # example of its own name.
 EXAMPLES = {
     "diagnostics": """\
-diagnostics: {top_k: 10, epsilons: [0.5, 0.7, 0.9]}   # intruder dimensions after every stage
+diagnostics: {top_k: 10, epsilons: [0.5, 0.7, 0.9], recovery_steps: 20}   # intruders per stage; recovery at the end
 """,
     "top": """\
 name: my-sequence

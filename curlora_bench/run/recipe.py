@@ -53,6 +53,7 @@ from .events import RunEvents, RunStart, StageNumbers
 from .ledger import Ledger, summarise
 from .observe import TrainLog
 from .prepare import Prepared
+from .recovery import recovery
 from .spec import RunSpec
 from .state import RunState, open_run, resume, run_inputs
 from .train import NonFiniteLoss, StageTrainer, TrainStats, schedule_length, steps_of, train_stage
@@ -98,6 +99,9 @@ def run_one(spec: RunSpec, prepared: Prepared | None = None, events: RunEvents |
         if replacement.settle() and (spec.folder / SUMMARY).is_file():
             return load(RunSummary, spec.folder / SUMMARY)
         summary = summarise(state, status, error, time.perf_counter() - start)
+        d = state.cfg.diagnostics
+        if status == "complete" and d is not None and d.recovery_steps and state.regime.sequence:
+            summary.recovery = recovery(state, d.recovery_steps)
         write_summary(spec.folder, summary)
         events.run_finished(summary)
         events.close()

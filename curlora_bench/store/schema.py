@@ -161,6 +161,27 @@ class Intruders:
 
 
 @dataclass
+class Recovery:
+    """One earlier task under the recovery probe (`diagnostics.recovery_steps`): its score just after
+    it was learned, at the run's end, and after `steps` optimizer steps of retraining on it from
+    the end (the run's weights restored afterwards)."""
+
+    task: str
+    metric: str
+    steps: int
+    learned: float | None
+    final: float | None
+    recovered: float
+
+    @property
+    def share(self) -> float | None:
+        """How much of the lost score the steps brought back (None: nothing was lost)."""
+        if self.learned is None or self.final is None or self.learned <= self.final:
+            return None
+        return (self.recovered - self.final) / (self.learned - self.final)
+
+
+@dataclass
 class StageDrift:
     """‖ΔW‖/‖W‖ of every adapted matrix after one stage, with its mean and max (and, with
     `diagnostics:`, its intruder dimensions)."""
@@ -260,6 +281,7 @@ class RunSummary:
     zero_shot: dict[str, dict[str, float]] | None = None
     # `general:` harness tasks: task -> metric -> [base model (measured once), after stage 1, ...]
     general: dict[str, dict[str, list[float | None]]] | None = None
+    recovery: list[Recovery] | None = None  # `diagnostics.recovery_steps`: each earlier task
 
     def primary(self, task: str) -> str:
         """The metric of `task`'s accuracy-matrix entries."""
