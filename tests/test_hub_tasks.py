@@ -95,8 +95,16 @@ def test_wikitext2_corpus(tmp_path):
 
 
 def test_unreachable_hub_is_one_clear_error(monkeypatch):
+    """Offline, as a run is by default (`run.general.offline`): the hub client and `datasets` read
+    HF_HUB_OFFLINE at import, so the test sets their copies too; with the variables alone,
+    `datasets` would try the network and wait out its timeouts (20 s) before the same error."""
+    import datasets.config
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     task = copy.deepcopy(TASKS.get("mrpc"))
     task.path = "nobody-has/this-dataset-" + textwrap.shorten("x", 5)
     with pytest.raises(BenchError, match="cannot load hub dataset .* needs a dataset hub"):
