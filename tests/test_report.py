@@ -33,7 +33,7 @@ def summary_dict(label, seed, method, A=A, ppl=(10.0, [11.0, 12.0, 13.0]), drift
         "head_parameters": {t: 10 for t in tasks}, "adapted_modules": 4, "stages": [], "resumed_from_stage": None,
         "wall_seconds": 1.0, "device": "cpu", "threads": 2, "versions": {}, "git_commit": None, "strategy": None,
         "order": None, "regime": "sequential", "execution": None, "perplexities": None, "validation_matrix": None,
-        "metric": None, "zero_shot": None, "general": None,
+        "metric": None, "zero_shot": None, "general": None, "recovery": None,
     }
 
 
