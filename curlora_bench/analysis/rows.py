@@ -71,12 +71,17 @@ def _metric(key: str) -> Callable[[Any], float | None]:
     return lambda s: s.metrics.get(key)  # a failed run before stage 1 has no metrics
 
 
+def _drift_entry(s: Any, stage: int | None) -> Any:
+    """The run's drift entry after 0-based `stage` (None: the last); by stage number, since a joint
+    run has one entry, at its final stage."""
+    if not s.drift:
+        return None
+    return s.drift[-1] if stage is None else next((d for d in s.drift if d.stage == stage + 1), None)
+
+
 def _drift(stage: int | None, key: str) -> Callable[[Any], float | None]:
     def read(s: Any) -> float | None:
-        if not s.drift:
-            return None
-        # by stage number: a joint run has one entry, at the final stage
-        d = s.drift[-1] if stage is None else next((d for d in s.drift if d.stage == stage + 1), None)
+        d = _drift_entry(s, stage)
         if d is None or not d.modules:
             return None
         return getattr(d, key)
@@ -93,13 +98,12 @@ def intruder_rows(summary: Any) -> list[Row]:
 
     def read(stage: int, k: int) -> Callable[[Any], float | None]:
         def value(s: Any) -> float | None:
-            d = next((d for d in s.drift or [] if d.stage == stage + 1), None)
+            d = _drift_entry(s, stage)
             if d is None or d.intruders is None or k >= len(d.intruders.total):
                 return None
             return d.intruders.total[k]
         return value
 
-    # by stage number: a joint run has one entry, at its one stage
     stages = [(d.stage - 1, summary.tasks[d.stage - 1]) for d in summary.drift]
     return [Row(f"Intruder dimensions, top {counted.top_k} at ε {eps:g}, summed over matrices (after {t})",
                 "ratio", read(i, k)) for k, eps in enumerate(counted.epsilons) for i, t in stages]
@@ -178,8 +182,8 @@ def summary_rows(tasks: list[str], majority: dict[str, float], metric: dict[str,
 
 
 # The sequence metrics as the continual-learning literature names them, each read from a finished
-# run's score matrix. FWT is not among them: it
-# needs each task scored before its own stage, which the runs do not measure.
+# run's score matrix; FWT (`literature_rows`) also needs each task scored before its own stage
+# (`eval.lookahead`) and the base model's score on it.
 LITERATURE: list[tuple[str, Callable[[Any], float | None]]] = [
     ("AP / Last: mean score over the tasks after the final stage (SAPT, TRACE; EasyCL's Last)", average_accuracy),
     ("Avg: mean over stages of the mean score on the tasks learned so far (EasyCL)", average_incremental),
