@@ -26,6 +26,7 @@ METHODS = [
     {"method": "peft", "type": "PISSA", "r": 4, "lora_alpha": 4},
     {"method": "curlora", "rank": 4, "cr": "random"},
     {"method": "curlora", "rank": 4, "regime": "joint"},
+    {"method": "o-lora", "rank": 4},
 ]
 
 
@@ -58,7 +59,7 @@ def test_only_adapter_tensors_train(base, spec):
         assert trainable == []
         return
     assert trainable, "an adapter must train something"
-    markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda")}
+    markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda"), "o-lora": "tasklora_"}
     for n in trainable:
         assert any(n.startswith(m + ".") for m in names), n
         if cfg.method == "full":

@@ -38,6 +38,7 @@ METHODS = [
     ("tiny-gpt2", {"method": "peft", "type": "VERA", "r": 2}),
     ("tiny-gpt2", {"method": "peft", "type": "PISSA", "r": 2, "lora_alpha": 2}),
     ("tiny-llama", {"method": "peft", "type": "OSF", "effective_rank": 2}),
+    ("tiny-gpt2", {"method": "o-lora", "rank": 2}),
     # strategies ride on any adapter: their state is checkpointed, the export is the adapter's
     ("tiny-gpt2", {"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}}),
     ("tiny-gpt2", {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 100}}),

@@ -25,6 +25,7 @@ ADAPTERS: Registry[Adapter] = Registry("method", base=Adapter, make=make_adapter
     "full": "curlora_bench.adapters.simple:Full",
     "head-only": "curlora_bench.adapters.simple:HeadOnly",
     "lora": "curlora_bench.adapters.lora:LoRA",
+    "o-lora": "curlora_bench.adapters.olora:OLoRA",
     "osf": "curlora_bench.adapters.osf:OSF",
     "peft": "curlora_bench.adapters.peft_any:PeftPassthrough",
 })

@@ -121,6 +121,11 @@ methods:
   - {method: lora, rank: 8, alpha: 1}
   - {method: lora, rank: 8, init: reference}      # the paper code's larger A
 """,
+    "method o-lora": """\
+methods:
+  - {method: o-lora, rank: 8, alpha: 1}            # lambda_orth 0.5, lambda_l2 0: O-LoRA's scripts
+  - {method: o-lora, rank: 8, lambda_orth: 0}      # the control: per-task LoRAs, no orthogonality loss
+""",
     "method peft": """\
 methods:
   - {method: peft, type: DORA, r: 8}
