@@ -39,6 +39,18 @@ METHODS = [
     ("tiny-gpt2", {"method": "peft", "type": "PISSA", "r": 2, "lora_alpha": 2}),
     ("tiny-llama", {"method": "peft", "type": "OSF", "effective_rank": 2}),
     ("tiny-gpt2", {"method": "o-lora", "rank": 2}),
+    # PEFT's methods by name (adapters/peft_named.py); OLoRA and OFT have no Conv1D layer in PEFT
+    ("tiny-gpt2", {"method": "dora", "r": 2}),
+    ("tiny-gpt2", {"method": "rslora", "r": 2}),
+    ("tiny-gpt2", {"method": "pissa", "r": 2}),
+    ("tiny-llama", {"method": "olora", "r": 2}),
+    ("tiny-gpt2", {"method": "mica", "r": 2}),
+    ("tiny-gpt2", {"method": "corda", "r": 2, "init_examples": 8}),
+    ("tiny-llama", {"method": "eva", "r": 2, "rho": 2.0, "init_examples": 16}),
+    ("tiny-gpt2", {"method": "lora-ga", "r": 2, "init_examples": 8}),
+    ("tiny-gpt2", {"method": "adalora", "init_r": 4, "target_r": 2}),
+    ("tiny-llama", {"method": "oft", "oft_block_size": 16}),
+    ("tiny-gpt2", {"method": "vera", "r": 16}),
     # strategies ride on any adapter: their state is checkpointed, the export is the adapter's
     ("tiny-gpt2", {"method": "lora", "rank": 2, "strategy": {"name": "replay", "per_task": 8}}),
     ("tiny-gpt2", {"method": "curlora", "rank": 2, "strategy": {"name": "ewc", "lambda": 100}}),

@@ -28,6 +28,18 @@ ADAPTERS: Registry[Adapter] = Registry("method", base=Adapter, make=make_adapter
     "o-lora": "curlora_bench.adapters.olora:OLoRA",
     "osf": "curlora_bench.adapters.osf:OSF",
     "peft": "curlora_bench.adapters.peft_any:PeftPassthrough",
+    # PEFT's methods by name (adapters/peft_named.py), each one PEFT config
+    "adalora": "curlora_bench.adapters.peft_named:AdaLoRA",
+    "corda": "curlora_bench.adapters.peft_named:CorDA",
+    "dora": "curlora_bench.adapters.peft_named:DoRA",
+    "eva": "curlora_bench.adapters.peft_named:EVA",
+    "lora-ga": "curlora_bench.adapters.peft_named:LoRAGA",
+    "mica": "curlora_bench.adapters.peft_named:MiCA",
+    "oft": "curlora_bench.adapters.peft_named:OFT",
+    "olora": "curlora_bench.adapters.peft_named:OLoRA",
+    "pissa": "curlora_bench.adapters.peft_named:PiSSA",
+    "rslora": "curlora_bench.adapters.peft_named:RsLoRA",
+    "vera": "curlora_bench.adapters.peft_named:VeRA",
 })
 
 

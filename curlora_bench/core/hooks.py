@@ -1,5 +1,5 @@
 """The one hook vocabulary of the run loop, shared by adapters and strategies (as Avalanche's
-plugin triggers): `before_stage`, `step` and `after_stage`.
+plugin triggers): `before_stage`, `step`, `after_step` and `after_stage`.
 
 The run calls every plugin of a run (its adapter, then its strategy) at each trigger, with the
 stage's `StageContext`. A plugin overrides only the triggers it needs:
@@ -8,6 +8,8 @@ stage's `StageContext`. A plugin overrides only the triggers it needs:
 - `step(ctx, loss, examples) -> loss`: every optimizer step, before backward: the mean loss over
   the step's `examples` training examples, returned changed or as it is (replay mixes in
   remembered examples, EWC adds its penalty);
+- `after_step(ctx)`: every optimizer step, after AdamW and the scheduler stepped, while the
+  step's gradients are still in place (AdaLoRA's rank allocator, `adapters/peft_named.py`);
 - `after_stage(ctx)`: after the stage trained, before it is evaluated (replay keeps examples of
   the task just learned; EWC its Fisher and anchors).
 """
@@ -46,6 +48,9 @@ class Plugin:
     def step(self, ctx: StageContext, loss: Any, examples: int) -> Any:
         """One optimizer step's loss (mean over `examples`), before backward; return it, changed or not."""
         return loss
+
+    def after_step(self, ctx: StageContext) -> None:
+        """An optimizer step was taken; its gradients are still in place."""
 
     def after_stage(self, ctx: StageContext) -> None:
         """The stage has trained; it is evaluated next."""

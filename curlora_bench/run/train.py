@@ -149,12 +149,14 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total: int, hea
 def train_step(ctx, task: PreparedTask, rows: list[int], plugins: list, optimizer: torch.optim.Optimizer,
                scheduler, params: list[nn.Parameter], step: int) -> tuple[float, float, Callable[[], float], int]:
     """One optimizer step on `rows` of `task`'s training split: its kind's loss, every plugin's
-    `step` hook, backward, clipping, AdamW, scheduler. Returns (loss, lr, grad norm, real tokens)."""
+    `step` hook, backward, clipping, AdamW, scheduler, every plugin's `after_step` hook. Returns (loss, lr, grad norm, real tokens)."""
     batch = ctx.collate(task, rows)
     loss = ctx.batch_loss(task, batch)
     for plugin in plugins:
         loss = plugin.step(ctx, loss, len(rows))
     loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, ctx.train, step)
+    for plugin in plugins:
+        plugin.after_step(ctx)
     return loss_value, lr, norm_of, int(batch["attention_mask"].sum())
 
 
