@@ -27,6 +27,7 @@ METHODS = [
     {"method": "curlora", "rank": 4, "cr": "random"},
     {"method": "curlora", "rank": 4, "regime": "joint"},
     {"method": "o-lora", "rank": 4},
+    {"method": "inflora", "rank": 4},
 ]
 
 
@@ -59,7 +60,8 @@ def test_only_adapter_tensors_train(base, spec):
         assert trainable == []
         return
     assert trainable, "an adapter must train something"
-    markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda"), "o-lora": "tasklora_"}
+    markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda"), "o-lora": "tasklora_",
+               "inflora": "tasklora_B"}
     for n in trainable:
         assert any(n.startswith(m + ".") for m in names), n
         if cfg.method == "full":

@@ -39,6 +39,7 @@ METHODS = [
     ("tiny-gpt2", {"method": "peft", "type": "PISSA", "r": 2, "lora_alpha": 2}),
     ("tiny-llama", {"method": "peft", "type": "OSF", "effective_rank": 2}),
     ("tiny-gpt2", {"method": "o-lora", "rank": 2}),
+    ("tiny-llama", {"method": "inflora", "rank": 2}),
     # PEFT's methods by name (adapters/peft_named.py); OLoRA and OFT have no Conv1D layer in PEFT
     ("tiny-gpt2", {"method": "dora", "r": 2}),
     ("tiny-gpt2", {"method": "rslora", "r": 2}),

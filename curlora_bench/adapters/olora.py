@@ -1,7 +1,7 @@
 """O-LoRA (Wang et al. 2023, "Orthogonal Subspace Learning for Language Model Continual
 Learning"): a fresh LoRA per task, the earlier tasks' kept frozen and still applied, and the new
 LoRA's A pushed orthogonal to every earlier A. Not PEFT's "OLoRA" (a QR initialisation of one
-LoRA: `{method: peft, type: LORA, init_lora_weights: olora}`).
+LoRA: `{method: olora}`).
 
 Followed from the authors' code, github.com/cmnatalie/O-LoRA (read through the public fork
 github.com/zyx303/O-LoRA, which keeps the upstream block unchanged):

@@ -121,6 +121,11 @@ methods:
   - {method: lora, rank: 8, alpha: 1}
   - {method: lora, rank: 8, init: reference}      # the paper code's larger A
 """,
+    "method inflora": """\
+methods:
+  - {method: inflora, rank: 8}                     # gpm_threshold 0.95 rising to 1.0: InfLoRA's configs
+  - {method: inflora, rank: 8, gpm_threshold: 0.99}
+""",
     "method o-lora": """\
 methods:
   - {method: o-lora, rank: 8, alpha: 1}            # lambda_orth 0.5, lambda_l2 0: O-LoRA's scripts
