@@ -124,7 +124,7 @@ def test_builtin_families_are_registry_entries():
 
     assert {"curlora", "lora", "osf", "peft"} <= set(ADAPTERS) and all(isinstance(a, Adapter) for _, a in
                                                                       ADAPTERS.items())
-    assert set(STRATEGIES) == {"naive", "replay", "ewc", "l2"} and all(issubclass(c, Strategy) for _, c in
+    assert {"naive", "replay", "ewc", "l2", "lwf", "migu"} <= set(STRATEGIES) and all(issubclass(c, Strategy) for _, c in
                                                                       STRATEGIES.items())
     assert set(REGIMES) == {"sequential", "joint"} and all(isinstance(r, Regime) for _, r in REGIMES.items())
     assert set(SPECS) == set(KINDS) == {"classification", "prompted"}

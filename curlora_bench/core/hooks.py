@@ -1,5 +1,5 @@
 """The one hook vocabulary of the run loop, shared by adapters and strategies (as Avalanche's
-plugin triggers): `before_stage`, `step`, `after_step` and `after_stage`.
+plugin triggers): `before_stage`, `step`, `after_backward`, `after_step` and `after_stage`.
 
 The run calls every plugin of a run (its adapter, then its strategy) at each trigger, with the
 stage's `StageContext`. A plugin overrides only the triggers it needs:
@@ -7,7 +7,9 @@ stage's `StageContext`. A plugin overrides only the triggers it needs:
   sampler; EWC builds its penalty);
 - `step(ctx, loss, examples) -> loss`: every optimizer step, before backward: the mean loss over
   the step's `examples` training examples, returned changed or as it is (replay mixes in
-  remembered examples, EWC adds its penalty);
+  remembered examples, EWC adds its penalty, LwF its distillation on `ctx.step_batch`);
+- `after_backward(ctx)`: every optimizer step, after backward and before clipping and the
+  optimizer step: the trainable tensors' `.grad` hold the step's gradients (MIGU masks them);
 - `after_step(ctx)`: every optimizer step, after AdamW and the scheduler stepped, while the
   step's gradients are still in place (AdaLoRA's rank allocator, `adapters/peft_named.py`);
 - `after_stage(ctx)`: after the stage trained, before it is evaluated (replay keeps examples of
@@ -31,6 +33,11 @@ class StageContext(Protocol):
     batch_size: int  # the stage's training batch size
     seed: int  # the run seed
     where: str  # the method's place in the config, for error messages
+    step_task: Any  # during a step: the PreparedTask its batch is of (else None)
+    step_batch: dict[str, Any] | None  # during a step: its collated batch, as the task's kind collated it
+
+    def mixed_precision(self) -> Any:
+        """The context the stage's forward passes run in (bf16 autocast under `precision: bf16`)."""
 
     def loss(self, task: str, rows: list[int], reduction: str = "mean") -> Any:
         """The task's training loss on rows of its training split, through its own task kind."""
@@ -48,6 +55,9 @@ class Plugin:
     def step(self, ctx: StageContext, loss: Any, examples: int) -> Any:
         """One optimizer step's loss (mean over `examples`), before backward; return it, changed or not."""
         return loss
+
+    def after_backward(self, ctx: StageContext) -> None:
+        """The step's gradients are in `.grad`; clipping and the optimizer step come next."""
 
     def after_step(self, ctx: StageContext) -> None:
         """An optimizer step was taken; its gradients are still in place."""

@@ -34,6 +34,8 @@ class StageContext:
     protocol: Protocol
     seed: int
     where: str
+    step_task: PreparedTask | None = None  # the step in flight's task and batch (set by `train_step`)
+    step_batch: dict[str, torch.Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -43,11 +45,15 @@ class StageContext:
         """Rows of a task's training split as one batch, as its kind batches them."""
         return task.kind.collate(task, rows, self.batching)
 
+    def mixed_precision(self):
+        """The stage's forward passes' context: bf16 autocast under `precision: bf16`, else nothing."""
+        return autocast(self.batching.device, self.train.precision)
+
     def batch_loss(self, task: PreparedTask, batch: dict[str, torch.Tensor], reduction: str = "mean",
                    mixed: bool = True) -> torch.Tensor:
         """The task's training loss on a collated batch, through its kind (under bf16 autocast if asked)."""
         kind = task.kind
-        with autocast(self.batching.device, self.train.precision) if mixed else contextlib.nullcontext():
+        with self.mixed_precision() if mixed else contextlib.nullcontext():
             return kind.loss(self.model, self.heads, task, batch, self.protocol.train_pooling, reduction)
 
     def loss(self, task: str, rows: list[int], reduction: str = "mean", autocast: bool = True) -> torch.Tensor:

@@ -4,7 +4,8 @@
 stage's batches: one task's (sequential) or every task's interleaved in one seeded order
 (joint). Each step's loss goes through the task's kind, then through every plugin's `step`
 hook (replay mixes in remembered examples, EWC adds its penalty), then `optimizer_step`:
-backward, clipping, AdamW, scheduler. `bench` times this same step.
+backward, every plugin's `after_backward` hook (MIGU masks gradients), clipping, AdamW,
+scheduler. `bench` times this same step.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ def enter_training(model: nn.Module, new: list[nn.Module], dropout: str | None, 
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, params: list[nn.Parameter],
-                   cfg: TrainConfig, step: int) -> tuple[float, float, Callable[[], float]]:
-    """Backward and one AdamW + scheduler step on `loss` (the stage's `step`-th, 0-based).
+                   cfg: TrainConfig, step: int,
+                   after_backward: Callable[[], None] | None = None) -> tuple[float, float, Callable[[], float]]:
+    """Backward, `after_backward` (the plugins' hook), then one AdamW + scheduler step on `loss`
+    (the stage's `step`-th, 0-based).
 
     Returns the loss, the learning rate the step applied and the gradient norm before clipping
     (lazily: the value clipping returned, else read from the grads, which the step never changes).
@@ -95,6 +98,8 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedul
         raise NonFiniteLoss(step + 1, loss_value, lr)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if after_backward is not None:
+        after_backward()
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
     optimizer.step()
     scheduler.step()
@@ -149,14 +154,25 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, total: int, hea
 def train_step(ctx, task: PreparedTask, rows: list[int], plugins: list, optimizer: torch.optim.Optimizer,
                scheduler, params: list[nn.Parameter], step: int) -> tuple[float, float, Callable[[], float], int]:
     """One optimizer step on `rows` of `task`'s training split: its kind's loss, every plugin's
-    `step` hook, backward, clipping, AdamW, scheduler, every plugin's `after_step` hook. Returns (loss, lr, grad norm, real tokens)."""
+    `step` hook (the batch in `ctx.step_task` / `ctx.step_batch` meanwhile), backward, every
+    plugin's `after_backward` hook, clipping, AdamW, scheduler, every plugin's `after_step` hook.
+    Returns (loss, lr, grad norm, real tokens)."""
     batch = ctx.collate(task, rows)
     loss = ctx.batch_loss(task, batch)
-    for plugin in plugins:
-        loss = plugin.step(ctx, loss, len(rows))
-    loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, ctx.train, step)
-    for plugin in plugins:
-        plugin.after_step(ctx)
+    ctx.step_task, ctx.step_batch = task, batch
+    try:
+        for plugin in plugins:
+            loss = plugin.step(ctx, loss, len(rows))
+
+        def after_backward() -> None:
+            for plugin in plugins:
+                plugin.after_backward(ctx)
+
+        loss_value, lr, norm_of = optimizer_step(loss, optimizer, scheduler, params, ctx.train, step, after_backward)
+        for plugin in plugins:
+            plugin.after_step(ctx)
+    finally:
+        ctx.step_task, ctx.step_batch = None, None
     return loss_value, lr, norm_of, int(batch["attention_mask"].sum())
 
 

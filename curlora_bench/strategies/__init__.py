@@ -1,4 +1,4 @@
-"""Continual-learning strategies (naive, replay, EWC, L2): options and run-time behaviour."""
+"""Continual-learning strategies (naive, replay, EWC, L2, LwF, MIGU): options and run-time behaviour."""
 
 from .base import (
     STRATEGIES,

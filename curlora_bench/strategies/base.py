@@ -78,6 +78,8 @@ STRATEGIES: Registry[type[Strategy]] = Registry("strategy", base=Strategy, group
     "naive": "curlora_bench.strategies.base:Naive",
     "ewc": "curlora_bench.strategies.ewc:EWC",
     "l2": "curlora_bench.strategies.ewc:L2",
+    "lwf": "curlora_bench.strategies.lwf:LwF",
+    "migu": "curlora_bench.strategies.migu:MIGU",
     "replay": "curlora_bench.strategies.replay:Replay",
 })
 
