@@ -52,7 +52,10 @@ class InfLoRAConfig(RankedConfig):
                 "the t-th task, 0-based (InfLoRA's lame; 1.0)"})
 
     def default_label(self) -> str:
-        return f"inflora-r{self.rank}"
+        label = f"inflora-r{self.rank}"
+        if (self.gpm_threshold, self.gpm_threshold_last) != (0.95, 1.0):  # InfLoRA's configs' values: unmarked
+            label += f"-gpm{self.gpm_threshold:g}" + (f"-{self.gpm_threshold_last:g}" if self.gpm_threshold_last != 1.0 else "")
+        return label
 
     def validate(self, where: str) -> None:
         super().validate(where)

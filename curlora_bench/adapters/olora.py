@@ -47,7 +47,12 @@ class OLoRAConfig(RankedConfig):
         "help": "weight of the new LoRA's norm ||A_t||_F + ||B_t||_F (O-LoRA's lamda_2; 0 in their scripts)"})
 
     def default_label(self) -> str:
-        return f"o-lora-r{self.rank}"
+        label = f"o-lora-r{self.rank}"
+        if self.lambda_orth != 0.5:  # O-LoRA's scripts' value is the unmarked one
+            label += f"-orth{self.lambda_orth:g}"
+        if self.lambda_l2 != 0:
+            label += f"-l2{self.lambda_l2:g}"
+        return label
 
     def validate(self, where: str) -> None:
         super().validate(where)
