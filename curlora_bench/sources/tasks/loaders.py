@@ -18,9 +18,9 @@ datasets.logging.set_verbosity(datasets.logging.CRITICAL)
 FILE_BUILDERS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
 
-def _load_file(fmt: str, path: Path, where: str) -> Dataset:
+def _load_file(fmt: str, path: Path, where: str, get: str | None = None) -> Dataset:
     if not path.is_file():
-        raise BenchError(f"{where}: data file not found: {path}")
+        raise BenchError(f"{where}: data file not found: {path}" + (f"; get it: {get}" if get else ""))
     try:
         ds = load_dataset(FILE_BUILDERS[fmt], data_files=str(path), split="train")
     except Exception as exc:  # datasets raises many types for malformed files
@@ -70,6 +70,10 @@ def locate_problem(fmt: str, path: Path) -> str | None:
 
 
 def _load_hub(task: TaskConfig | CorpusConfig, split: str, where: str) -> Dataset:
+    get = task.card.get("get")  # a pack's files, fetched by the user: where from (no hub id to fall back on)
+    if get and not Path(task.path).is_dir():
+        raise BenchError(f"{where}: data folder not found: {task.path} (a relative path is read beside the "
+                         f"config); get it: {get}")
     try:
         return load_dataset(task.path, task.config, split=split)
     except Exception as exc:  # offline: ConnectionError, OSError, DatasetNotFoundError, ...
@@ -95,7 +99,7 @@ def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str
         sources = {s: f"{task.path}:{getattr(task, s)}" for s in names}
     else:
         paths = {s: Path(getattr(task, s)) for s in names}
-        splits = {s: _load_file(task.format, p, f"{where}.{s}") for s, p in paths.items()}
+        splits = {s: _load_file(task.format, p, f"{where}.{s}", task.card.get("get")) for s, p in paths.items()}
         sources = {s: str(p) for s, p in paths.items()}
     for split, rows in (("train", task.train_rows), ("eval", task.eval_rows)):
         if rows is not None:

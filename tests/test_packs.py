@@ -1,0 +1,108 @@
+"""The field's benchmark packs as built-in sequences, on fixtures in each pack's own schema
+(tests/fixtures/packs: a few made-up rows per task): O-LoRA's Long Sequence benchmark (orders
+4-6), TRACE-8 and SAPT's SuperNI-15. Each pack loads by name, expands its orders, reads its files
+through the task definitions, runs a 2-3 task slice on the tiny model, and names a missing data
+folder and where to get it in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from curlora_bench.config.loading import load_config
+from curlora_bench.sources.sequences import SEQUENCES
+from curlora_bench.sources.tasks import TASKS
+from curlora_bench.sources.tasks.loaders import load_splits
+
+FIXTURES = Path(__file__).parent / "fixtures" / "packs"
+RUN = ("name: s\nmodel: tiny-gpt2\ndevice: cpu\nmethods: [{method: lora, rank: 2}]\nperplexity: null\n"
+       "train: {epochs: 1, batch_size: 8, max_length: 96, limit: 4}\neval: {batch_size: 16, limit: 4}\n")
+
+
+@pytest.fixture
+def pack(tmp_path):
+    """A config folder beside a copy of one pack's fixture folder."""
+    def _copy(name: str) -> Path:
+        shutil.copytree(FIXTURES / name, tmp_path, dirs_exist_ok=True)
+        return tmp_path
+    return _copy
+
+
+def _tasks_load(folder: Path, sequence: str, only: list[str]) -> dict:
+    """Splits of the tasks `only` names, as the config of `sequence` beside `folder` resolves them."""
+    path = folder / "exp.yaml"
+    path.write_text(f"name: s\nmodel: tiny-gpt2\nmethods: [{{method: lora, rank: 2}}]\nsequence: {sequence}\n")
+    cfg, _ = load_config(path)
+    assert {t.name for t in cfg.tasks} == set(SEQUENCES.get(sequence).tasks)
+    return {t.name: load_splits(t, None, t.name) for t in cfg.tasks if t.name in only}
+
+
+def _run_slice(folder: Path, tasks: list[str]):
+    from curlora_bench.experiment.driver import run_experiment
+
+    path = folder / "exp.yaml"
+    path.write_text(RUN + f"tasks: {json.dumps(tasks)}\n")
+    (summary,) = run_experiment(load_config(path)[0], folder / "out")
+    assert summary.status == "complete" and summary.tasks == tasks
+    return summary
+
+
+def _missing_folder_is_one_line(cli, tmp_path, task: str, where_from: str):
+    path = tmp_path / "exp.yaml"
+    path.write_text(RUN + f"tasks: [{task}]\n")
+    code, out, err = cli("run", path, "--output", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err + out and len(err.strip().splitlines()) == 1, err
+    assert f"data folder not found: {TASKS.get(task).path}" in err and where_from in err
+
+
+# ---- O-LoRA's Long Sequence benchmark -------------------------------------------------------
+
+LONG = ["mnli", "cb", "wic", "copa", "qqp", "boolq", "rte", "imdb", "yelp", "amazon", "sst2", "dbpedia", "agnews",
+        "multirc", "yahoo"]
+
+
+def test_olora_long_orders_are_the_papers():
+    seq = SEQUENCES.get("olora-long")
+    short = {k: [t.removeprefix("olora-") for t in v] for k, v in seq.orders.items()}
+    assert short["4"] == LONG and sorted(seq.tasks) == sorted("olora-" + t for t in LONG)
+    assert short["5"] == ["multirc", "boolq", "wic", "mnli", "cb", "copa", "qqp", "rte", "imdb", "sst2", "dbpedia",
+                          "agnews", "yelp", "amazon", "yahoo"]
+    # scripts/long.sh of cmnfriend/O-LoRA, in its --task_config_dir order
+    assert short["6"] == ["yelp", "amazon", "mnli", "cb", "copa", "qqp", "rte", "imdb", "sst2", "dbpedia", "agnews",
+                          "yahoo", "multirc", "boolq", "wic"]
+    assert set(seq.card) == set(seq.tasks)
+
+
+def test_olora_long_prompts_are_o_loras():
+    """Task and dataset names, the task type's instruction, an Option line of labels.json's labels
+    in order; COPA alone has neither instruction nor options (uie_dataset_lora.py)."""
+    for name in SEQUENCES.get("olora-long").tasks:
+        task = TASKS.get(name)
+        kind, ds = task.path.split("/")[1:3]
+        labels = json.loads((FIXTURES / "olora" / task.path / "labels.json").read_text())
+        assert list(task.label_map) == labels and task.choices == [" " + lab for lab in labels]
+        assert task.prompt.startswith(f"Task:{kind}\nDataset:{ds}\n") and task.prompt.endswith("{sentence}\nAnswer:")
+        if kind == "COPA":
+            assert task.prompt == "Task:COPA\nDataset:COPA\n{sentence}\nAnswer:"
+        else:
+            assert f"Choose one from the option.\nOption: {', '.join(labels)} \n{{sentence}}" in task.prompt
+
+
+def test_olora_long_reads_o_lora_files(pack):
+    """One task of each of O-LoRA's loaders that differs in its rows (each ~0.5 s to read)."""
+    splits = _tasks_load(pack("olora"), "olora-long", ["olora-mnli", "olora-copa", "olora-multirc", "olora-yelp"])
+    for name, s in splits.items():
+        classes = len(TASKS.get(name).choices)
+        assert len(s["train"]) == 2 * classes and len(s["eval"]) == classes, name  # mnli's '-' row dropped
+        assert s["eval"]["label"] == list(range(classes))
+
+
+def test_olora_long_slice_runs_on_the_fixtures(pack):
+    _run_slice(pack("olora"), ["olora-copa", "olora-cb"])
+
+
+def test_olora_missing_data_folder_is_one_line(cli, tmp_path):
+    _missing_folder_is_one_line(cli, tmp_path, "olora-wic", "git clone https://github.com/cmnfriend/O-LoRA")
