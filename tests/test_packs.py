@@ -106,3 +106,58 @@ def test_olora_long_slice_runs_on_the_fixtures(pack):
 
 def test_olora_missing_data_folder_is_one_line(cli, tmp_path):
     _missing_folder_is_one_line(cli, tmp_path, "olora-wic", "git clone https://github.com/cmnfriend/O-LoRA")
+
+
+# ---- TRACE-8 --------------------------------------------------------------------------------
+
+TRACE = ["C-STANCE", "FOMC", "MeetingBank", "Py150", "ScienceQA", "NumGLUE-cm", "NumGLUE-ds", "20Minuten"]
+
+
+def test_trace_order_files_and_metrics_are_traces():
+    """The order of TRACE's train scripts (--dataset_name), its files, its metric per task
+    (evaluations/eval_*.py), the answer following the prompt directly (data_collator.py)."""
+    seq = SEQUENCES.get("trace-8")
+    assert seq.data == "files" and list(seq.orders) == ["1"] and set(seq.card) == set(seq.tasks)
+    metric = {"C-STANCE": "exact_match", "FOMC": "exact_match", "MeetingBank": "rouge_l", "Py150": "edit_similarity",
+              "ScienceQA": "first_char", "NumGLUE-cm": "exact_match", "NumGLUE-ds": "exact_match",
+              "20Minuten": "rouge_l"}
+    for name, ds in zip(seq.orders["1"], TRACE, strict=True):
+        task = TASKS.get(name)
+        assert task.train == f"LLM-CL-Benchmark_5000/{ds}/train.json" and task.eval.endswith(f"/{ds}/test.json")
+        assert (task.prompt, task.target, task.target_prefix) == ("{prompt}", "answer", "")
+        assert task.primary_metric == metric[ds]
+
+
+def test_edit_similarity_and_first_char_by_hand():
+    from curlora_bench.core.metrics import edit_similarity, first_char
+
+    # kitten / sitting: longest common subsequence "ittn" (4 characters) of 6 + 7
+    assert edit_similarity("kitten", "sitting") == pytest.approx(8 / 13)
+    assert edit_similarity("abc", "abc") == 1.0 and edit_similarity("", "abc") == 0.0
+    assert edit_similarity("ab", "ba") == pytest.approx(2 / 4)  # one character in common order
+    assert first_char(" A", "A\nBecause ...") == 1.0 and first_char("B", "A\nBecause") == 0.0
+    assert first_char("A", "") == 0.0
+
+
+def test_trace_reads_traces_files(pack):
+    (s,) = _tasks_load(pack("trace"), "trace-8", ["trace-scienceqa"]).values()  # the run below reads three more
+    assert len(s["train"]) == 2 and len(s["eval"]) == 2 and s["eval"][0]["answer"].startswith("A\nBecause")
+
+
+def test_trace_slice_runs_on_the_fixtures(pack):
+    """Three tasks, three metrics: each task's records carry its primary metric."""
+    folder = pack("trace")
+    summary = _run_slice(folder, ["trace-scienceqa", "trace-py150", "trace-cstance"])
+    lines = next((folder / "out").rglob("records.jsonl")).read_text().splitlines()
+    by_task = {(r["task"], r["metric"]) for r in map(json.loads, lines)}
+    assert {("trace-scienceqa", "first_char"), ("trace-py150", "edit_similarity"),
+            ("trace-cstance", "exact_match")} <= by_task
+    assert ("trace-cstance", "first_char") not in by_task and summary.zero_shot
+
+
+def test_trace_missing_data_is_one_line(cli, tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(RUN + "tasks: [trace-fomc]\n")
+    code, out, err = cli("run", path, "--output", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err + out and len(err.strip().splitlines()) == 1, err
+    assert "LLM-CL-Benchmark_5000/FOMC/train.json" in err and "github.com/BeyonderXX/TRACE" in err

@@ -23,7 +23,7 @@ def _config(write_config, **extra):
 @pytest.mark.parametrize("name", list(SEQUENCES))
 def test_every_sequence_loads_as_its_tasks_and_orders(name, write_config):
     seq = SEQUENCES.get(name)
-    assert len(seq.tasks) >= 2 and seq.data in ("embedded", "hub", "embedded + hub")
+    assert len(seq.tasks) >= 2 and seq.data in ("embedded", "hub", "files", "embedded + hub")
     cfg, _ = load_config(_config(write_config, sequence=name))
     first = seq.orders[next(iter(seq.orders))]
     assert [t.name for t in cfg.tasks] == first

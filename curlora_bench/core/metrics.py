@@ -141,6 +141,8 @@ TASK_METRICS = {m.key: m for m in (
     TaskMetric("exact_match", "exact match", True),
     TaskMetric("rouge_l", "ROUGE-L", False),
     TaskMetric("chrf", "chrF", False),
+    TaskMetric("edit_similarity", "edit similarity", False),  # TRACE's Py150
+    TaskMetric("first_char", "answer-letter accuracy", True),  # TRACE's ScienceQA
 )}
 
 
@@ -165,6 +167,31 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
 
     metric = CHRF()
     return [metric.sentence_score(pred, [ref]).score / 100 for pred, ref in zip(predictions, references)]
+
+
+def edit_similarity(prediction: str, reference: str) -> float:
+    """Indel similarity of two texts, 2·LCS / (|prediction| + |reference|) over characters, in
+    [0, 1]: what fuzzywuzzy's `fuzz.ratio` computes (through python-Levenshtein's `ratio`, whose
+    substitutions cost two edits), unrounded and divided by 100. TRACE scores Py150's next line of
+    code with it (BeyonderXX/TRACE metrics.py `caculate_fuzz`); 0.0 when either text is empty, as
+    there."""
+    if not prediction or not reference:
+        return 0.0
+    previous = [0] * (len(reference) + 1)  # LCS lengths of the prefixes, one row at a time
+    for a in prediction:
+        row = [0]
+        for j, b in enumerate(reference):
+            row.append(previous[j] + 1 if a == b else max(previous[j + 1], row[j]))
+        previous = row
+    return 2 * previous[-1] / (len(prediction) + len(reference))
+
+
+def first_char(prediction: str, reference: str) -> float:
+    """1.0 when the first characters of the stripped texts agree (and the reference has one): TRACE's
+    ScienceQA accuracy, which compares the option letter that starts each answer
+    (BeyonderXX/TRACE evaluations/eval_ScienceQA.py `resolve`: `datium[0]`)."""
+    p, r = prediction.strip(), reference.strip()
+    return float(bool(r) and p[:1] == r[:1])
 
 
 def drift_summary(per_module: dict[str, float]) -> tuple[float, float]:

@@ -58,7 +58,9 @@ class ClassificationSpec(KindSpec):
 
 # how a prompted task is answered -> the metrics it is scored by (the first is the default primary)
 PROMPTED_METRICS = {"choices": ("accuracy", "accuracy_norm", "exact_match"),
-                    "target": ("rouge_l", "exact_match", "chrf")}
+                    "target": ("rouge_l", "exact_match", "chrf", "edit_similarity", "first_char")}
+# target metrics a task's records carry only where they are its primary metric (the first three always)
+TARGET_EXTRA = ("edit_similarity", "first_char")
 
 
 def prompt_fields(template: str) -> list[str]:

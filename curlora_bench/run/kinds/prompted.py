@@ -28,6 +28,7 @@ from torch import nn
 
 from ...core import metrics
 from ...core.errors import BenchError
+from ...sources.kinds import TARGET_EXTRA
 from ...sources.models import backbone, lm_logits
 from ..data import PreparedTask, Split, batches, task_data
 from .base import Score, TaskKind
@@ -285,6 +286,8 @@ class Prompted(TaskKind):
         else:
             refs = [r.strip() for r in ev.references]
             by = {"rouge_l": metrics.rouge_l(texts, refs), "exact_match": exact, "chrf": metrics.chrf(texts, refs)}
+            if spec.metric in TARGET_EXTRA:  # a pack's own metric (TRACE's), recorded where it is the primary one
+                by[spec.metric] = [getattr(metrics, spec.metric)(t, r) for t, r in zip(texts, refs)]
         order = [spec.metric, *(m for m in by if m != spec.metric)]
         return [Score(m, sum(by[m]) / len(by[m]), len(by[m]), None, by[m], texts if m == "exact_match" else None)
                 for m in order]

@@ -83,7 +83,7 @@ class TaskConfig:
         "help": "prompted: a generation ends at the first of these strings (or EOS); null = a newline"})
     metric: str | None = field(default=None, metadata={
         "help": "prompted: the primary metric (the accuracy matrix's entry): choices accuracy | accuracy_norm "
-                "| exact_match, target rouge_l | exact_match | chrf; null = the first"})
+                "| exact_match, target rouge_l | exact_match | chrf | edit_similarity | first_char; null = the first"})
 
     @property
     def task_kind(self) -> KindSpec:
