@@ -161,3 +161,47 @@ def test_trace_missing_data_is_one_line(cli, tmp_path):
     code, out, err = cli("run", path, "--output", tmp_path / "out")
     assert code == 2 and "Traceback" not in err + out and len(err.strip().splitlines()) == 1, err
     assert "LLM-CL-Benchmark_5000/FOMC/train.json" in err and "github.com/BeyonderXX/TRACE" in err
+
+
+# ---- SAPT's SuperNI-15 ----------------------------------------------------------------------
+
+def test_superni_orders_and_prompts_are_sapts():
+    """gen_script_superni_t5.py's two orders; each prompt the task's Definition as SAPT's
+    load_SuperNI_dataset builds it (zero-shot), the Definition read from the fixture's task object."""
+    seq = SEQUENCES.get("superni-15")
+    number = {t: t.split("-")[1] for t in seq.tasks}
+    assert [number[t] for t in seq.orders["1"]] == ["1572", "363", "1290", "181", "002", "1510", "639", "1729", "073",
+                                                     "1590", "748", "511", "591", "1687", "875"]
+    assert [number[t] for t in seq.orders["2"]] == ["748", "073", "1590", "639", "1572", "1687", "591", "363", "1510",
+                                                     "1729", "181", "511", "002", "1290", "875"]
+    for name in seq.tasks:
+        task = TASKS.get(name)
+        folder = Path(task.train).parent
+        definition = json.loads((FIXTURES / "superni" / folder / "train.json").read_text())["Definition"][0].strip()
+        assert task.prompt.format(input="X") == (f"Definition: {definition}\n\nNow complete the following example -\n"
+                                                 "Input: X\nOutput:")
+        assert (task.rows_field, task.target, task.primary_metric, task.max_new_tokens) == ("Instances", "output",
+                                                                                            "rouge_l", 50)
+
+
+def test_superni_reads_task_objects_and_takes_the_first_output(pack):
+    """A task file is one JSON object; its Instances are the rows, a list of outputs gives its first."""
+    splits = _tasks_load(pack("superni"), "superni-15", ["superni-002-quoref"])
+    ev = splits["superni-002-quoref"]["eval"]
+    assert len(ev) == 2 and ev["output"] == ["answer 0", "answer 1"] and ev["input"][0] == "made-up input 0 of test"
+
+
+def test_superni_slice_runs_on_the_fixtures(pack):
+    _run_slice(pack("superni"), ["superni-363-sst2", "superni-1572-samsum"])
+
+
+def test_superni_missing_data_and_rows_field_misuse_are_one_line(cli, tmp_path, write_config):
+    path = tmp_path / "exp.yaml"
+    path.write_text(RUN + "tasks: [superni-591-sciq]\n")
+    code, out, err = cli("run", path, "--output", tmp_path / "out")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "github.com/circle-hit/SAPT" in err, err
+    assert "task591_sciq_answer_generation/train.json" in err
+    bad = {"name": "x", "format": "csv", "train": "a.csv", "eval": "b.csv", "rows_field": "Instances"}
+    code, _, err = cli("run", write_config({"name": "s", "model": "tiny-gpt2", "methods": [{"method": "lora"}],
+                                            "tasks": [bad]}), "--output", tmp_path / "out2")
+    assert code == 2 and "tasks[0].rows_field: only for format 'jsonl'" in err

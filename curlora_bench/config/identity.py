@@ -30,7 +30,7 @@ RUN_LOCAL_KEYS = ("name", "seeds", "methods", "orders", "execution")
 # settings added since runs were first published, left out of an identity at their default (the
 # behaviour before they existed), so those runs keep their keys
 # (a `[]` section is a list of mappings: the key of each of its items, as `tasks[]`)
-OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("general",): None, ("diagnostics",): None, ("eval", "validation"): None, ("eval", "lookahead"): False, ("tasks[]", "val"): None,
+OMITTED_AT_DEFAULT = {("train", "head_lr"): None, ("general",): None, ("diagnostics",): None, ("eval", "validation"): None, ("eval", "lookahead"): False, ("tasks[]", "val"): None, ("tasks[]", "rows_field"): None,
                       # a task's `kind:` and the fields its kind adds (`sources.kinds`): unset where the
                       # task's fields select its kind / on a task of another kind
                       **{("tasks[]", k): None for k in omitted_fields()}}

@@ -46,6 +46,9 @@ class TaskConfig:
         "help": "validation file (hub: split name), read with `eval.validation`; null = rows of the train split"})
     path: str | None = field(default=None, metadata={"help": "hub dataset id or local dataset folder"})
     config: str | None = field(default=None, metadata={"help": "hub dataset config name"})
+    rows_field: str | None = field(default=None, metadata={
+        "help": "jsonl: the key whose list holds the rows when a file is one JSON object (Super-NaturalInstructions "
+                "task files: Instances); null = the file is the rows"})
     builder: str | None = field(default=None, metadata={"help": "embedded: the builder's name"})
     asset: str | None = field(default=None, metadata={"help": "embedded: the asset it is built from"})
     text: list[str] = field(default_factory=lambda: ["text"], metadata={"help": "one or two text columns"})
@@ -127,6 +130,9 @@ class TaskConfig:
             raise BenchError(f"{where}.num_classes: must be >= 2, got {self.num_classes}")
         if check_kind(self, where).name == inferred_kind(self):
             self.kind = None  # stored as the fields say it, so writing the inferred kind keeps run keys
+        if self.rows_field is not None and self.format != "jsonl":
+            raise BenchError(f"{where}.rows_field: only for format 'jsonl' (a JSON file whose object holds the rows), "
+                             f"not {self.format!r}")
         if self.format == "embedded":
             for key in ("builder", "asset"):
                 if not getattr(self, key):

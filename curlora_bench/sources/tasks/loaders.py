@@ -18,11 +18,12 @@ datasets.logging.set_verbosity(datasets.logging.CRITICAL)
 FILE_BUILDERS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
 
-def _load_file(fmt: str, path: Path, where: str, get: str | None = None) -> Dataset:
+def _load_file(fmt: str, path: Path, where: str, get: str | None = None, rows_field: str | None = None) -> Dataset:
     if not path.is_file():
         raise BenchError(f"{where}: data file not found: {path}" + (f"; get it: {get}" if get else ""))
     try:
-        ds = load_dataset(FILE_BUILDERS[fmt], data_files=str(path), split="train")
+        extra = {"field": rows_field} if rows_field else {}
+        ds = load_dataset(FILE_BUILDERS[fmt], data_files=str(path), split="train", **extra)
     except Exception as exc:  # datasets raises many types for malformed files
         if "corresponds to no data" in str(exc):  # a header and no rows
             raise BenchError(f"{path}: split is empty (no data rows)") from None
@@ -99,7 +100,8 @@ def load_splits(task: TaskConfig, cache_dir: str | None, where: str) -> dict[str
         sources = {s: f"{task.path}:{getattr(task, s)}" for s in names}
     else:
         paths = {s: Path(getattr(task, s)) for s in names}
-        splits = {s: _load_file(task.format, p, f"{where}.{s}", task.card.get("get")) for s, p in paths.items()}
+        splits = {s: _load_file(task.format, p, f"{where}.{s}", task.card.get("get"), task.rows_field)
+                  for s, p in paths.items()}
         sources = {s: str(p) for s, p in paths.items()}
     for split, rows in (("train", task.train_rows), ("eval", task.eval_rows)):
         if rows is not None:
@@ -137,6 +139,10 @@ def check_split(task: TaskConfig, ds: Dataset, source: str) -> Dataset:
             raise BenchError(
                 f"{source}: missing {what} column {col!r} (columns: {', '.join(ds.column_names)})"
             )
+    if task.target is not None and len(ds) and task.target in ds.column_names and isinstance(ds[0][task.target], list):
+        # several reference answers (Super-NaturalInstructions' `output`): the first is trained on and scored against
+        answers = [v[0] if v else "" for v in ds[task.target]]
+        ds = ds.remove_columns([task.target]).add_column(task.target, answers)
     labels = list(ds[label_col]) if label_col else [0] * len(ds)
     texts = {col: list(ds[col]) for col in task.columns}
     keep = []
