@@ -17,6 +17,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
+# Seconds each file took in one measured suite run (only the order below reads them; regenerate
+# with `python scripts/file_seconds.py`, which runs the suite once with --durations=0).
+FILE_SECONDS = json.loads((Path(__file__).with_name("file_seconds.json")).read_text())
+
+
+def pytest_configure(config):
+    """Under xdist, hand out files in the order collection leaves them (longest first, below)
+    instead of xdist's default of most tests first, which put the two-test end-to-end file last."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first, so the workers' last files are short ones and both finish together
+    (longest job first); a file not yet measured counts 0.5 s a test, 10 s a slow one. A file's
+    own tests keep their order."""
+    guess: dict[str, float] = {}
+    for item in items:
+        guess[item.path.name] = guess.get(item.path.name, 0) + (10 if item.get_closest_marker("slow") else 0.5)
+    seconds = {name: FILE_SECONDS.get(name, g) for name, g in guess.items()}
+    items.sort(key=lambda item: -seconds[item.path.name])  # stable: each file's tests in their own order
+
+
 def pytest_collection_finish(session):
     """Freeze what collection built (torch, transformers, datasets, the test modules: ~470k
     objects) out of the garbage collector's reach. A run calls `gc.collect` between its phases
