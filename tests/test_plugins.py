@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,11 +18,28 @@ from tests.conftest import ROOT, tiny_config
 EXAMPLE = ROOT / "docs" / "guides" / "examples" / "top_layers"
 
 
-def _cli(args: list, site: Path, cwd: Path) -> subprocess.CompletedProcess:
-    # the package under test stays importable (a checkout on PYTHONPATH rather than installed)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "curlora_bench", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
+@pytest.fixture
+def installed(monkeypatch):
+    """`installed(site)`: the packages in `site` importable and their entry points found, as if
+    installed, by this process's CLI; the method and strategy registries are put back as they
+    were afterwards (a plug-in's name is not left behind for later tests)."""
+    from curlora_bench.adapters import ADAPTERS
+    from curlora_bench.adapters.base import PLUGIN_GROUP as METHODS_GROUP
+    from curlora_bench.strategies import STRATEGIES
+    from curlora_bench.strategies.base import PLUGIN_GROUP as STRATEGIES_GROUP
+
+    registries = ((ADAPTERS, METHODS_GROUP), (STRATEGIES, STRATEGIES_GROUP))
+    saved = [(r, dict(r._items), dict(r._entries), r._group, dict(r.origins)) for r, _ in registries]
+
+    def install(site: Path) -> None:
+        monkeypatch.syspath_prepend(str(site))
+        for registry, group in registries:  # read the entry points again, with `site` on the path
+            registry._items = {k: v for k, v in registry._items.items() if k not in registry.origins}
+            registry.origins, registry._group = {}, group
+
+    yield install
+    for registry, items, entries, group, origins in saved:
+        registry._items, registry._entries, registry._group, registry.origins = items, entries, group, origins
 
 
 def _dist(site: Path, name: str, entry_points: str) -> None:
@@ -34,50 +50,59 @@ def _dist(site: Path, name: str, entry_points: str) -> None:
     (info / "entry_points.txt").write_text(entry_points)
 
 
-def test_an_installed_method_is_found_by_name_listed_and_runs(toy_data, tmp_path):
+def test_an_installed_method_is_found_by_name_listed_and_runs(toy_data, tmp_path, installed, cli):
     src, site = tmp_path / "src", tmp_path / "site"
     shutil.copytree(EXAMPLE, src)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
                     str(site), str(src)], check=True, capture_output=True, timeout=300)
-    listed = _cli(["methods"], site, tmp_path)
-    assert listed.returncode == 0, listed.stderr
-    assert "top-layers (plug-in from curlora-bench-top-layers 0.1.0)" in listed.stdout
-    assert "layers = 1  how many of the last transformer blocks train" in listed.stdout
+    installed(site)
+    code, stdout, err = cli("methods")
+    assert code == 0, err
+    listed = " ".join(stdout.split())  # the console wraps long lines
+    assert "top-layers (plug-in from curlora-bench-top-layers 0.1.0)" in listed
+    assert "layers = 1 how many of the last transformer blocks train" in listed
     cfg = tiny_config(toy_data, methods=[{"method": "top-layers", "layers": 1}])
     cfg["tasks"] = cfg["tasks"][:1]
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
-    ran = _cli(["run", tmp_path / "cfg.yaml", "--output", out], site, tmp_path)
-    assert ran.returncode == 0, ran.stderr
+    code, _, err = cli("run", tmp_path / "cfg.yaml", "--output", out)
+    assert code == 0, err
     summary = json.loads((out / "top-layers-1" / "seed-0" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["trainable_parameters"] > 0
     assert summary["method"]["method"] == "top-layers" and summary["metrics"]["perplexity_drift"] > 0
-    again = _cli(["run", tmp_path / "cfg.yaml", "--output", out], site, tmp_path)  # finished: found, not redone
-    assert again.returncode == 0 and json.loads((out / "top-layers-1" / "seed-0" / "summary.json").read_text()) == summary
+    code, _, _ = cli("run", tmp_path / "cfg.yaml", "--output", out)  # finished: found, not redone
+    assert code == 0 and json.loads((out / "top-layers-1" / "seed-0" / "summary.json").read_text()) == summary
     bad = tiny_config(toy_data, methods=[{"method": "top-layers", "layers": 0}])
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    refused = _cli(["run", tmp_path / "bad.yaml", "--output", tmp_path / "bad"], site, tmp_path)
-    assert refused.returncode == 2 and "methods[0].layers: at least 1, got 0" in refused.stderr
+    code, _, err = cli("run", tmp_path / "bad.yaml", "--output", tmp_path / "bad")
+    assert code == 2 and "methods[0].layers: at least 1, got 0" in err
 
 
-def test_a_plugin_that_cannot_load_or_is_not_a_method_is_one_line(tmp_path):
-    site = tmp_path / "site"
-    _dist(site, "broken-plugin", "[curlora_bench.methods]\nbroken = no_such_module:Thing\n")
-    res = _cli(["methods"], site, tmp_path)
-    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
-    assert "method plug-in 'broken' (from broken-plugin 1.0): cannot load no_such_module:Thing" in res.stderr
-    other = tmp_path / "other"
-    _dist(other, "odd-plugin", "[curlora_bench.methods]\nodd = json:dumps\n")
-    res = _cli(["methods"], other, tmp_path)
-    assert res.returncode == 2 and "method plug-in 'odd' (from odd-plugin 1.0)" in res.stderr
-    assert "is not a subclass of curlora_bench.adapters.Adapter" in res.stderr
+def _one_line(err: str) -> str:
+    assert err.strip().count("\n") == 0 and "Traceback" not in err, err
+    return " ".join(err.split())
 
 
-def test_a_strategy_plugin_may_not_take_a_builtin_name(tmp_path):
+@pytest.mark.parametrize("package,entry,message", [
+    ("broken-plugin", "broken = no_such_module:Thing",
+     "method plug-in 'broken' (from broken-plugin 1.0): cannot load no_such_module:Thing"),
+    ("odd-plugin", "odd = json:dumps",
+     "method plug-in 'odd' (from odd-plugin 1.0): <function dumps"),
+])
+def test_a_plugin_that_cannot_load_or_is_not_a_method_is_one_line(tmp_path, installed, cli, package, entry, message):
+    _dist(tmp_path / "site", package, f"[curlora_bench.methods]\n{entry}\n")
+    installed(tmp_path / "site")
+    code, _, err = cli("methods")
+    assert code == 2 and message in _one_line(err)
+    assert package != "odd-plugin" or "is not a subclass of curlora_bench.adapters.Adapter" in err
+
+
+def test_a_strategy_plugin_may_not_take_a_builtin_name(tmp_path, installed, cli):
     site = tmp_path / "site"
     _dist(site, "dup-strategy", "[curlora_bench.strategies]\nreplay = curlora_bench.strategies.replay:Replay\n")
-    res = _cli(["methods"], site, tmp_path)
-    assert res.returncode == 2 and "strategy plug-in 'replay' (from dup-strategy 1.0): that name is taken" in res.stderr
+    installed(site)
+    code, _, err = cli("methods")
+    assert code == 2 and "strategy plug-in 'replay' (from dup-strategy 1.0): that name is taken" in _one_line(err)
 
 
 def test_a_registry_entry_loads_on_its_first_lookup_and_is_checked():
