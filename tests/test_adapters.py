@@ -28,6 +28,7 @@ METHODS = [
     {"method": "curlora", "rank": 4, "regime": "joint"},
     {"method": "o-lora", "rank": 4},
     {"method": "inflora", "rank": 4},
+    {"method": "i-lora", "rank": 4},
 ]
 
 
@@ -61,7 +62,7 @@ def test_only_adapter_tensors_train(base, spec):
         return
     assert trainable, "an adapter must train something"
     markers = {"lora": "lora_", "curlora": "curlora_U", "peft": ("lora_", "vera_lambda"), "o-lora": "tasklora_",
-               "inflora": "tasklora_B"}
+               "inflora": "tasklora_B", "i-lora": ("ilora_A", "ilora_B")}
     for n in trainable:
         assert any(n.startswith(m + ".") for m in names), n
         if cfg.method == "full":

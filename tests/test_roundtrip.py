@@ -40,6 +40,7 @@ METHODS = [
     ("tiny-llama", {"method": "peft", "type": "OSF", "effective_rank": 2}),
     ("tiny-gpt2", {"method": "o-lora", "rank": 2}),
     ("tiny-llama", {"method": "inflora", "rank": 2}),
+    ("tiny-gpt2", {"method": "i-lora", "rank": 2, "per_task": 8}),
     # PEFT's methods by name (adapters/peft_named.py); OLoRA and OFT have no Conv1D layer in PEFT
     ("tiny-gpt2", {"method": "dora", "r": 2}),
     ("tiny-gpt2", {"method": "rslora", "r": 2}),

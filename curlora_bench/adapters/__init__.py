@@ -24,6 +24,7 @@ ADAPTERS: Registry[Adapter] = Registry("method", base=Adapter, make=make_adapter
     "curlora": "curlora_bench.adapters.curlora:CURLoRA",
     "full": "curlora_bench.adapters.simple:Full",
     "head-only": "curlora_bench.adapters.simple:HeadOnly",
+    "i-lora": "curlora_bench.adapters.ilora:ILoRA",
     "inflora": "curlora_bench.adapters.inflora:InfLoRA",
     "lora": "curlora_bench.adapters.lora:LoRA",
     "o-lora": "curlora_bench.adapters.olora:OLoRA",

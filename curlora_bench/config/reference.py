@@ -121,6 +121,11 @@ methods:
   - {method: lora, rank: 8, alpha: 1}
   - {method: lora, rank: 8, init: reference}      # the paper code's larger A
 """,
+    "method i-lora": """\
+methods:
+  - {method: i-lora, rank: 8, per_task: 64}        # ema 0.25, consistency 1.0: I-LoRA's code
+  - {method: i-lora, rank: 8, per_task: 64, consistency: 0}   # the control: replay and the slow LoRA, no consistency loss
+""",
     "method inflora": """\
 methods:
   - {method: inflora, rank: 8}                     # gpm_threshold 0.95 rising to 1.0: InfLoRA's configs
