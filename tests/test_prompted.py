@@ -132,7 +132,9 @@ def test_kind_and_primary_metric_follow_the_fields():
 def test_prompted_fields_are_left_out_of_identities_while_unset(toy, write_config):
     from curlora_bench.config.identity import OMITTED_AT_DEFAULT
 
-    assert {key[1] for key in OMITTED_AT_DEFAULT if key[0] == "tasks[]"} - {"val"} == {"kind", *PROMPT_FIELDS}
+    # besides the prompted fields: kind, and rows_field (a JSON file's list of rows, for any kind)
+    assert {key[1] for key in OMITTED_AT_DEFAULT if key[0] == "tasks[]"} - {"val", "rows_field"} == \
+        {"kind", *PROMPT_FIELDS}
     plain, _ = load_config(write_config(tiny_config(toy), "plain.yaml"))
     assert not any(k in t for t in plain.identity(plain.methods[0], 0).settings["tasks"] for k in PROMPT_FIELDS)
     prompted, _ = load_config(write_config(prompted_config(toy), "p.yaml"))
