@@ -41,7 +41,12 @@ def _grads(model_name: str, method: dict, checkpointing: bool, dropout: str = "o
     model = load_model(model_name).model
     cfg = parse_method(dict(method), "methods[0]")
     adapter = adapter_of(cfg)
-    adapter.attach(model, auto_targets(model), cfg.options, 0, "methods[0]")
+    names = adapter.attach(model, auto_targets(model), cfg.options, 0, "methods[0]")
+    if method["method"] == "i-lora":  # the fast LoRA is the one a stage trains (and applies meanwhile)
+        from curlora_bench.adapters.ilora import ilora_layers
+
+        for ilora in ilora_layers(model, names):
+            ilora.slow = False
     if checkpointing:
         enable_checkpointing(model)
     heads = TaskHeads()
