@@ -183,6 +183,11 @@ def report(
     select_on: Annotated[SelectOn | None, typer.Option("--select-on", help="validation: per family, the point that "
                                                        "did best on its validation rows (runs made with "
                                                        "eval.validation), reported on eval")] = None,
+    leaderboard: Annotated[bool, typer.Option(
+        "--leaderboard", help="print the leaderboard instead: one row per method point, matched against the "
+                              "--reference family's frontier at its plasticity (md, csv or json)")] = False,
+    reference: Annotated[str, typer.Option(
+        "--reference", help="the method family the leaderboard matches against (lora, peft-dora, lora+ewc, ...)")] = "lora",
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
     from .analysis.report import Options, render
@@ -210,7 +215,7 @@ def report(
     if forgetting.value == "general" and not any(r.summary.general for r in runs):
         raise BenchError("--forgetting general: no run measured general ability (set `general:` in the config)")
     options = Options(baseline, plasticity.value, drift_corpus, draws, margin,
-                      select_on.value if select_on else None, forgetting.value)
+                      select_on.value if select_on else None, forgetting.value, leaderboard, reference)
     text = render(runs, format.value, baseline, options)
     if out:
         write_atomic(out, text)

@@ -30,6 +30,9 @@ from ..store.folders import Run, experiment_labels
 from ..store.schema import read_predictions
 from . import rows as report_rows
 from . import stats
+from .leaderboard import CSV_HEADER, Leaderboard, csv_rows, leaderboard
+from .leaderboard import to_data as leaderboard_data
+from .leaderboard import to_markdown as board_markdown
 from .markdown import (
     mcnemar_markdown,
     orders_markdown,
@@ -79,6 +82,7 @@ class Table:
     # what the averages average: "accuracy", or "score" where a task's primary metric is not accuracy
     score_word: str = "accuracy"
     literature: list[Row] = field(default_factory=list)  # the sequence metrics as the literature names them
+    leaderboard: Leaderboard | None = None  # against the reference family's frontier, where it has one
 
     def values(self, row: Row, col: Column) -> list[float]:
         return self.cells.get((row.name, col.name), [])
@@ -120,6 +124,8 @@ class Options:
     margin: float | None = None  # for an equivalence test
     select_on: str | None = None  # "validation": per family, the point that does best on validation
     forgetting: str = "perplexity"  # the trade-off's forgetting axis: perplexity | general | tasks
+    leaderboard: bool = False  # render only the leaderboard (`analysis/leaderboard.py`)
+    reference: str = "lora"  # the family the leaderboard matches every method point against
 
 
 def run_scores(run: Run) -> dict[tuple[int, int], np.ndarray] | None:
@@ -181,6 +187,12 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             notes.append(f"{', '.join(names)}: {REGIMES.get(regime).note}")
     to = tradeoff(columns, options.plasticity, options.drift_corpus, options.draws, scores or None,
                   forgetting=options.forgetting)
+    board = None
+    summaries = {c.name: [r.summary for r in c.runs] for c in columns if c.runs}
+    if options.leaderboard:
+        board = leaderboard(to, summaries, options.reference)  # its one-line errors, asked for
+    elif to is not None and to.frontiers.get(options.reference):
+        board = leaderboard(to, summaries, options.reference)
     selections = []
     if options.select_on == "validation" and to is not None:
         selections = select_on_validation(to.points, {c.name: [r.summary for r in c.runs] for c in columns if c.runs})
@@ -188,7 +200,8 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
                  example_pairs(columns, base, scores), options.margin, selections,
-                 "baseline" if first.zero_shot else "majority", report_rows.score_word(first.metric), literature)
+                 "baseline" if first.zero_shot else "majority", report_rows.score_word(first.metric), literature,
+                 board)
 
 
 def corpus_rows(first) -> list[Row]:
@@ -394,7 +407,7 @@ def to_json(t: Table) -> str:
         "failures": t.failures,
         "rows": [{"row": r.name, "kind": r.kind, "majority_baseline": r.baseline,
                   "cells": {c.name: _stats(t.values(r, c), r.kind) for c in t.columns}} for r in t.rows],
-        "tradeoff": tradeoff_json(t.tradeoff) if t.tradeoff else None,
+        "tradeoff": tradeoff_json(t.tradeoff, t.leaderboard) if t.tradeoff else None,
         "paired": {"baseline": t.baseline, "differences": [dataclasses.asdict(d) for d in t.paired]},
         "example_pairs": [dataclasses.asdict(e) for e in t.mcnemar],
         "orders": [dataclasses.asdict(o) for o in t.orders],
@@ -404,8 +417,9 @@ def to_json(t: Table) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def tradeoff_json(to: TradeOff) -> dict:
-    """The trade-off as data (its points without their per-run resampling material)."""
+def tradeoff_json(to: TradeOff, board: Leaderboard | None = None) -> dict:
+    """The trade-off as data (its points without their per-run resampling material), with the
+    leaderboard against the reference family where it has a frontier."""
     return {
         "axis": to.axis, "forgetting": to.forgetting, "drift_corpus": to.drift_corpus, "draws": to.draws, "eval_resampled": to.eval_resampled,
         "notes": to.notes, "frontiers": to.frontiers,
@@ -417,6 +431,7 @@ def tradeoff_json(to: TradeOff) -> dict:
         "matched": [dataclasses.asdict(m) for m in to.matched],
         "curves": [dataclasses.asdict(c) for c in to.curves],
         "eval_examples": to.eval_examples,
+        "leaderboard": leaderboard_data(board) if board else None,
     }
 
 
@@ -447,7 +462,32 @@ def to_latex(t: Table) -> str:
 FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
 
 
+def leaderboard_markdown(t: Table) -> str:
+    return "_" + "; ".join(t.notes) + "_\n" + board_markdown(t.leaderboard, t.score_word)
+
+
+def leaderboard_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_HEADER)
+    w.writerows(csv_rows(t.leaderboard))
+    return buf.getvalue()
+
+
+def leaderboard_json(t: Table) -> str:
+    return json.dumps({"note": "; ".join(t.notes), "leaderboard": leaderboard_data(t.leaderboard)}, indent=2) + "\n"
+
+
+# `report --leaderboard`: the leaderboard alone, in these formats
+LEADERBOARD_FORMATS: dict[str, Callable[[Table], str]] = {"md": leaderboard_markdown, "csv": leaderboard_csv,
+                                                          "json": leaderboard_json}
+
+
 def render(runs: list[Run], fmt: str, baseline: str | None = None, options: Options | None = None) -> str:
+    if options is not None and options.leaderboard:
+        if fmt not in LEADERBOARD_FORMATS:
+            raise BenchError(f"--leaderboard: format {fmt!r} not available (formats: {', '.join(LEADERBOARD_FORMATS)})")
+        return LEADERBOARD_FORMATS[fmt](build_table(runs, baseline, options))
     return FORMATS[fmt](build_table(runs, baseline, options))
 
 
