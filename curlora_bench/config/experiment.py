@@ -150,7 +150,8 @@ class GeneralConfig:
     the adapted model after every stage (in memory), each metric a record."""
 
     tasks: list[Any] = field(default_factory=list, metadata={
-        "help": "harness tasks: a built-in probe (brown_next_sentence, nyt_cloze), a harness task name "
+        "help": "harness tasks: a built-in probe (brown_next_sentence_1k, nyt_cloze_1k; their first versions "
+                "brown_next_sentence, nyt_cloze), a harness task name "
                 "(hellaswag, arc_challenge, winogrande: needs the hub or its HF datasets cache), a path to a "
                 "task YAML, or {task: <harness name>, data_files: {<split>: <local .jsonl/.parquet/.csv>}} for "
                 "a harness task over a local copy of its data"})

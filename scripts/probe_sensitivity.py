@@ -1,0 +1,163 @@
+"""How far each general-ability probe moves under a known degradation: the base model with Gaussian
+weight noise of increasing size, each probe scored on all its items beside perplexity on the drift
+corpus, and each probe's minimum detectable drop at its size.
+
+    OMP_NUM_THREADS=1 python scripts/probe_sensitivity.py --noise 0 0.02 0.05 \\
+        --out results/published/probe-sensitivity/sensitivity.json
+
+Noise: every `nn.Linear` weight of the transformer blocks (attention and MLP projections; not the
+embedding, which the LM head shares, nor the norms) becomes W + s * rms(W) * Z, Z standard normal
+from a generator seeded per matrix (`--seed` plus its index), the same Z at every level s.
+
+Scores: lm-evaluation-harness `acc` per item (`log_samples`), paired across levels by item; the
+change from noise 0 is tested with McNemar's exact test (the two-sided binomial test of the
+discordant items, scipy.stats.binomtest). The minimum detectable drop
+is `min_detectable_drop` below (the formula is in its docstring and the probes' cards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+DRIFT_CORPUS = {"corpus": "nyt-editorials", "max_tokens": 8192, "window": 1024, "stride": 1024, "batch_size": 4}
+
+
+def min_detectable_drop(n: int, discordant: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest accuracy drop a two-sided paired test on `n` items detects with `power` at level
+    `alpha`, when a fraction `discordant` of items change their answer (Connor 1987's normal
+    approximation to McNemar's test, solved for the difference):
+
+        delta = (z_{1-alpha/2} * sqrt(p_d) + z_{power} * sqrt(p_d - delta^2)) / sqrt(n)
+
+    iterated from delta = (z_{1-alpha/2} + z_{power}) * sqrt(p_d / n) to its fixed point."""
+    from scipy.stats import norm
+
+    za, zb = norm.ppf(1 - alpha / 2), norm.ppf(power)
+    delta = (za + zb) * math.sqrt(discordant / n)
+    for _ in range(50):
+        delta = (za * math.sqrt(discordant) + zb * math.sqrt(max(discordant - delta**2, 0.0))) / math.sqrt(n)
+    return delta
+
+
+def add_noise(model, scale: float, seed: int, originals: dict) -> int:
+    """Each block Linear weight set to its original plus `scale` * rms * Z (Z seeded per matrix)."""
+    import torch
+    from torch import nn
+
+    k = 0
+    for name, module in sorted(model.named_modules()):
+        if not isinstance(module, nn.Linear) or "layers." not in name:
+            continue
+        w = module.weight
+        base = originals.setdefault(name, w.detach().clone())
+        z = torch.randn(base.shape, generator=torch.Generator().manual_seed(seed + k), dtype=torch.float32)
+        rms = base.float().pow(2).mean().sqrt()
+        with torch.no_grad():
+            w.copy_((base.float() + scale * rms * z).to(w.dtype))
+        k += 1
+    return k
+
+
+def per_item_acc(model, tokenizer, specs: list, limit: int | None, batch_size: int) -> dict[str, list[int]]:
+    """{task: acc of each item, in document order} by `lm_eval.simple_evaluate` with samples logged."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    from curlora_bench.run.general import no_environment_probe, offline, quiet, task_manager
+
+    with offline(), quiet(), no_environment_probe():
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        res = simple_evaluate(model=lm, tasks=list(specs), limit=limit, bootstrap_iters=0, log_samples=True,
+                              task_manager=task_manager(False))
+    return {task: [int(s["acc"]) for s in sorted(samples, key=lambda s: s["doc_id"])]
+            for task, samples in res["samples"].items()}
+
+
+def drift_perplexity(model, lm) -> float:
+    import torch
+
+    from curlora_bench.run.evaluate import perplexity
+    from curlora_bench.sources import assets
+    from curlora_bench.sources.tasks.embedded import nyt_editorials
+
+    c = DRIFT_CORPUS
+    text = nyt_editorials(assets.ensure("vader"))
+    tokens = lm.tokenizer(text, add_special_tokens=False)["input_ids"][: c["max_tokens"]]
+    return perplexity(model, tokens, c["window"], c["stride"], lm.bos_id, c["batch_size"],
+                      torch.device("cpu")).perplexity
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--probes", nargs="+", default=["brown_next_sentence_1k", "nyt_cloze_1k"])
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.02, 0.05])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="items per probe (all when unset)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    import torch
+    from scipy.stats import binomtest
+
+    from curlora_bench.config.experiment import GeneralConfig
+    from curlora_bench.run.general import check_general
+    from curlora_bench.sources.models import load_model
+
+    specs = check_general(GeneralConfig(tasks=args.probes, batch_size=args.batch_size))
+    lm = load_model(args.model)
+    model = lm.model.eval()
+    originals: dict = {}
+    levels, base = [], None
+    # what was measured so far is written after every level (a long run read while it goes)
+    for scale in args.noise:
+        start = time.perf_counter()
+        matrices = add_noise(model, scale, args.seed, originals)
+        with torch.inference_mode():
+            ppl = drift_perplexity(model, lm)
+        acc = per_item_acc(model, lm.tokenizer, specs, args.limit, args.batch_size)
+        base = base or acc
+        level = {"noise": scale, "perplexity": ppl, "seconds": round(time.perf_counter() - start, 1), "probes": {}}
+        for task, items in acc.items():
+            ref = base[task]
+            worse = sum(a == 1 and b == 0 for a, b in zip(ref, items))
+            better = sum(a == 0 and b == 1 for a, b in zip(ref, items))
+            p = binomtest(worse, worse + better, 0.5).pvalue if worse + better else 1.0  # McNemar exact
+            level["probes"][task] = {"n": len(items), "acc": sum(items) / len(items), "worse": worse,
+                                     "better": better, "mcnemar_exact_p": p, "items": "".join(map(str, items))}
+        levels.append(level)
+        print(f"noise {scale}: ppl {ppl:.3f} " + " ".join(f"{t} {v['acc']:.4f}" for t, v in level["probes"].items())
+              + f" ({level['seconds']} s)", flush=True)
+        base_ppl = levels[0]["perplexity"]
+        summary = {}
+        for task in acc:
+            n = levels[0]["probes"][task]["n"]
+            # discordance at the largest level measured, floored at the base accuracy's binomial
+            # spread: the items that change when the model changes by a drift this size
+            disc = max((lv["probes"][task]["worse"] + lv["probes"][task]["better"]) / n for lv in levels)
+            summary[task] = {
+                "n": n, "chance": 0.25, "base_acc": levels[0]["probes"][task]["acc"],
+                "discordant_fraction": disc,
+                "min_detectable_drop": min_detectable_drop(n, disc) if disc > 0 else None,
+                "acc_change_per_log_ppl": [
+                    (lv["probes"][task]["acc"] - levels[0]["probes"][task]["acc"]) / math.log(lv["perplexity"] / base_ppl)
+                    if lv["perplexity"] != base_ppl else None for lv in levels],
+            }
+        out = {"model": args.model, "seed": args.seed, "limit": args.limit, "drift_corpus": DRIFT_CORPUS,
+               "noise": "W + s * rms(W) * Z on every nn.Linear weight of the transformer blocks",
+               "test": "McNemar's exact test (binomial on discordant items, scipy), paired by item, against noise 0",
+               "mdd": "alpha 0.05 two-sided, power 0.8, Connor (1987) normal approximation",
+               "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+               "matrices": matrices, "levels": levels, "probes": summary}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

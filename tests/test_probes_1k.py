@@ -1,0 +1,89 @@
+"""The `_1k` general-ability probes: 1,000 distinct items each, none from text a task trains on or a
+drift corpus reads, the same bytes every build; the first-version probes left as they were."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from curlora_bench.sources import assets, general
+from curlora_bench.sources.tasks.embedded import brown_files, detag_brown, read_ground_truth
+from curlora_bench.sources.text import sentences
+
+NEW = ("brown_next_sentence_1k", "nyt_cloze_1k")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Each new probe built twice through `probe_yaml`, into two empty caches (the assets read from
+    the shared one): {name: (data bytes, data bytes, yaml text)}."""
+    real = {a: assets.ensure(a) for a in ("brown", "vader")}
+    mp = pytest.MonkeyPatch()
+    mp.setattr(general.assets, "ensure", lambda name, cache_dir=None: real[name])
+    out = {}
+    try:
+        for name in NEW:
+            runs = []
+            for k in range(2):
+                cache = tmp_path_factory.mktemp(f"cache{k}")
+                yaml_path = general.probe_yaml(name, str(cache))
+                runs.append(((yaml_path.parent / f"{name}.jsonl").read_bytes(), yaml_path.read_text()))
+            out[name] = (runs[0][0], runs[1][0], runs[0][1])
+    finally:
+        mp.undo()
+    return out
+
+
+def _items(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_a_1k_probe_holds_1000_distinct_items_the_same_every_build(built, name):
+    first, second, yaml_text = built[name]
+    assert first == second  # deterministic: byte for byte
+    items = _items(first)
+    assert len(items) == 1000
+    assert len({i["id"] for i in items}) == 1000 and len({i["context"] for i in items}) == 1000
+    key = "endings" if name.startswith("brown") else "choices"
+    for i in items:
+        options = i[key]
+        assert len(options) == general.CHOICES and 0 <= i["label"] < general.CHOICES
+        assert len({o.lower() for o in options}) == general.CHOICES  # no choice twice
+    labels = [i["label"] for i in items]
+    assert all(150 <= labels.count(k) <= 350 for k in range(general.CHOICES))  # chance is 1/4
+    assert f"task: {name}\n" in yaml_text and "__DATA__" not in yaml_text
+
+
+def test_brown_1k_reads_only_the_texts_no_task_or_corpus_reads(built):
+    folder = assets.ensure("brown")
+    # every sentence of the other Brown texts: the `brown` perplexity corpus (files 0, 10, 20, ...)
+    # and brown-genre's (all but files 0 and 5 in ten)
+    elsewhere = {s for i, p in enumerate(brown_files(folder)) if i % 10 != 5
+                 for para in detag_brown(p.read_text(errors="replace")).split("\n") for s in sentences(para)}
+    docs = general.brown_documents(folder)
+    for item in _items(built["brown_next_sentence_1k"][0]):
+        _, d, i = item["id"].split("-")
+        read = docs[int(d)][int(i) - 2: int(i) + 1]
+        assert " ".join(read[:2]) == item["context"] and read[2] == item["endings"][item["label"]]
+        assert not (set(read) | set(item["endings"])) & elsewhere, item["id"]
+
+
+def test_nyt_1k_reads_only_editorials_past_what_the_drift_corpus_reads(built):
+    rows = read_ground_truth(assets.ensure("vader") / "nytEditorialSnippets_GroundTruth.txt")
+    read = "\n".join(t for _, _, t in rows[: general.NYT_PROBE_FIRST_ROW])
+    ids = {rid for rid, _, _ in rows[general.NYT_PROBE_FIRST_ROW:]}
+    for item in _items(built["nyt_cloze_1k"][0]):
+        assert item["id"].removeprefix("nyt-") in ids and item["context"] not in read
+    if assets.is_ready("smollm2-135m"):  # the corpus's first 32,768 tokens end before the probe's rows
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(assets.asset_dir("smollm2-135m")))
+        assert len(tok(read, add_special_tokens=False)["input_ids"]) > 32_768
+
+
+def test_the_first_version_probes_keep_their_size_and_names():
+    assert general.PROBE_ITEMS == 500 and general.PROBE_SEED == 0
+    assert list(general.PROBES)[:2] == ["brown_next_sentence", "nyt_cloze"]
+    assert "brown_next_sentence" not in general.PROBE_SIZES and "nyt_cloze" not in general.PROBE_SIZES
