@@ -47,9 +47,12 @@ def _run_remote(spec: dict, key: str, threads: int, board: Any, fresh: bool) -> 
     import torch
 
     from ..core.parse import to_dict
+    from ..run import prepare
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    if prepare.BASE_PERPLEXITIES is None:  # this worker's later runs reuse the base model's perplexities
+        prepare.BASE_PERPLEXITIES = {}
     run = RunSpec.from_dict(spec)
     board.update.remote(key, state="running", started=time.time())
     summary = run_one(run, events=tracked(BoardEvents(board, key), run), threads=threads, fresh=fresh)

@@ -4,6 +4,8 @@ the initial perplexity. Built once per process; a run in another process builds 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,12 @@ from .events import RunEvents
 from .general import GeneralScore, check_general, evaluate_general
 from .kinds import Score, kind_of
 from .train import autocast
+
+# The base model's perplexities measured in this process, by what they depend on (`base_key`),
+# or None: measured once per `Prepared`. A Ray worker turns it on (`experiment/executors.py`): it
+# prepares every run it executes anew, and the base model's perplexity on every corpus (about 50 s
+# of one core at the default 2 x 8,192 tokens) is the same number for all of them.
+BASE_PERPLEXITIES: dict[tuple, list[PerplexityResult]] | None = None
 
 
 @dataclass
@@ -82,6 +90,9 @@ class Prepared:
     def initial_perplexities(self, events: RunEvents) -> list[PerplexityResult]:
         """The base model's perplexity on every corpus, measured once. Every adapter is an exact
         identity at init (tested), so it is every run's perplexity before the first stage."""
+        key = self.base_key() if BASE_PERPLEXITIES is not None else None
+        if self._base_ppl is None and BASE_PERPLEXITIES is not None and key in BASE_PERPLEXITIES:
+            self._base_ppl = BASE_PERPLEXITIES[key]
         if self._base_ppl is None:
             self._base_ppl = []
             if self.corpora:
@@ -92,7 +103,18 @@ class Prepared:
                     self._base_ppl.append(res)
                     events.message(f"  initial perplexity {res.perplexity:.3f} ({res.tokens} tokens"
                                    + (f" of {corpus.name})" if len(self.corpora) > 1 else ")"))
+            if BASE_PERPLEXITIES is not None:
+                BASE_PERPLEXITIES[key] = self._base_ppl
         return self._base_ppl
+
+    def base_key(self) -> tuple:
+        """What the base model's perplexities depend on: the model, where and how it runs, and
+        every corpus's tokens and settings."""
+        cfg = self.cfg
+        corpora = tuple((c.name, hashlib.sha256(json.dumps(c.tokens).encode()).hexdigest(),
+                         json.dumps(c.settings, sort_keys=True)) for c in self.corpora)
+        return (cfg.model, cfg.execution.cache_dir, cfg.train.precision, str(self.device), torch.get_num_threads(),
+                self.protocol.name, self.bos_id, corpora)
 
     def zero_shot(self, events: RunEvents) -> dict[str, list[Score]]:
         """The base model's scores of every task whose kind measures one (prompted tasks), by task
