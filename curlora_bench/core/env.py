@@ -159,7 +159,9 @@ def release_memory() -> bool:
     freed, with live ones in between, so the resident set stays at the phase's high-water mark
     (+300 MB after a checkpointed training step whose live activations are 35 MB) and the next
     phase's peak lands on top of it. The run calls this between phases (training, evaluation,
-    perplexity) and between runs: it costs milliseconds and no result changes.
+    perplexity) and between runs; no result changes. Its cost is the full `gc.collect` over the
+    process's objects: about 0.3 s a call in a run on the embedded model (under 3 s of a
+    15-minute run: scripts/profile_eval.py), more in a process that has imported more.
     """
     gc.collect()  # adapters can hold reference cycles
     if not _LIBC:
