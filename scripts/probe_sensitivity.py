@@ -24,6 +24,10 @@ import platform
 import time
 from pathlib import Path
 
+# the largest perplexity drift of the published runs (x1.18): the summary's minimum detectable drop
+# takes its p_d from the noise level whose drift is nearest to it
+PUBLISHED_DRIFT = 1.18
+CHOICES = 4  # every probe here: chance is 1 / CHOICES
 DRIFT_CORPUS = {"corpus": "nyt-editorials", "max_tokens": 8192, "window": 1024, "stride": 1024, "batch_size": 4}
 
 
@@ -34,14 +38,15 @@ def min_detectable_drop(n: int, discordant: float, alpha: float = 0.05, power: f
 
         delta = (z_{1-alpha/2} * sqrt(p_d) + z_{power} * sqrt(p_d - delta^2)) / sqrt(n)
 
-    iterated from delta = (z_{1-alpha/2} + z_{power}) * sqrt(p_d / n) to its fixed point."""
+    iterated from delta = (z_{1-alpha/2} + z_{power}) * sqrt(p_d / n) to its fixed point. None when
+    that drop is larger than p_d itself (no drop is detectable when so few answers change)."""
     from scipy.stats import norm
 
     za, zb = norm.ppf(1 - alpha / 2), norm.ppf(power)
     delta = (za + zb) * math.sqrt(discordant / n)
     for _ in range(50):
         delta = (za * math.sqrt(discordant) + zb * math.sqrt(max(discordant - delta**2, 0.0))) / math.sqrt(n)
-    return delta
+    return delta if delta <= discordant else None
 
 
 def add_noise(model, scale: float, seed: int, originals: dict) -> int:
@@ -92,6 +97,62 @@ def drift_perplexity(model, lm) -> float:
                       torch.device("cpu")).perplexity
 
 
+def summarise(levels: list[dict]) -> dict:
+    """Per probe: size, chance, the base model's accuracy, and the minimum detectable drop with the
+    p_d of the noise level whose perplexity drift is nearest `PUBLISHED_DRIFT`."""
+    base_ppl = levels[0]["perplexity"]
+    near = min(levels[1:] or levels, key=lambda lv: abs(math.log(lv["perplexity"] / base_ppl / PUBLISHED_DRIFT)))
+    summary = {}
+    for task, base in levels[0]["probes"].items():
+        n = base["n"]
+        disc = (near["probes"][task]["worse"] + near["probes"][task]["better"]) / n
+        summary[task] = {
+            "n": n, "chance": 1 / CHOICES, "base_acc": base["acc"], "discordant_fraction": disc,
+            "min_detectable_drop": min_detectable_drop(n, disc) if disc > 0 else None,
+            "at_noise": near["noise"], "at_ppl_ratio": near["perplexity"] / base_ppl,
+            "acc_change_per_log_ppl": [(lv["probes"][task]["acc"] - base["acc"]) / math.log(lv["perplexity"] / base_ppl)
+                                       if lv["perplexity"] != base_ppl else None for lv in levels],
+        }
+    return summary
+
+
+def readme(folder: Path) -> str:
+    """The folder's README: every JSON's levels and probes as tables (tests/test_probes_1k.py checks
+    that the README is this, and that the probe cards quote these numbers)."""
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+    lines = ["# Probe sensitivity: the base model under weight noise", "",
+             "Written by `python scripts/probe_sensitivity.py --readme results/published/probe-sensitivity`",
+             "from the JSON files beside it (`scripts/probe_sensitivity.py` measured them: one torch thread, CPU,",
+             "fp32). Noise: " + runs[0]["noise"] + ", Z seeded per matrix, the same Z at every level.",
+             f"Perplexity: the `{DRIFT_CORPUS['corpus']}` drift corpus, first {DRIFT_CORPUS['max_tokens']:,} tokens,"
+             f" windows of {DRIFT_CORPUS['window']:,}. Change: McNemar's exact test on the items, paired with noise 0.",
+             "Per unit of drift: the change in accuracy over ln(perplexity ratio).",
+             "", "| probe | items | noise | perplexity | ppl ratio | acc | change | per unit of drift | worse | better "
+             "| McNemar p |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        base_ppl = run["levels"][0]["perplexity"]
+        for task in run["probes"]:
+            base = run["levels"][0]["probes"][task]["acc"]
+            for lv in run["levels"]:
+                r = lv["probes"][task]
+                ratio = lv["perplexity"] / base_ppl
+                per = "-" if ratio == 1 else f"{(r['acc'] - base) / math.log(ratio):+.3f}"
+                lines.append(f"| `{task}` | {r['n']:,} | {lv['noise']:g} | {lv['perplexity']:.2f} | "
+                             f"×{ratio:.3f} | {r['acc']:.3f} | {r['acc'] - base:+.3f} | {per} | "
+                             f"{r['worse']} | {r['better']} | {r['mcnemar_exact_p']:.3g} |")
+    lines += ["", "Minimum detectable drop (alpha 0.05 two-sided, power 0.8; Connor 1987, p_d the fraction of",
+              f"items whose answer changed at the noise level whose perplexity drift is nearest ×{PUBLISHED_DRIFT},",
+              "the largest drift of the published runs):", "",
+              "| probe | items | chance | base acc | noise | ppl ratio | p_d | minimum detectable drop |",
+              "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for task, s in run["probes"].items():
+            mdd = "none (fewer answers changed)" if s["min_detectable_drop"] is None else f"{s['min_detectable_drop']:.3f}"
+            lines.append(f"| `{task}` | {s['n']:,} | {s['chance']:.2f} | {s['base_acc']:.3f} | {s['at_noise']:g} | "
+                         f"×{s['at_ppl_ratio']:.3f} | {s['discordant_fraction']:.3f} | {mdd} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -100,8 +161,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="items per probe (all when unset)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="the JSON written (after every level)")
+    parser.add_argument("--readme", type=Path, help="only write this folder's README.md from its *.json")
     args = parser.parse_args()
+    if args.readme:  # the summaries recomputed from the levels measured, then the README
+        for path in sorted(args.readme.glob("*.json")):
+            run = json.loads(path.read_text(encoding="utf-8"))
+            run["probes"] = summarise(run["levels"])
+            path.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
+        (args.readme / "README.md").write_text(readme(args.readme), encoding="utf-8")
+        return
+    if args.out is None:
+        parser.error("--out is required")
 
     import torch
     from scipy.stats import binomtest
@@ -134,27 +205,12 @@ def main() -> None:
         levels.append(level)
         print(f"noise {scale}: ppl {ppl:.3f} " + " ".join(f"{t} {v['acc']:.4f}" for t, v in level["probes"].items())
               + f" ({level['seconds']} s)", flush=True)
-        base_ppl = levels[0]["perplexity"]
-        summary = {}
-        for task in acc:
-            n = levels[0]["probes"][task]["n"]
-            # discordance at the largest level measured, floored at the base accuracy's binomial
-            # spread: the items that change when the model changes by a drift this size
-            disc = max((lv["probes"][task]["worse"] + lv["probes"][task]["better"]) / n for lv in levels)
-            summary[task] = {
-                "n": n, "chance": 0.25, "base_acc": levels[0]["probes"][task]["acc"],
-                "discordant_fraction": disc,
-                "min_detectable_drop": min_detectable_drop(n, disc) if disc > 0 else None,
-                "acc_change_per_log_ppl": [
-                    (lv["probes"][task]["acc"] - levels[0]["probes"][task]["acc"]) / math.log(lv["perplexity"] / base_ppl)
-                    if lv["perplexity"] != base_ppl else None for lv in levels],
-            }
         out = {"model": args.model, "seed": args.seed, "limit": args.limit, "drift_corpus": DRIFT_CORPUS,
                "noise": "W + s * rms(W) * Z on every nn.Linear weight of the transformer blocks",
                "test": "McNemar's exact test (binomial on discordant items, scipy), paired by item, against noise 0",
                "mdd": "alpha 0.05 two-sided, power 0.8, Connor (1987) normal approximation",
                "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-               "matrices": matrices, "levels": levels, "probes": summary}
+               "matrices": matrices, "levels": levels, "probes": summarise(levels)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 

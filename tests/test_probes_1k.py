@@ -3,7 +3,10 @@ drift corpus reads, the same bytes every build; the first-version probes left as
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,39 @@ def test_the_first_version_probes_keep_their_size_and_names():
     assert general.PROBE_ITEMS == 500 and general.PROBE_SEED == 0
     assert list(general.PROBES)[:2] == ["brown_next_sentence", "nyt_cloze"]
     assert "brown_next_sentence" not in general.PROBE_SIZES and "nyt_cloze" not in general.PROBE_SIZES
+
+
+SENSITIVITY = Path(__file__).resolve().parent.parent / "results" / "published" / "probe-sensitivity"
+CARDS = {"brown_next_sentence_1k": "brown-next-sentence-1k.md", "nyt_cloze_1k": "nyt-cloze-1k.md"}
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("probe_sensitivity", SENSITIVITY.parents[2] / "scripts" / "probe_sensitivity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sensitivity_readme_and_the_cards_quote_the_published_json():
+    script = _script()
+    assert (SENSITIVITY / "README.md").read_text(encoding="utf-8") == script.readme(SENSITIVITY)
+    quoted = {}
+    for path in sorted(SENSITIVITY.glob("*.json")):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        assert run["probes"] == script.summarise(run["levels"]) and run["limit"] is None  # all items
+        quoted.update(run["probes"])
+    assert "nyt_cloze_1k" in quoted and set(quoted) <= set(CARDS)
+    for task in quoted:
+        text = (SENSITIVITY.parents[2] / "docs" / "general" / CARDS[task]).read_text(encoding="utf-8")
+        s = quoted[task]
+        assert f"`acc` {s['base_acc']:.3f} (n = {s['n']:,}" in text, task
+        assert f"| minimum detectable drop | {s['min_detectable_drop']:.3f} " in text, task
+
+
+def test_the_minimum_detectable_drop_solves_connors_formula():
+    script = _script()
+    # n = (z_a sqrt(p_d) + z_b sqrt(p_d - d^2))^2 / d^2 (Connor 1987), by hand for p_d 0.1, n 1000
+    z_a, z_b = 1.959963984540054, 0.8416212335729143
+    d = script.min_detectable_drop(1000, 0.1)
+    assert abs((z_a * math.sqrt(0.1) + z_b * math.sqrt(0.1 - d * d)) ** 2 / d**2 - 1000) < 1e-6
+    assert 0.02 < d < 0.03 and script.min_detectable_drop(30, 0.01) is None  # too few changed answers
