@@ -8,6 +8,7 @@ time: their options, help and report rows are read by the CLI's `--help`, `metho
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["Adapter", "AdapterConfig", "RankedConfig", "check_rank", "find_targets", "freeze",
-           "make_adapter", "module_seed", "set_module", "uses_conv1d"]
+           "make_adapter", "module_seed", "set_module", "uses_conv1d", "wrap_targets"]
 
 
 @dataclass
@@ -171,6 +172,17 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+def wrap_targets(model: nn.Module, targets: list[str], where: str,
+                 wrap: Callable[[str, nn.Module], nn.Module]) -> list[str]:
+    """Freeze `model` and put `wrap(name, module)` in place of each target module (as
+    `find_targets` finds them, in that order); the targets' names."""
+    names = find_targets(model, targets, where)
+    freeze(model)
+    for name in names:
+        set_module(model, name, wrap(name, model.get_submodule(name)))
+    return names
 
 
 def uses_conv1d(model: nn.Module, names: list[str]) -> bool:

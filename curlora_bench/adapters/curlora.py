@@ -14,10 +14,8 @@ from .base import (
     Adapter,
     RankedConfig,
     check_rank,
-    find_targets,
-    freeze,
     module_seed,
-    set_module,
+    wrap_targets,
 )
 
 
@@ -82,17 +80,16 @@ class CURLoRA(Adapter):
     def attach(self, model, targets, cfg, seed, where):
         from .curlora_layer import CURLoRALayer, cur_indices, random_cr
 
-        self.check(model, targets, cfg, where)
-        names = find_targets(model, targets, where)
-        freeze(model)
-        for name in names:
-            base = model.get_submodule(name)
+        def wrap(name, base):
             cols, rows, q_cols, q_rows = cur_indices(
                 base.weight, cfg.rank, cfg.sampling, cfg.eps, cfg.replacement, module_seed(seed, name)
             )
             c, r = random_cr(base.weight, cfg.rank, module_seed(seed, "random-cr:" + name)) \
                 if cfg.cr == "random" else (None, None)
-            set_module(model, name, CURLoRALayer(base, cfg.rank, cfg.alpha, cols, rows, q_cols, q_rows, c, r))
+            return CURLoRALayer(base, cfg.rank, cfg.alpha, cols, rows, q_cols, q_rows, c, r)
+
+        self.check(model, targets, cfg, where)
+        names = wrap_targets(model, targets, where, wrap)
         for pname, p in model.named_parameters():
             p.requires_grad_("curlora_U" in pname)
         return names

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BenchError
 from ..core.parse import positive
-from .base import Adapter, RankedConfig, check_rank, find_targets, freeze, module_seed, set_module
+from .base import Adapter, RankedConfig, check_rank, module_seed, wrap_targets
 
 if TYPE_CHECKING:
     import torch
@@ -188,13 +188,8 @@ class ILoRA(Adapter):
         from .ilora_layer import ILoRALayer
 
         self.check(model, targets, cfg, where)
-        names = find_targets(model, targets, where)
-        freeze(model)
-        for name in names:
-            layer = ILoRALayer(model.get_submodule(name), cfg.rank, cfg.alpha,
-                               module_seed(seed, name), module_seed(seed, name + ":slow"))
-            set_module(model, name, layer)
-        return names
+        return wrap_targets(model, targets, where, lambda name, module: ILoRALayer(
+            module, cfg.rank, cfg.alpha, module_seed(seed, name), module_seed(seed, name + ":slow")))
 
     def before_stage(self, ctx):
         from ..strategies.replay import Replay, memory_indices

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.errors import BenchError
-from .base import Adapter, RankedConfig, check_rank, find_targets, freeze, module_seed, set_module
+from .base import Adapter, RankedConfig, check_rank, module_seed, wrap_targets
 
 
 @dataclass
@@ -83,15 +83,14 @@ class InfLoRA(Adapter):
     def attach(self, model, targets, cfg, seed, where):
         from .task_lora import TaskLoRALayer, kaiming_a
 
-        self.check(model, targets, cfg, where)
-        names = find_targets(model, targets, where)
-        freeze(model)
-        for name in names:
-            layer = TaskLoRALayer(model.get_submodule(name), cfg.alpha)
+        def wrap(name, module):
+            layer = TaskLoRALayer(module, cfg.alpha)
             # their init_param draws A kaiming-uniform; the first stage replaces it by the designed A
             layer.add_task(kaiming_a(cfg.rank, layer.in_features, module_seed(seed, name)), train_a=False)
-            set_module(model, name, layer)
-        return names
+            return layer
+
+        self.check(model, targets, cfg, where)
+        return wrap_targets(model, targets, where, wrap)
 
     def _covariances(self, ctx):
         from .task_lora import input_covariances

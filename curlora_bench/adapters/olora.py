@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..core.parse import positive
-from .base import Adapter, RankedConfig, check_rank, find_targets, freeze, module_seed, set_module
+from .base import Adapter, RankedConfig, check_rank, module_seed, wrap_targets
 
 if TYPE_CHECKING:
     import torch
@@ -102,14 +102,13 @@ class OLoRA(Adapter):
     def attach(self, model, targets, cfg, seed, where):
         from .task_lora import TaskLoRALayer, kaiming_a
 
-        self.check(model, targets, cfg, where)
-        names = find_targets(model, targets, where)
-        freeze(model)
-        for name in names:
-            layer = TaskLoRALayer(model.get_submodule(name), cfg.alpha)
+        def wrap(name, module):
+            layer = TaskLoRALayer(module, cfg.alpha)
             layer.add_task(kaiming_a(cfg.rank, layer.in_features, task_seed(seed, name, 1)), train_a=True)
-            set_module(model, name, layer)
-        return names
+            return layer
+
+        self.check(model, targets, cfg, where)
+        return wrap_targets(model, targets, where, wrap)
 
     def before_stage(self, ctx):
         from .task_lora import kaiming_a, layers
