@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
-from .task_lora import kaiming_a
+from .task_lora import kaiming_a, orientation
 
 
 class ILoRALayer(nn.Module):
@@ -22,9 +21,8 @@ class ILoRALayer(nn.Module):
         super().__init__()
         self.base_layer = base
         self.alpha = alpha
-        self.transposed = isinstance(base, Conv1D)  # stored weight: (in, out) for Conv1D, (out, in) for Linear
+        self.transposed, self.out_features, self.in_features = orientation(base)
         w = base.weight
-        self.out_features, self.in_features = (w.shape[1], w.shape[0]) if self.transposed else tuple(w.shape)
         # PEFT's LoRA init for both (kaiming A, zero B); the slow one is a second adapter with its own draw
         self.ilora_A = nn.Parameter(kaiming_a(rank, self.in_features, seed).to(w.device, w.dtype))
         self.ilora_B = nn.Parameter(torch.zeros(self.out_features, rank, device=w.device, dtype=w.dtype))

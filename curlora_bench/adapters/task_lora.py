@@ -18,6 +18,14 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 
+def orientation(base: nn.Module) -> tuple[bool, int, int]:
+    """(transposed, out_features, in_features) of a Linear or Conv1D layer: its stored weight is
+    (in, out) for Conv1D, (out, in) for Linear."""
+    transposed = isinstance(base, Conv1D)
+    rows, cols = base.weight.shape
+    return (transposed, cols, rows) if transposed else (transposed, rows, cols)
+
+
 class TaskLoRALayer(nn.Module):
     """base(x) + alpha * sum over tasks of x A_t^T B_t^T, factored (never an out x in product)."""
 
@@ -25,9 +33,8 @@ class TaskLoRALayer(nn.Module):
         super().__init__()
         self.base_layer = base
         self.alpha = alpha
-        self.transposed = isinstance(base, Conv1D)  # stored weight: (in, out) for Conv1D, (out, in) for Linear
+        self.transposed, self.out_features, self.in_features = orientation(base)
         w = base.weight
-        self.out_features, self.in_features = (w.shape[1], w.shape[0]) if self.transposed else tuple(w.shape)
         self.tasklora_A = nn.ParameterList()
         self.tasklora_B = nn.ParameterList()
         # InfLoRA's kept subspace of the earlier tasks' inputs (in x k; k = 0 until a task is kept)
