@@ -16,6 +16,7 @@ EMBEDDED = {
     # name: (train rows, eval rows, columns, classes, eval majority)
     "rt-sentiment": (8082, 1990, ["id", "text", "label"], 2, 0.504),
     "tweet-sentiment": (2710, 722, ["id", "text", "label"], 2, 0.670),
+    "tweet-sentiment-1k": (2206, 1226, ["id", "text", "label"], 2, 0.670),
     "tweet-sentiment-3": (3359, 841, ["id", "text", "label"], 3, 0.576),
     "bible-paraphrase": (26076, 5023, ["id", "sentence1", "sentence2", "label"], 2, 0.503),
     "amazon-sentiment": (2887, 821, ["id", "text", "label"], 3, 0.410),
@@ -124,6 +125,17 @@ def test_embedded_task_builds_as_documented(name):
     for split in ("train", "eval"):  # identical on two builds
         assert a[split]["id"] == b[split]["id"] and a[split]["label"] == b[split]["label"]
     assert not set(a["train"]["id"]) & set(a["eval"]["id"])
+
+
+def test_tweet_sentiment_1k_widens_only_the_eval_split():
+    """The 1k variant's eval rows hold all of tweet-sentiment's (its train rows are a subset of
+    tweet-sentiment's train rows), so neither variant trains on the other's eval tweets."""
+    build = EMBEDDED_TASKS.get("tweet-sentiment-1k")
+    folder = assets.ensure("vader")
+    wide, narrow = build(folder), EMBEDDED_TASKS.get("tweet-sentiment")(folder)
+    assert set(narrow["eval"]["id"]) < set(wide["eval"]["id"])
+    assert set(wide["train"]["id"]) < set(narrow["train"]["id"])
+    assert len(wide["eval"]) >= 1000
 
 
 @pytest.mark.slow

@@ -212,7 +212,7 @@ _BUILDERS = "curlora_bench.sources.tasks.embedded"
 # function(asset folder) returning {"train": Dataset, "eval": Dataset}
 EMBEDDED_TASKS: Registry[Any] = Registry("embedded task builder", entries={
     name: f"{_BUILDERS}:{name.replace('-', '_')}" for name in (
-        "rt-sentiment", "tweet-sentiment", "tweet-sentiment-3", "bible-paraphrase", "bible-rewrite",
+        "rt-sentiment", "tweet-sentiment", "tweet-sentiment-1k", "tweet-sentiment-3", "bible-paraphrase", "bible-rewrite",
         "amazon-sentiment", "brown-genre", "bible-genre")})
 # function(asset folder) returning the corpus text
 EMBEDDED_CORPORA: Registry[Any] = Registry("embedded corpus builder", entries={
