@@ -115,7 +115,10 @@ def calibrate(
     max_probes: Annotated[int, typer.Option("--max-probes", min=1, help="runs per method at most (each probe "
                                             "runs every seed)")] = 8,
     lr_range: Annotated[tuple[float, float], typer.Option("--lr-range", help="the learning rates the search may "
-                                                          "try, low high")] = (1e-6, 1.0),
+                                                          "try, low high (a step past one probes it)")] = (1e-6, 1.0),
+    step: Annotated[float, typer.Option("--step", help="the factor between the bracketing walk's learning rates "
+                                        "(smaller where a frontier already says roughly where the target "
+                                        "lies)")] = 10 ** 0.5,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key, as in `run`")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="folder of the probe runs (default: "
                                                 "results/<name>-calibrate)")] = None,
@@ -142,7 +145,7 @@ def calibrate(
     out = output or Path("results") / f"{name}-calibrate"
     with stop_on_signals():
         searches, text = run_calibration(config, set_ or [], target, tolerance, wanted_seeds, method, max_probes,
-                                         lr_range, out, ConsoleEvents(console))
+                                         lr_range, out, ConsoleEvents(console), step)
     for s in searches:
         if s.within:
             console.print(f"{s.label}: lr {s.found:g} gives plasticity {s.probes[s.found]:.3f}", markup=False)

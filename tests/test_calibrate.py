@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from curlora_bench.core.errors import BenchError
 from curlora_bench.experiment.calibrate import probe_entry, search
 from tests.conftest import tiny_config
 
@@ -37,6 +38,19 @@ def test_a_target_out_of_reach_says_the_reach_it_measured():
     assert not few.within and len(few.probes) == 3
 
 
+def test_the_walk_takes_the_step_asked_and_probes_a_bound_it_would_pass():
+    calls = []
+    s = search(lambda lr: calls.append(lr) or curve(lr), start=1e-3, target=0.85, tolerance=0.005,
+               bounds=(1e-6, 1.0), max_probes=10, step=1.5)
+    assert calls[:3] == [1e-3, 1.5e-3, 2.25e-3] and s.within  # 1e-3 x 1.5 x 1.5, then regula falsi
+    assert s.found == pytest.approx(2.5e-3, rel=0.1)
+    # the answer (2.5e-3) lies past the upper bound: the bound is probed, then the search ends there
+    capped = search(curve, start=1e-3, target=0.85, tolerance=0.005, bounds=(1e-6, 2e-3), max_probes=10)
+    assert list(capped.probes) == [1e-3, 2e-3] and not capped.within and capped.found == 2e-3
+    with pytest.raises(BenchError, match="--step: 1 is not above 1"):
+        search(curve, start=1e-3, target=0.85, tolerance=0.005, bounds=(1e-6, 1.0), max_probes=10, step=1.0)
+
+
 def test_a_probe_is_labelled_as_a_grid_point_would_be():
     assert probe_entry({"method": "lora", "rank": 8}, 1e-3) == {"method": "lora", "rank": 8, "train": {"lr": 1e-3}}
     assert probe_entry({"method": "lora", "label": "mine", "train": {"epochs": 2}}, 3e-4) == \
@@ -65,6 +79,7 @@ def test_calibrate_runs_probes_as_ordinary_runs_and_resumes(toy_data, write_conf
     (["--target", "0.8", "--method", "nope"], "--method 'nope': no such method"),
     (["--target", "0.8", "--seeds", "a,b"], "--seeds 'a,b': expected integers"),
     (["--target", "0.8", "--lr-range", "1", "0.1"], "--lr-range: 1 is not below 0.1"),
+    (["--target", "0.8", "--step", "0.5"], "--step: 0.5 is not above 1"),
 ])
 def test_bad_calibrate_input_is_one_line(toy_data, write_config, tmp_path, cli, args, message):
     path = write_config(tiny_config(toy_data))

@@ -3,7 +3,8 @@
 Matching methods at the same learning works best when each is *run* at nearly the same
 plasticity, so that the matched comparison interpolates little (`analysis/points.py`). This
 searches, per method entry of a config, in log learning rate on one or two seeds: the entry's own
-rate first, then steps of ×√10 towards the target until the target is bracketed, then regula falsi
+rate first, then steps of ×√10 (or `--step`) towards the target until the target is bracketed (a step
+that would leave `--lr-range` probes its bound instead), then regula falsi
 (the Illinois variant: a bracket end kept twice has its distance to the target halved, so the
 search cannot stall on one side) until a probe is within the tolerance or the probes run out.
 
@@ -35,7 +36,7 @@ from ..core import metrics
 from ..core.errors import BenchError
 from ..core.parse import from_dict, short_value
 
-STEP = math.sqrt(10)  # the stride of the bracketing walk in learning rate
+STEP = math.sqrt(10)  # the default stride of the bracketing walk in learning rate
 
 
 @dataclass
@@ -61,9 +62,11 @@ class Search:
 
 
 def search(measure: Callable[[float], float | None], start: float, target: float, tolerance: float,
-           bounds: tuple[float, float], max_probes: int, label: str = "") -> Search:
-    """Bracket `target` in log learning rate from `start`, then narrow it (see the module's doc).
-    `measure(lr)` is the mean plasticity of the runs at `lr` (None: they failed)."""
+           bounds: tuple[float, float], max_probes: int, label: str = "", step: float = STEP) -> Search:
+    """Bracket `target` in log learning rate from `start` by factors of `step`, then narrow it (see
+    the module's doc). `measure(lr)` is the mean plasticity of the runs at `lr` (None: they failed)."""
+    if not step > 1:
+        raise BenchError(f"--step: {step:g} is not above 1 (the factor between the bracketing walk's rates)")
     s = Search(label, target, tolerance)
     probe = _prober(s, measure, max_probes)
     lr = min(max(start, bounds[0]), bounds[1])
@@ -73,7 +76,7 @@ def search(measure: Callable[[float], float | None], start: float, target: float
     if p is None:
         raise BenchError(f"{label}: the run at lr {short_value(lr)} failed (see its summary); start from "
                          "another rate")
-    bracket = _bracket(probe, lr, p, target, bounds)
+    bracket = _bracket(probe, lr, p, target, bounds, step)
     if bracket is not None:
         _narrow(s, probe, *bracket)
     return _finish(s)
@@ -93,13 +96,14 @@ def _prober(s: Search, measure, max_probes: int):
     return probe
 
 
-def _bracket(probe, lr: float, p: float, target: float, bounds: tuple[float, float]):
-    """Walk from (lr, p) towards the target by STEP until it is bracketed: ((lr, p) below it, (lr, p)
-    above it), or None where the search stopped first (out of bounds, within tolerance, no probes)."""
+def _bracket(probe, lr: float, p: float, target: float, bounds: tuple[float, float], step: float = STEP):
+    """Walk from (lr, p) towards the target by `step` until it is bracketed: ((lr, p) below it, (lr, p)
+    above it), or None where the search stopped first (the bound probed, within tolerance, no
+    probes). A step past a bound probes the bound itself."""
     up = p < target
     while True:
-        nxt = lr * STEP if up else lr / STEP
-        if not bounds[0] <= nxt <= bounds[1]:
+        nxt = min(lr * step, bounds[1]) if up else max(lr / step, bounds[0])
+        if float(f"{nxt:.3g}") == float(f"{lr:.3g}"):  # at the bound already
             return None
         q, stop = probe(nxt)
         if stop:
@@ -204,7 +208,7 @@ def check_entries(raw: dict, methods: list[MethodEntry], wanted: list[str] | Non
 
 def calibrate(path: Path, overrides: list[str], target: float, tolerance: float, seeds: list[int] | None,
               wanted: list[str] | None, max_probes: int, bounds: tuple[float, float], out: Path,
-              events) -> tuple[list[Search], str]:
+              events, step: float = STEP) -> tuple[list[Search], str]:
     """Search every chosen method entry of the config at `path` (see the module's doc); every probe
     runs into `out`. Returns the searches and the `methods:` fragment of what they found."""
     from .driver import run_experiment
@@ -222,6 +226,8 @@ def calibrate(path: Path, overrides: list[str], target: float, tolerance: float,
         raise BenchError(f"--target: {target!r} is not a plasticity between 0 and 1")
     if not bounds[0] < bounds[1]:
         raise BenchError(f"--lr-range: {bounds[0]:g} is not below {bounds[1]:g}")
+    if not step > 1:
+        raise BenchError(f"--step: {step:g} is not above 1 (the factor between the bracketing walk's rates)")
     labels = [m.display_label for m in cfg.methods]
     chosen = check_entries(raw, cfg.methods, wanted)
     seeds = list(seeds or cfg.seeds[:1])
@@ -237,5 +243,5 @@ def calibrate(path: Path, overrides: list[str], target: float, tolerance: float,
             return p
 
         start = cfg.train_for(cfg.methods[i]).lr
-        searches.append(search(measure, start, target, tolerance, bounds, max_probes, labels[i]))
+        searches.append(search(measure, start, target, tolerance, bounds, max_probes, labels[i], step))
     return searches, fragment(cfg.name, [entries[i] for i in chosen], searches, seeds)
