@@ -42,6 +42,20 @@ def test_bf16_refused_in_one_line_where_the_cpu_has_none(toy_data, write_config,
     code, _, err = cli("run", write_config(cfg), "--output", out)
     assert code == 2 and err.strip().count("\n") == 0
     assert "train.precision: bf16 needs native bfloat16 arithmetic" in err and "use fp32" in err and not out.exists()
+    assert "execution.emulated_bf16" in err  # the way to bf16's numbers on such a CPU, said
+    # the opt-in runs it (emulated: bf16's rounding, at a cost in speed only), as the same run (execution is
+    # no part of a run's identity)
+    from curlora_bench.config.loading import load_config
+
+    cfg.setdefault("execution", {})["emulated_bf16"] = True
+    path = write_config(cfg)
+    code, _, err = cli("run", path, "--output", out)
+    assert code == 0, err
+    assert next(out.glob("*/seed-0/summary.json")).is_file()
+    allowed, _ = load_config(path)
+    cfg["execution"]["emulated_bf16"] = False
+    refused, _ = load_config(write_config(cfg))
+    assert allowed.identity(allowed.methods[0], 0).run_key == refused.identity(refused.methods[0], 0).run_key
 
 
 def test_precision_is_set_per_experiment_not_per_method(toy_data, write_config, tmp_path, cli):

@@ -54,6 +54,9 @@ class ExecutionConfig:
     compile: bool = field(default=False, metadata={
         "help": "torch.compile the model body (in place, dynamic shapes); worth it on CUDA, compile time "
                 "dominates short CPU runs"})
+    emulated_bf16: bool = field(default=False, metadata={
+        "help": "let train.precision: bf16 run on a CPU without native bfloat16 (oneDNN emulates it, about "
+                "four times slower than fp32, with bf16's rounding): for an agreement study on such a machine"})
     executor: Literal["local", "ray"] = field(default="local", metadata={
         "help": "local: one run after another here; ray: every (method point, seed) as a Ray task; `run --executor` "
                 "overrides"})

@@ -93,13 +93,15 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse bf16 in one line where the device has no native bf16."""
-    if precision == "bf16" and not bf16_supported(device):
+def check_precision(precision: str, device: torch.device, emulated: bool = False) -> None:
+    """Refuse bf16 in one line where the device has no native bf16 (unless `emulated` allows a CPU's
+    emulation: `execution.emulated_bf16`, for numbers rather than speed)."""
+    if precision == "bf16" and not bf16_supported(device) and not (emulated and device.type == "cpu"):
         what = (f"this CPU ({cpu_capability()}, without {', '.join(BF16_CPU_FLAGS[:2])} or Arm bf16)"
                 if device.type == "cpu" else f"device {device}")
         raise BenchError(f"train.precision: bf16 needs native bfloat16 arithmetic, and {what} has none "
-                         "(emulated, it runs about four times slower than fp32); use fp32")
+                         "(emulated, it runs about four times slower than fp32); use fp32, or set "
+                         "execution.emulated_bf16: true for bf16's numbers at that cost")
 
 
 def configure_threads(threads: int | None = None, busy: Callable[[], float] | None = None) -> int:

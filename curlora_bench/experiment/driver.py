@@ -39,7 +39,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path, events: RunEvents | None = 
         preflight(executor)  # Ray installed; the runs' CPUs and GPUs exist; something answers at --address
     check_trackers(cfg.execution.log)  # a tracker's package missing: one line, before any asset is built
     if cfg.train.precision != "fp32" and executor.executor != "ray":  # (a Ray worker checks its own device)
-        check_precision(cfg.train.precision, resolve_device(cfg.device))
+        check_precision(cfg.train.precision, resolve_device(cfg.device), executor.emulated_bf16)
     for note in code_notes(cfg.general):  # every entry checked first; then what the harness will import, said
         events.message(note)
     check_general(cfg.general, cfg.execution.cache_dir)  # the harness and its tasks: one line, before any file

@@ -200,7 +200,7 @@ def target_modules(cfg: ExperimentConfig, model: nn.Module) -> list[str]:
 def prepare(cfg: ExperimentConfig, events: RunEvents, threads: int | None = None) -> Prepared:
     """Load and check everything a run needs (data, model, every method against the model)."""
     device = resolve_device(cfg.device)
-    check_precision(cfg.train.precision, device)
+    check_precision(cfg.train.precision, device, cfg.execution.emulated_bf16)
     configure_threads(threads)
     protocol = Protocol.of(cfg.protocol)
     events.message(f"[bold]{cfg.name}[/]: model {cfg.model} on {device}, protocol {protocol.name}")
