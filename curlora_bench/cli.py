@@ -191,6 +191,10 @@ def report(
                               "--reference family's frontier at its plasticity (md, csv or json)")] = False,
     reference: Annotated[str, typer.Option(
         "--reference", help="the method family the leaderboard matches against (lora, peft-dora, lora+ewc, ...)")] = "lora",
+    pair: Annotated[list[str] | None, typer.Option(
+        "--pair", help="A=B: compare column A with column B only (repeatable; instead of --baseline): paired "
+                       "differences with their plasticity difference beside them, Holm over the pairs asked "
+                       "for (two calibrated points at one target plasticity)")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
     from .analysis.report import Options, render
@@ -217,8 +221,17 @@ def report(
                          "same head learning rate (run a head-only method too, or leave the option out)")
     if forgetting.value == "general" and not any(r.summary.general for r in runs):
         raise BenchError("--forgetting general: no run measured general ability (set `general:` in the config)")
+    pairs = []
+    for item in pair or []:
+        a, sep, b = item.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise BenchError(f"--pair {item!r}: expected COLUMN=COLUMN (e.g. curlora-r8-lr0.01=lora-r8-lr5e-4)")
+        pairs.append((a.strip(), b.strip()))
+    if pairs and baseline is not None:
+        raise BenchError("--pair and --baseline: give one (--pair names both sides of each comparison)")
     options = Options(baseline, plasticity.value, drift_corpus, draws, margin,
-                      select_on.value if select_on else None, forgetting.value, leaderboard, reference)
+                      select_on.value if select_on else None, forgetting.value, leaderboard, reference,
+                      tuple(pairs))
     text = render(runs, format.value, baseline, options)
     if out:
         write_atomic(out, text)

@@ -150,3 +150,42 @@ def test_example_by_example_mcnemar_from_kept_predictions(toy_data, write_config
     t = build_table(find_runs([tmp_path / "o"]))
     assert not t.tradeoff.eval_resampled
     assert any(n.startswith("eval examples not resampled") and n.endswith("of lora-r2") for n in t.tradeoff.notes)
+
+
+def test_chosen_pairs_only_with_their_match_shown_and_holm_over_them(tmp_path, cli):
+    """`report --pair A=B`: only the pairs asked for, A minus B, each with its plasticity difference
+    (shown, never tested); Holm runs over the pairs' tested differences alone."""
+    from curlora_bench.analysis import stats as ours
+    from curlora_bench.analysis.report import Options
+    from curlora_bench.store.schema import dump
+
+    runs = _runs([0.70, 0.60, 0.80], [0.75, 0.70, 0.81])
+    for s, x in zip((0, 1, 2), [0.72, 0.66, 0.79]):  # a third column, compared with no one
+        r = fake("lora-r8-b", s, {**LORA, "alpha": 2}, protocol="standard")
+        r.summary.metrics = {**r.summary.metrics, "average_accuracy": x}
+        runs.append(r)
+    t = build_table(runs, options=Options(pairs=(("curlora-r8", "lora-r8"),)))
+    assert t.baseline is None and {(d.column, d.baseline) for d in t.paired} == {("curlora-r8", "lora-r8")}
+    match = next(d for d in t.paired if d.quantity == "plasticity")
+    assert match.p_value is None and match.p_holm is None and match.n == 3
+    assert match.mean == pytest.approx(0.0)  # the fake runs share one score matrix: plasticities alike
+    tested = [d for d in t.paired if d.p_value is not None]
+    assert [d.quantity for d in tested] == ["average_accuracy", "perplexity_drift"]  # curlora's forgetting is None
+    assert [d.p_holm for d in tested] == ours.holm([d.p_value for d in tested])
+    md = render(runs, "md", options=Options(pairs=(("curlora-r8", "lora-r8"),)))
+    assert "### Paired differences of the chosen pairs" in md and "| curlora-r8 vs lora-r8 | final average accuracy | 3 |" in md
+    assert "| curlora-r8 vs lora-r8 | plasticity (the match, not tested) | 3 | +0.000" in md and "lora-r8-b |" not in md.split("### Paired")[1].split("###")[0]
+    with pytest.raises(BenchError, match="--pair curlora-r8=nope: no column 'nope'"):
+        build_table(runs, options=Options(pairs=(("curlora-r8", "nope"),)))
+    for r in runs:
+        folder = tmp_path / "exp" / r.summary.label / f"seed-{r.summary.seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(dump(r.summary))
+    code, out, err = cli("report", tmp_path / "exp", "--pair", "curlora-r8=lora-r8", "--draws", "0")
+    assert code == 0, err
+    assert "| curlora-r8 vs lora-r8 | forgetting |" in out
+    for args, message in [(["--pair", "curlora-r8"], "--pair 'curlora-r8': expected COLUMN=COLUMN"),
+                          (["--pair", "lora-r8=lora-r8"], "--pair lora-r8=lora-r8: a column against itself"),
+                          (["--pair", "curlora-r8=lora-r8", "--baseline", "lora-r8"], "--pair and --baseline: give one")]:
+        code, _, err = cli("report", tmp_path / "exp", *args)
+        assert code == 2 and message in err and err.strip().count("\n") == 0, err

@@ -62,11 +62,15 @@ def mde_cell(mde: float | None, n: int, log: bool) -> str:
 
 def paired_markdown(t) -> str:
     """Each method minus the baseline on the runs they share (same seed and task order)."""
-    lines = section(f"Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
-                    "drift as method / baseline)",
-                    ["method", "quantity", "n", "difference [95% CI]", "pairs agreeing", "p (exact)", "p (Holm)",
-                     "MDE"],
-                    [[d.column, quantity_name(d.quantity, t.score_word), d.n,
+    chosen = t.baseline is None  # `report --pair`: the chosen pairs, each its first minus its second
+    title = ("Paired differences of the chosen pairs (same seeds and orders; the first minus the second, drift "
+             "as first / second)" if chosen else
+             f"Paired differences against {t.baseline} (same seeds and orders; method minus baseline, "
+             "drift as method / baseline)")
+    lines = section(title,
+                    ["pair" if chosen else "method", "quantity", "n", "difference [95% CI]", "pairs agreeing",
+                     "p (exact)", "p (Holm)", "MDE"],
+                    [[f"{d.column} vs {d.baseline}" if chosen else d.column, quantity_name(d.quantity, t.score_word), d.n,
                       "-" if d.mean is None else with_ci(d.mean, d.ci95, d.log),
                       agree_text(*d.agree, d.n, ("higher", "lower")) if d.n else "-",
                       p_text(d.p_value), p_text(d.p_holm), mde_cell(d.mde, d.n, d.log)] for d in t.paired])
@@ -77,6 +81,9 @@ def paired_markdown(t) -> str:
              f"true difference this test detects with 80% power at α = 0.05/{max(family, 1)} (Holm's first step); "
              "'none' where n pairs cannot reach that level at all. A smaller difference may well be there, "
              "undetected, where the interval includes 0."]
+    if chosen:
+        notes.append("plasticity (the match): how far apart each pair's plasticities are, shown and not tested "
+                     "(the pairs were chosen for being alike in it), so not in the Holm family.")
     return "\n".join(lines) + "\n\n" + "\n".join(f"_{n}_  " for n in notes) + "\n"
 
 
@@ -92,10 +99,13 @@ def orders_markdown(t) -> str:
 
 def mcnemar_markdown(t) -> str:
     """Each method against the baseline example by example on the final stage, per task."""
-    lines = section(f"Example by example against {t.baseline} (final stage, same eval examples; exact McNemar, "
-                    "discordant pairs summed over the shared seeds)",
-                    ["method", "task", "runs", "both right", "only method right", "only baseline right", "p", "p (Holm)"],
-                    [[m.column, m.task, m.runs, m.both, m.ours, m.theirs, p_text(m.p_value), p_text(m.p_holm)]
+    chosen = t.baseline is None  # `report --pair`
+    lines = section(("Example by example, the chosen pairs" if chosen else f"Example by example against {t.baseline}")
+                    + " (final stage, same eval examples; exact McNemar, discordant pairs summed over the shared seeds)",
+                    ["pair" if chosen else "method", "task", "runs", "both right",
+                     "only first right" if chosen else "only method right",
+                     "only second right" if chosen else "only baseline right", "p", "p (Holm)"],
+                    [[f"{m.column} vs {m.baseline}" if chosen else m.column, m.task, m.runs, m.both, m.ours, m.theirs, p_text(m.p_value), p_text(m.p_holm)]
                      for m in t.mcnemar])
     return "\n".join(lines) + "\n"
 

@@ -27,9 +27,22 @@ QUANTITIES = {"average_accuracy": "final average accuracy", "forgetting": "forge
 LOG = ("perplexity_drift",)  # ratios: compared as log ratios
 
 
+# `report --pair`: how far apart a pair's plasticities are, beside the tested quantities (the match,
+# shown, never in the Holm family: a pair is chosen because its plasticities are alike)
+MATCH = "plasticity"
+
+
 def quantity_name(quantity: str, word: str = "accuracy") -> str:
     """A QUANTITIES key's report name, its average named by `word` (accuracy or score)."""
+    if quantity == MATCH:
+        return "plasticity (the match, not tested)"
     return QUANTITIES[quantity].replace("accuracy", word)
+
+
+def _value(summary, quantity: str) -> float | None:
+    if quantity == MATCH:
+        return metrics.plasticity(summary.score_matrix)
+    return summary.metrics.get(quantity)
 
 
 @dataclass
@@ -53,26 +66,42 @@ def pair_key(summary) -> tuple:
     return summary.seed, tuple(summary.tasks)
 
 
-def paired_differences(columns: list, baseline: str | None) -> tuple[str | None, list[PairedDifference]]:
-    """(the baseline's name, each other column's differences); `baseline` None: the first column."""
+def paired_differences(columns: list, baseline: str | None,
+                       pairs: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, list[PairedDifference]]:
+    """(the baseline's name, each other column's differences); `baseline` None: the first column.
+    With `pairs` ((column, other), `report --pair`): only those comparisons, each also with its
+    plasticity difference (shown, not tested), and no one baseline (None)."""
     measured = [c for c in columns if c.runs]
-    if len(measured) < 2:
-        return None, []
-    if baseline is None:
-        base = measured[0]
+    if pairs:
+        by_name = {c.name: c for c in measured}
+        comparisons = []
+        for a, b in pairs:
+            for name in (a, b):
+                if name not in by_name:
+                    raise BenchError(f"--pair {a}={b}: no column {name!r} with finished runs (columns: "
+                                     f"{', '.join(by_name) or 'none'})")
+            if a == b:
+                raise BenchError(f"--pair {a}={b}: a column against itself")
+            comparisons.append((by_name[a], by_name[b], (MATCH, *QUANTITIES)))
+        base_name = None
     else:
-        base = next((c for c in measured if c.name == baseline), None)
-        if base is None:
-            raise BenchError(f"--baseline {baseline!r}: no such column (columns: {', '.join(c.name for c in measured)})")
+        if len(measured) < 2:
+            return None, []
+        if baseline is None:
+            base = measured[0]
+        else:
+            base = next((c for c in measured if c.name == baseline), None)
+            if base is None:
+                raise BenchError(f"--baseline {baseline!r}: no such column (columns: "
+                                 f"{', '.join(c.name for c in measured)})")
+        comparisons = [(col, base, tuple(QUANTITIES)) for col in measured if col is not base]
+        base_name = base.name
     out: list[PairedDifference] = []
-    tests: dict[int, SeedTest] = {}  # position in `out` -> its test
-    for col in measured:
-        if col is base:
-            continue
-        for q in QUANTITIES:
-            ours = {pair_key(r.summary): r.summary.metrics.get(q) for r in col.runs if r.summary.status == "complete"}
-            theirs = {pair_key(r.summary): r.summary.metrics.get(q) for r in base.runs
-                      if r.summary.status == "complete"}
+    tests: dict[int, SeedTest] = {}  # position in `out` -> its test (the Holm family)
+    for col, base, quantities in comparisons:
+        for q in quantities:
+            ours = {pair_key(r.summary): _value(r.summary, q) for r in col.runs if r.summary.status == "complete"}
+            theirs = {pair_key(r.summary): _value(r.summary, q) for r in base.runs if r.summary.status == "complete"}
             keys = sorted(k for k in ours if k in theirs and ours[k] is not None and theirs[k] is not None)
             if not keys:
                 out.append(PairedDifference(col.name, base.name, q, 0, None, None, None, log=q in LOG))
@@ -81,14 +110,17 @@ def paired_differences(columns: list, baseline: str | None) -> tuple[str | None,
             if q in LOG:
                 a, b = stats.log_values(a), stats.log_values(b)
             test = SeedTest.of([x - y for x, y in zip(a, b)])
-            tests[len(out)] = test
             up, down, _ = test.agree
-            out.append(PairedDifference(col.name, base.name, q, len(keys), test.mean, test.ci95, test.p_value,
-                                        log=q in LOG, agree=(up, down), sd=test.sd))
-    adjust_family(list(tests.values()))  # over every difference of the table
+            tested = q != MATCH
+            if tested:
+                tests[len(out)] = test
+            out.append(PairedDifference(col.name, base.name, q, len(keys), test.mean, test.ci95,
+                                        test.p_value if tested else None, log=q in LOG, agree=(up, down),
+                                        sd=test.sd))
+    adjust_family(list(tests.values()))  # over every tested difference of the table
     for i, test in tests.items():
         out[i].p_holm, out[i].mde = test.p_holm, test.mde
-    return base.name, out
+    return base_name, out
 
 
 @dataclass
