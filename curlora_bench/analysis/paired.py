@@ -66,15 +66,14 @@ def pair_key(summary) -> tuple:
     return summary.seed, tuple(summary.tasks)
 
 
-def paired_differences(columns: list, baseline: str | None,
-                       pairs: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, list[PairedDifference]]:
-    """(the baseline's name, each other column's differences); `baseline` None: the first column.
-    With `pairs` ((column, other), `report --pair`): only those comparisons, each also with its
-    plasticity difference (shown, not tested), and no one baseline (None)."""
+def comparisons(columns: list, baseline: str | None,
+                pairs: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, list[tuple]]:
+    """(the baseline's name, the (column, against) comparisons of the report's paired sections):
+    every other measured column against `baseline` (None: the first), or, with `pairs` ((column,
+    other), `report --pair`), only those, and no one baseline (None)."""
     measured = [c for c in columns if c.runs]
     if pairs:
         by_name = {c.name: c for c in measured}
-        comparisons = []
         for a, b in pairs:
             for name in (a, b):
                 if name not in by_name:
@@ -82,23 +81,26 @@ def paired_differences(columns: list, baseline: str | None,
                                      f"{', '.join(by_name) or 'none'})")
             if a == b:
                 raise BenchError(f"--pair {a}={b}: a column against itself")
-            comparisons.append((by_name[a], by_name[b], (MATCH, *QUANTITIES)))
-        base_name = None
+        return None, [(by_name[a], by_name[b]) for a, b in pairs]
+    if len(measured) < 2:
+        return None, []
+    if baseline is None:
+        base = measured[0]
     else:
-        if len(measured) < 2:
-            return None, []
-        if baseline is None:
-            base = measured[0]
-        else:
-            base = next((c for c in measured if c.name == baseline), None)
-            if base is None:
-                raise BenchError(f"--baseline {baseline!r}: no such column (columns: "
-                                 f"{', '.join(c.name for c in measured)})")
-        comparisons = [(col, base, tuple(QUANTITIES)) for col in measured if col is not base]
-        base_name = base.name
+        base = next((c for c in measured if c.name == baseline), None)
+        if base is None:
+            raise BenchError(f"--baseline {baseline!r}: no such column (columns: "
+                             f"{', '.join(c.name for c in measured)})")
+    return base.name, [(c, base) for c in measured if c is not base]
+
+
+def paired_differences(pairs: list[tuple], match: bool = False) -> list[PairedDifference]:
+    """Each (column, against) comparison's differences (`comparisons`), Holm over all of them; with
+    `match` (`report --pair`) each also with its plasticity difference (shown, not tested)."""
+    quantities = (MATCH, *QUANTITIES) if match else tuple(QUANTITIES)
     out: list[PairedDifference] = []
     tests: dict[int, SeedTest] = {}  # position in `out` -> its test (the Holm family)
-    for col, base, quantities in comparisons:
+    for col, base in pairs:
         for q in quantities:
             ours = {pair_key(r.summary): _value(r.summary, q) for r in col.runs if r.summary.status == "complete"}
             theirs = {pair_key(r.summary): _value(r.summary, q) for r in base.runs if r.summary.status == "complete"}
@@ -120,7 +122,7 @@ def paired_differences(columns: list, baseline: str | None,
     adjust_family(list(tests.values()))  # over every tested difference of the table
     for i, test in tests.items():
         out[i].p_holm, out[i].mde = test.p_holm, test.mde
-    return base_name, out
+    return out
 
 
 @dataclass
@@ -175,13 +177,10 @@ class ExamplePairs:
     p_holm: float | None = None
 
 
-def example_pairs(columns: list, baseline: str | None, scores: dict) -> list[ExamplePairs]:
-    """Per column and task, McNemar against `baseline` over the final stage's per-example scores
-    (`scores`: column -> per run (as `column.runs`), {(row, task index): scores} or None)."""
-    base = next((c for c in columns if c.name == baseline and c.runs), None)
-    if base is None or not scores.get(base.name):
-        return []
-
+def example_pairs(pairs: list[tuple], scores: dict) -> list[ExamplePairs]:
+    """Per (column, against) comparison (`comparisons`) and task, McNemar over the final stage's
+    per-example scores (`scores`: column -> per run (as `column.runs`), {(row, task index): scores}
+    or None), Holm over all of them."""
     def finals(col):
         out = {}
         for run, s in zip(col.runs, scores.get(col.name) or []):
@@ -191,12 +190,11 @@ def example_pairs(columns: list, baseline: str | None, scores: dict) -> list[Exa
             out[pair_key(run.summary)] = {t: s.get((len(tasks) - 1, j)) for j, t in enumerate(tasks)}
         return out
 
-    theirs = finals(base)
     out = []
-    for col in columns:
-        if col is base or not col.runs:
+    for col, base in pairs:
+        if not scores.get(base.name):
             continue
-        ours = finals(col)
+        ours, theirs = finals(col), finals(base)
         for task in col.runs[0].summary.tasks:
             if not TASK_METRICS[col.runs[0].summary.primary(task)].binary:
                 continue  # McNemar counts examples right in one run and wrong in the other: 0/1 scores only

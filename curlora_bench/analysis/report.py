@@ -44,6 +44,7 @@ from .paired import (
     ExamplePairs,
     OrderSpread,
     PairedDifference,
+    comparisons,
     example_pairs,
     order_spread,
     paired_differences,
@@ -174,7 +175,8 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
             if row.paper_key in numbers:
                 cells[(row.name, name)] = [numbers[row.paper_key]]
     failures = [r.summary.error or f"{r.summary.label} seed {r.summary.seed}" for c in columns for r in c.failed]
-    base, paired = paired_differences(columns, baseline or first_method(runs, columns), options.pairs)
+    base, compared = comparisons(columns, baseline or first_method(runs, columns), options.pairs)
+    paired = paired_differences(compared, match=bool(options.pairs))
     scores = {c.name: [run_scores(r) for r in c.runs] for c in columns if c.runs}
     scores = {k: v for k, v in scores.items() if any(x is not None for x in v)}
     notes = [describe(runs, columns)]
@@ -199,15 +201,8 @@ def build_table(runs: list[Run], baseline: str | None = None, options: Options |
         selections = select_on_validation(to.points, {c.name: [r.summary for r in c.runs] for c in columns if c.runs})
         if not selections:
             raise BenchError("--select-on validation: no run kept validation scores (run with eval.validation set)")
-    if options.pairs:  # each chosen pair example by example, Holm over them all
-        by_name = {c.name: c for c in columns}
-        mcnemar = [e for a, b in options.pairs for e in example_pairs([by_name[a], by_name[b]], b, scores)]
-        for e, adjusted in zip(mcnemar, stats.holm([e.p_value for e in mcnemar])):
-            e.p_holm = adjusted
-    else:
-        mcnemar = example_pairs(columns, base, scores)
     return Table(columns, rows, cells, notes, failures, to, base, paired, order_spread(columns),
-                 mcnemar, options.margin, selections,
+                 example_pairs(compared, scores), options.margin, selections,
                  "baseline" if first.zero_shot else "majority", report_rows.score_word(first.metric), literature,
                  board)
 
