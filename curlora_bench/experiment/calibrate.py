@@ -226,8 +226,6 @@ def calibrate(path: Path, overrides: list[str], target: float, tolerance: float,
         raise BenchError(f"--target: {target!r} is not a plasticity between 0 and 1")
     if not bounds[0] < bounds[1]:
         raise BenchError(f"--lr-range: {bounds[0]:g} is not below {bounds[1]:g}")
-    if not step > 1:
-        raise BenchError(f"--step: {step:g} is not above 1 (the factor between the bracketing walk's rates)")
     labels = [m.display_label for m in cfg.methods]
     chosen = check_entries(raw, cfg.methods, wanted)
     seeds = list(seeds or cfg.seeds[:1])
