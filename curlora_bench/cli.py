@@ -112,8 +112,9 @@ def calibrate(
                                                      "(repeatable; default: every entry)")] = None,
     seeds: Annotated[str | None, typer.Option("--seeds", help="seeds of each probe, comma-separated (default: "
                                               "the config's first)")] = None,
-    max_probes: Annotated[int, typer.Option("--max-probes", min=1, help="runs per method at most (each probe "
-                                            "runs every seed)")] = 8,
+    max_probes: Annotated[int, typer.Option("--max-probes", min=1, help="learning rates per method at most (each "
+                                            "probe runs every seed; rates with finished runs in the "
+                                            "output folder count, at no cost)")] = 8,
     lr_range: Annotated[tuple[float, float], typer.Option("--lr-range", help="the learning rates the search may "
                                                           "try, low high (a step past one probes it)")] = (1e-6, 1.0),
     step: Annotated[float, typer.Option("--step", help="the factor between the bracketing walk's learning rates "

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from curlora_bench.config.loading import raw_config
 from curlora_bench.core.errors import BenchError
-from curlora_bench.experiment.calibrate import probe_entry, search
+from curlora_bench.experiment.calibrate import finished_probes, probe_entry, search
 from tests.conftest import tiny_config
 
 
@@ -51,6 +52,28 @@ def test_the_walk_takes_the_step_asked_and_probes_a_bound_it_would_pass():
         search(curve, start=1e-3, target=0.85, tolerance=0.005, bounds=(1e-6, 1.0), max_probes=10, step=1.0)
 
 
+def test_rates_measured_before_cost_no_probe_and_bracket_at_once():
+    calls = []
+    measure = lambda lr: calls.append(lr) or curve(lr)  # noqa: E731
+    # finished runs at 1e-3 (0.775) and 1e-2 (0.918) bracket 0.85: regula falsi between them, not the start
+    s = search(measure, start=1e-5, target=0.85, tolerance=0.005, bounds=(1e-6, 1.0), max_probes=4,
+               known={1e-3: curve(1e-3), 1e-2: curve(1e-2)})
+    assert calls and all(1e-3 < lr < 1e-2 for lr in calls) and 1e-5 not in s.probes
+    assert s.within and s.found == pytest.approx(2.5e-3, rel=0.1) and len(calls) <= 2  # the known count as probes
+    calls.clear()
+    spent = search(measure, start=1e-5, target=0.85, tolerance=0.005, bounds=(1e-6, 1.0), max_probes=2,
+                   known={1e-3: curve(1e-3), 1e-2: curve(1e-2)})
+    assert calls == [] and not spent.within and spent.found == 1e-2  # closest of the two
+    calls.clear()  # a finished rate within the tolerance is the answer: nothing runs
+    hit = search(measure, start=1e-5, target=0.78, tolerance=0.01, bounds=(1e-6, 1.0), max_probes=5,
+                 known={1e-3: curve(1e-3), 1e-2: curve(1e-2)})
+    assert calls == [] and hit.within and hit.found == 1e-3
+    # known rates on one side only: the walk starts where the entry says, and brackets with them
+    one = search(measure, start=3e-3, target=0.85, tolerance=0.002, bounds=(1e-6, 1.0), max_probes=5,
+                 known={1e-4: curve(1e-4)})
+    assert calls[0] == 3e-3 and one.within and 1e-4 in one.probes
+
+
 def test_a_probe_is_labelled_as_a_grid_point_would_be():
     assert probe_entry({"method": "lora", "rank": 8}, 1e-3) == {"method": "lora", "rank": 8, "train": {"lr": 1e-3}}
     assert probe_entry({"method": "lora", "label": "mine", "train": {"epochs": 2}}, 3e-4) == \
@@ -72,6 +95,17 @@ def test_calibrate_runs_probes_as_ordinary_runs_and_resumes(toy_data, write_conf
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-0/summary.json")}
     code, _, _ = cli("calibrate", path, "--target", "0.999", "--max-probes", "2", "--output", out, "--write", frag)
     assert code == 1 and {p: p.stat().st_mtime_ns for p in out.glob("*/seed-0/summary.json")} == before  # resumed
+    # a search from another start finds both rates measured (by identity), for the seeds it probes
+    raw, entry = raw_config(path, []), cfg["methods"][0]
+    known = finished_probes(raw, entry, [0], path.parent, out)
+    assert sorted(known) == [1e-3, 3.16e-3] and all(0 <= p <= 1 for p in known.values())
+    assert finished_probes(raw, entry, [0, 1], path.parent, out) == {}  # seed 1 never ran
+    assert finished_probes(raw_config(path, ["train.max_length=24"]), entry, [0], path.parent, out) == {}
+    code, out_text, _ = cli("calibrate", path, "--target", "0.999", "--max-probes", "3", "--output", out,
+                            "--write", frag, "--set", "methods=[{method: lora, rank: 2, train: {lr: 1.0e-2}}]")
+    runs = sorted(p.parent.parent.name for p in out.glob("*/seed-0/summary.json"))
+    assert code == 1 and "lr 3.16e-3 -> plasticity" in out_text and "finished runs in" in out_text
+    assert runs == ["lora-r2-lr0.01", "lora-r2-lr1e-3", "lora-r2-lr3.16e-3"]  # one new probe, the two known free
 
 
 @pytest.mark.parametrize("args, message", [

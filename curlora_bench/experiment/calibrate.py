@@ -11,7 +11,10 @@ search cannot stall on one side) until a probe is within the tolerance or the pr
 Every probe is an ordinary run of the experiment (the entry with `train.lr` set, labelled as a
 grid point would be: `lora-r8-lr0.001`), written into the calibration folder and found again by
 its identity, so a search that stopped resumes where it was and its probes count as runs of the
-same settings anywhere. The found settings are written as a `methods:` fragment for the full-seed
+same settings anywhere. A search also starts from what the folder holds already: every rate at which
+the entry (the same settings but `train.lr`) has finished runs of all the probe seeds, from an
+earlier search at another target or start, counts as measured (a probe that costs no run), and
+where those rates already bracket the target the search narrows between them at once. The found settings are written as a `methods:` fragment for the full-seed
 run. A target out of a method's reach (plasticity not bracketed within the rate bounds) is one
 line with the reach measured.
 """
@@ -19,6 +22,7 @@ line with the reach measured.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,24 +66,47 @@ class Search:
 
 
 def search(measure: Callable[[float], float | None], start: float, target: float, tolerance: float,
-           bounds: tuple[float, float], max_probes: int, label: str = "", step: float = STEP) -> Search:
+           bounds: tuple[float, float], max_probes: int, label: str = "", step: float = STEP,
+           known: dict[float, float] | None = None) -> Search:
     """Bracket `target` in log learning rate from `start` by factors of `step`, then narrow it (see
-    the module's doc). `measure(lr)` is the mean plasticity of the runs at `lr` (None: they failed)."""
+    the module's doc). `measure(lr)` is the mean plasticity of the runs at `lr` (None: they failed);
+    `known`: plasticity already measured at some rates (finished runs): they cost no run but count
+    among the `max_probes`, so the same search repeated ends where it ended."""
     if not step > 1:
         raise BenchError(f"--step: {step:g} is not above 1 (the factor between the bracketing walk's rates)")
     s = Search(label, target, tolerance)
-    probe = _prober(s, measure, max_probes)
-    lr = min(max(start, bounds[0]), bounds[1])
-    p, stop = probe(lr)
-    if stop:
+    s.probes.update({float(f"{lr:.3g}"): p for lr, p in (known or {}).items()})
+    near = [lr for lr, p in s.probes.items() if abs(p - target) <= tolerance]
+    if near:
+        s.found, s.within = min(near, key=lambda lr: abs(s.probes[lr] - target)), True
+        return s
+    if len(s.probes) >= max_probes:  # the same search again, or earlier ones used the probes up
         return _finish(s)
-    if p is None:
-        raise BenchError(f"{label}: the run at lr {short_value(lr)} failed (see its summary); start from "
-                         "another rate")
-    bracket = _bracket(probe, lr, p, target, bounds, step)
+    probe = _prober(s, measure, max_probes)
+    bracket = _tightest(s)
+    if bracket is None:
+        lr = min(max(start, bounds[0]), bounds[1])
+        p, stop = probe(lr)
+        if stop:
+            return _finish(s)
+        if p is None:
+            raise BenchError(f"{label}: the run at lr {short_value(lr)} failed (see its summary); start from "
+                             "another rate")
+        bracket = _bracket(probe, lr, p, target, bounds, step) and _tightest(s)
     if bracket is not None:
         _narrow(s, probe, *bracket)
     return _finish(s)
+
+
+def _tightest(s: Search) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The measured probes nearest the target on either side of it ((lr, p) below, (lr, p) at or
+    above), or None where every probe lies on one side."""
+    measured = [(lr, p) for lr, p in s.probes.items() if p is not None]
+    below = [x for x in measured if x[1] < s.target]
+    above = [x for x in measured if x[1] >= s.target]
+    if not below or not above:
+        return None
+    return max(below, key=lambda x: x[1]), min(above, key=lambda x: x[1])
 
 
 def _prober(s: Search, measure, max_probes: int):
@@ -168,6 +195,30 @@ def plasticity_of(summaries: list) -> float | None:
     return sum(values) / len(values)
 
 
+def finished_probes(raw: dict, entry: Any, seeds: list[int], base_dir: Path, out: Path) -> dict[float, float]:
+    """Mean plasticity at every learning rate where `out` holds finished runs of `entry` (the same
+    settings but `train.lr`, found by identity) for every seed of `seeds` (and task order): an
+    earlier search's probes, as its `measure` would read them."""
+    from ..store.folders import finished_summary
+    from .driver import run_specs
+
+    rates = set()
+    for path in out.glob("*/seed-*/summary.json"):
+        try:
+            lr = ((json.loads(path.read_text()).get("method") or {}).get("train") or {}).get("lr")
+        except (OSError, ValueError, AttributeError):
+            continue  # half-written or not a run: nothing known from it
+        if isinstance(lr, (int, float)) and lr > 0:
+            rates.add(float(lr))
+    known = {}
+    for lr in sorted(rates):
+        cfg = probe_config(raw, entry, lr, seeds, base_dir)
+        summaries = [finished_summary(spec.folder, spec.identity.run_key) for spec in run_specs(cfg, out)]
+        if all(summaries) and (p := plasticity_of(summaries)) is not None:
+            known[lr] = p
+    return known
+
+
 def fragment(cfg_name: str, raw_entries: list, searches: list[Search], seeds: list[int]) -> str:
     """The `methods:` fragment of the found settings, with how each was found in comments."""
     lines = [f"# curlora-bench calibrate {cfg_name}: learning rates found on seeds {seeds}"]
@@ -241,5 +292,9 @@ def calibrate(path: Path, overrides: list[str], target: float, tolerance: float,
             return p
 
         start = cfg.train_for(cfg.methods[i]).lr
-        searches.append(search(measure, start, target, tolerance, bounds, max_probes, labels[i], step))
+        known = finished_probes(raw, entries[i], seeds, base, out)
+        for lr, p in sorted(known.items()):
+            events.message(f"[bold]{labels[i]}[/]: lr {short_value(lr)} -> plasticity {p:.3f} (finished runs in {out}, "
+                           f"{len(seeds)} seed(s))")
+        searches.append(search(measure, start, target, tolerance, bounds, max_probes, labels[i], step, known))
     return searches, fragment(cfg.name, [entries[i] for i in chosen], searches, seeds)
