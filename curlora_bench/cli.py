@@ -196,9 +196,12 @@ def report(
         "--pair", help="A=B: compare column A with column B only (repeatable; instead of --baseline): paired "
                        "differences with their plasticity difference beside them, Holm over the pairs asked "
                        "for (two calibrated points at one target plasticity)")] = None,
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", help="report only this method label's runs (repeatable; e.g. leave a calibration's "
+                         "off-design probes out of the tables, the figures and the Holm family)")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
-    from .analysis.report import Options, render
+    from .analysis.report import Options, render, select_runs
     from .store.folders import find_runs, write_atomic
 
     if margin is not None and not math.isfinite(margin):  # inf passes min=0, and breaks the arithmetic
@@ -207,7 +210,7 @@ def report(
     if not paths:
         raise BenchError("no results folders given and none under results/")
     notes: list[str] = []
-    runs = find_runs(paths, notes)
+    runs = select_runs(find_runs(paths, notes), method)
     for note in notes:  # on stderr: the report itself stays as it is
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     corpora = {c for r in runs for c in (r.summary.perplexities or {})}

@@ -184,7 +184,11 @@ def test_chosen_pairs_only_with_their_match_shown_and_holm_over_them(tmp_path, c
     code, out, err = cli("report", tmp_path / "exp", "--pair", "curlora-r8=lora-r8", "--draws", "0")
     assert code == 0, err
     assert "| curlora-r8 vs lora-r8 | forgetting |" in out
+    # --method: the third column leaves every table (and the pair is unchanged)
+    code, only, err = cli("report", tmp_path / "exp", "--method", "curlora-r8", "--method", "lora-r8", "--draws", "0")
+    assert code == 0 and "lora-r8-b" not in only and "lora-r8-b" in out, err
     for args, message in [(["--pair", "curlora-r8"], "--pair 'curlora-r8': expected COLUMN=COLUMN"),
+                          (["--method", "nope"], "--method 'nope': no run of that label here (labels: "),
                           (["--pair", "lora-r8=lora-r8"], "--pair lora-r8=lora-r8: a column against itself"),
                           (["--pair", "curlora-r8=lora-r8", "--baseline", "lora-r8"], "--pair and --baseline: give one")]:
         code, _, err = cli("report", tmp_path / "exp", *args)

@@ -100,6 +100,18 @@ def check_one_experiment(runs: list[Run]) -> None:
                              f"{', '.join(differ)}); report one experiment at a time")
 
 
+def select_runs(runs: list[Run], labels: list[str] | None) -> list[Run]:
+    """`report --method`: only the runs of these method labels (a calibration's off-design probes
+    left out of a folder's report, say); every label must name some run."""
+    if not labels:
+        return runs
+    have = list(dict.fromkeys(r.summary.label for r in runs))
+    for label in labels:
+        if label not in have:
+            raise BenchError(f"--method {label!r}: no run of that label here (labels: {', '.join(have)})")
+    return [r for r in runs if r.summary.label in labels]
+
+
 def group_columns(runs: list[Run]) -> list[Column]:
     """One column per (settings hash, label); a label shared by different settings is marked."""
     groups: dict[tuple[str, str], Column] = {}
