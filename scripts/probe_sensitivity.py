@@ -5,6 +5,9 @@ corpus, and each probe's minimum detectable drop at its size.
     OMP_NUM_THREADS=1 python scripts/probe_sensitivity.py --noise 0 0.02 0.05 \\
         --out results/published/probe-sensitivity/sensitivity.json
 
+A file of the same measurement (model, seed, limit, probes) at `--out` is extended: its levels are
+kept and only the noise levels it lacks are measured (noise 0, first, is what every level pairs with).
+
 Noise: every `nn.Linear` weight of the transformer blocks (attention and MLP projections; not the
 embedding, which the LM head shares, nor the norms) becomes W + s * rms(W) * Z, Z standard normal
 from a generator seeded per matrix (`--seed` plus its index), the same Z at every level s.
@@ -154,6 +157,22 @@ def readme(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def resumed_levels(args) -> list[dict]:
+    """The levels of `--out` when it holds the same measurement (model, seed, limit, probes, and
+    noise 0 measured first, which every level is paired with); [] when it does not exist. Another
+    measurement in that file is refused rather than mixed in."""
+    if args.out is None or not args.out.is_file():
+        return []
+    run = json.loads(args.out.read_text(encoding="utf-8"))
+    first = (run.get("levels") or [{}])[0]
+    same = (run.get("model"), run.get("seed"), run.get("limit"), sorted(first.get("probes") or {}))
+    wanted = (args.model, args.seed, args.limit, sorted(args.probes))
+    if same != wanted or first.get("noise") != 0.0:
+        raise SystemExit(f"{args.out}: holds another measurement (model, seed, limit, probes {same}, not {wanted}); "
+                         "write to another file")
+    return run["levels"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -186,9 +205,15 @@ def main() -> None:
     lm = load_model(args.model)
     model = lm.model.eval()
     originals: dict = {}
-    levels, base = [], None
+    levels, base = resumed_levels(args), None
+    if levels:  # a file of the same measurement: its levels are kept, only new noise levels run
+        base = {task: [int(c) for c in r["items"]] for task, r in levels[0]["probes"].items()}
+        kept = ", ".join(f"{lv['noise']:g}" for lv in levels)
+        print(f"{args.out}: noise levels {kept} kept", flush=True)
     # what was measured so far is written after every level (a long run read while it goes)
     for scale in args.noise:
+        if any(lv["noise"] == scale for lv in levels):
+            continue
         start = time.perf_counter()
         matrices = add_noise(model, scale, args.seed, originals)
         with torch.inference_mode():
@@ -203,7 +228,7 @@ def main() -> None:
             p = binomtest(worse, worse + better, 0.5).pvalue if worse + better else 1.0  # McNemar exact
             level["probes"][task] = {"n": len(items), "acc": sum(items) / len(items), "worse": worse,
                                      "better": better, "mcnemar_exact_p": p, "items": "".join(map(str, items))}
-        levels.append(level)
+        levels = sorted([*levels, level], key=lambda lv: lv["noise"])
         print(f"noise {scale}: ppl {ppl:.3f} " + " ".join(f"{t} {v['acc']:.4f}" for t, v in level["probes"].items())
               + f" ({level['seconds']} s)", flush=True)
         out = {"model": args.model, "seed": args.seed, "limit": args.limit, "drift_corpus": DRIFT_CORPUS,

@@ -147,3 +147,20 @@ def test_mcnemars_exact_test_holds_its_level_and_connors_drop_is_what_it_reaches
             p = np.where(d > 0, np.minimum(1.0, 2 * binom.cdf(np.minimum(worse, d - worse), d, 0.5)), 1.0)
             rate = float((p < 0.05).mean())
             assert low <= rate <= high + 3 * math.sqrt(0.05 * 0.95 / draws), (n, changed, worse_share, rate)
+
+
+def test_a_sensitivity_file_of_the_same_measurement_is_extended_another_refused(tmp_path):
+    import argparse
+
+    script = _script()
+    published = SENSITIVITY / "brown_next_sentence_1k.json"
+    out = tmp_path / "brown.json"
+    out.write_bytes(published.read_bytes())
+    args = argparse.Namespace(out=out, model="smollm2-135m", seed=0, limit=None, probes=["brown_next_sentence_1k"])
+    kept = script.resumed_levels(args)
+    assert [lv["noise"] for lv in kept] == [lv["noise"] for lv in json.loads(published.read_text())["levels"]]
+    assert kept[0]["noise"] == 0.0
+    assert script.resumed_levels(argparse.Namespace(**{**vars(args), "out": tmp_path / "none.json"})) == []
+    for other in ({"seed": 1}, {"limit": 100}, {"probes": ["nyt_cloze_1k"]}):
+        with pytest.raises(SystemExit, match="holds another measurement"):
+            script.resumed_levels(argparse.Namespace(**{**vars(args), **other}))
