@@ -11,12 +11,12 @@ search cannot stall on one side) until a probe is within the tolerance or the pr
 Every probe is an ordinary run of the experiment (the entry with `train.lr` set, labelled as a
 grid point would be: `lora-r8-lr0.001`), written into the calibration folder and found again by
 its identity, so a search that stopped resumes where it was and its probes count as runs of the
-same settings anywhere. A search also starts from what the folder holds already: every rate at which
-the entry (the same settings but `train.lr`) has finished runs of all the probe seeds, from an
-earlier search at another target or start, counts as measured (a probe that costs no run), and
-where those rates already bracket the target the search narrows between them at once. The found settings are written as a `methods:` fragment for the full-seed
-run. A target out of a method's reach (plasticity not bracketed within the rate bounds) is one
-line with the reach measured.
+same settings anywhere. A search also starts from what the folder holds already: every rate at
+which the entry (the same settings but `train.lr`) has finished runs of all the probe seeds, from
+an earlier search at another target or start, counts as measured (a probe that costs no run), and
+where those rates already bracket the target the search narrows between them at once. The found
+settings are written as a `methods:` fragment for the full-seed run. A target out of a method's
+reach (plasticity not bracketed within the rate bounds) is one line with the reach measured.
 """
 
 from __future__ import annotations
