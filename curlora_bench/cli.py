@@ -201,6 +201,7 @@ def report(
                          "off-design probes out of the tables, the figures and the Holm family)")] = None,
 ) -> None:
     """Render the forgetting table (mean ± std over seeds) from finished runs; optionally plots."""
+    from .analysis.paired import parse_pairs
     from .analysis.report import Options, render, select_runs
     from .store.folders import find_runs, write_atomic
 
@@ -225,17 +226,12 @@ def report(
                          "same head learning rate (run a head-only method too, or leave the option out)")
     if forgetting.value == "general" and not any(r.summary.general for r in runs):
         raise BenchError("--forgetting general: no run measured general ability (set `general:` in the config)")
-    pairs = []
-    for item in pair or []:
-        a, sep, b = item.partition("=")
-        if not sep or not a.strip() or not b.strip():
-            raise BenchError(f"--pair {item!r}: expected COLUMN=COLUMN (e.g. curlora-r8-lr0.01=lora-r8-lr5e-4)")
-        pairs.append((a.strip(), b.strip()))
+    pairs = parse_pairs(pair or [])
     if pairs and baseline is not None:
         raise BenchError("--pair and --baseline: give one (--pair names both sides of each comparison)")
     options = Options(baseline, plasticity.value, drift_corpus, draws, margin,
                       select_on.value if select_on else None, forgetting.value, leaderboard, reference,
-                      tuple(pairs))
+                      pairs)
     text = render(runs, format.value, baseline, options)
     if out:
         write_atomic(out, text)

@@ -90,6 +90,7 @@ def test_the_readme_and_docs_mark_their_published_tables():
 @functools.cache
 def report_lines(folders: tuple[str, ...], options: str | None) -> frozenset[str]:
     """The lines of `curlora-bench report FOLDER... [OPTIONS]` (markdown), rendered once."""
+    from curlora_bench.analysis.paired import parse_pairs
     from curlora_bench.analysis.report import Options, select_runs
 
     given, pairs, methods, words = {}, [], [], iter((options or "").split())
@@ -97,13 +98,13 @@ def report_lines(folders: tuple[str, ...], options: str | None) -> frozenset[str
         if word == "--leaderboard":
             given[word] = True
         elif word == "--pair":
-            pairs.append(tuple(next(words).split("=", 1)))
+            pairs.append(next(words))
         elif word == "--method":
             methods.append(next(words))
         else:
             given[word] = next(words)
     opts = Options(baseline=given.get("--baseline"), plasticity=given.get("--plasticity", "absolute"),
-                   drift_corpus=given.get("--drift-corpus"), pairs=tuple(pairs),
+                   drift_corpus=given.get("--drift-corpus"), pairs=parse_pairs(pairs),
                    leaderboard=given.get("--leaderboard", False), reference=given.get("--reference", "lora"))
     runs = select_runs(find_runs([ROOT / one for one in folders]), methods)
     return frozenset(row.strip() for row in render(runs, "md", opts.baseline, opts).splitlines())

@@ -66,6 +66,17 @@ def pair_key(summary) -> tuple:
     return summary.seed, tuple(summary.tasks)
 
 
+def parse_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """`report --pair A=B ...` as (A, B) pairs; one line naming the bad value otherwise."""
+    pairs = []
+    for item in items:
+        a, sep, b = item.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise BenchError(f"--pair {item!r}: expected COLUMN=COLUMN (e.g. curlora-r8-lr0.01=lora-r8-lr5e-4)")
+        pairs.append((a.strip(), b.strip()))
+    return tuple(pairs)
+
+
 def comparisons(columns: list, baseline: str | None,
                 pairs: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, list[tuple]]:
     """(the baseline's name, the (column, against) comparisons of the report's paired sections):

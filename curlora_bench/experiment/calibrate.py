@@ -38,6 +38,7 @@ from ..config.methods import MethodEntry, regime_of
 from ..config.regimes import REGIMES
 from ..core import metrics
 from ..core.errors import BenchError
+from ..core.layout import SUMMARY_GLOBS
 from ..core.parse import from_dict, short_value
 
 STEP = math.sqrt(10)  # the default stride of the bracketing walk in learning rate
@@ -76,13 +77,9 @@ def search(measure: Callable[[float], float | None], start: float, target: float
         raise BenchError(f"--step: {step:g} is not above 1 (the factor between the bracketing walk's rates)")
     s = Search(label, target, tolerance)
     s.probes.update({float(f"{lr:.3g}"): p for lr, p in (known or {}).items()})
-    near = [lr for lr, p in s.probes.items() if abs(p - target) <= tolerance]
-    if near:
-        s.found, s.within = min(near, key=lambda lr: abs(s.probes[lr] - target)), True
-        return s
-    if len(s.probes) >= max_probes:  # the same search again, or earlier ones used the probes up
-        return _finish(s)
     probe = _prober(s, measure, max_probes)
+    if s.probes and probe(s.closest())[1]:  # a known rate within tolerance, or the probes used up already
+        return _finish(s)
     bracket = _tightest(s)
     if bracket is None:
         lr = min(max(start, bounds[0]), bounds[1])
@@ -203,7 +200,7 @@ def finished_probes(raw: dict, entry: Any, seeds: list[int], base_dir: Path, out
     from .driver import run_specs
 
     rates = set()
-    for path in out.glob("*/seed-*/summary.json"):
+    for path in out.glob(SUMMARY_GLOBS[0]):
         try:
             lr = ((json.loads(path.read_text()).get("method") or {}).get("train") or {}).get("lr")
         except (OSError, ValueError, AttributeError):
