@@ -95,6 +95,44 @@ def run_killed(cfg_path: Path, out: Path, kill_at: int, setup: str = "", args: t
     assert proc.returncode == -9, proc.stderr
 
 
+# a Ray worker's first optimizer step waits (up to ten minutes) instead of training: loaded by
+# every Python process through `sitecustomize` on PYTHONPATH, it wraps AdamW.step as torch.optim
+# loads, in Ray's worker processes only (the driver never trains in a Ray sweep)
+_HOLD = """
+import importlib.abc, importlib.util, pathlib, sys, time
+
+class _Hold(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "torch.optim.adamw" or not any("default_worker.py" in a for a in sys.argv):
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            def held(self, *a, **k):
+                pathlib.Path(__file__).with_name("held").touch()
+                time.sleep(600)
+            module.AdamW.step = held
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Hold())
+"""
+
+
+def held_ray_workers(folder: Path) -> dict[str, str]:
+    """The environment for a CLI child whose Ray workers never finish a stage: each blocks at its
+    first optimizer step, so a test's signal or kill lands before any stage can finish, however
+    busy the cores are (a race the tiny runs otherwise lose under load). A worker that got there
+    leaves `folder/held`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_HOLD)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
+
+
 class Crash(BaseException):
     """The process dying, stood in for in this process: raised from an optimizer step, it passes
     every `except Exception` of the package (cleanup in `finally` still runs, which a SIGKILL

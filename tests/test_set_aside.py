@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import (
     ROOT,
     free_port,
+    held_ray_workers,
     one_line,
     run_in,
     run_killed,
@@ -333,7 +334,7 @@ def ray_processes(temp: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_a_ray_sweep_in_one_line_and_puts_the_results_back(fresh_over, sig, code):
+def test_a_signal_stops_a_ray_sweep_in_one_line_and_puts_the_results_back(fresh_over, sig, code, tmp_path):
     """SIGINT/SIGTERM to the driver of a --fresh Ray sweep while its first run has its results set
     aside: one line, 130/143, the results back, no Ray process or temp folder left, no Ray
     start-up warning on the screen."""
@@ -344,10 +345,11 @@ def test_a_signal_stops_a_ray_sweep_in_one_line_and_puts_the_results_back(fresh_
     proc = subprocess.Popen([sys.executable, "-m", "curlora_bench", "run", str(cfg), "-o", str(out), "--executor",
                              "ray", "--workers", "1", "--fresh"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env=held_ray_workers(tmp_path / "hold"))
     deadline = time.monotonic() + 240
-    while not list(out.glob("*/seed-*/.previous")) and proc.poll() is None and time.monotonic() < deadline:
+    while not (tmp_path / "hold" / "held").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert list(out.glob("*/seed-*/.previous")), "the first run did not set its results aside"
     temps = [str(p) for p in Path(tempfile.gettempdir()).glob(f"curlora-bench-ray-{proc.pid}-*")]
     os.kill(proc.pid, sig)
     stdout, err = proc.communicate(timeout=120)
@@ -360,7 +362,8 @@ def test_a_signal_stops_a_ray_sweep_in_one_line_and_puts_the_results_back(fresh_
 
 
 @pytest.mark.slow
-def test_ray_workers_killed_before_their_first_stage_get_their_old_results_back(fresh_over, toy_data, write_config):
+def test_ray_workers_killed_before_their_first_stage_get_their_old_results_back(fresh_over, toy_data, write_config,
+                                                                              tmp_path):
     """Every worker SIGKILLed once its run set its results aside (the retry too): the sweep ends
     in one line (no run finished), the results are back, the workers' logs kept in ray-logs/."""
     import psutil
@@ -371,7 +374,7 @@ def test_ray_workers_killed_before_their_first_stage_get_their_old_results_back(
     proc = subprocess.Popen([sys.executable, "-m", "curlora_bench", "run", str(cfg), "-o", str(out), "--executor",
                              "ray", "--workers", "1", "--fresh"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env=held_ray_workers(tmp_path / "hold"))
     kills, deadline = 0, time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         if list(out.glob("lora-r2/seed-0/.previous")):
