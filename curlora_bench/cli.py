@@ -261,14 +261,17 @@ def plan(
                                                                 "error comes from them; 0: seeds only)")] = 2000,
     tests: Annotated[int | None, typer.Option("--tests", min=1, help="the Holm family: how many tests the table "
                                               "to be run will hold (default: as many as these runs' table)")] = None,
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", help="plan from this method label's runs only (repeatable; as in `report`: a "
+                         "calibration's off-design probes left out)")] = None,
 ) -> None:
     """Seeds and eval examples the exact test needs to detect an effect, from pilot runs."""
     from .analysis.plan import plan_markdown
-    from .analysis.report import Options, build_table
+    from .analysis.report import Options, build_table, select_runs
     from .store.folders import find_runs
 
     notes: list[str] = []
-    runs = find_runs(results, notes)
+    runs = select_runs(find_runs(results, notes), method)
     for note in notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     t = build_table(runs, options=Options(plasticity=plasticity.value, drift_corpus=drift_corpus, draws=draws))

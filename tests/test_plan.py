@@ -8,6 +8,7 @@ import pytest
 
 from curlora_bench.analysis import power, stats
 from curlora_bench.analysis.points import SeedTest
+from tests.conftest import one_line
 from tests.test_sweep import _summaries
 
 
@@ -48,6 +49,18 @@ def test_plan_command_prints_the_seeds_a_stated_effect_needs(tmp_path, cli):
     assert "Holm's first step: 2 matched rows" in out
     code, out4, _ = cli("plan", tmp_path / "exp", "--effect", "0.1", "--tests", "4")
     assert code == 0 and "over 4 tests, as asked" in out4 and out4 != out
+    # --method: only the named labels' runs (a second CURLoRA point left out: one matched row, not two)
+    _write(tmp_path / "more", (("lora-a", lora, 0.6, 1.1, 0.02), ("lora-b", lora, 0.8, 1.5, 0.04),
+                               ("cur-a", cur, 0.7, 1.2, 0.0), ("cur-b", cur, 0.75, 1.3, 0.01)))
+    code, both, _ = cli("plan", tmp_path / "more", "--effect", "0.1")
+    assert code == 0 and "| cur-b vs lora at 0.750 |" in both
+    code, some, err = cli("plan", tmp_path / "more", "--effect", "0.1", "--method", "lora-a", "--method", "lora-b",
+                          "--method", "cur-a")
+    assert code == 0, err
+    assert "| cur-a vs lora at 0.700 | perplexity drift | 6 |" in some and "cur-b" not in some
+    code, _, err = cli("plan", tmp_path / "more", "--method", "cur-c")
+    assert code == 2 and one_line(err) == \
+        "error: --method 'cur-c': no run of that label here (labels: cur-a, cur-b, lora-a, lora-b)"
     _write(tmp_path / "one", (("lora-a", lora, 0.6, 1.1, 0.02),))
     code, _, err = cli("plan", tmp_path / "one")
     assert code == 2 and "no two families" in err and "Traceback" not in err
