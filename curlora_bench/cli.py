@@ -264,8 +264,12 @@ def plan(
     method: Annotated[list[str] | None, typer.Option(
         "--method", help="plan from this method label's runs only (repeatable; as in `report`: a "
                          "calibration's off-design probes left out)")] = None,
+    pair: Annotated[list[str] | None, typer.Option(
+        "--pair", help="A=B: plan the paired-by-seed comparison of column A with column B instead of the "
+                       "matched rows (repeatable; as in `report --pair`, Holm over the pairs asked for)")] = None,
 ) -> None:
     """Seeds and eval examples the exact test needs to detect an effect, from pilot runs."""
+    from .analysis.paired import parse_pairs
     from .analysis.plan import plan_markdown
     from .analysis.report import Options, build_table, select_runs
     from .store.folders import find_runs
@@ -274,7 +278,12 @@ def plan(
     runs = select_runs(find_runs(results, notes), method)
     for note in notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
-    t = build_table(runs, options=Options(plasticity=plasticity.value, drift_corpus=drift_corpus, draws=draws))
+    pairs = parse_pairs(pair or [])
+    t = build_table(runs, options=Options(plasticity=plasticity.value, drift_corpus=drift_corpus, draws=draws,
+                                          pairs=pairs))
+    if pairs:
+        sys.stdout.write(plan_markdown(t.tradeoff, effect, power, alpha, tests, paired=t.paired))
+        return
     if t.tradeoff is None or len(t.tradeoff.frontiers) < 2:
         raise BenchError("plan: these runs have no two families with plasticity to compare (a trade-off needs "
                          "points of at least two methods)")

@@ -61,6 +61,22 @@ def test_plan_command_prints_the_seeds_a_stated_effect_needs(tmp_path, cli):
     code, _, err = cli("plan", tmp_path / "more", "--method", "cur-c")
     assert code == 2 and one_line(err) == \
         "error: --method 'cur-c': no run of that label here (labels: cur-a, cur-b, lora-a, lora-b)"
+    # --pair: the chosen pairs' paired-by-seed differences, their own Holm family (three tests a pair)
+    code, paired, err = cli("plan", tmp_path / "more", "--pair", "cur-a=lora-a", "--pair", "cur-b=lora-b")
+    assert code == 0, err
+    rows = [line for line in paired.splitlines() if "(paired by seed)" in line]
+    assert [line.split(" | ")[:2] for line in rows] == [
+        [f"| {a} vs {b} (paired by seed)", q] for a, b in (("cur-a", "lora-a"), ("cur-b", "lora-b"))
+        for q in ("final average accuracy", "forgetting", "perplexity drift")]
+    assert "Holm's first step: 6 paired differences" in paired and "cur-a vs lora at" not in paired
+    from curlora_bench.analysis.report import Options, build_table
+    from curlora_bench.store.folders import find_runs
+
+    t = build_table(find_runs([tmp_path / "more"]), options=Options(pairs=(("cur-a", "lora-a"), ("cur-b", "lora-b"))))
+    drift = next(d for d in t.paired if d.column == "cur-b" and d.quantity == "perplexity_drift")
+    assert rows[5].split(" | ")[6] == str(stats.seeds_for(drift.sd, abs(drift.mean), 0.05 / 6))
+    code, _, err = cli("plan", tmp_path / "more", "--pair", "cur-a")
+    assert code == 2 and one_line(err).startswith("error: --pair 'cur-a': expected COLUMN=COLUMN")
     _write(tmp_path / "one", (("lora-a", lora, 0.6, 1.1, 0.02),))
     code, _, err = cli("plan", tmp_path / "one")
     assert code == 2 and "no two families" in err and "Traceback" not in err
