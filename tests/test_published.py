@@ -87,11 +87,10 @@ def test_the_readme_and_docs_mark_their_published_tables():
     assert all(len(rows) >= 3 for *_, rows in TABLES), "a marker must sit right above its table"
 
 
-@functools.cache
-def report_lines(folders: tuple[str, ...], options: str | None) -> frozenset[str]:
-    """The lines of `curlora-bench report FOLDER... [OPTIONS]` (markdown), rendered once."""
+def marker_options(options: str | None) -> tuple[dict, list[str], tuple[tuple[str, str], ...]]:
+    """A marker's options as the CLI reads them: (the single-valued ones and flags, the `--method`
+    labels, the `--pair` pairs)."""
     from curlora_bench.analysis.paired import parse_pairs
-    from curlora_bench.analysis.report import Options, select_runs
 
     given, pairs, methods, words = {}, [], [], iter((options or "").split())
     for word in words:
@@ -103,8 +102,17 @@ def report_lines(folders: tuple[str, ...], options: str | None) -> frozenset[str
             methods.append(next(words))
         else:
             given[word] = next(words)
+    return given, methods, parse_pairs(pairs)
+
+
+@functools.cache
+def report_lines(folders: tuple[str, ...], options: str | None) -> frozenset[str]:
+    """The lines of `curlora-bench report FOLDER... [OPTIONS]` (markdown), rendered once."""
+    from curlora_bench.analysis.report import Options, select_runs
+
+    given, methods, pairs = marker_options(options)
     opts = Options(baseline=given.get("--baseline"), plasticity=given.get("--plasticity", "absolute"),
-                   drift_corpus=given.get("--drift-corpus"), pairs=parse_pairs(pairs),
+                   drift_corpus=given.get("--drift-corpus"), pairs=pairs,
                    leaderboard=given.get("--leaderboard", False), reference=given.get("--reference", "lora"))
     runs = select_runs(find_runs([ROOT / one for one in folders]), methods)
     return frozenset(row.strip() for row in render(runs, "md", opts.baseline, opts).splitlines())
@@ -200,14 +208,10 @@ PLANS = [(page, tuple(m.group(1).split()), m.group(2), line, rows) for page, m, 
 @pytest.mark.parametrize(("page", "folders", "options", "line", "rows"), PLANS,
                          ids=[f"{page}:{line}" for page, _, _, line, _ in PLANS])
 def test_marked_design_tables_are_what_plan_prints(page, folders, options, line, rows):
-    from curlora_bench.analysis.paired import parse_pairs
     from curlora_bench.analysis.plan import plan_markdown
     from curlora_bench.analysis.report import Options, build_table, select_runs
 
-    words = list(zip(*[iter((options or "").split())] * 2))
-    given = dict(words)
-    methods = [value for key, value in words if key == "--method"]
-    pairs = parse_pairs([value for key, value in words if key == "--pair"])
+    given, methods, pairs = marker_options(options)
     t = build_table(select_runs(find_runs([ROOT / one for one in folders]), methods), options=Options(pairs=pairs))
     text = plan_markdown(t.tradeoff, float(given["--effect"]) if "--effect" in given else None,
                          tests=int(given["--tests"]) if "--tests" in given else None,
