@@ -92,18 +92,18 @@ def test_the_readme_and_docs_mark_their_published_tables():
     assert all(len(rows) >= 3 for *_, rows in TABLES), "a marker must sit right above its table"
 
 
-def whole_labels(folder: Path) -> set[str]:
+@functools.cache
+def whole_labels(folder: Path) -> frozenset[str]:
     """The method labels of a published folder that hold a finished run for every replicate its
-    config names (each seed, times each task order where it names several)."""
-    import yaml
+    config names (each seed, times each task order where it names several), read once a folder."""
+    from curlora_bench.config.loading import load_config
 
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    orders = config.get("orders") or []  # a count N, or the list of orders
-    replicates = len(config.get("seeds") or [0]) * max(1, orders if isinstance(orders, int) else len(orders))
+    cfg, _ = load_config(folder / "config.yaml")
+    replicates = len(cfg.seeds) * (len(cfg.orders) if cfg.orders else 1)
     have: dict[str, set] = {}
     for run in find_runs([folder]):
         have.setdefault(run.summary.label, set()).add((run.summary.seed, str(run.summary.order)))
-    return {label for label, done in have.items() if len(done) >= replicates}
+    return frozenset(label for label, done in have.items() if len(done) >= replicates)
 
 
 def assert_whole_methods(command: str, page: str, line: int, name: str, options: str | None) -> None:
