@@ -7,8 +7,14 @@ import math
 
 import pytest
 
-from curlora_bench.analysis.agreement import agreement_markdown, agreements, parse_margins
+from curlora_bench.analysis.agreement import (
+    agreement_markdown,
+    agreements,
+    parse_margins,
+    resolution,
+)
 from curlora_bench.core.errors import BenchError
+from curlora_bench.store.schema import TaskData
 from tests.test_report import fake
 
 LORA = {"method": "lora", "rank": 8}
@@ -52,3 +58,39 @@ def test_only_shared_runs_pair_and_none_is_one_line():
 def test_bad_margins_are_one_line(spec, message, cli, tmp_path):
     code, _, err = cli("agree", tmp_path, tmp_path, "--margin", spec)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def _scored(eval_records, seeds=(0, 1, 2), metric=None):
+    """Runs whose score matrices (hence plasticity) are the same on every seed; each task's eval set
+    `eval_records` long."""
+    out = []
+    for s in seeds:
+        r = fake("lora-r8", s, LORA, protocol="standard", tasks=["a", "b", "c"])
+        r.summary.data = {t: TaskData(1, t, 100, n, "f", "f") for t, n in zip("abc", eval_records)}
+        r.summary.metric = metric
+        out.append(r)
+    return out
+
+
+def test_a_count_based_score_is_not_known_past_one_example():
+    """Identical plasticity on every seed: sd 0. The interval still has the width of one eval
+    example's step, so a coarse eval set cannot pass a margin finer than it can resolve."""
+    coarse = {r.quantity: r for r in agreements(_scored([50] * 3), _scored([50] * 3), {"plasticity": 0.01})}
+    fine = {r.quantity: r for r in agreements(_scored([300] * 3), _scored([300] * 3), {"plasticity": 0.01})}
+    assert coarse["plasticity"].test.sd == 0 and fine["plasticity"].test.sd == 0
+    lo, hi = coarse["plasticity"].test.ci90  # step 1/150: t(0.95, 2) / sqrt(3) steps either side
+    assert hi == pytest.approx(-lo) == pytest.approx(2.919986 / math.sqrt(3) / 150, rel=1e-5)
+    assert coarse["plasticity"].equivalent is False and fine["plasticity"].equivalent is True
+    bare = {r.quantity: r for r in agreements(_runs([1.2] * 3, [0.0] * 3), _runs([1.2] * 3, [0.0] * 3), {})}
+    assert bare["plasticity"].test.ci90 == (0.0, 0.0)  # no eval sizes recorded: nothing to floor at
+
+
+def test_resolution_is_one_example_over_the_tasks_averaged():
+    run = _scored([300, 200, 300], seeds=(0,))[0].summary
+    assert resolution(run, "plasticity") == resolution(run, "average_accuracy") == pytest.approx(1 / 900)
+    assert resolution(run, "forgetting") == pytest.approx(1 / 600)
+    assert resolution(run, "perplexity_drift") is None
+    rouge = _scored([300] * 3, seeds=(0,), metric={"b": "rouge_l"})[0].summary
+    assert resolution(rouge, "plasticity") is None  # a continuous score: no lattice
+    assert resolution(_scored([300] * 3, seeds=(0,), metric={"b": "exact_match"})[0].summary, "forgetting") == \
+        pytest.approx(1 / 600)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from curlora_bench.analysis import stats
+from curlora_bench.analysis.agreement import Agreement
 from curlora_bench.analysis.curves import compare_curves
 from curlora_bench.analysis.points import Point, RunValues, SeedTest, Stat, match_by_seed
 
@@ -117,3 +118,32 @@ def test_curve_comparison_holds_its_level(n):
         ps.append(next(c.test.p_value for c in comparisons if c.quantity == "perplexity_drift"))
     ps = np.array(ps)
     assert (ps <= ALPHA).mean() <= ALPHA + 3 * mcse(ALPHA)
+
+
+def _declared_equivalent(d: np.ndarray, margin: float, resolution: float | None) -> np.ndarray:
+    """`agree`'s decision for each data set (a row of paired differences): the 90% t-interval inside
+    ±margin, through the report's own classes."""
+    return np.array([Agreement("x", "plasticity", 0.0, 0.0, SeedTest.of(list(row), resolution), margin).equivalent
+                     for row in d])
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+@pytest.mark.parametrize("law", ["normal", "t3", "lattice"])
+def test_equivalence_test_holds_its_level_at_the_margin(n, law):
+    """True mean difference on the margin (equivalence false): `agree` declares "equivalent" in at
+    most alpha of the data sets. lattice: differences in steps of q (one eval example), the margin
+    2.5 steps, spread 0.4 of a step, so that most differences are 2 or 3 steps and all of them can
+    be equal; it needs the interval's floor of one step (without it, n = 3 declares about 12%)."""
+    rng = np.random.default_rng(300 + n)
+    margin = 0.01
+    if law == "lattice":
+        q = margin / 2.5
+        d, floor = q * np.round(rng.normal(2.5, 0.4, (SETS, n))), q
+    else:
+        noise = rng.standard_normal((SETS, n)) if law == "normal" else rng.standard_t(3, (SETS, n))
+        d, floor = margin + margin * noise, None
+    d = np.where(rng.random((SETS, 1)) < 0.5, d, -d)  # either side of the margin
+    size = _declared_equivalent(d, margin, floor).mean()
+    assert size <= ALPHA + 3 * mcse(ALPHA)
+    if law == "lattice" and n == 3:
+        assert _declared_equivalent(d, margin, None).mean() > ALPHA + 3 * mcse(ALPHA)

@@ -7,6 +7,13 @@ difference (B minus A) with its 95% t-interval, how many pairs agree in sign, th
 p, and, for a quantity with a margin, an equivalence test: two one-sided tests at 5%, i.e. the
 90% t-interval of the paired differences inside ±margin (drift: a relative margin, ±log(1 + m)
 on the log scale). "equivalent" is a claim the data support; "not shown" is not a difference.
+
+A count-based score (accuracy, exact match) moves in steps of one eval example, and two runs that
+agree closely can give exactly the same score on every seed: a standard deviation of 0 and a
+zero-width interval that would pass any margin. The intervals therefore use a standard deviation of
+at least the quantity's resolution (`resolution`: one example of the largest eval set, over the
+tasks the quantity averages); `tests/test_calibration.py` checks the test's level with and without
+lattice-valued differences.
 """
 
 from __future__ import annotations
@@ -73,6 +80,22 @@ def value(summary, quantity: str) -> float | None:
     return math.log(v) if quantity == "perplexity_drift" else v
 
 
+COUNTED = ("accuracy", "exact_match")  # a share of eval examples: moves in steps of one example
+
+
+def resolution(summary, quantity: str) -> float | None:
+    """The smallest step `quantity` can take in this run: one example of the largest eval set over the
+    tasks it averages (plasticity and final average accuracy: every task; forgetting: all but the
+    last). None where the quantity is continuous (drift; a task scored by ROUGE-L or chrF)."""
+    tasks = list(summary.tasks)
+    if quantity == "perplexity_drift" or any(summary.primary(t) not in COUNTED for t in tasks):
+        return None
+    if any(t not in summary.data for t in tasks):
+        return None
+    averaged = len(tasks) - 1 if quantity == "forgetting" else len(tasks)
+    return 1 / (max(1, averaged) * max(summary.data[t].eval_records for t in tasks))
+
+
 def agreements(a_runs: list, b_runs: list, margins: dict[str, float]) -> list[Agreement]:
     """Every label both folders ran, paired by seed and order (see the module's doc)."""
     def key(run):
@@ -87,12 +110,14 @@ def agreements(a_runs: list, b_runs: list, margins: dict[str, float]) -> list[Ag
     for label in dict.fromkeys(k[0] for k in shared):
         keys = [k for k in shared if k[0] == label]
         for q in QUANTITIES:
-            pairs = [(value(a_by[k], q), value(b_by[k], q)) for k in keys]
-            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-            if not pairs:
+            kept = [k for k in keys if value(a_by[k], q) is not None and value(b_by[k], q) is not None]
+            if not kept:
                 continue
+            pairs = [(value(a_by[k], q), value(b_by[k], q)) for k in kept]
+            steps = [resolution(s, q) for k in kept for s in (a_by[k], b_by[k])]
+            step = None if any(r is None for r in steps) else min(steps)
             out.append(Agreement(label, q, sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs),
-                                 SeedTest.of([y - x for x, y in pairs]), margins.get(q)))
+                                 SeedTest.of([y - x for x, y in pairs], step), margins.get(q)))
     return out
 
 
@@ -112,5 +137,6 @@ def agreement_markdown(rows: list[Agreement], a_name: str, b_name: str) -> str:
     notes = (f"_Paired run by run (the same label, seed and task order): {b_name} minus {a_name}; drift as "
              f"{b_name}'s over {a_name}'s. difference: mean of the paired differences, 95% t-interval; 90% CI: "
              "the interval the equivalence test reads (two one-sided tests at 5%: equivalent where it lies "
-             "inside ±margin). p (exact): the exact sign-flip test of a difference (never below 2/2^n)._")
+             "inside ±margin; a count-based score's intervals use a standard deviation of at least one eval example's "
+             "step). p (exact): the exact sign-flip test of a difference (never below 2/2^n)._")
     return "\n".join(lines) + "\n\n" + notes + "\n"

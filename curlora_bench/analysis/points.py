@@ -83,7 +83,10 @@ class SeedTest:
     matched row, curve comparison and paired difference (on the analysis scale: log ratios for drift).
 
     The estimate is the mean of the differences; the interval a t-interval on them; p the exact
-    two-sided sign-flip (permutation) p, which never goes below 2 / 2^n."""
+    two-sided sign-flip (permutation) p, which never goes below 2 / 2^n. With `resolution` (the
+    smallest step the differences can take: one eval example of a count-based score), the intervals
+    use a standard deviation of at least that step: differences on a lattice can all be equal (sd 0,
+    a zero-width interval) by the lattice's coarseness rather than the process's precision."""
 
     diffs: list[float]
     mean: float
@@ -95,14 +98,15 @@ class SeedTest:
     mde: float | None = None  # the smallest true difference it detects at 80% power after Holm (inf: none at n)
 
     @classmethod
-    def of(cls, diffs: list[float]) -> SeedTest:
+    def of(cls, diffs: list[float], resolution: float | None = None) -> SeedTest:
         n = len(diffs)
         mean = float(np.mean(diffs))
         if n < 2:
             return cls(list(diffs), mean, None, None, None, None)
         sd = float(np.std(diffs, ddof=1))
-        ci = (mean - stats.t_half_width(sd, n), mean + stats.t_half_width(sd, n))
-        ci90 = (mean - stats.t_half_width(sd, n, 0.90), mean + stats.t_half_width(sd, n, 0.90))
+        spread = max(sd, resolution or 0.0)
+        ci = (mean - stats.t_half_width(spread, n), mean + stats.t_half_width(spread, n))
+        ci90 = (mean - stats.t_half_width(spread, n, 0.90), mean + stats.t_half_width(spread, n, 0.90))
         return cls(list(diffs), mean, sd, ci, ci90, stats.sign_flip_p(diffs))
 
     @property
