@@ -127,7 +127,7 @@ def _declared_equivalent(d: np.ndarray, margin: float, resolution: float | None)
                      for row in d])
 
 
-@pytest.mark.parametrize("n", [3, 5, 10])
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
 @pytest.mark.parametrize("law", ["normal", "t3", "lattice"])
 def test_equivalence_test_holds_its_level_at_the_margin(n, law):
     """True mean difference on the margin (equivalence false): `agree` declares "equivalent" in at
