@@ -94,3 +94,5 @@ def test_resolution_is_one_example_over_the_tasks_averaged():
     assert resolution(rouge, "plasticity") is None  # a continuous score: no lattice
     assert resolution(_scored([300] * 3, seeds=(0,), metric={"b": "exact_match"})[0].summary, "forgetting") == \
         pytest.approx(1 / 600)
+    assert resolution(_scored([300] * 3, seeds=(0,), metric={"b": "first_char"})[0].summary, "plasticity") == \
+        pytest.approx(1 / 900)  # every 0-or-1 metric the project knows (core.metrics.TASK_METRICS' binary)

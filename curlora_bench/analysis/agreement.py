@@ -80,7 +80,10 @@ def value(summary, quantity: str) -> float | None:
     return math.log(v) if quantity == "perplexity_drift" else v
 
 
-COUNTED = ("accuracy", "exact_match")  # a share of eval examples: moves in steps of one example
+def _counted(metric: str) -> bool:
+    """Each example scores 0 or 1 (accuracy, exact match, ...): the task's score moves in steps of one."""
+    known = metrics.TASK_METRICS.get(metric)
+    return known is not None and known.binary
 
 
 def resolution(summary, quantity: str) -> float | None:
@@ -88,7 +91,7 @@ def resolution(summary, quantity: str) -> float | None:
     tasks it averages (plasticity and final average accuracy: every task; forgetting: all but the
     last). None where the quantity is continuous (drift; a task scored by ROUGE-L or chrF)."""
     tasks = list(summary.tasks)
-    if quantity == "perplexity_drift" or any(summary.primary(t) not in COUNTED for t in tasks):
+    if quantity == "perplexity_drift" or not all(_counted(summary.primary(t)) for t in tasks):
         return None
     if any(t not in summary.data for t in tasks):
         return None
