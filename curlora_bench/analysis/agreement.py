@@ -113,11 +113,12 @@ def agreements(a_runs: list, b_runs: list, margins: dict[str, float]) -> list[Ag
     for label in dict.fromkeys(k[0] for k in shared):
         keys = [k for k in shared if k[0] == label]
         for q in QUANTITIES:
-            kept = [k for k in keys if value(a_by[k], q) is not None and value(b_by[k], q) is not None]
+            both = [(k, value(a_by[k], q), value(b_by[k], q)) for k in keys]
+            kept = [(k, x, y) for k, x, y in both if x is not None and y is not None]
             if not kept:
                 continue
-            pairs = [(value(a_by[k], q), value(b_by[k], q)) for k in kept]
-            steps = [resolution(s, q) for k in kept for s in (a_by[k], b_by[k])]
+            pairs = [(x, y) for _, x, y in kept]
+            steps = [resolution(s, q) for k, _, _ in kept for s in (a_by[k], b_by[k])]
             step = None if any(r is None for r in steps) else min(steps)
             out.append(Agreement(label, q, sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs),
                                  SeedTest.of([y - x for x, y in pairs], step), margins.get(q)))
